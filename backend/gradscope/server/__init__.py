@@ -1,0 +1,25 @@
+"""The live session server: `create_app(settings)` for tests, `serve(...)` for the CLI."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .app import create_app
+from .settings import Settings
+
+__all__ = ["Settings", "create_app", "serve", "main"]
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | Path = "data",
+          allow_origins: tuple[str, ...] | list[str] = (), **overrides) -> None:
+    """Run the server with uvicorn until interrupted (`gradscope serve`)."""
+    import uvicorn
+
+    settings = Settings(data_dir=Path(data_dir), allow_origins=tuple(allow_origins or ()), **overrides)
+    app = create_app(settings)
+    uvicorn.run(app, host=host, port=port, ws_max_size=1 << 20, log_level="info")
+
+
+def main(args) -> None:
+    """Entry for an argparse namespace with host, port, data_dir and (optional) allow_origins."""
+    serve(host=getattr(args, "host", "127.0.0.1"), port=int(getattr(args, "port", 8000)),
+          data_dir=getattr(args, "data_dir", "data"), allow_origins=getattr(args, "allow_origins", None) or ())

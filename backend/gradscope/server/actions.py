@@ -1,0 +1,43 @@
+"""Owner commands (`set`, `control`), shared by the WebSocket and the HTTP routes."""
+from __future__ import annotations
+
+from gradscope.config import ConfigError
+
+from .sessions import ActionError, Session
+
+ACTIONS = ("play", "pause", "step", "reset", "rewind")
+
+
+async def apply_set(manager, s: Session, changes) -> dict:
+    """Validate and apply config changes; returns the ack body (step, kind, applied)."""
+    if not isinstance(changes, dict) or not changes:
+        raise ConfigError("changes", "must be a non-empty object of config keys",
+                          list(manager.meta()["defaults"]))
+    res = await s.call(s.apply_changes, changes)
+    return {"step": res["step"], "applied": {"kind": res["kind"], "changes": res["changes"]}}
+
+
+async def apply_control(manager, s: Session, action) -> dict:
+    """play | pause | step | reset | rewind; returns the ack body."""
+    if action not in ACTIONS:
+        raise ActionError(f"unknown action {action!r}", choices=list(ACTIONS), status=422)
+    if action == "play":
+        if s.status != "running":
+            manager.check_capacity()
+        res = await s.call(s.set_running, True)
+    elif action == "pause":
+        res = await s.call(s.set_running, False)
+    elif action == "step":
+        res = await s.call(s.single_step)
+    elif action == "reset":
+        res = await s.call(s.apply_reset)
+    else:
+        res = await s.call(s.apply_rewind)
+    return {"step": res["step"], "applied": {"action": action, **{k: v for k, v in res.items() if k != "step"}}}
+
+
+def error_body(exc: Exception) -> dict | None:
+    """The `error` fields for a known failure, None for a bug."""
+    if isinstance(exc, (ConfigError, ActionError)):
+        return exc.as_dict()
+    return None

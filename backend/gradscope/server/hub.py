@@ -1,0 +1,131 @@
+"""Per-session fan-out to WebSocket clients: one bounded, coalescing queue per subscriber.
+
+The worker thread hands each chunk to the event loop once (`Hub.publish` via
+`call_soon_threadsafe`); every subscriber appends it to its own queue, where consecutive
+stats chunks merge into one message. A slow client's queue is trimmed from the oldest
+stats, so it can never hold training or the other clients back.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import deque
+
+
+class Frame:
+    """One stats chunk in wire form (columnar lists), serialized at most once."""
+
+    __slots__ = ("wire", "steps", "_text")
+
+    def __init__(self, wire: dict):
+        self.wire = wire
+        self.steps = len(wire["step"])
+        self._text: str | None = None
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._text = json.dumps({"type": "stats", **self.wire}, separators=(",", ":"))
+        return self._text
+
+    @staticmethod
+    def merged_text(frames: list["Frame"]) -> str:
+        if len(frames) == 1:
+            return frames[0].text
+        out = {"type": "stats"}
+        for key in frames[0].wire:
+            out[key] = [row for f in frames for row in f.wire.get(key, ())]
+        return json.dumps(out, separators=(",", ":"))
+
+
+class Subscriber:
+    """A client's queue: dict messages in order, runs of stats frames merged into one."""
+
+    def __init__(self, max_steps: int = 4096, max_items: int = 256):
+        self.items: deque = deque()      # dict (a message) or list[Frame] (a stats run)
+        self.wake = asyncio.Event()
+        self.max_steps, self.max_items = max_steps, max_items
+        self.pending_steps = 0
+        self.dropped_steps = 0
+
+    def put(self, msg: dict) -> None:
+        self.items.append(msg)
+        while len(self.items) > self.max_items:
+            self._drop_oldest()
+        self.wake.set()
+
+    def put_frame(self, frame: Frame) -> None:
+        if self.items and isinstance(self.items[-1], list):
+            self.items[-1].append(frame)
+        else:
+            self.items.append([frame])
+        self.pending_steps += frame.steps
+        while self.pending_steps > self.max_steps and self._drop_oldest_frame():
+            pass
+        self.wake.set()
+
+    def _drop_oldest_frame(self) -> bool:
+        for item in self.items:
+            if isinstance(item, list) and len(item) > 1:
+                f = item.pop(0)
+                self.pending_steps -= f.steps
+                self.dropped_steps += f.steps
+                return True
+        return False
+
+    def _drop_oldest(self) -> None:
+        item = self.items.popleft()
+        if isinstance(item, list):
+            n = sum(f.steps for f in item)
+            self.pending_steps -= n
+            self.dropped_steps += n
+
+    async def next_texts(self) -> tuple[list[str], bool]:
+        """Wait for something to send; return (JSON texts in order, whether stats were among them)."""
+        await self.wake.wait()
+        self.wake.clear()
+        texts, had_stats = [], False
+        while self.items:
+            item = self.items.popleft()
+            if isinstance(item, list):
+                self.pending_steps -= sum(f.steps for f in item)
+                texts.append(Frame.merged_text(item))
+                had_stats = True
+            else:
+                texts.append(json.dumps(item, separators=(",", ":")))
+        return texts, had_stats
+
+
+class Hub:
+    """The subscribers of one session; touched only on the event loop."""
+
+    def __init__(self, max_steps: int = 4096, max_items: int = 256):
+        self.subscribers: set[Subscriber] = set()
+        self.max_steps, self.max_items = max_steps, max_items
+        self.last_seen = time.monotonic()    # last moment somebody was watching
+
+    def subscribe(self) -> Subscriber:
+        sub = Subscriber(self.max_steps, self.max_items)
+        self.subscribers.add(sub)
+        self.last_seen = time.monotonic()
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self.subscribers.discard(sub)
+        self.last_seen = time.monotonic()
+
+    @property
+    def count(self) -> int:
+        return len(self.subscribers)
+
+    def idle_for(self) -> float:
+        return 0.0 if self.subscribers else time.monotonic() - self.last_seen
+
+    def publish(self, msg) -> None:
+        """A dict message or a Frame, to every subscriber."""
+        for sub in self.subscribers:
+            if isinstance(msg, Frame):
+                sub.put_frame(msg)
+            else:
+                sub.put(msg)

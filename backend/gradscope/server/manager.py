@@ -1,0 +1,143 @@
+"""The registry of sessions: creation, lazy loading from SQLite, limits, idle pausing."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import secrets
+import threading
+
+from gradscope.config import Config, meta
+from gradscope.engine import CompileCache
+
+from .sessions import ActionError, Session
+from .settings import Settings
+from .store import Store
+
+log = logging.getLogger("gradscope.server")
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class SessionManager:
+    """Owns every Session of one app; its methods run on the event loop unless noted."""
+
+    def __init__(self, settings: Settings, warm: bool = True, cache: CompileCache | None = None):
+        self.settings, self.warm = settings, warm
+        self.store = Store(settings.db_path)
+        self._own_cache = cache is None
+        self.cache = cache or CompileCache(background=warm)
+        self.sessions: dict[str, Session] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._meta: dict | None = None
+        self._lock = threading.Lock()
+        self._monitor: asyncio.Task | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.store.pause_all_running()
+        self._monitor = asyncio.create_task(self._idle_monitor())
+
+    async def stop(self) -> None:
+        if self._monitor:
+            self._monitor.cancel()
+        sessions = list(self.sessions.values())
+        await asyncio.gather(*(asyncio.to_thread(s.close) for s in sessions))
+        if self._own_cache:
+            self.cache.close()
+
+    async def _idle_monitor(self) -> None:
+        period = max(0.05, min(1.0, self.settings.idle_pause_s / 4))
+        while True:
+            await asyncio.sleep(period)
+            for s in list(self.sessions.values()):
+                if s.status == "running" and s.hub.idle_for() > self.settings.idle_pause_s:
+                    s.submit(s.set_running, False, "idle: nobody watching")
+
+    def meta(self) -> dict:
+        if self._meta is None:
+            self._meta = meta()
+        return self._meta
+
+    # -- called from worker threads --------------------------------------------------
+    def emit(self, hub, msg) -> None:
+        """Hand a message to a session's hub on the event loop (thread-safe)."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(hub.publish, msg)
+        except RuntimeError:  # loop shutting down
+            pass
+
+    def persist(self, s: Session) -> None:
+        with s.lock:
+            events = list(s.events)
+        self.store.update(s.id, config=s.config.model_dump(), status=s.status, step=s.step, events=events)
+
+    # -- registry --------------------------------------------------------------------
+    def running_count(self) -> int:
+        return sum(1 for s in self.sessions.values() if s.status == "running")
+
+    def check_capacity(self) -> None:
+        if self.running_count() >= self.settings.max_running:
+            raise ActionError(f"too many running sessions (limit {self.settings.max_running}); "
+                              "pause one or try again later", status=429)
+
+    def create(self, config: Config, *, paused: bool = False, parent: str | None = None,
+               config0: Config | None = None, events: list | None = None, step: int = 0,
+               weights: bytes | None = None, history: bytes | None = None,
+               replay: list | None = None) -> tuple[Session, str]:
+        """A new session and its owner token (shown once, stored hashed)."""
+        with self._lock:
+            if not paused:
+                self.check_capacity()
+            token = secrets.token_urlsafe(24)
+            sid = secrets.token_urlsafe(9)
+            row = {"id": sid, "token_hash": hash_token(token), "config0": (config0 or config).model_dump(),
+                   "config": config.model_dump(), "status": "paused" if paused else "running",
+                   "step": step, "events": list(events or []), "parent": parent}
+            self.store.create(row)
+            s = Session(self, row, weights=weights, replay=replay)
+            if history is not None:
+                s.history.load_bytes(history)
+            self.sessions[sid] = s
+        if weights is not None:
+            self.store.save_snapshot(sid, step, weights, history)
+        s.start()
+        return s, token
+
+    def get(self, sid: str) -> Session | None:
+        """The live session, loading it (paused, with its history) from SQLite if needed."""
+        s = self.sessions.get(sid)
+        if s is not None:
+            return s
+        row = self.store.get(sid)
+        if row is None:
+            return None
+        snap = self.store.snapshot(sid)
+        with self._lock:
+            if sid in self.sessions:
+                return self.sessions[sid]
+            if row["status"] == "running":
+                row["status"] = "paused"
+            s = Session(self, row, weights=snap["weights"] if snap else None)
+            if snap and snap["history"]:
+                s.history.load_bytes(snap["history"])
+            self.sessions[sid] = s
+        return s
+
+    def ids(self) -> list[str]:
+        return self.store.ids()
+
+    def is_owner(self, s: Session, token: str | None) -> bool:
+        return bool(token) and hmac.compare_digest(hash_token(token), s.token_hash)
+
+    async def delete(self, s: Session) -> None:
+        self.sessions.pop(s.id, None)
+        await asyncio.to_thread(s.close, False)
+        self.store.delete(s.id)

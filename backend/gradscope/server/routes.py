@@ -1,0 +1,194 @@
+"""HTTP routes: sessions, history, export, fork, meta, health."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from gradscope.config import Config
+
+from .actions import apply_control, apply_set
+from .history import jsonable, rows_to_wire
+from .manager import SessionManager
+from .sessions import Session
+
+router = APIRouter(prefix="/api")
+
+
+class CreateSession(Config):
+    """A config (any subset of the keys; the rest default) plus whether to start paused."""
+
+    paused: bool = False
+
+
+class ForkRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    source: Literal["current", "start"] = Field("current", alias="from")
+    paused: bool = False
+
+
+class SetRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    changes: dict
+
+
+class ControlRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["play", "pause", "step", "reset", "rewind"]
+
+
+def get_manager(request: Request) -> SessionManager:
+    return request.app.state.manager
+
+
+def get_session(sid: str, manager: SessionManager = Depends(get_manager)) -> Session:
+    s = manager.get(sid) if len(sid) <= 64 else None
+    if s is None:
+        raise HTTPException(404, "no such session")
+    return s
+
+
+def owned_session(s: Session = Depends(get_session), manager: SessionManager = Depends(get_manager),
+                  authorization: str | None = Header(None)) -> Session:
+    if not authorization or not authorization.startswith("Bearer "):
+        raise HTTPException(403, "owner token required: send 'Authorization: Bearer TOKEN'")
+    if not manager.is_owner(s, authorization[7:].strip()):
+        raise HTTPException(403, "the token does not match this session")
+    return s
+
+
+def _created(request: Request, s: Session, token: str) -> dict:
+    return {**s.summary(), "token": token, "url": str(request.url_for("session_page", sid=s.id))}
+
+
+@router.post("/sessions", status_code=201)
+async def create_session(request: Request, body: CreateSession | None = None,
+                         manager: SessionManager = Depends(get_manager)) -> dict:
+    """Create a session; it trains at once unless `paused`."""
+    body = body or CreateSession()
+    config = Config.model_validate(body.model_dump(exclude={"paused"}))
+    s, token = manager.create(config, paused=body.paused)
+    return _created(request, s, token)
+
+
+@router.get("/sessions")
+async def list_sessions(manager: SessionManager = Depends(get_manager)) -> list[str]:
+    """Ids of every stored session."""
+    return manager.ids()
+
+
+@router.get("/sessions/{sid}")
+async def read_session(s: Session = Depends(get_session)) -> dict:
+    """Config, status, step and event timeline (never the token)."""
+    return s.summary()
+
+
+@router.get("/sessions/{sid}/history")
+async def read_history(s: Session = Depends(get_session), since: int = Query(0, ge=0),
+                       max_points: int | None = Query(None, ge=1, le=1_000_000),
+                       hist: bool = False) -> dict:
+    """Recorded statistics from `since`, merged to at most `max_points` rows (min/max kept)."""
+    with s.lock:
+        rows = s.history.rows(since, max_points)
+    return {"session": s.id, **rows_to_wire(rows, hist=hist)}
+
+
+@router.get("/sessions/{sid}/export")
+async def export(s: Session = Depends(get_session), format: Literal["jsonl", "csv"] = "jsonl"):
+    """The whole history as a JSON-lines or CSV download (means per row; `count` steps each)."""
+    with s.lock:
+        rows = s.history.rows()
+    body = _jsonl(rows) if format == "jsonl" else _csv(rows)
+    media = "application/x-ndjson" if format == "jsonl" else "text/csv"
+    headers = {"Content-Disposition": f'attachment; filename="gradscope-{s.id}.{format}"'}
+    return StreamingResponse(body, media_type=media, headers=headers)
+
+
+def _columns(rows):
+    if rows is None:
+        return []
+    cols = [("step", rows["step"].tolist()), ("count", rows["count"].tolist())]
+    cols += [(k, jsonable(v)) for k, v in rows["mean"].items()]
+    return cols
+
+
+def _jsonl(rows):
+    cols = _columns(rows)
+    for i in range(len(cols[0][1]) if cols else 0):
+        yield json.dumps({k: v[i] for k, v in cols}) + "\n"
+
+
+def _flat(name, value):
+    if not isinstance(value, list):
+        return [(name, value)]
+    return [kv for j, v in enumerate(value) for kv in _flat(f"{name}[{j}]", v)]
+
+
+def _csv(rows):
+    cols = _columns(rows)
+    for i in range(len(cols[0][1]) if cols else 0):
+        flat = [kv for k, v in cols for kv in _flat(k, v[i])]
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        if i == 0:
+            writer.writerow([k for k, _ in flat])
+        writer.writerow(["" if v is None else v for _, v in flat])
+        yield buf.getvalue()
+
+
+@router.post("/sessions/{sid}/fork", status_code=201)
+async def fork(request: Request, body: ForkRequest | None = None, s: Session = Depends(get_session),
+               manager: SessionManager = Depends(get_manager)) -> dict:
+    """A new session owned by the caller: same config and timeline, from current weights or from the start."""
+    body = body or ForkRequest()
+    if not body.paused:
+        manager.check_capacity()
+    if body.source == "start":
+        with s.lock:
+            events = list(s.events)
+        new, token = manager.create(s.config0, paused=body.paused, parent=s.id, replay=events)
+    else:
+        st = await s.call(s.fork_state)
+        new, token = manager.create(Config.model_validate(st["config"]), paused=body.paused, parent=s.id,
+                                    config0=s.config0, events=st["events"], step=st["step"],
+                                    weights=st["weights"], history=st["history"])
+    new.submit(new._event, "fork", None, f"forked from {s.id} ({body.source})", source=s.id, start=body.source)
+    return _created(request, new, token)
+
+
+@router.post("/sessions/{sid}/config")
+async def set_config(body: SetRequest, s: Session = Depends(owned_session),
+                     manager: SessionManager = Depends(get_manager)) -> dict:
+    """Owner: the HTTP twin of the WebSocket `set` message."""
+    return await apply_set(manager, s, body.changes)
+
+
+@router.post("/sessions/{sid}/control")
+async def control(body: ControlRequest, s: Session = Depends(owned_session),
+                  manager: SessionManager = Depends(get_manager)) -> dict:
+    """Owner: the HTTP twin of the WebSocket `control` message."""
+    return await apply_control(manager, s, body.action)
+
+
+@router.delete("/sessions/{sid}", status_code=204)
+async def delete_session(s: Session = Depends(owned_session), manager: SessionManager = Depends(get_manager)):
+    """Owner: stop and delete the session and everything stored for it."""
+    await manager.delete(s)
+    return Response(status_code=204)
+
+
+@router.get("/meta")
+async def read_meta(manager: SessionManager = Depends(get_manager)) -> dict:
+    """Valid names, limits, histogram edges, JAX backend and devices, version."""
+    return manager.meta()
+
+
+@router.get("/health")
+async def health(manager: SessionManager = Depends(get_manager)) -> dict:
+    """Liveness and a count of loaded and running sessions."""
+    return {"ok": True, "sessions": len(manager.sessions), "running": manager.running_count()}

@@ -1,0 +1,305 @@
+"""The session runtime: one worker thread owns one Trainer and trains between commands.
+
+Everything that touches the Trainer runs on the worker thread, as a command drained
+before each chunk; the event loop submits commands and awaits their futures. Chunks end
+on multiples of K (single steps elsewhere), so a run is a pure function of its seed and
+its event timeline and a fork "from the start" replays it call for call.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+
+import numpy as np
+
+from gradscope.config import Config, ConfigError
+from gradscope.engine import Trainer
+from gradscope.records import to_wire
+
+from .history import History
+from .hub import Frame, Hub
+
+log = logging.getLogger("gradscope.server")
+REPLAYED = ("change", "reset", "rewind")
+
+
+class ActionError(Exception):
+    """A command that cannot be carried out now; becomes an `error` message / 4xx."""
+
+    def __init__(self, message: str, field: str = "action", choices: list | None = None, status: int = 409):
+        super().__init__(message)
+        self.field, self.message, self.choices, self.status = field, message, choices, status
+
+    def as_dict(self) -> dict:
+        return {"field": self.field, "message": self.message, "choices": self.choices}
+
+
+class Session:
+    """A training session: config, status, event timeline, history, subscribers, worker."""
+
+    def __init__(self, manager, row: dict, *, weights: bytes | None = None, replay: list | None = None):
+        self.manager, self.settings = manager, manager.settings
+        self.id, self.token_hash, self.parent = row["id"], row["token_hash"], row.get("parent")
+        self.config0 = Config.model_validate(row["config0"])
+        self.config = Config.model_validate(row["config"])
+        self.status, self.step, self.events = row["status"], int(row["step"]), list(row["events"])
+        self.diverged: dict | None = None
+        self.history = History(self.settings.history_bytes)
+        self.hub = Hub(self.settings.max_pending_steps, self.settings.max_pending_items)
+        self.lock = threading.Lock()         # guards history and events against readers
+        self._weights = weights
+        self._schedule = deque(e for e in (replay or []) if e["kind"] in REPLAYED)
+        self._targets = {e["to_step"] for e in self._schedule if e["kind"] == "rewind"}
+        self._replay_snaps: dict = {}
+        self._ring: deque = deque(maxlen=self.settings.ring_size)
+        self._commands: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._closing = False
+        self._last_save = self._last_boundary = time.monotonic()
+        self.tr: Trainer | None = None
+
+    # -- event-loop side -------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._main, name=f"gradscope-{self.id}", daemon=True)
+            self._thread.start()
+
+    def submit(self, fn, *args) -> Future:
+        """Run fn(*args) on the worker thread between chunks."""
+        self.start()
+        fut: Future = Future()
+        self._commands.put((fn, args, fut))
+        return fut
+
+    async def call(self, fn, *args):
+        return await asyncio.wrap_future(self.submit(fn, *args))
+
+    def close(self, save: bool = True, timeout: float = 30.0) -> None:
+        """Stop the worker (saving weights and history first unless `save` is False)."""
+        if self._thread is None:
+            return
+        self._commands.put((self._stop, (save,), Future()))
+        self._thread.join(timeout)
+
+    def summary(self) -> dict:
+        with self.lock:
+            events = list(self.events)
+        return {"id": self.id, "config": self.config.model_dump(), "status": self.status,
+                "step": self.step, "diverged": self.diverged, "events": events,
+                "parent": self.parent, "viewers": self.hub.count}
+
+    # -- worker thread -----------------------------------------------------------------
+    def _main(self) -> None:
+        try:
+            self._build()
+        except Exception as exc:  # a failed build leaves a paused session that reports why
+            log.exception("session %s failed to start", self.id)
+            self._set_status("paused", "paused", detail=f"failed to start: {exc}")
+        while not self._closing:
+            self._drain(block=self.status != "running" or self.tr is None)
+            if self._closing or self.status != "running" or self.tr is None:
+                continue
+            try:
+                self._train_once()
+                self._housekeeping()
+            except Exception as exc:
+                log.exception("session %s: training failed", self.id)
+                self._set_status("paused", "paused", detail=f"training failed: {exc}")
+
+    def _build(self) -> None:
+        self.tr = Trainer(self.config0 if self._schedule else self.config,
+                          chunk_steps=self.settings.chunk_steps, cache=self.manager.cache, warm=self.manager.warm)
+        if self._weights is not None:
+            self.tr.load_bytes(self._weights)
+            self._weights = None
+        self.config, self.step = self.tr.config, self.tr.step
+
+    def _drain(self, block: bool) -> None:
+        try:
+            item = self._commands.get(block=block)
+        except queue.Empty:
+            return
+        while True:
+            fn, args, fut = item
+            try:
+                if self.tr is None and fn is not self._stop:
+                    raise ActionError("this session could not start its trainer", status=409)
+                fut.set_result(fn(*args))
+            except Exception as exc:
+                fut.set_exception(exc)
+            try:
+                item = self._commands.get_nowait()
+            except queue.Empty:
+                return
+
+    def _stop(self, save: bool) -> None:
+        self._closing = True
+        if save and self.tr is not None:
+            self.save()
+
+    def _train_once(self) -> None:
+        tr, step = self.tr, self.tr.step
+        if self._schedule and self._schedule[0]["step"] <= step:
+            self._apply_scheduled(self._schedule.popleft())
+            return
+        if step in self._targets:
+            self._replay_snaps[step] = tr.snapshot()
+        k = tr.chunk_steps
+        stops = [e for e in ([self._schedule[0]["step"]] if self._schedule else [])
+                 + [t for t in self._targets if t > step]]
+        if step % k == 0 and all(s >= step + k for s in stops):
+            self._ring.append((step, tr.snapshot()))
+            self._record(tr.run())
+        else:
+            self._record(tr.run(1))
+
+    def _record(self, stats: dict) -> None:
+        with self.lock:
+            self.history.append(stats)
+            self.step = self.tr.step
+        if self.hub.count:
+            self.manager.emit(self.hub, Frame(to_wire(stats)))
+        bad = np.flatnonzero(np.asarray(stats["nonfinite"]))
+        if bad.size and self.diverged is None:
+            i = int(bad[0])
+            layers = np.flatnonzero(np.asarray(stats["nonfinite_count"][i]))
+            layer = int(layers[0]) if layers.size else None
+            self.diverged = {"step": int(stats["step"][i]), "layer": layer}
+            replaying = bool(self._schedule)
+            self._set_status("running" if replaying else "diverged", "diverged",
+                             detail=f"non-finite statistics at step {self.diverged['step']}, layer {layer}",
+                             first_step=self.diverged["step"], layer=layer)
+            if not replaying:
+                self.save()
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if now - self._last_save > self.settings.save_interval_s:
+            self._last_save = now
+            self.save()
+        if self.hub.count and now - self._last_boundary > self.settings.boundary_interval_s:
+            self._last_boundary = now
+            grid = self.tr.decision_grid()
+            if grid is not None:
+                self.manager.emit(self.hub, {"type": "boundary", "step": self.step, **grid})
+
+    # -- state changes (worker thread) ------------------------------------------------
+    def _event(self, kind: str, changes: dict | None = None, detail: str | None = None, **extra) -> dict:
+        with self.lock:
+            ev = {"seq": len(self.events), "step": self.tr.step if self.tr else self.step, "kind": kind,
+                  "changes": changes or {}, "detail": detail, "time": time.time(), **extra}
+            self.events.append(ev)
+        self.manager.emit(self.hub, {"type": "event", "event": ev})
+        self.manager.persist(self)
+        return ev
+
+    def _set_status(self, status: str, kind: str, detail: str | None = None, **extra) -> dict:
+        self.status = status
+        if status != "diverged" and kind != "diverged":
+            self.diverged = None
+        ev = self._event(kind, detail=detail, **extra)
+        self.manager.emit(self.hub, {"type": "status", "status": status, "step": self.step,
+                                     "diverged": self.diverged})
+        return ev
+
+    def _after_reinit(self) -> None:
+        with self.lock:
+            self.history.clear()
+            self.step = self.tr.step
+        self._ring.clear()
+        self.diverged = None
+
+    def apply_changes(self, changes: dict) -> dict:
+        """Worker: a `set`; live changes keep weights and step, shape changes re-initialize."""
+        step = self.tr.step
+        info = self.tr.update(changes)
+        self.config = self.tr.config
+        if not info["changes"]:
+            return {"step": step, "kind": "live", "changes": {}}
+        if info["kind"] == "reset":
+            self._after_reinit()
+            self._event("reset", info["changes"], detail="shape change: weights re-initialized", step=step)
+            if self.status == "diverged":
+                self.status = "paused"
+        else:
+            self._event("change", info["changes"], step=step)
+        return {"step": step, **info}
+
+    def apply_reset(self) -> dict:
+        step = self.tr.step
+        self.tr.reset()
+        self._after_reinit()
+        self._event("reset", detail="weights re-initialized", step=step)
+        if self.status == "diverged":
+            self._set_status("paused", "paused", detail="reset after divergence")
+        return {"step": step}
+
+    def apply_rewind(self, snap=None, to_step: int | None = None) -> dict:
+        """Worker: back to the latest checkpoint before the divergence (or before now)."""
+        step = self.tr.step
+        if snap is None:
+            limit = self.diverged["step"] if self.diverged else step
+            found = [(s, sn) for s, sn in self._ring if s < limit]
+            if not found:
+                raise ActionError("no earlier checkpoint to rewind to")
+            to_step, snap = found[-1]
+        config = self.tr.config
+        self.tr.restore(snap)
+        live = {k: v for k, v in config.model_dump().items() if getattr(self.tr.config, k) != v}
+        if live:
+            self.tr.update(live)     # keep the settings made since (e.g. a lower learning rate)
+        self.config = self.tr.config
+        while self._ring and self._ring[-1][0] > to_step:
+            self._ring.pop()
+        with self.lock:
+            self.history.truncate(to_step)
+            self.step = self.tr.step
+        self._event("rewind", detail=f"rewound from step {step} to {to_step}", step=step, to_step=to_step)
+        self.diverged = None
+        if self.status == "diverged":
+            self._set_status("paused", "paused", detail="rewound after divergence")
+        return {"step": step, "to_step": to_step}
+
+    def _apply_scheduled(self, ev: dict) -> None:
+        if ev["kind"] == "rewind":
+            self.apply_rewind(self._replay_snaps[ev["to_step"]], ev["to_step"])
+        elif ev["changes"]:
+            self.apply_changes({k: v[1] for k, v in ev["changes"].items()})
+        else:
+            self.apply_reset()
+        if not self._schedule:
+            self._replay_snaps.clear()
+            self._targets.clear()
+
+    def set_running(self, running: bool, detail: str | None = None) -> dict:
+        if running and self.status != "running":
+            self._set_status("running", "resumed", detail=detail)
+        elif not running and self.status == "running":
+            self._set_status("paused", "paused", detail=detail)
+            self.save()
+        return {"step": self.tr.step, "status": self.status}
+
+    def single_step(self) -> dict:
+        if self.status == "running":
+            self.set_running(False, detail="single step")
+        step = self.tr.step
+        self._record(self.tr.run(1))
+        return {"step": step, "status": self.status}
+
+    def save(self) -> None:
+        """Worker: weights + history + row to SQLite."""
+        with self.lock:
+            hist = self.history.to_bytes()
+        self.manager.store.save_snapshot(self.id, self.tr.step, self.tr.to_bytes(), hist)
+        self.manager.persist(self)
+
+    def fork_state(self) -> dict:
+        """Worker: what a fork 'from current' starts with."""
+        with self.lock:
+            return {"weights": self.tr.to_bytes(), "history": self.history.to_bytes(),
+                    "config": self.tr.config.model_dump(), "step": self.tr.step, "events": list(self.events)}

@@ -1,0 +1,31 @@
+"""Server settings: one frozen object built by the caller (CLI or tests) and injected."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server can be tuned by; no value is read from the environment here."""
+
+    data_dir: Path = Path("data")
+    allow_origins: tuple[str, ...] = ()     # extra WebSocket origins; "*" allows any
+    max_running: int = 8                    # concurrently running sessions (429 beyond)
+    idle_pause_s: float = 300.0             # a running session with no viewer pauses after this
+    max_fps: float = 30.0                   # frames per second per client, at most
+    max_pending_steps: int = 4096           # coalesced steps kept for a slow client
+    max_pending_items: int = 256            # queued non-stats messages kept for a slow client
+    ws_max_bytes: int = 16_384              # larger client messages get an error
+    ws_rate: float = 30.0                   # client messages per second (token bucket refill)
+    ws_burst: int = 60                      # token bucket size
+    ring_size: int = 8                      # recent checkpoints kept for `rewind`
+    history_bytes: int = 16 << 20           # per-session history budget (raw + downsampled)
+    save_interval_s: float = 30.0           # weights + history written this often while running
+    boundary_interval_s: float = 1.0        # decision-boundary frames, at most this often
+    chunk_steps: int | None = None          # fixed K (tests); None: the engine calibrates
+    frontend_dir: Path | None = None        # None: the packaged or repo frontend/
+
+    @property
+    def db_path(self) -> Path:
+        return Path(self.data_dir) / "gradscope.sqlite3"

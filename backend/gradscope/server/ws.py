@@ -1,0 +1,142 @@
+"""WebSocket `/api/sessions/{id}/ws`: a receiver and a sender coroutine per connection."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from urllib.parse import urlsplit
+
+import anyio
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from .actions import apply_control, apply_set, error_body
+from .hub import Subscriber
+
+log = logging.getLogger("gradscope.server")
+router = APIRouter()
+PROTOCOL = 1
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
+    """Same-origin, an explicitly allowed origin, or no Origin header (not a browser)."""
+    if not origin:
+        return True
+    if "*" in allowed or origin.rstrip("/") in {a.rstrip("/") for a in allowed}:
+        return True
+    return bool(host) and urlsplit(origin).netloc == host
+
+
+class RateLimit:
+    """Token bucket: `rate` messages a second, bursts up to `burst`."""
+
+    def __init__(self, rate: float, burst: int):
+        self.rate, self.burst, self.tokens, self.t = rate, burst, float(burst), time.monotonic()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
+        self.t = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+@router.websocket("/api/sessions/{sid}/ws")
+async def session_ws(ws: WebSocket, sid: str, token: str | None = None):
+    """Stream a session; the owner (?token=) may also send `set` and `control`."""
+    manager = ws.app.state.manager
+    if not origin_allowed(ws.headers.get("origin"), ws.headers.get("host"), manager.settings.allow_origins):
+        await ws.close(code=1008, reason="origin not allowed")
+        return
+    s = manager.get(sid)
+    await ws.accept()
+    if s is None:
+        await ws.send_json({"type": "error", "id": None, "field": "session", "message": "no such session", "choices": None})
+        await ws.close(code=4404)
+        return
+    owner = manager.is_owner(s, token)
+    sub = s.hub.subscribe()
+    try:
+        if token and not owner:
+            sub.put(_error(None, "token", "token does not match this session; joined as a viewer"))
+        sub.put(_hello(manager, s, "owner" if owner else "viewer"))
+        async with anyio.create_task_group() as tg:
+            async def first_ends(fn, *args):
+                await fn(*args)
+                tg.cancel_scope.cancel()
+            tg.start_soon(first_ends, _receiver, ws, manager, s, sub, owner)
+            tg.start_soon(first_ends, _sender, ws, sub, manager.settings.max_fps)
+    finally:
+        s.hub.unsubscribe(sub)
+
+
+def _hello(manager, s, role: str) -> dict:
+    info = s.summary()
+    return {"type": "hello", "protocol": PROTOCOL, "session": s.id, "role": role,
+            "config": info["config"], "status": info["status"], "step": info["step"],
+            "diverged": info["diverged"], "events": info["events"], "meta": manager.meta()}
+
+
+def _error(mid, field: str, message: str, choices=None) -> dict:
+    return {"type": "error", "id": mid, "field": field, "message": message, "choices": choices}
+
+
+async def _sender(ws: WebSocket, sub: Subscriber, fps: float) -> None:
+    try:
+        while True:
+            texts, had_stats = await sub.next_texts()
+            t0 = time.monotonic()
+            for text in texts:
+                await ws.send_text(text)
+            if had_stats:  # at most `fps` stats messages a second; more chunks coalesce meanwhile
+                await anyio.sleep(max(0.0, 1.0 / fps - (time.monotonic() - t0)))
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        return
+
+
+async def _receiver(ws: WebSocket, manager, s, sub: Subscriber, owner: bool) -> None:
+    limit = RateLimit(manager.settings.ws_rate, manager.settings.ws_burst)
+    while True:
+        try:
+            msg = await ws.receive()
+        except (WebSocketDisconnect, RuntimeError):
+            return
+        if msg["type"] == "websocket.disconnect":
+            return
+        raw = msg.get("text")
+        if raw is None:
+            raw = (msg.get("bytes") or b"").decode("utf-8", "replace")
+        if len(raw.encode()) > manager.settings.ws_max_bytes:
+            sub.put(_error(None, "message", f"message larger than {manager.settings.ws_max_bytes} bytes"))
+        elif not limit.allow():
+            sub.put(_error(None, "message", "too many messages; slow down"))
+        else:
+            sub.put(await _handle(manager, s, raw, owner))
+
+
+async def _handle(manager, s, raw: str, owner: bool) -> dict:
+    try:
+        msg = json.loads(raw)
+    except ValueError as exc:
+        return _error(None, "message", f"malformed JSON: {exc}")
+    if not isinstance(msg, dict):
+        return _error(None, "message", "a message must be a JSON object with a type", ["set", "control"])
+    mid, kind = msg.get("id"), msg.get("type")
+    if kind not in ("set", "control"):
+        return _error(mid, "type", f"unknown message type {kind!r}", ["set", "control"])
+    if not owner:
+        return _error(mid, "token", "only the owner can change this session; fork it to get your own")
+    try:
+        if kind == "set":
+            body = await apply_set(manager, s, msg.get("changes"))
+        else:
+            body = await apply_control(manager, s, msg.get("action"))
+    except Exception as exc:
+        err = error_body(exc)
+        if err is None:
+            log.exception("session %s: command failed", s.id)
+            err = {"field": "message", "message": f"command failed: {exc}", "choices": None}
+        return {"type": "error", "id": mid, **err}
+    return {"type": "ack", "id": mid, **body}
+
