@@ -1,0 +1,272 @@
+"""Config -> compiled closures, and the Trainer that owns one run's state.
+
+The Trainer is the only stateful object of the engine; it is not thread-safe (one
+worker owns it). Executables are cached by (activation, shapes, K) in a `CompileCache`,
+which can be shared between trainers and warms the other activations in the
+background, so a live change of any knob never waits for a compile.
+"""
+
+import io
+import json
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradscope.config import ACTIVATION_NAMES, LIVE_KEYS, Config, make_config, parse_changes
+from gradscope.core import datasets
+from gradscope.core.network import Knobs, Shape, init_params
+from gradscope.core.train import CLIP_MODES, OPTIMIZER_NAMES, init_state, make_chunk, make_predict, reset_optimizer
+
+TARGET_CHUNK_SECONDS = 0.03
+MAX_CHUNK_STEPS = 256
+UNROLL = 4  # hidden layers unrolled per scan iteration (bench/bench_engine.py measures this)
+
+
+def enable_persistent_cache(path) -> None:
+    """Keep compiled executables on disk, so a restarted server or CLI skips compiling."""
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def knobs_of(config: Config) -> Knobs:
+    """The traced live knobs, with fixed dtypes so a new value never retraces."""
+    f = np.float32
+    return Knobs(
+        leaky_alpha=f(config.leaky_alpha),
+        batchnorm=np.bool_(config.batchnorm),
+        residual=np.bool_(config.residual),
+        clip_mode=np.int32(CLIP_MODES.index(config.clip_mode)),
+        clip_value=f(config.clip_value),
+        learning_rate=f(config.learning_rate),
+        l1=f(config.l1),
+        l2=f(config.l2),
+    )
+
+
+def shape_of(config: Config) -> Shape:
+    return Shape(
+        n_in=datasets.num_features(config.dataset, config.input_dim),
+        depth=config.depth,
+        width=config.width,
+        classes=datasets.num_classes(config.dataset),
+        batch=config.batch_size,
+    )
+
+
+class CompileCache:
+    """Ahead-of-time compiled chunks keyed by (activation, shape, n_data, K).
+
+    `get` compiles in the caller if nobody has; `warm` queues compiles on one
+    background thread. Safe to share between trainers and threads.
+    """
+
+    def __init__(self, background=True):
+        self._lock = threading.Lock()
+        self._futures: dict = {}
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradscope-compile") if background else None
+        self.chunk_steps: dict = {}  # calibrated K per (shape, n_data)
+
+    def get(self, key, args):
+        with self._lock:
+            fut = self._futures.get(key)
+            mine = fut is None
+            if mine:
+                fut = self._futures[key] = Future()
+        if mine:
+            try:
+                fut.set_result(_compile(key, args))
+            except BaseException as exc:  # surfaced to every waiter, then forgotten
+                fut.set_exception(exc)
+                with self._lock:
+                    self._futures.pop(key, None)
+        return fut.result()
+
+    def warm(self, keys, args):
+        if self._pool is None:
+            return
+        for key in keys:
+            with self._lock:
+                if key in self._futures:
+                    continue
+            self._pool.submit(self.get, key, args)
+
+    def close(self):
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _compile(key, args):
+    act, optimizer, shape, _, steps = key
+    return jax.jit(make_chunk(act, optimizer, shape, steps, UNROLL)).lower(*args).compile()
+
+
+def max_chunk_steps(shape: Shape) -> int:
+    """K, the scan length compiled: about twice the steps a 30 ms call can fit, by a cost model."""
+    n_in, d, w, c, b = shape
+    flops = 6 * b * (n_in * w + (d - 1) * w * w + w * c) + 20 * d * w * w
+    seconds = flops / 20e9 + d * 10e-6
+    k = 2 ** int(np.ceil(np.log2(max(2 * TARGET_CHUNK_SECONDS / seconds, 1))))
+    return int(min(k, MAX_CHUNK_STEPS))
+
+
+class Trainer:
+    """One run: data, parameters, optimizer state and the config; trains in compiled chunks."""
+
+    def __init__(self, config: Config | dict | None = None, *, chunk_steps: int | None = None, cache: CompileCache | None = None, warm=False):
+        """`warm`: compile the other activations and optimizers in the background too."""
+        self._fixed_k = chunk_steps
+        self._cache = cache or CompileCache(background=warm)
+        self._warm = warm
+        self._predict: dict = {}
+        self._build(config if isinstance(config, Config) else make_config(config))
+
+    # -- construction -------------------------------------------------------
+    def _build(self, config: Config):
+        self.config = config
+        self.shape = shape_of(config)
+        x, y = datasets.load(config.dataset, noise=config.noise, seed=config.seed, input_dim=config.input_dim)
+        self.x, self.y = jnp.asarray(x), jnp.asarray(y)
+        k_init, k_train = jax.random.split(jax.random.PRNGKey(config.seed))
+        params = init_params(k_init, self.shape, config.init, config.init_gain)
+        self.state = init_state(k_train, params, self.shape, config.optimizer)
+        self.max_steps = self._fixed_k or max_chunk_steps(self.shape)
+        self.chunk_steps = self._fixed_k or self._calibrate()
+        self._warm_others()
+
+    def _warm_others(self):
+        """Queue background compiles of every activation (and optimizer) not yet built."""
+        if not self._warm:
+            return
+        act, opt = self.config.activation, self.config.optimizer
+        keys = [self._key(a, opt) for a in ACTIVATION_NAMES if a != act]
+        keys += [self._key(act, o) for o in OPTIMIZER_NAMES if o != opt]
+        self._cache.warm(keys, self._args(0))
+
+    def _key(self, act, optimizer):
+        return (act, optimizer, self.shape, int(self.x.shape[0]), self.max_steps)
+
+    def _args(self, n):
+        return (self.state, knobs_of(self.config), self.x, self.y, np.int32(n))
+
+    def _executable(self):
+        return self._cache.get(self._key(self.config.activation, self.config.optimizer), self._args(0))
+
+    def _calibrate(self):
+        """Steps per call so that one call takes about TARGET_CHUNK_SECONDS (cached per shape)."""
+        ckey = (self.shape, int(self.x.shape[0]))
+        if ckey not in self._cache.chunk_steps:
+            probe, n = self._executable(), min(8, self.max_steps)
+            jax.block_until_ready(probe(*self._args(n)))  # first call: allocation, not steady state
+            t0 = time.perf_counter()
+            jax.block_until_ready(probe(*self._args(n)))  # sync point: timing only
+            per_step = (time.perf_counter() - t0) / n
+            self._cache.chunk_steps[ckey] = int(np.clip(round(TARGET_CHUNK_SECONDS / per_step), 1, self.max_steps))
+        return self._cache.chunk_steps[ckey]
+
+    # -- training -----------------------------------------------------------
+    @property
+    def step(self) -> int:
+        return int(self.state.step)
+
+    def run(self, steps: int | None = None) -> dict:
+        """Train `steps` steps (default: one chunk of K) and return their statistics.
+
+        Returns numpy arrays with a leading (steps,) axis: globals (steps,), per-layer
+        (steps, depth+1), hidden-layer (steps, depth), `hist` (steps, depth+1, bins).
+        """
+        steps = self.chunk_steps if steps is None else int(steps)
+        parts, done = [], 0
+        while done < steps:
+            n = min(steps - done, self.max_steps)
+            self.state, stats = self._executable()(*self._args(n))
+            parts.append((n, stats))
+            done += n
+        host = jax.device_get(parts)  # the one device->host transfer per call
+        return {name: np.concatenate([p[name][:n] for n, p in host]) for name in host[0][1]}
+
+    def update(self, changes: dict) -> dict:
+        """Apply config changes; live keys keep weights and step, others re-initialize.
+
+        Returns {"kind": "live"|"reset", "changes": {key: [old, new]}}; raises ConfigError.
+        """
+        new = parse_changes(self.config, changes)
+        old = self.config
+        diff = {k: [getattr(old, k), getattr(new, k)] for k in type(new).model_fields if getattr(old, k) != getattr(new, k)}
+        if any(k not in LIVE_KEYS for k in diff):
+            self._build(new)
+            return {"kind": "reset", "changes": diff}
+        self.config = new
+        if "optimizer" in diff:
+            self.state = reset_optimizer(self.state, new.optimizer)
+            self._warm_others()
+        return {"kind": "live", "changes": diff}
+
+    def reset(self):
+        """Re-initialize weights, optimizer and step from the current config's seed."""
+        self._build(self.config)
+
+    # -- checkpoints --------------------------------------------------------
+    def snapshot(self):
+        """An in-memory checkpoint; jax arrays are immutable, so this copies nothing."""
+        return (self.config, self.state)
+
+    def restore(self, snap):
+        config, state = snap
+        if shape_of(config) != self.shape or config.dataset != self.config.dataset:
+            self._build(config)
+        self.state = state
+
+    def to_bytes(self) -> bytes:
+        """Config, weights, optimizer and BatchNorm state, step and RNG key, as one blob."""
+        leaves = jax.device_get(jax.tree.leaves(self.state))
+        buf = io.BytesIO()
+        np.savez(buf, config=np.frombuffer(self.config.model_dump_json().encode(), np.uint8), **{f"l{i}": a for i, a in enumerate(leaves)})
+        return buf.getvalue()
+
+    def load_bytes(self, blob: bytes):
+        data = np.load(io.BytesIO(blob))
+        config = make_config(json.loads(bytes(data["config"]).decode()))
+        if config != self.config:
+            self._build(config)
+        treedef = jax.tree.structure(self.state)
+        self.state = jax.tree.unflatten(treedef, [jnp.asarray(data[f"l{i}"]) for i in range(treedef.num_leaves)])
+
+    # -- evaluation ---------------------------------------------------------
+    def _predict_fn(self, n):
+        key = (self.config.activation, self.shape, n)
+        if key not in self._predict:
+            self._predict[key] = jax.jit(make_predict(self.config.activation, self.shape, UNROLL))
+        return self._predict[key]
+
+    def predict(self, x) -> np.ndarray:
+        """Evaluation-mode class probabilities (running BatchNorm stats, rrelu's mean slope)."""
+        x = jnp.asarray(x, jnp.float32)
+        logits = self._predict_fn(x.shape[0])(self.state.params, self.state.bn_state, knobs_of(self.config), x)
+        return np.asarray(jax.nn.softmax(logits))
+
+    def evaluate(self) -> dict:
+        """Loss and accuracy over the whole dataset, in evaluation mode."""
+        p = self.predict(self.x)
+        y = np.asarray(self.y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            loss = float(-np.mean(np.log(p[np.arange(len(y)), y])))
+        return {"loss": loss, "accuracy": float(np.mean(p.argmax(1) == y))}
+
+    def decision_grid(self, n: int = 48) -> dict | None:
+        """Class-1 probability on an n x n grid over the data (2-D datasets), else None."""
+        if self.config.dataset not in datasets.TWO_D:
+            return None
+        x = np.asarray(self.x)
+        lo, hi = x.min(axis=0) - 0.3, x.max(axis=0) + 0.3
+        gx, gy = np.linspace(lo[0], hi[0], n), np.linspace(lo[1], hi[1], n)
+        grid = np.stack(np.meshgrid(gx, gy), axis=-1).reshape(-1, 2)
+        p = self.predict(grid)[:, 1].reshape(n, n)
+        return {"x": gx.tolist(), "y": gy.tolist(), "p": np.where(np.isfinite(p), p, np.nan).tolist()}
+
+    def close(self):
+        self._cache.close()
