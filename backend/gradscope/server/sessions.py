@@ -237,7 +237,7 @@ class Session:
         self._event("reset", detail="weights re-initialized", step=step)
         if self.status == "diverged":
             self._set_status("paused", "paused", detail="reset after divergence")
-        return {"step": step}
+        return {"step": step, "status": self.status}
 
     def apply_rewind(self, snap=None, to_step: int | None = None) -> dict:
         """Worker: back to the latest checkpoint before the divergence (or before now)."""
@@ -263,7 +263,7 @@ class Session:
         self.diverged = None
         if self.status == "diverged":
             self._set_status("paused", "paused", detail="rewound after divergence")
-        return {"step": step, "to_step": to_step}
+        return {"step": step, "to_step": to_step, "status": self.status}
 
     def _apply_scheduled(self, ev: dict) -> None:
         if ev["kind"] == "rewind":
