@@ -157,7 +157,7 @@ async def fork(request: Request, body: ForkRequest | None = None, s: Session = D
         new, token = manager.create(Config.model_validate(st["config"]), paused=body.paused, parent=s.id,
                                     config0=s.config0, events=st["events"], step=st["step"],
                                     weights=st["weights"], history=st["history"])
-    new.submit(new._event, "fork", None, f"forked from {s.id} ({body.source})", source=s.id, start=body.source)
+    new.submit(new.note_fork, s.id, body.source)
     return _created(request, new, token)
 
 

@@ -291,6 +291,10 @@ class Session:
         self._record(self.tr.run(1))
         return {"step": step, "status": self.status}
 
+    def note_fork(self, source: str, start: str) -> dict:
+        """Worker: the first event of a fork names where it came from."""
+        return self._event("fork", detail=f"forked from {source} ({start})", source=source, start=start)
+
     def save(self) -> None:
         """Worker: weights + history + row to SQLite."""
         with self.lock:
