@@ -1,0 +1,55 @@
+"""The bounded history: every step up to a budget, then min/max/mean buckets; spikes survive."""
+from __future__ import annotations
+
+import numpy as np
+
+from gradscope.server.history import History, rows_to_wire
+
+
+def chunk(start, k, depth=2, spike_at=None):
+    step = np.arange(start, start + k)
+    loss = np.full(k, 1.0, np.float32)
+    if spike_at is not None and start <= spike_at < start + k:
+        loss[spike_at - start] = 1e6
+    return {"step": step, "loss": loss, "nonfinite": np.zeros(k, np.int32),
+            "grad_norm": np.ones((k, depth + 1), np.float32) * step[:, None],
+            "hist": np.ones((k, depth + 1, 5), np.int32)}
+
+
+def test_memory_bounded_and_spikes_survive():
+    h = History(budget_bytes=200_000, bucket=4)
+    for start in range(0, 100_000, 50):
+        h.append(chunk(start, 50, spike_at=31_337))
+    assert h.nbytes <= 200_000 * 1.1
+    rows = h.rows()
+    assert rows["count"].sum() == 100_000 and rows["step"][-1] == 99_999
+    assert rows["max"]["loss"].max() == 1e6 and np.allclose(rows["min"]["loss"], 1.0)
+    assert (np.diff(rows["step"]) > 0).all() and rows["count"][-1] == 1  # recent steps stay exact
+    mean = (rows["mean"]["grad_norm"][:, 0] * rows["count"]).sum() / rows["count"].sum()
+    assert np.isclose(mean, np.arange(100_000).mean(), rtol=1e-4)
+
+
+def test_downsample_query_and_truncate():
+    h = History()
+    for start in range(0, 1000, 100):
+        h.append(chunk(start, 100, spike_at=555))
+    r = h.rows(since=500, max_points=10)
+    assert len(r["step"]) == 10 and r["count"].sum() == 500 and r["max"]["loss"].max() == 1e6
+    h.truncate(700)
+    assert h.last_step == 699 and h.rows()["count"].sum() == 700
+    h.truncate(0)
+    assert h.rows() is None and rows_to_wire(None)["step"] == []
+
+
+def test_bytes_roundtrip_and_nan_as_null():
+    h = History(budget_bytes=50_000, bucket=2)
+    for start in range(0, 5000, 25):
+        h.append(chunk(start, 25))
+    c = chunk(5000, 3)
+    c["loss"][1] = np.nan
+    h.append(c)
+    h2 = History(budget_bytes=50_000)
+    h2.load_bytes(h.to_bytes())
+    assert rows_to_wire(h2.rows()) == rows_to_wire(h.rows())
+    wire = rows_to_wire(h2.rows(since=5000))
+    assert wire["loss"] == [1.0, None, 1.0] and wire["step"] == [5000, 5001, 5002]
