@@ -33,8 +33,9 @@ def to_wire(stats: dict) -> dict:
 def iter_records(stats: dict):
     """One JSON-able dict per step, the same field names."""
     wire = to_wire(stats)
+    names = [n for n in STAT_NAMES if n in wire] + sorted(set(wire) - set(STAT_NAMES))
     for i in range(len(wire["step"])):
-        yield {name: column[i] for name, column in wire.items()}
+        yield {name: wire[name][i] for name in names}
 
 
 STAT_NAMES = ("step",) + GLOBAL_STATS + LAYER_STATS + HIDDEN_STATS + ("hist",)

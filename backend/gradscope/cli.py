@@ -1,0 +1,126 @@
+"""The `gradscope` command: `run` trains headless to JSON Lines, `serve` starts the server.
+
+The only module that reads argv and the environment.
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from gradscope import __version__
+from gradscope.config import CONFIG_KEYS, ConfigError, make_config
+
+
+def _parse_sets(pairs):
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ConfigError(pair, "expected key=value", list(CONFIG_KEYS))
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _load_config(args):
+    values = {}
+    if args.config:
+        try:
+            values = json.loads(Path(args.config).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError("--config", f"cannot read {args.config}: {exc}") from None
+    values.update(_parse_sets(args.set))
+    return make_config(values)
+
+
+class _Progress:
+    """A one-line progress bar on stderr, only when stderr is a terminal."""
+
+    def __init__(self, total):
+        self.total, self.on = total, sys.stderr.isatty()
+
+    def update(self, done, loss):
+        if self.on:
+            filled = int(30 * done / self.total)
+            sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total} loss {loss:.4g} ")
+            sys.stderr.flush()
+
+    def close(self):
+        if self.on:
+            sys.stderr.write("\n")
+
+
+def cmd_run(args) -> int:
+    from gradscope.engine import Trainer, enable_persistent_cache
+    from gradscope.records import iter_records
+
+    config = _load_config(args)
+    if args.steps < 1 or args.every < 1:
+        raise ConfigError("--steps" if args.steps < 1 else "--every", "must be a positive integer")
+    enable_persistent_cache(_cache_dir())
+    import jax
+
+    trainer = Trainer(config)
+    out = open(args.out, "w") if args.out else sys.stdout
+    header = {"config": config.model_dump(), "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()], "version": __version__}
+    out.write(json.dumps(header) + "\n")
+    progress = _Progress(args.steps)
+    try:
+        while trainer.step < args.steps:
+            stats = trainer.run(min(args.steps - trainer.step, trainer.max_steps))
+            for record in iter_records(stats):
+                if record["step"] % args.every == 0:
+                    out.write(json.dumps(record, allow_nan=False) + "\n")
+            progress.update(trainer.step, float(stats["loss"][-1]))
+    finally:
+        progress.close()
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from gradscope.server import serve
+
+    serve(host=args.host, port=args.port, data_dir=args.data_dir, allow_origins=args.allow_origin)
+    return 0
+
+
+def _cache_dir():
+    return Path(os.environ.get("GRADSCOPE_CACHE", Path.home() / ".cache" / "gradscope" / "jax"))
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="gradscope", description="Watch vanishing and exploding gradients, layer by layer.")
+    parser.add_argument("--version", action="version", version=f"gradscope {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="train headless and write one JSON line per recorded step")
+    run.add_argument("--config", help="a JSON file of config keys")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config key (repeatable)")
+    run.add_argument("--steps", type=int, required=True, help="training steps to run")
+    run.add_argument("--every", type=int, default=1, help="record every K-th step (default 1)")
+    run.add_argument("--out", help="write JSON Lines here instead of stdout")
+    run.set_defaults(func=cmd_run)
+
+    serve = sub.add_parser("serve", help="start the live dashboard server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--data-dir", default="data", help="where the SQLite database lives (default ./data)")
+    serve.add_argument("--allow-origin", action="append", default=[], help="accept WebSocket connections from this extra origin (repeatable)")
+    serve.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"gradscope: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
