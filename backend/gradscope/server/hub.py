@@ -60,18 +60,26 @@ class Subscriber:
             self.items[-1].append(frame)
         else:
             self.items.append([frame])
+            while len(self.items) > self.max_items:
+                self._drop_oldest()
         self.pending_steps += frame.steps
         while self.pending_steps > self.max_steps and self._drop_oldest_frame():
             pass
         self.wake.set()
 
     def _drop_oldest_frame(self) -> bool:
+        """Drop the oldest stats chunk queued, never the newest one."""
         for item in self.items:
-            if isinstance(item, list) and len(item) > 1:
-                f = item.pop(0)
-                self.pending_steps -= f.steps
-                self.dropped_steps += f.steps
-                return True
+            if not isinstance(item, list):
+                continue
+            if item is self.items[-1] and len(item) == 1:
+                return False
+            f = item.pop(0)
+            self.pending_steps -= f.steps
+            self.dropped_steps += f.steps
+            if not item:
+                self.items.remove(item)
+            return True
         return False
 
     def _drop_oldest(self) -> None:
