@@ -48,7 +48,9 @@ class Session:
         self.config0 = Config.model_validate(row["config0"])
         self.config = Config.model_validate(row["config"])
         self.status, self.step, self.events = row["status"], int(row["step"]), list(row["events"])
-        self.diverged: dict | None = None
+        last = next((e for e in reversed(self.events) if e["kind"] in ("diverged", "rewind", "reset")), None)
+        self.diverged = ({"step": last.get("first_step"), "layer": last.get("layer")}
+                         if self.status == "diverged" and last and last["kind"] == "diverged" else None)
         self.history = History(self.settings.history_bytes)
         self.hub = Hub(self.settings.max_pending_steps, self.settings.max_pending_items)
         self.lock = threading.Lock()         # guards history and events against readers
@@ -88,10 +90,10 @@ class Session:
 
     def summary(self) -> dict:
         with self.lock:
-            events = list(self.events)
+            events, nbytes = list(self.events), self.history.nbytes
         return {"id": self.id, "config": self.config.model_dump(), "status": self.status,
                 "step": self.step, "diverged": self.diverged, "events": events,
-                "parent": self.parent, "viewers": self.hub.count}
+                "parent": self.parent, "viewers": self.hub.count, "history_bytes": nbytes}
 
     # -- worker thread -----------------------------------------------------------------
     def _main(self) -> None:
