@@ -122,13 +122,13 @@ def make_step(act, optimizer, shape: Shape, unroll=1):
         w_before, w_after = kernels(state.params), kernels(params)
         weight_norm = _per_layer_norm(w_before)
         update_norm = _per_layer_norm(tuple(a - b for a, b in zip(w_after, w_before)))
-        global_norm = optax.global_norm(grads)
+        global_norm = optax.tree.norm(grads)
         stats = {
             "loss": loss,
             "accuracy": acc,
             "penalty": penalty,
             "global_grad_norm": global_norm,
-            "clipped_global_grad_norm": optax.global_norm(clipped),
+            "clipped_global_grad_norm": optax.tree.norm(clipped),
             "grad_norm": _per_layer_norm(kernels(grads)),
             "clipped_grad_norm": _per_layer_norm(kernels(clipped)),
             "delta_norm": _per_layer_norm((deltas["first"], deltas["hidden"], deltas["out"])),
@@ -142,7 +142,7 @@ def make_step(act, optimizer, shape: Shape, unroll=1):
             "hist": _layer_histograms(grads),
             "step": state.step,
         }
-        stats["nonfinite"] = ~(jnp.isfinite(loss) & jnp.isfinite(global_norm) & jnp.isfinite(optax.global_norm(params)))
+        stats["nonfinite"] = ~(jnp.isfinite(loss) & jnp.isfinite(global_norm) & jnp.isfinite(optax.tree.norm(params)))
         return TrainState(params, opt_state, bn_state, key, state.step + 1), stats
 
     return step

@@ -1,0 +1,177 @@
+"""The Trainer: statistics consistent with the gradients, live knobs without recompiling,
+clipping invariants, initializer variances, determinism, checkpoints and non-finite data."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from gradscope.config import ConfigError
+from gradscope.core.initializers import INITIALIZERS, init_kernel, kernel_variance
+from gradscope.core.network import Knobs
+from gradscope.core.train import _clip
+from gradscope.engine import CompileCache, Trainer
+from gradscope.records import iter_records, to_wire
+
+SMALL = dict(depth=3, width=16, batch_size=32)
+
+
+@pytest.fixture(scope="module")
+def cache():
+    c = CompileCache(background=False)
+    yield c
+    c.close()
+
+
+def test_chunk_shapes_and_step_counter(cache):
+    tr = Trainer(SMALL, cache=cache)
+    stats = tr.run(5)
+    assert tr.step == 5
+    np.testing.assert_array_equal(stats["step"], np.arange(5))
+    assert stats["grad_norm"].shape == (5, 4) and stats["delta_norm"].shape == (5, 4)
+    assert stats["act_mean"].shape == (5, 3) and stats["dead"].shape == (5, 3)
+    assert stats["hist"].shape[:2] == (5, 4)
+    # Every finite gradient entry lands in exactly one histogram bin.
+    assert (stats["hist"].sum(-1) == np.array([2 * 16, 16 * 16, 16 * 16, 16 * 2])).all()
+    more = tr.run()
+    assert more["step"][0] == 5 and len(more["step"]) == tr.chunk_steps
+
+
+def test_chunked_run_equals_single_steps(cache):
+    a, b = Trainer(SMALL, cache=cache), Trainer(SMALL, cache=cache)
+    together = a.run(12)
+    apart = [b.run(1) for _ in range(12)]
+    np.testing.assert_array_equal(together["loss"], np.concatenate([s["loss"] for s in apart]))
+
+
+def test_grad_norm_matches_jax_grad_at_the_same_weights(cache):
+    """Step 0 records the gradient at the initial weights, before the update."""
+    tr = Trainer(dict(SMALL, activation="tanh", init="he_normal"), cache=cache)
+    params = tr.state.params
+    stats = tr.run(1)
+    # global_grad_norm covers every parameter; grad_norm the kernels, layer by layer.
+    layers = [params["first"]["w"], *params["hidden"]["w"], params["out"]["w"]]
+    np.testing.assert_allclose(stats["weight_norm"][0], [np.linalg.norm(w) for w in layers], rtol=1e-5)
+    new = [tr.state.params["first"]["w"], *tr.state.params["hidden"]["w"], tr.state.params["out"]["w"]]
+    lr = tr.config.learning_rate
+    # plain SGD: the update is lr * grad, so update_ratio * ||W|| / lr is the grad norm
+    for l in range(4):
+        assert np.linalg.norm(new[l] - layers[l]) / lr == pytest.approx(stats["grad_norm"][0][l], rel=1e-4)
+    assert stats["update_ratio"][0] == pytest.approx(stats["grad_norm"][0] * lr / stats["weight_norm"][0], rel=1e-4)
+
+
+def test_live_knobs_keep_weights_and_never_recompile(cache):
+    tr = Trainer(SMALL, cache=cache)
+    tr.run(3)
+    compiled = len(cache._futures)
+    for change in [{"learning_rate": 0.01}, {"batchnorm": True}, {"residual": True}, {"clip_mode": "norm", "clip_value": 0.5},
+                   {"l1": 1e-4, "l2": 1e-3}, {"leaky_alpha": 0.2}]:
+        before = tr.state.params
+        info = tr.update(change)
+        assert info["kind"] == "live" and tr.step == 3
+        assert tr.state.params is before
+        tr.run(1)
+        tr.state = tr.state._replace(step=jnp.asarray(3, jnp.int32))
+    assert len(cache._futures) == compiled
+
+
+def test_shape_change_resets_and_names_the_change(cache):
+    tr = Trainer(SMALL, cache=cache)
+    tr.run(4)
+    info = tr.update({"depth": 2})
+    assert info == {"kind": "reset", "changes": {"depth": [3, 2]}}
+    assert tr.step == 0 and tr.run(1)["grad_norm"].shape == (1, 3)
+
+
+def test_optimizer_switch_keeps_weights(cache):
+    tr = Trainer(SMALL, cache=cache)
+    tr.run(2)
+    w = tr.state.params["out"]["w"]
+    assert tr.update({"optimizer": "adam"})["kind"] == "live"
+    assert tr.state.params["out"]["w"] is w and tr.step == 2
+    assert np.isfinite(tr.run(2)["loss"]).all()
+
+
+@pytest.mark.parametrize("bad", [{"activation": "relu6"}, {"depth": 0}, {"width": 4096}, {"colour": 1}, {"batchnorm": "maybe"}])
+def test_bad_changes_name_the_field(cache, bad):
+    tr = Trainer(SMALL, cache=cache)
+    with pytest.raises(ConfigError) as exc:
+        tr.update(bad)
+    assert exc.value.field == next(iter(bad))
+    if "activation" in bad:
+        assert "relu" in exc.value.choices and "sigmoid" in exc.value.choices
+    assert tr.step == 0 and tr.config.depth == 3  # the trainer is untouched
+
+
+def test_norm_clipping_invariant(cache):
+    tr = Trainer(dict(SMALL, clip_mode="norm", clip_value=0.05, init="he_normal", activation="relu"), cache=cache)
+    s = tr.run(10)
+    np.testing.assert_allclose(s["clipped_global_grad_norm"], np.minimum(s["global_grad_norm"], 0.05), rtol=1e-5)
+
+
+def test_value_and_norm_clipping_on_gradient_trees():
+    grads = {"a": jnp.array([3.0, -0.2, 0.7]), "b": jnp.array([[-5.0, 0.1]])}
+    kn = lambda mode, c: Knobs(np.float32(0.01), np.bool_(False), np.bool_(False), np.int32(mode), np.float32(c), np.float32(0.1), np.float32(0), np.float32(0))
+    clipped = _clip(grads, kn(1, 0.5))
+    assert max(float(jnp.abs(v).max()) for v in jax.tree.leaves(clipped)) <= 0.5
+    assert float(clipped["a"][1]) == pytest.approx(-0.2)
+    for c in (0.3, 100.0):
+        assert float(optax.tree.norm(_clip(grads, kn(2, c)))) == pytest.approx(min(float(optax.tree.norm(grads)), c), rel=1e-6)
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), _clip(grads, kn(0, 0.1)), grads))
+
+
+@pytest.mark.parametrize("name", INITIALIZERS)
+@pytest.mark.parametrize("gain", [1.0, 2.0])
+def test_initializer_variance(name, gain):
+    fan_in, fan_out = 400, 300
+    w = init_kernel(name, jax.random.PRNGKey(1), (fan_in, fan_out), gain)
+    assert w.shape == (fan_in, fan_out)
+    assert float(jnp.var(w)) == pytest.approx(kernel_variance(name, fan_in, fan_out, gain), rel=0.05)
+    assert abs(float(jnp.mean(w))) < 0.05 * gain * float(jnp.std(w)) + 1e-3
+
+
+def test_nonfinite_is_data_not_a_crash(cache):
+    tr = Trainer(dict(SMALL, activation="linear", init="standard_normal", init_gain=3.0, learning_rate=10.0), cache=cache)
+    s = tr.run(40)
+    assert s["nonfinite"].any()
+    wire = to_wire(s)
+    assert None in wire["loss"] or any(None in row for row in wire["grad_norm"])
+    bad = np.flatnonzero(s["nonfinite"])[0]
+    assert s["nonfinite_count"][bad:].sum() > 0 or not np.isfinite(s["loss"][bad])
+    for record in iter_records(s):
+        assert list(record)[0] == "step"
+
+
+def test_checkpoint_bytes_round_trip(cache):
+    a = Trainer(dict(SMALL, optimizer="adam", batchnorm=True), cache=cache)
+    a.run(7)
+    blob = a.to_bytes()
+    b = Trainer(SMALL, cache=cache)
+    b.load_bytes(blob)
+    assert b.step == 7 and b.config == a.config
+    np.testing.assert_array_equal(a.run(5)["loss"], b.run(5)["loss"])
+
+
+def test_snapshot_restore_rewinds(cache):
+    tr = Trainer(SMALL, cache=cache)
+    tr.run(3)
+    snap = tr.snapshot()
+    first = tr.run(4)["loss"]
+    tr.restore(snap)
+    assert tr.step == 3
+    np.testing.assert_array_equal(tr.run(4)["loss"], first)
+
+
+def test_rrelu_uses_its_mean_slope_at_evaluation(cache):
+    tr = Trainer(dict(SMALL, activation="rrelu"), cache=cache)
+    p1, p2 = tr.predict(np.asarray(tr.x[:10])), tr.predict(np.asarray(tr.x[:10]))
+    np.testing.assert_array_equal(p1, p2)  # deterministic at evaluation
+    assert tr.evaluate()["accuracy"] >= 0
+
+
+def test_decision_grid_for_2d_data_only(cache):
+    tr = Trainer(SMALL, cache=cache)
+    grid = tr.decision_grid(8)
+    assert len(grid["x"]) == 8 and np.asarray(grid["p"]).shape == (8, 8)
+    assert Trainer(dict(SMALL, dataset="gaussian", input_dim=5), cache=cache).decision_grid() is None
