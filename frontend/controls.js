@@ -1,0 +1,157 @@
+// The control panel: one widget per config key, each with a short account of what it does to gradients.
+import { CHOICES, KEYS, formatValue, isLive } from "./state.js";
+
+const log = (min, max) => ({ kind: "log", min, max });
+const lin = (min, max, step) => ({ kind: "range", min, max, step });
+const num = (min, max) => ({ kind: "number", min, max });
+
+/** [section, [key, label, widget, explanation]] in display order. */
+export const PANEL = [
+  ["Activation & initialization", [
+    ["activation", "Activation", { kind: "select" },
+      "Backprop multiplies the gradient by the activation's slope at every layer. Sigmoid's slope is at most 0.25, so the signal shrinks layer after layer; ReLU passes it through unchanged wherever a unit is on."],
+    ["leaky_alpha", "Leaky slope", lin(0, 1, 0.01),
+      "Slope of leaky ReLU below zero. A small non-zero slope keeps some gradient flowing through units that plain ReLU would leave dead."],
+    ["init", "Initializer", { kind: "select" },
+      "How the first weights are drawn. Each layer scales the gradient by about sqrt(width·Var(W)·E[φ′²]): Glorot and LeCun keep that near 1 for tanh-like units, He does it for ReLU, a standard normal makes it explode."],
+    ["init_gain", "Init gain", log(0.1, 10),
+      "Multiplies the starting weights' spread. Above 1 every layer amplifies the gradient, below 1 it damps it, and depth compounds either way."],
+  ]],
+  ["Architecture", [
+    ["batchnorm", "BatchNorm", { kind: "bool" },
+      "Re-centres and re-scales each layer's pre-activations over the batch, so they stay where the activation has slope and the per-layer gain stays near 1 whatever the weights' scale."],
+    ["residual", "Residual connections", { kind: "bool" },
+      "Each layer adds its input to its output. The identity path carries the gradient past the multiplications, so it cannot vanish with depth."],
+    ["depth", "Depth", num(1, 256),
+      "Hidden layers. The gradient is multiplied once per layer, so any factor away from 1 grows or shrinks exponentially with depth. Restarts training."],
+    ["width", "Width", num(2, 1024),
+      "Units per hidden layer: the fan-in the initializers scale by. Wider layers make the per-layer factor more predictable. Restarts training."],
+  ]],
+  ["Optimization", [
+    ["optimizer", "Optimizer", { kind: "select" },
+      "How gradients become steps. SGD uses them as they are; momentum averages them; Adam and RMSprop divide by their running size, which hides a vanishing gradient's scale but not its noise. Its state restarts."],
+    ["learning_rate", "Learning rate", log(1e-5, 10),
+      "Step size. An update ratio |Δw|/|w| near 1e-3 is healthy; far above it the loss jumps or diverges, far below it nothing learns."],
+    ["clip_mode", "Clipping", { kind: "select" },
+      "Caps the gradient before the step: per entry (value) or by rescaling the whole gradient when its norm is too large (norm). It tames exploding gradients; it cannot revive vanishing ones."],
+    ["clip_value", "Clip threshold", log(1e-3, 1e3),
+      "The cap. Only gradients above it are touched; the dashed line on the clipping chart."],
+    ["l1", "L1", log(1e-7, 1, true),
+      "Penalty on |w|: adds a constant-size pull toward zero to every weight's gradient, making weights sparse."],
+    ["l2", "L2", log(1e-7, 1, true),
+      "Penalty on w² (weight decay): shrinks weights every step, which keeps activations and gradients from growing."],
+    ["batch_size", "Batch size", num(1, 4096),
+      "Examples per step. Larger batches give less noisy gradients, and BatchNorm needs more than a handful. Restarts training."],
+  ]],
+  ["Data", [
+    ["dataset", "Dataset", { kind: "select" },
+      "The problem. Spirals need depth to untangle; the 2-D sets also show the decision boundary. Restarts training."],
+    ["noise", "Noise", lin(0, 2, 0.01),
+      "Scatter added to the data: a floor under the loss and noisier gradients. Restarts training."],
+    ["input_dim", "Input dim", num(2, 64),
+      "Input dimension of the gaussian dataset (the others are fixed). Restarts training."],
+    ["seed", "Seed", num(0, 2 ** 31 - 1),
+      "Seed of the weights and data. With the timeline of changes it replays the run step for step. Restarts training."],
+  ]],
+];
+for (const [, rows] of PANEL) for (const row of rows) if (row[2].kind === "log") row[2].zero = ["l1", "l2"].includes(row[0]);
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k in node && typeof v !== "string") node[k] = v;
+    else node.setAttribute(k, v);
+  }
+  node.append(...children);
+  return node;
+}
+
+export class Controls {
+  /**
+   * @param {HTMLElement} root
+   * @param {(changes: object) => void} onChange  called with {key: value} when the user changes one
+   */
+  constructor(root, onChange) {
+    this.root = root;
+    this.onChange = onChange;
+    this.widgets = new Map();
+    this.config = {};
+    this.build();
+  }
+
+  build() {
+    for (const [title, rows] of PANEL) {
+      const section = el("section", { class: "ctl-section" }, el("h3", {}, title));
+      for (const [key, label, spec, help] of rows) section.append(this.row(key, label, spec, help));
+      this.root.append(section);
+    }
+  }
+
+  row(key, label, spec, help) {
+    const id = `ctl-${key}`;
+    const value = el("output", { class: "ctl-value", for: id });
+    let input;
+    if (spec.kind === "select") {
+      input = el("select", { id, name: key });
+      for (const c of CHOICES[key]) input.append(el("option", { value: c }, c));
+    } else if (spec.kind === "bool") {
+      input = el("input", { id, name: key, type: "checkbox", role: "switch" });
+    } else if (spec.kind === "number") {
+      input = el("input", { id, name: key, type: "number", min: String(spec.min), max: String(spec.max), step: "1" });
+    } else {
+      const [min, max, step] = spec.kind === "log" ? [Math.log10(spec.min) - (spec.zero ? 0.5 : 0), Math.log10(spec.max), 0.05] : [spec.min, spec.max, spec.step];
+      input = el("input", { id, name: key, type: "range", min: String(min), max: String(max), step: String(step) });
+      input.addEventListener("input", () => { value.textContent = formatValue(this.read(key, spec, input)); });
+    }
+    input.addEventListener("change", () => {
+      const v = this.read(key, spec, input);
+      if (v === undefined || v === this.config[key]) return;
+      value.textContent = formatValue(v);
+      this.onChange({ [key]: v });
+    });
+    this.widgets.set(key, { input, value, spec });
+    const tag = el("span", { class: isLive(key) ? "tag live" : "tag reset", title: isLive(key) ? "applies while training" : "restarts the run" }, isLive(key) ? "live" : "restart");
+    return el("div", { class: `ctl ctl-${spec.kind}`, "data-key": key },
+      el("div", { class: "ctl-head" }, el("label", { for: id }, label), tag, value),
+      input, el("p", { class: "ctl-help" }, help));
+  }
+
+  read(key, spec, input) {
+    if (spec.kind === "select") return input.value;
+    if (spec.kind === "bool") return input.checked;
+    const x = Number(input.value);
+    if (!Number.isFinite(x)) return undefined;
+    if (spec.kind === "number") {
+      const n = Math.round(Math.min(spec.max, Math.max(spec.min, x)));
+      return KEYS[key][0] === "int" ? n : x;
+    }
+    if (spec.kind === "log") {
+      if (spec.zero && x < Math.log10(spec.min)) return 0;
+      return +(10 ** x).toPrecision(2);
+    }
+    return x;
+  }
+
+  /** Show `config` in the widgets without reporting it as a change. */
+  setConfig(config) {
+    this.config = { ...config };
+    for (const [key, { input, value, spec }] of this.widgets) {
+      const v = config[key];
+      if (v === undefined) continue;
+      if (spec.kind === "bool") input.checked = Boolean(v);
+      else if (spec.kind === "log") input.value = String(v > 0 ? Math.log10(v) : Number(input.min));
+      else input.value = String(v);
+      value.textContent = spec.kind === "bool" ? (v ? "on" : "off") : formatValue(v);
+    }
+    const sloped = ["leaky_relu"].includes(config.activation);
+    this.root.querySelector('[data-key="leaky_alpha"]').classList.toggle("muted", !sloped);
+    this.root.querySelector('[data-key="clip_value"]').classList.toggle("muted", config.clip_mode === "none");
+    this.root.querySelector('[data-key="input_dim"]').classList.toggle("muted", config.dataset !== "gaussian");
+  }
+
+  setEnabled(enabled) {
+    for (const { input } of this.widgets.values()) input.disabled = !enabled;
+    this.root.classList.toggle("disabled", !enabled);
+  }
+}

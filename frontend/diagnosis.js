@@ -1,0 +1,116 @@
+// Reads the latest statistics in plain words and proposes fixes that are plain config changes.
+
+const sci = (v) => (v === 0 ? "0" : Number(v).toExponential(0).replace("e+", "e"));
+const pct = (v) => `${Math.round(100 * v)}%`;
+const mean = (a) => (a.length ? a.reduce((s, v) => s + v, 0) / a.length : 0);
+const finite = (a) => (a || []).filter((v) => typeof v === "number" && Number.isFinite(v));
+const SATURATING = ["sigmoid", "tanh"];
+const RELU_LIKE = ["relu"];
+
+export const FIXES = {
+  relu_he: { label: "Switch to ReLU + He init", changes: { activation: "relu", init: "he_normal" } },
+  batchnorm: { label: "Add BatchNorm", changes: { batchnorm: true } },
+  residual: { label: "Add residual connections", changes: { residual: true } },
+  clip_norm: { label: "Clip by norm", changes: { clip_mode: "norm", clip_value: 1.0 } },
+  lower_lr: { label: "Lower the learning rate ×10", changes: null },
+  leaky: { label: "Switch to leaky ReLU", changes: { activation: "leaky_relu" } },
+};
+
+/**
+ * @param {object} config  the session's config
+ * @param {object} s       the latest record: per-layer arrays grad_norm (depth+1), saturation, dead (depth)
+ * @returns {{level: "ok"|"warn"|"bad", title: string, lines: string[], fixes: string[]}}
+ */
+export function diagnose(config, s) {
+  if (!s || !s.grad_norm) return { level: "ok", title: "Waiting for the first steps…", lines: [], fixes: [] };
+  const g = s.grad_norm, L = g.length - 1, lines = [], fixes = new Set();
+  let level = "ok", title = "Gradients flow: every layer learns at a similar rate";
+  const first = g[0], last = g[L];
+  const sat = mean(finite(s.saturation)), dead = mean(finite(s.dead));
+  const act = config.activation;
+  if (g.some((v) => v === null) || s.loss === null) {
+    return { level: "bad", title: "Non-finite gradients: the run is blowing up", lines: ["Some layers' gradients are NaN or infinite."], fixes: ["clip_norm", "lower_lr"] };
+  }
+  const ratio = last > 0 ? first / last : first > 0 ? Infinity : 1;
+  const relation = `layer 1 receives ${sci(ratio)} of the gradient of layer ${L + 1} (output)`;
+  if (ratio < 1e-3) {
+    level = "bad";
+    title = "Vanishing gradients";
+    let why = relation;
+    if (SATURATING.includes(act) && sat > 0.05) why += `; ${pct(sat)} of ${act} units are saturated`;
+    lines.push(`${why}: the first layers barely learn.`);
+    ["relu_he", "batchnorm", "residual"].forEach((f) => fixes.add(f));
+  } else if (ratio > 1e3 || (s.global_grad_norm ?? 0) > 1e4) {
+    level = "bad";
+    title = "Exploding gradients";
+    lines.push(`${relation.replace("receives", "receives")}: each step throws the early layers around.`);
+    ["clip_norm", "batchnorm", "lower_lr"].forEach((f) => fixes.add(f));
+  } else {
+    lines.push(`${relation}, within a factor of 1000.`);
+  }
+  if (RELU_LIKE.includes(act) && dead > 0.4) {
+    level = level === "bad" ? "bad" : "warn";
+    if (level === "warn") title = "Dead ReLUs";
+    lines.push(`${pct(dead)} of ReLU units never fire on this batch: no gradient reaches their weights.`);
+    ["leaky", "batchnorm", "lower_lr"].forEach((f) => fixes.add(f));
+  } else if (SATURATING.includes(act) && sat > 0.5 && level === "ok") {
+    level = "warn";
+    title = "Saturated units";
+    lines.push(`${pct(sat)} of ${act} units are saturated, where their slope is nearly zero.`);
+    ["batchnorm", "relu_he"].forEach((f) => fixes.add(f));
+  }
+  const ur = finite(s.update_ratio);
+  if (ur.length) {
+    const med = ur.slice().sort((a, b) => a - b)[Math.floor(ur.length / 2)];
+    if (med > 3e-2) {
+      lines.push(`Updates change weights by ${sci(med)} of their size per step (healthy is about 1e-3): the learning rate is high.`);
+      fixes.add("lower_lr");
+      if (level === "ok") { level = "warn"; title = "Steps too large"; }
+    } else if (level === "ok") {
+      lines.push(`Median update ratio ${sci(med)} (healthy is about 1e-3).`);
+    }
+  }
+  if (config.batchnorm) fixes.delete("batchnorm");
+  if (config.residual) fixes.delete("residual");
+  if (config.clip_mode === "norm") fixes.delete("clip_norm");
+  if (act === "relu" && config.init === "he_normal") fixes.delete("relu_he");
+  if (act === "leaky_relu") fixes.delete("leaky");
+  return { level, title, lines, fixes: [...fixes] };
+}
+
+/** Changes that apply fix `name` to `config`. */
+export function fixChanges(name, config) {
+  if (name === "lower_lr") return { learning_rate: +(config.learning_rate / 10).toPrecision(2) };
+  return { ...FIXES[name].changes };
+}
+
+/** Render `diagnose(...)` into `root`; fix buttons call `onFix(name)`. */
+export function renderDiagnosis(root, result, { canFix, onFix }) {
+  const key = JSON.stringify([result, canFix]);
+  if (root.dataset.key === key) return;
+  root.dataset.key = key;
+  root.dataset.level = result.level;
+  const title = document.createElement("div");
+  title.className = "diag-title";
+  title.textContent = result.title;
+  const body = document.createElement("ul");
+  for (const line of result.lines) {
+    const li = document.createElement("li");
+    li.textContent = line;
+    body.append(li);
+  }
+  const fixes = document.createElement("div");
+  fixes.className = "diag-fixes";
+  for (const name of result.fixes) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "fix";
+    b.dataset.fix = name;
+    b.textContent = FIXES[name].label;
+    b.disabled = !canFix;
+    b.title = canFix ? "applies now, as a marker on the charts" : "fork the session to change it";
+    b.addEventListener("click", () => onFix(name));
+    fixes.append(b);
+  }
+  root.replaceChildren(title, body, fixes);
+}

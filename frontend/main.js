@@ -1,0 +1,223 @@
+// Wiring only: session lifecycle (create, join, fork), socket -> charts/controls/diagnosis, buttons.
+import * as state from "./state.js";
+import { SessionSocket } from "./socket.js";
+import { Dashboard } from "./charts.js";
+import { Controls } from "./controls.js";
+import { diagnose, fixChanges, renderDiagnosis } from "./diagnosis.js";
+import { layerFactors, expectedProfile } from "./theory.js";
+import { toColumnar } from "./series.js";
+
+const $ = (id) => document.getElementById(id);
+const tokenKey = (id) => `gradscope.token.${id}`;
+const SHAPE = Object.keys(state.KEYS).filter((k) => !state.isLive(k));
+
+const app = { id: null, token: null, role: "viewer", config: null, status: "connecting", step: 0,
+              meta: {}, socket: null, copied: null, errors: [] };
+window.gradscope = app;  // read by the browser tests and handy in the console
+
+async function api(method, path, body) {
+  const headers = { "Content-Type": "application/json" };
+  if (app.token) headers.Authorization = `Bearer ${app.token}`;
+  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  let data = null;
+  try { data = await res.json(); } catch { data = null; }
+  return { ok: res.ok, status: res.status, data };
+}
+
+let toastTimer = 0;
+function toast(text, isError = false) {
+  const t = $("toast");
+  t.textContent = text;
+  t.classList.toggle("error", isError);
+  t.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { t.hidden = true; }, isError ? 5000 : 2200);
+  if (isError) app.errors.push(text);
+}
+const errorText = (r) => (r.data && (r.data.detail ? JSON.stringify(r.data.detail) : r.data.message)) || `HTTP ${r.status}`;
+
+const dashboard = new Dashboard({ profile: $("chart-profile"), heatmap: $("chart-heatmap"), loss: $("chart-loss"),
+  clip: $("chart-clip"), acts: $("chart-acts"), ratio: $("chart-ratio"), hist: $("chart-hist"), boundary: $("chart-boundary") });
+app.dashboard = dashboard;
+const controls = new Controls($("controls"), (changes) => send("set", changes));
+
+/** Show `config`; redraw the charts from scratch when the network's shape changed. */
+function applyConfig(config, redraw) {
+  const prev = app.config;
+  app.config = { ...state.defaults(), ...config };
+  const reshaped = redraw || !prev || SHAPE.some((k) => prev[k] !== app.config[k]);
+  if (reshaped) {
+    dashboard.reset(app.config, app.meta);
+    const sel = $("hist-layer");
+    sel.replaceChildren(...Array.from({ length: app.config.depth + 1 }, (_, i) =>
+      new Option(i === app.config.depth ? `output (${i + 1})` : `layer ${i + 1}`, String(i))));
+    sel.value = String(Math.min(dashboard.histLayer, app.config.depth));
+  } else {
+    dashboard.updateConfig(app.config);
+  }
+  const factors = layerFactors(app.config);
+  dashboard.setTheory((anchor) => expectedProfile(factors, anchor));
+  controls.setConfig(app.config);
+  $("boundary-note").textContent = app.config.dataset === "digits" || (app.config.dataset === "gaussian" && app.config.input_dim > 2)
+    ? "not a 2-D dataset" : "class-1 probability";
+}
+
+function setStatus(status, step, diverged) {
+  app.status = status;
+  if (typeof step === "number") app.step = step;
+  const s = $("status");
+  s.dataset.status = status;
+  s.textContent = status;
+  $("btn-play").textContent = status === "running" ? "❚❚ Pause" : "▶ Play";
+  const banner = $("banner");
+  banner.hidden = status !== "diverged";
+  if (status === "diverged") {
+    const d = diverged || app.diverged || {};
+    const where = typeof d.layer === "number" ? `; layer ${d.layer + 1} went non-finite first` : "";
+    $("banner-text").textContent = `Training diverged at step ${d.step ?? app.step}${where}. Rewind to the last finite checkpoint, then lower the learning rate or clip.`;
+  }
+  if (diverged) app.diverged = diverged;
+}
+
+function setRole(role) {
+  app.role = role;
+  const owner = role === "owner";
+  $("role").textContent = owner ? "owner" : "viewing";
+  $("role").dataset.role = role;
+  for (const b of document.querySelectorAll(".owner-only")) b.disabled = !owner;
+  $("btn-fork").hidden = owner;
+  controls.setEnabled(owner);
+  $("diagnosis").dataset.key = "";
+}
+
+async function send(kind, payload) {
+  if (app.role !== "owner" || !app.socket) return;
+  const reply = kind === "set" ? await app.socket.set(payload) : await app.socket.control(payload);
+  if (reply.type === "error") {
+    toast(`${reply.field ? reply.field + ": " : ""}${reply.message}`, true);
+    controls.setConfig(app.config);
+  } else if (reply.applied && typeof reply.applied === "object") {
+    const changes = {};
+    for (const [k, v] of Object.entries(reply.applied)) if (k in state.KEYS) changes[k] = Array.isArray(v) ? v[1] : v;
+    if (Object.keys(changes).length) applyConfig({ ...app.config, ...changes }, false);
+  }
+  return reply;
+}
+
+function onEvent(ev) {
+  if (!ev) return;
+  dashboard.addEvent(ev);
+  const changes = {};
+  for (const [k, v] of Object.entries(ev.changes || {})) if (k in state.KEYS) changes[k] = Array.isArray(v) ? v[1] : v;
+  if (Object.keys(changes).length) applyConfig({ ...app.config, ...changes }, false);
+  if (ev.kind === "diverged") setStatus("diverged", ev.step, { step: ev.step, layer: ev.layer ?? ev.detail_layer });
+}
+
+async function fetchHistory(since) {
+  const q = since === undefined ? "" : `&since=${since}`;
+  const h = await api("GET", `/api/sessions/${app.id}/history?max_points=800&hist=true${q}`);
+  if (h.ok) dashboard.ingest(toColumnar(h.data));
+}
+
+function connect() {
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  const q = app.token ? `?token=${encodeURIComponent(app.token)}` : "";
+  const sock = new SessionSocket(`${proto}://${location.host}/api/sessions/${app.id}/ws${q}`);
+  let hellos = 0;
+  sock.on("hello", async (m) => {
+    app.meta = { ...app.meta, ...(m.meta || {}) };
+    dashboard.setMeta(app.meta);
+    setRole(m.role);
+    if (m.config) applyConfig(m.config, false);
+    setStatus(m.status, m.step);
+    if (hellos++ > 0) await fetchHistory(dashboard.series.lastStep + 1);
+  });
+  sock.on("stats", (m) => {
+    dashboard.ingest(m);
+    const last = m.step && m.step[m.step.length - 1];
+    if (typeof last === "number") app.step = last;
+  });
+  sock.on("event", (m) => onEvent(m.event));
+  sock.on("status", (m) => setStatus(m.status, m.step, m.diverged));
+  sock.on("boundary", (m) => dashboard.setBoundary(m));
+  sock.on("close", () => setStatus("reconnecting"));
+  app.socket = sock;
+  sock.connect();
+}
+
+async function join(id) {
+  app.id = id;
+  app.token = localStorage.getItem(tokenKey(id));
+  const meta = await api("GET", "/api/meta");
+  if (meta.ok && meta.data) app.meta = { ...meta.data, ...(meta.data.meta || {}) };
+  const s = await api("GET", `/api/sessions/${id}`);
+  if (!s.ok) { setStatus("not found"); toast(`Session ${id}: ${errorText(s)}`, true); return; }
+  setRole(app.token ? "owner" : "viewer");
+  applyConfig(s.data.config, true);
+  dashboard.setEvents(s.data.events || []);
+  setStatus(s.data.status, s.data.step, s.data.diverged);
+  await fetchHistory();
+  connect();
+}
+
+async function start() {
+  const m = location.pathname.match(/^\/s\/([^/]+)/);
+  if (m) return join(decodeURIComponent(m[1]));
+  const r = await api("POST", "/api/sessions", state.fromQuery(location.search));
+  if (!r.ok) { toast(`Could not start a session: ${errorText(r)}`, true); return; }
+  localStorage.setItem(tokenKey(r.data.id), r.data.token);
+  history.replaceState(null, "", `/s/${r.data.id}`);
+  return join(r.data.id);
+}
+
+async function copy(text, what) {
+  app.copied = text;
+  try { await navigator.clipboard.writeText(text); toast(`${what} copied`); } catch { toast(text); }
+}
+
+function wireButtons() {
+  $("btn-play").addEventListener("click", () => send("control", app.status === "running" ? "pause" : "play"));
+  $("btn-step").addEventListener("click", () => send("control", "step"));
+  $("btn-reset").addEventListener("click", () => send("control", "reset"));
+  $("btn-rewind").addEventListener("click", () => send("control", "rewind"));
+  $("banner-rewind").addEventListener("click", () => send("control", "rewind"));
+  $("btn-share").addEventListener("click", () => copy(`${location.origin}/s/${app.id}`, "Session link"));
+  $("btn-setup").addEventListener("click", () => copy(`${location.origin}/${state.toQuery(app.config)}`, "Setup link"));
+  $("btn-fork").addEventListener("click", async () => {
+    const r = await api("POST", `/api/sessions/${app.id}/fork`, {});
+    if (!r.ok) { toast(`Fork failed: ${errorText(r)}`, true); return; }
+    localStorage.setItem(tokenKey(r.data.id), r.data.token);
+    location.assign(`/s/${r.data.id}`);
+  });
+  $("heat-metric").addEventListener("change", (e) => dashboard.setHeatMetric(e.target.value));
+  $("hist-layer").addEventListener("change", (e) => dashboard.setHistLayer(Number(e.target.value)));
+  $("window").addEventListener("change", (e) => dashboard.setWindow(e.target.value));
+  document.addEventListener("keydown", (e) => {
+    if (e.code !== "Space" || e.target.closest("input, select, textarea, button")) return;
+    e.preventDefault();
+    $("btn-play").click();
+  });
+}
+
+let lastDiag = 0, rateRef = { t: 0, step: 0 };
+function frame(now) {
+  dashboard.render(now);
+  if (now - lastDiag > 250 && app.config) {
+    lastDiag = now;
+    const result = diagnose(app.config, dashboard.series.latest);
+    app.diagnosis = result;
+    renderDiagnosis($("diagnosis"), result, { canFix: app.role === "owner",
+      onFix: (name) => send("set", fixChanges(name, app.config)) });
+    $("step").textContent = String(app.step);
+    if (now - rateRef.t > 1000) {
+      const rate = rateRef.t ? ((app.step - rateRef.step) * 1000) / (now - rateRef.t) : 0;
+      $("rate").textContent = rate > 0 ? `${Math.round(rate)} steps/s` : "";
+      rateRef = { t: now, step: app.step };
+    }
+  }
+  requestAnimationFrame(frame);
+}
+
+wireButtons();
+requestAnimationFrame(frame);
+start().catch((err) => toast(String(err), true));

@@ -1,0 +1,95 @@
+// Bounded, downsampled buffers of the run's statistics, as the charts need them. No DOM, no Plotly.
+
+export const GLOBALS = ["loss", "accuracy", "global_grad_norm", "clipped_global_grad_norm"];
+export const PER_LAYER = ["grad_norm", "delta_norm", "update_ratio"];
+export const LATEST = ["grad_norm", "clipped_grad_norm", "delta_norm", "update_ratio", "weight_norm",
+                       "nonfinite_count", "act_mean", "act_std", "saturation", "dead"];
+
+/**
+ * Keeps at most `cap` steps of the whole run: every `stride`-th step is kept and, when the
+ * buffer fills, every other kept step is dropped and the stride doubles. The whole run stays
+ * on one screen at bounded cost, whatever its length.
+ */
+export class Series {
+  constructor(cap = 800) {
+    this.cap = cap;
+    this.clear();
+  }
+
+  clear() {
+    this.step = [];
+    this.g = Object.fromEntries(GLOBALS.map((k) => [k, []]));
+    this.l = Object.fromEntries(PER_LAYER.map((k) => [k, []]));
+    this.hist = [];
+    this.stride = 1;
+    this.count = 0;
+    this.latest = null;
+    this.version = (this.version || 0) + 1;
+  }
+
+  get lastStep() {
+    return this.step.length ? this.step[this.step.length - 1] : -1;
+  }
+
+  /** Drop every kept step >= `step` (a rewind or a replay moved the counter back). */
+  truncate(step) {
+    let n = this.step.length;
+    while (n > 0 && this.step[n - 1] >= step) n--;
+    if (n === this.step.length) return;
+    this.step.length = n;
+    for (const a of Object.values(this.g)) a.length = n;
+    for (const a of Object.values(this.l)) a.length = n;
+    this.hist.length = Math.min(this.hist.length, n);
+    this.version++;
+  }
+
+  /** Append a columnar block (a `stats` message or a history response). */
+  append(block) {
+    const steps = block.step || [];
+    if (!steps.length) return 0;
+    if (steps[0] <= this.lastStep) this.truncate(steps[0]);
+    for (let i = 0; i < steps.length; i++) {
+      if (this.count++ % this.stride !== 0) continue;
+      this.step.push(steps[i]);
+      for (const k of GLOBALS) this.g[k].push(block[k] ? block[k][i] ?? null : null);
+      for (const k of PER_LAYER) this.l[k].push(block[k] ? block[k][i] || [] : []);
+      this.hist.push(block.hist ? block.hist[i] || null : null);
+      if (this.step.length > this.cap) this.halve();
+    }
+    const last = steps.length - 1;
+    const latest = { step: steps[last] };
+    for (const k of [...GLOBALS, ...LATEST]) {
+      if (block[k]) latest[k] = block[k][last];
+    }
+    if (block.hist) latest.hist = block.hist[last];
+    this.latest = latest;
+    this.version++;
+    return steps.length;
+  }
+
+  halve() {
+    const keep = (a) => a.filter((_, i) => i % 2 === 0);
+    this.step = keep(this.step);
+    for (const k of GLOBALS) this.g[k] = keep(this.g[k]);
+    for (const k of PER_LAYER) this.l[k] = keep(this.l[k]);
+    this.hist = keep(this.hist);
+    this.stride *= 2;
+  }
+}
+
+/** Convert whatever shape the history endpoint returns into one columnar block. */
+export function toColumnar(data) {
+  if (!data) return { step: [] };
+  if (Array.isArray(data.step)) return data;
+  for (const key of ["stats", "history", "columns", "data"]) {
+    if (data[key] && typeof data[key] === "object") return toColumnar(data[key]);
+  }
+  const records = Array.isArray(data) ? data : data.records;
+  if (!Array.isArray(records)) return { step: [] };
+  const out = {};
+  for (const rec of records) {
+    for (const [k, v] of Object.entries(rec)) (out[k] ||= []).push(v);
+  }
+  out.step ||= [];
+  return out;
+}
