@@ -1,0 +1,48 @@
+"""`gradscope run` as a user runs it: a real subprocess writing JSON Lines."""
+
+import json
+import subprocess
+import sys
+
+from gradscope.config import CONFIG_KEYS
+
+
+def gradscope(*args, tmp_path):
+    return subprocess.run([sys.executable, "-m", "gradscope", *args], capture_output=True, text=True, timeout=300,
+                          env={"GRADSCOPE_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"})
+
+
+def test_run_writes_a_header_and_every_kth_step(tmp_path):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"depth": 2, "width": 8, "batch_size": 16}))
+    out = tmp_path / "run.jsonl"
+    proc = gradscope("run", "--config", str(cfg), "--set", "activation=tanh", "--set", "batchnorm=true",
+                     "--steps", "7", "--every", "3", "--out", str(out), tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    header, records = lines[0], lines[1:]
+    assert header["config"]["activation"] == "tanh" and header["config"]["batchnorm"] is True
+    assert header["config"]["depth"] == 2 and header["backend"] == "cpu" and header["devices"]
+    assert [r["step"] for r in records] == [0, 3, 6]
+    r = records[0]
+    assert len(r["grad_norm"]) == 3 and len(r["delta_norm"]) == 3 and len(r["act_std"]) == 2
+    assert set(r) >= {"loss", "accuracy", "global_grad_norm", "clipped_global_grad_norm", "weight_norm", "update_ratio",
+                      "saturation", "dead", "hist", "nonfinite_count", "clipped_grad_norm", "act_mean", "nonfinite"}
+
+
+def test_non_finite_numbers_are_null(tmp_path):
+    proc = gradscope("run", "--set", "activation=linear", "--set", "init=standard_normal", "--set", "init_gain=4",
+                     "--set", "learning_rate=10", "--set", "depth=3", "--set", "width=16", "--steps", "30", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "NaN" not in proc.stdout and "Infinity" not in proc.stdout
+    records = [json.loads(line) for line in proc.stdout.splitlines()[1:]]
+    assert any(r["nonfinite"] for r in records) and any(r["loss"] is None for r in records)
+
+
+def test_unknown_key_and_bad_value_exit_nonzero_naming_the_choices(tmp_path):
+    proc = gradscope("run", "--set", "activaton=relu", "--steps", "1", tmp_path=tmp_path)
+    assert proc.returncode == 2 and "activaton" in proc.stderr and all(k in proc.stderr for k in CONFIG_KEYS)
+    proc = gradscope("run", "--set", "init=xavier", "--steps", "1", tmp_path=tmp_path)
+    assert proc.returncode == 2 and "init" in proc.stderr and "he_normal" in proc.stderr and "glorot_uniform" in proc.stderr
+    proc = gradscope("run", "--set", "depth=999", "--steps", "1", tmp_path=tmp_path)
+    assert proc.returncode == 2 and "depth" in proc.stderr

@@ -1,0 +1,29 @@
+"""One name everywhere: the schema's choices are the registries' names."""
+
+from typing import get_args
+
+from gradscope.config import CONFIG_KEYS, LIVE_KEYS, RESET_KEYS, Config, meta
+from gradscope.core.activations import ACTIVATIONS
+from gradscope.core.datasets import DATASETS, load
+from gradscope.core.initializers import INITIALIZERS
+from gradscope.core.train import CLIP_MODES, OPTIMIZERS
+
+
+def test_schema_choices_are_the_registry_names():
+    fields = Config.model_fields
+    assert get_args(fields["activation"].annotation) == tuple(ACTIVATIONS)
+    assert get_args(fields["init"].annotation) == INITIALIZERS
+    assert get_args(fields["dataset"].annotation) == DATASETS
+    assert get_args(fields["optimizer"].annotation) == tuple(OPTIMIZERS)
+    assert get_args(fields["clip_mode"].annotation) == CLIP_MODES
+    m = meta()
+    assert m["activations"] == list(ACTIVATIONS) and m["initializers"] == list(INITIALIZERS)
+    assert set(LIVE_KEYS) | set(RESET_KEYS) == set(CONFIG_KEYS) and not set(LIVE_KEYS) & set(RESET_KEYS)
+
+
+def test_datasets_are_standardized_and_labelled():
+    for name in DATASETS:
+        x, y = load(name, noise=0.1, seed=0, input_dim=5)
+        assert abs(x.mean(0)).max() < 1e-4 and (abs(x.std(0) - 1) < 1e-3).all() | (x.std(0) == 0).any()
+        assert y.min() == 0 and len(set(y.tolist())) == (10 if name == "digits" else 2)
+    assert load("digits")[0].shape == (1797, 64)
