@@ -4,11 +4,25 @@ from __future__ import annotations
 import asyncio
 import json
 
-from gradscope.server.hub import Frame, Hub
+import numpy as np
+
+from gradscope.server import hub as hub_module
+from gradscope.server.hub import Frame, Hub, encode_stats
 
 
 def frame(start, k):
-    return Frame({"step": list(range(start, start + k)), "loss": [1.0] * k, "grad_norm": [[1.0, 2.0]] * k})
+    return Frame({"step": np.arange(start, start + k), "loss": np.ones(k, np.float32),
+                  "grad_norm": np.tile(np.array([1.0, 2.0], np.float32), (k, 1))})
+
+
+def test_encoding_nulls_non_finite_with_and_without_orjson(monkeypatch):
+    stats = {"step": np.arange(3), "loss": np.array([0.5, np.nan, np.inf], np.float32),
+             "hist": np.zeros((3, 2, 4), np.int32), "nonfinite": np.array([0, 1, 1], np.int32)}
+    want = {"type": "stats", "step": [0, 1, 2], "loss": [0.5, None, None],
+            "hist": [[[0] * 4] * 2] * 3, "nonfinite": [0, 1, 1]}
+    assert json.loads(encode_stats(stats)) == want
+    monkeypatch.setattr(hub_module, "orjson", None)
+    assert json.loads(encode_stats(stats)) == want
 
 
 def test_chunks_coalesce_in_order_with_messages():

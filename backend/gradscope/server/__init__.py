@@ -10,12 +10,17 @@ __all__ = ["Settings", "create_app", "serve", "main"]
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | Path = "data",
-          allow_origins: tuple[str, ...] | list[str] = (), **overrides) -> None:
-    """Run the server with uvicorn until interrupted (`gradscope serve`)."""
+          allow_origins: tuple[str, ...] | list[str] = (), *, warm_compile: bool = True,
+          **overrides) -> None:
+    """Run the server with uvicorn until interrupted (`gradscope serve`).
+
+    `overrides` are further `Settings` fields (max_running, idle_pause_s, ...);
+    `warm_compile=False` skips compiling the other activations in the background.
+    """
     import uvicorn
 
     settings = Settings(data_dir=Path(data_dir), allow_origins=tuple(allow_origins or ()), **overrides)
-    app = create_app(settings)
+    app = create_app(settings, warm_compile=warm_compile)
     uvicorn.run(app, host=host, port=port, ws_max_size=1 << 20, log_level="info")
 
 

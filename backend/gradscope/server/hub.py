@@ -8,42 +8,70 @@ stats, so it can never hold training or the other clients back.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections import deque
 
+import numpy as np
+
+try:  # optional: serializes numpy directly, NaN/Inf as null, ~50x faster than json + lists
+    import orjson
+except ImportError:  # pragma: no cover - the plain path below is the reference
+    orjson = None
+
+
+def encode_stats(stats: dict) -> str:
+    """A `stats` message from columnar numpy arrays; non-finite numbers become null."""
+    if orjson is not None:
+        body = {k: np.ascontiguousarray(v) for k, v in stats.items()}
+        return orjson.dumps({"type": "stats", **body}, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    from gradscope.records import to_wire
+
+    return json.dumps({"type": "stats", **to_wire(stats)}, separators=(",", ":"))
+
 
 class Frame:
-    """One stats chunk in wire form (columnar lists), serialized at most once."""
+    """One stats chunk (numpy, leading axis = steps), encoded at most once for all clients."""
 
-    __slots__ = ("wire", "steps", "_text")
+    __slots__ = ("stats", "steps", "seq", "_text")
+    _seq = itertools.count()
 
-    def __init__(self, wire: dict):
-        self.wire = wire
-        self.steps = len(wire["step"])
+    def __init__(self, stats: dict):
+        self.stats = stats
+        self.steps = len(stats["step"])
+        self.seq = next(Frame._seq)
         self._text: str | None = None
 
     @property
     def text(self) -> str:
         if self._text is None:
-            self._text = json.dumps({"type": "stats", **self.wire}, separators=(",", ":"))
+            self._text = encode_stats(self.stats)
         return self._text
 
     @staticmethod
-    def merged_text(frames: list["Frame"]) -> str:
+    def merged_text(frames: list["Frame"], cache: dict | None = None) -> str:
+        """One message for a run of chunks; clients in step share the encoding via `cache`."""
         if len(frames) == 1:
             return frames[0].text
-        out = {"type": "stats"}
-        for key in frames[0].wire:
-            out[key] = [row for f in frames for row in f.wire.get(key, ())]
-        return json.dumps(out, separators=(",", ":"))
+        key = (frames[0].seq, frames[-1].seq, len(frames))
+        if cache is not None and key in cache:
+            return cache[key]
+        keys = [k for k in frames[0].stats if all(k in f.stats for f in frames)]
+        text = encode_stats({k: np.concatenate([f.stats[k] for f in frames]) for k in keys})
+        if cache is not None:
+            if len(cache) > 64:
+                cache.clear()
+            cache[key] = text
+        return text
 
 
 class Subscriber:
     """A client's queue: dict messages in order, runs of stats frames merged into one."""
 
-    def __init__(self, max_steps: int = 4096, max_items: int = 256):
+    def __init__(self, max_steps: int = 4096, max_items: int = 256, cache: dict | None = None):
         self.items: deque = deque()      # dict (a message) or list[Frame] (a stats run)
+        self.cache = cache
         self.wake = asyncio.Event()
         self.max_steps, self.max_items = max_steps, max_items
         self.pending_steps = 0
@@ -98,7 +126,7 @@ class Subscriber:
             item = self.items.popleft()
             if isinstance(item, list):
                 self.pending_steps -= sum(f.steps for f in item)
-                texts.append(Frame.merged_text(item))
+                texts.append(Frame.merged_text(item, self.cache))
                 had_stats = True
             else:
                 texts.append(json.dumps(item, separators=(",", ":")))
@@ -112,9 +140,10 @@ class Hub:
         self.subscribers: set[Subscriber] = set()
         self.max_steps, self.max_items = max_steps, max_items
         self.last_seen = time.monotonic()    # last moment somebody was watching
+        self.cache: dict = {}                 # merged stats texts shared by clients in step
 
     def subscribe(self) -> Subscriber:
-        sub = Subscriber(self.max_steps, self.max_items)
+        sub = Subscriber(self.max_steps, self.max_items, self.cache)
         self.subscribers.add(sub)
         self.last_seen = time.monotonic()
         return sub

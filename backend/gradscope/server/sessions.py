@@ -19,7 +19,6 @@ import numpy as np
 
 from gradscope.config import Config, ConfigError
 from gradscope.engine import Trainer
-from gradscope.records import to_wire
 
 from .history import History
 from .hub import Frame, Hub
@@ -165,7 +164,7 @@ class Session:
             self.history.append(stats)
             self.step = self.tr.step
         if self.hub.count:
-            self.manager.emit(self.hub, Frame(to_wire(stats)))
+            self.manager.emit(self.hub, Frame(stats))
         bad = np.flatnonzero(np.asarray(stats["nonfinite"]))
         if bad.size and self.diverged is None:
             i = int(bad[0])
