@@ -5,7 +5,7 @@ import json
 
 import httpx
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from conftest import SMALL, recv_until
@@ -154,3 +154,15 @@ def test_unknown_session_socket_says_so(live_server):
     with connect(f"{srv.ws_url}/api/sessions/nope/ws", open_timeout=30) as ws:
         err = recv_until(ws, of_type("error"))
         assert err["field"] == "session"
+
+
+def test_delete_hangs_up_on_viewers(live_server):
+    srv = live_server()
+    d = create(srv, paused=True)
+    with ws_connect(srv, d, token=False) as ws:
+        recv_until(ws, of_type("hello"))
+        r = httpx.delete(f"{srv.url}/api/sessions/{d['id']}", headers={"Authorization": f"Bearer {d['token']}"})
+        assert r.status_code == 204
+        assert recv_until(ws, of_type("status"))["status"] == "deleted"
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=30)

@@ -21,7 +21,10 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | Path = "dat
 
     settings = Settings(data_dir=Path(data_dir), allow_origins=tuple(allow_origins or ()), **overrides)
     app = create_app(settings, warm_compile=warm_compile)
-    uvicorn.run(app, host=host, port=port, ws_max_size=1 << 20, log_level="info")
+    # no per-message deflate: compressing every frame for every client costs more CPU than
+    # the training it reports on; the stream is meant for loopback and LANs
+    uvicorn.run(app, host=host, port=port, ws_max_size=1 << 20, ws_per_message_deflate=False,
+                log_level="info")
 
 
 def main(args) -> None:

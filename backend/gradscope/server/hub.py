@@ -76,6 +76,7 @@ class Subscriber:
         self.max_steps, self.max_items = max_steps, max_items
         self.pending_steps = 0
         self.dropped_steps = 0
+        self.closed = False              # set by Hub.close: send what is queued, then hang up
 
     def put(self, msg: dict) -> None:
         self.items.append(msg)
@@ -158,6 +159,12 @@ class Hub:
 
     def idle_for(self) -> float:
         return 0.0 if self.subscribers else time.monotonic() - self.last_seen
+
+    def close(self, msg: dict) -> None:
+        """Last message to every subscriber; their senders end after it (session deleted)."""
+        for sub in self.subscribers:
+            sub.closed = True
+            sub.put(msg)
 
     def publish(self, msg) -> None:
         """A dict message or a Frame, to every subscriber."""

@@ -55,8 +55,10 @@ class SessionManager:
         while True:
             await asyncio.sleep(period)
             for s in list(self.sessions.values()):
-                if s.status == "running" and s.hub.idle_for() > self.settings.idle_pause_s:
-                    s.submit(s.set_running, False, "idle: nobody watching")
+                if s.status == "running" and s.hub.idle_for() > self.settings.idle_pause_s \
+                        and not s.idle_pending:
+                    s.idle_pending = True
+                    s.submit(s.idle_pause)
 
     def meta(self) -> dict:
         if self._meta is None:
@@ -139,5 +141,6 @@ class SessionManager:
 
     async def delete(self, s: Session) -> None:
         self.sessions.pop(s.id, None)
+        s.hub.close({"type": "status", "status": "deleted", "step": s.step, "diverged": None})
         await asyncio.to_thread(s.close, False)
         self.store.delete(s.id)

@@ -61,6 +61,7 @@ class Session:
         self._commands: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
         self._closing = False
+        self.idle_pending = False            # an idle pause is queued (the monitor asks once)
         self._last_save = self._last_boundary = time.monotonic()
         self.tr: Trainer | None = None
 
@@ -283,6 +284,12 @@ class Session:
         elif not running and self.status == "running":
             self._set_status("paused", "paused", detail=detail)
             self.save()
+        return {"step": self.tr.step, "status": self.status}
+
+    def idle_pause(self) -> dict:
+        self.idle_pending = False
+        if self.hub.count == 0:
+            return self.set_running(False, detail="idle: nobody watching")
         return {"step": self.tr.step, "status": self.status}
 
     def single_step(self) -> dict:

@@ -89,6 +89,9 @@ async def _sender(ws: WebSocket, sub: Subscriber, fps: float) -> None:
             t0 = time.monotonic()
             for text in texts:
                 await ws.send_text(text)
+            if sub.closed:
+                await ws.close(code=1000, reason="session deleted")
+                return
             if had_stats:  # at most `fps` stats messages a second; more chunks coalesce meanwhile
                 await anyio.sleep(max(0.0, 1.0 / fps - (time.monotonic() - t0)))
     except (WebSocketDisconnect, RuntimeError, OSError):
