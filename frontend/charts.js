@@ -101,8 +101,8 @@ export class Dashboard {
       { x: [], y: [], mode: "lines", name: "accuracy", showlegend: false, hoverinfo: "skip", yaxis: "y2", line: { color: OI.green, width: 1 }, opacity: 0.3 },
       { x: [], y: [], mode: "lines", name: "loss", line: { color: OI.vermilion, width: 2.2 } },
       { x: [], y: [], mode: "lines", name: "accuracy", yaxis: "y2", line: { color: OI.green, width: 2.2 } },
-    ], baseLayout({ xaxis: { title: { text: "step", standoff: 4 } },
-                    yaxis: { type: "log", dtick: "D2", domain: [0.45, 1], title: { text: "loss", standoff: 2 } },
+    ], baseLayout({ xaxis: { title: { text: "step", standoff: 4 }, anchor: "y2" },
+                    yaxis: { type: "log", dtick: 1, domain: [0.45, 1], title: { text: "loss", standoff: 2 } },
                     yaxis2: { domain: [0, 0.37], range: [0, 1.02], tickformat: ".0%", dtick: 0.5, automargin: true,
                               gridcolor: "#e7e9ee", title: { text: "acc.", standoff: 2 } } }), PLOT_CONFIG);
     Plotly.newPlot(e.clip, [

@@ -1,0 +1,222 @@
+"""The dashboard in a real headless Chromium against a real server on loopback.
+
+Debian's chromium (apt-get install chromium) is driven by Playwright for Python through
+`executable_path`; the tests skip when either is missing. They wait on page state exposed
+as `window.gradscope`, never on time.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+SMALL = "depth=6&width=32&batch_size=64"
+SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshot.png"
+TIMEOUT = 60_000  # ms: compiles are slow on a busy 2-core machine
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """uvicorn on a free loopback port in a thread, on a temporary data dir."""
+    uvicorn = pytest.importorskip("uvicorn")
+    from gradscope.engine import CompileCache
+    from gradscope.server import Settings, create_app
+
+    cache = CompileCache(background=False)
+    settings = Settings(data_dir=tmp_path_factory.mktemp("data"), idle_pause_s=10.0, max_running=8)
+    app = create_app(settings, warm_compile=False, cache=cache)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                        ws_max_size=1 << 20, lifespan="on"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started:  # uvicorn has no start event to wait on
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(60)
+    cache.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+class Tab:
+    """A page in its own browser context, recording console errors and any off-machine request."""
+
+    def __init__(self, browser):
+        self.context = browser.new_context(viewport={"width": 1280, "height": 800})
+        self.errors, self.external = [], []
+        self.context.route("**/*", self._route)
+        self.page = self.context.new_page()
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+
+    def _route(self, route):
+        host = urlsplit(route.request.url).hostname
+        if route.request.url.startswith("data:") or host == "127.0.0.1":
+            route.continue_()
+        else:
+            self.external.append(route.request.url)
+            route.abort()
+
+    def open(self, url):
+        self.page.goto(url)
+        return self
+
+    def wait(self, expr, arg=None):
+        return self.page.wait_for_function(expr, arg=arg, timeout=TIMEOUT, polling=100).json_value()
+
+    def eval(self, expr, arg=None):
+        return self.page.evaluate(expr, arg)
+
+    def wait_running(self, steps=20):
+        """Until the page is joined, streaming, and has drawn `steps` recorded steps."""
+        self.wait("n => window.gradscope && gradscope.dashboard.series.step.length >= n"
+                  " && gradscope.dashboard.info.renders >= 1", steps)
+
+    def close(self):
+        """Delete the session this tab owns (fewer runs competing for the CPU), then check the record."""
+        self.page.evaluate("""async () => {
+          const m = location.pathname.match(/^\\/s\\/(.+)$/), token = m && localStorage.getItem(`gradscope.token.${m[1]}`);
+          if (token) await fetch(`/api/sessions/${m[1]}`, {method: 'DELETE', headers: {Authorization: `Bearer ${token}`}});
+        }""")
+        assert self.errors == [], f"console errors: {self.errors}"
+        assert self.external == [], f"requests off the machine: {self.external}"
+        self.context.close()
+
+
+@pytest.fixture
+def tabs(browser):
+    opened = []
+
+    def make():
+        opened.append(Tab(browser))
+        return opened[-1]
+
+    yield make
+    for t in opened:
+        t.close()
+
+
+def session_id(tab):
+    path = urlsplit(tab.page.url).path
+    assert path.startswith("/s/"), path
+    return path[3:]
+
+
+def test_page_loads_offline_and_charts_fill(server, tabs):
+    tab = tabs().open(f"{server}/?{SMALL}")
+    tab.wait_running(30)
+    sid = session_id(tab)
+    assert tab.eval("id => localStorage.getItem(`gradscope.token.${id}`)", sid)
+    assert tab.eval("gradscope.role") == "owner"
+    # every chart drew data: profile (depth+1 layers), heatmap columns, loss, activations
+    depth = tab.eval("gradscope.config.depth")
+    tab.wait("() => document.getElementById('chart-heatmap').data[0].z.length > 0")
+    profile = tab.eval("document.getElementById('chart-profile').data.find(t => t.name === 'grad_norm').y")
+    assert len(profile) == depth + 1 and all(v is None or v > 0 for v in profile)
+    assert tab.eval("document.getElementById('chart-loss').data[2].y.length") > 0
+    assert tab.eval("document.getElementById('chart-acts').data[2].y.length") == depth
+    # a reload rejoins the same session, history first
+    tab.page.reload()
+    tab.wait_running(5)
+    assert session_id(tab) == sid and tab.eval("gradscope.role") == "owner"
+
+
+def test_activation_toggle_marks_and_changes_profile(server, tabs):
+    tab = tabs().open(f"{server}/?{SMALL}")
+    tab.wait_running(60)
+    before = tab.eval("gradscope.dashboard.series.latest.grad_norm")
+    tab.page.select_option("#ctl-activation", "relu")
+    label = tab.wait("() => (gradscope.dashboard.info.labels || []).find(l => l.includes('sigmoid -> relu'))")
+    step = int(label.split(":")[0].split()[1])
+    assert tab.eval("gradscope.config.activation") == "relu"
+    tab.wait("s => gradscope.dashboard.series.latest.step > s + 200", step)
+    after = tab.eval("gradscope.dashboard.series.latest.grad_norm")
+    # sigmoid shrinks the gradient by ~4x per layer; relu with this init far less
+    assert after[0] / after[-1] > 10 * before[0] / before[-1]
+    # the marker is drawn on the time charts
+    texts = tab.eval("document.getElementById('chart-loss').layout.annotations.map(a => a.text)")
+    assert any("sigmoid -> relu" in t for t in texts)
+    tab.page.evaluate("document.activeElement.blur()")
+    tab.wait("() => gradscope.dashboard.info.renders > 0 && document.fonts.status === 'loaded'")
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    tab.page.screenshot(path=str(SCREENSHOT))
+
+
+def test_viewer_cannot_control_and_can_fork(server, tabs):
+    owner = tabs().open(f"{server}/?{SMALL}")
+    owner.wait_running(5)
+    sid = session_id(owner)
+    viewer = tabs().open(f"{server}/s/{sid}")
+    viewer.wait_running(5)
+    assert viewer.eval("gradscope.role") == "viewer"
+    assert viewer.page.is_disabled("#ctl-activation") and viewer.page.is_disabled("#btn-play")
+    assert viewer.page.is_disabled("#ctl-depth")
+    assert viewer.page.is_visible("#btn-fork") and not owner.page.is_visible("#btn-fork")
+    viewer.page.click("#btn-fork")
+    viewer.page.wait_for_url(lambda u: "/s/" in u and not u.endswith(sid), timeout=TIMEOUT)
+    viewer.wait_running(5)
+    assert viewer.eval("gradscope.role") == "owner" and session_id(viewer) != sid
+    assert viewer.page.is_enabled("#ctl-activation")
+    viewer.page.keyboard.press("Space")  # space toggles play/pause
+    viewer.wait("() => gradscope.status === 'paused'")
+
+
+def test_diagnosis_fix_applies(server, tabs):
+    tab = tabs().open(f"{server}/?{SMALL}")  # sigmoid + Glorot: vanishing at once
+    tab.wait_running(20)
+    tab.wait("() => gradscope.diagnosis && gradscope.diagnosis.title === 'Vanishing gradients'")
+    assert "of the gradient of layer 7" in tab.page.inner_text("#diagnosis")
+    tab.page.click("button[data-fix=batchnorm]")
+    tab.wait("() => gradscope.config.batchnorm === true")
+    tab.wait("() => (gradscope.dashboard.info.labels || []).some(l => l.includes('batchnorm false -> true'))")
+    assert tab.page.is_checked("#ctl-batchnorm")
+    tab.wait("() => !document.querySelector('button[data-fix=batchnorm]')")
+
+
+def test_config_url_reproduces_its_setup(server, tabs):
+    query = "activation=tanh&init=he_uniform&depth=5&width=24&batch_size=64&seed=3&learning_rate=0.05"
+    tab = tabs().open(f"{server}/?{query}")
+    tab.wait_running(5)
+    config = tab.eval("gradscope.config")
+    assert (config["activation"], config["init"], config["depth"], config["width"]) == ("tanh", "he_uniform", 5, 24)
+    assert (config["seed"], config["learning_rate"], config["batch_size"]) == (3, 0.05, 64)
+    assert tab.page.input_value("#ctl-activation") == "tanh"
+    tab.page.click("#btn-setup")
+    copied = tab.wait("() => gradscope.copied")
+    params = {k: v[0] for k, v in parse_qs(urlsplit(copied).query).items()}
+    assert params == {k: v[0] for k, v in parse_qs(query).items()}
+    tab.page.click("#btn-share")
+    assert tab.wait("() => gradscope.copied.includes('/s/') && gradscope.copied").endswith(f"/s/{session_id(tab)}")
+
+
+def test_unknown_session_says_so(server, tabs):
+    tab = tabs().open(f"{server}/s/doesnotexist")
+    tab.wait("() => gradscope.status === 'not found'")
+    tab.errors[:] = [e for e in tab.errors if "404" not in e]  # the failed GET is logged by Chromium
+    assert json.loads(json.dumps(tab.eval("gradscope.errors")))
