@@ -32,7 +32,7 @@ def test_chunk_shapes_and_step_counter(cache):
     assert stats["grad_norm"].shape == (5, 4) and stats["delta_norm"].shape == (5, 4)
     assert stats["act_mean"].shape == (5, 3) and stats["dead"].shape == (5, 3)
     assert stats["hist"].shape[:2] == (5, 4)
-    # Every finite gradient entry lands in exactly one histogram bin.
+    # Every finite gradient entry lands in exactly one histogram bin (small layers: no sampling).
     assert (stats["hist"].sum(-1) == np.array([2 * 16, 16 * 16, 16 * 16, 16 * 2])).all()
     more = tr.run()
     assert more["step"][0] == 5 and len(more["step"]) == tr.chunk_steps
@@ -108,6 +108,17 @@ def test_norm_clipping_invariant(cache):
     tr = Trainer(dict(SMALL, clip_mode="norm", clip_value=0.05, init="he_normal", activation="relu"), cache=cache)
     s = tr.run(10)
     np.testing.assert_allclose(s["clipped_global_grad_norm"], np.minimum(s["global_grad_norm"], 0.05), rtol=1e-5)
+
+
+def test_histogram_counts_log10_magnitudes_and_samples_large_layers():
+    from gradscope.core.train import HIST_EDGES, HIST_SAMPLE, _histogram
+    g = jnp.array([1e-13, 0.0, 3e-3, -3e-3, 50.0, 1e6, jnp.nan, jnp.inf])
+    h = np.asarray(_histogram(g))
+    assert h.sum() == 6 and h[0] == 2 and h[-1] == 1  # zeros and tiny values clamp low, huge high
+    assert h[int((np.log10(50.0) - HIST_EDGES[0]) // 0.5)] == 1
+    assert h[int((np.log10(3e-3) - HIST_EDGES[0]) // 0.5)] == 2
+    big = np.asarray(_histogram(jnp.full((300, 300), 1e-2)))
+    assert HIST_SAMPLE // 2 < big.sum() <= HIST_SAMPLE
 
 
 def test_value_and_norm_clipping_on_gradient_trees():
