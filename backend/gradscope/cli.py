@@ -81,8 +81,10 @@ def cmd_run(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    from gradscope.engine import enable_persistent_cache
     from gradscope.server import serve
 
+    enable_persistent_cache(_cache_dir())
     serve(host=args.host, port=args.port, data_dir=args.data_dir, allow_origins=args.allow_origin)
     return 0
 
