@@ -90,7 +90,7 @@ def frames_per_second(ws_url, d, clients, seconds):
 
 
 def steps_per_second(url, ids, seconds):
-    step = lambda sid: httpx.get(f"{url}/api/sessions/{sid}").json()["step"]
+    step = lambda sid: httpx.get(f"{url}/api/sessions/{sid}", timeout=60).json()["step"]
     s0, t0 = [step(s) for s in ids], time.perf_counter()
     time.sleep(seconds)
     s1, t1 = [step(s) for s in ids], time.perf_counter()
@@ -140,7 +140,7 @@ def main():
                 if time.perf_counter() - t0 > 600:
                     break
                 time.sleep(0.5)
-            n_rows = len(httpx.get(f"{url}/api/sessions/{a['id']}/history").json()["step"])
+            n_rows = len(httpx.get(f"{url}/api/sessions/{a['id']}/history", timeout=300).json()["step"])
             rows.append((f"history bytes after {info['step']:,} steps",
                          f"{info['history_bytes'] / 2**20:.2f} MiB ({n_rows:,} rows)"))
         finally:

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradscope.server.history import History, rows_to_wire
+import json
+
+from gradscope.server import history as history_module
+from gradscope.server.history import History, rows_to_json, rows_to_wire
 
 
 def chunk(start, k, depth=2, spike_at=None):
@@ -53,3 +56,14 @@ def test_bytes_roundtrip_and_nan_as_null():
     assert rows_to_wire(h2.rows()) == rows_to_wire(h.rows())
     wire = rows_to_wire(h2.rows(since=5000))
     assert wire["loss"] == [1.0, None, 1.0] and wire["step"] == [5000, 5001, 5002]
+
+
+def test_json_body_same_with_and_without_orjson(monkeypatch):
+    h = History()
+    c = chunk(0, 4)
+    c["loss"][2] = np.inf
+    h.append(c)
+    fast = json.loads(rows_to_json(h.rows(), hist=True, session="x"))
+    monkeypatch.setattr(history_module, "orjson", None)
+    slow = json.loads(rows_to_json(h.rows(), hist=True, session="x"))
+    assert fast == slow and fast["loss"][2] is None and fast["session"] == "x"

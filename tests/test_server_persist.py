@@ -19,8 +19,8 @@ def command(ws, ident, **msg):
 
 def test_restart_keeps_history_and_owner_resumes(live_server):
     srv = live_server()
-    a = httpx.post(f"{srv.url}/api/sessions", json={**SMALL, "seed": 5}).json()
-    b = httpx.post(f"{srv.url}/api/sessions", json={**SMALL, "seed": 6}).json()
+    a = httpx.post(f"{srv.url}/api/sessions", json={**SMALL, "seed": 5}, timeout=120).json()
+    b = httpx.post(f"{srv.url}/api/sessions", json={**SMALL, "seed": 6}, timeout=120).json()
     with connect(f"{srv.ws_url}/api/sessions/{a['id']}/ws?token={a['token']}", open_timeout=30) as ws:
         recv_until(ws, lambda m: m["type"] == "stats" and m["step"][-1] >= 40)
         command(ws, 1, type="set", changes={"learning_rate": 0.25})
@@ -28,19 +28,19 @@ def test_restart_keeps_history_and_owner_resumes(live_server):
         step = command(ws, 2, type="control", action="pause")["step"]
     with connect(f"{srv.ws_url}/api/sessions/{b['id']}/ws", open_timeout=30) as ws:
         recv_until(ws, lambda m: m["type"] == "stats")  # b is still running when the server stops
-    before = httpx.get(f"{srv.url}/api/sessions/{a['id']}/history").json()
-    events = httpx.get(f"{srv.url}/api/sessions/{a['id']}").json()["events"]
+    before = httpx.get(f"{srv.url}/api/sessions/{a['id']}/history", timeout=120).json()
+    events = httpx.get(f"{srv.url}/api/sessions/{a['id']}", timeout=120).json()["events"]
     srv.stop()
 
     srv2 = live_server()
-    info = httpx.get(f"{srv2.url}/api/sessions/{a['id']}").json()
+    info = httpx.get(f"{srv2.url}/api/sessions/{a['id']}", timeout=120).json()
     assert info["status"] == "paused" and info["step"] == step and info["events"] == events
     assert info["config"]["learning_rate"] == 0.25
-    after = httpx.get(f"{srv2.url}/api/sessions/{a['id']}/history").json()
+    after = httpx.get(f"{srv2.url}/api/sessions/{a['id']}/history", timeout=120).json()
     assert after == before and after["step"][-1] == step - 1
-    info_b = httpx.get(f"{srv2.url}/api/sessions/{b['id']}").json()
+    info_b = httpx.get(f"{srv2.url}/api/sessions/{b['id']}", timeout=120).json()
     assert info_b["status"] == "paused" and info_b["step"] > 0
-    hb = httpx.get(f"{srv2.url}/api/sessions/{b['id']}/history").json()
+    hb = httpx.get(f"{srv2.url}/api/sessions/{b['id']}/history", timeout=120).json()
     assert hb["step"][-1] == info_b["step"] - 1
 
     with connect(f"{srv2.ws_url}/api/sessions/{a['id']}/ws?token={a['token']}", open_timeout=30) as ws:
@@ -50,7 +50,7 @@ def test_restart_keeps_history_and_owner_resumes(live_server):
         stats = recv_until(ws, lambda m: m["type"] == "stats")
         assert stats["step"][0] == step  # training continues exactly where it stopped
         command(ws, 4, type="control", action="pause")
-    r = httpx.delete(f"{srv2.url}/api/sessions/{a['id']}", headers={"Authorization": f"Bearer {a['token']}"})
+    r = httpx.delete(f"{srv2.url}/api/sessions/{a['id']}", headers={"Authorization": f"Bearer {a['token']}"}, timeout=120)
     assert r.status_code == 204
 
 

@@ -11,7 +11,7 @@ from conftest import SMALL, recv_until
 
 
 def create(srv, **body):
-    r = httpx.post(f"{srv.url}/api/sessions", json={**SMALL, **body}, timeout=60)
+    r = httpx.post(f"{srv.url}/api/sessions", json={**SMALL, **body}, timeout=120)
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -28,7 +28,7 @@ def command(ws, ident, **msg):
 
 
 def history(srv, sid):
-    return httpx.get(f"{srv.url}/api/sessions/{sid}/history", timeout=60).json()
+    return httpx.get(f"{srv.url}/api/sessions/{sid}/history", timeout=120).json()
 
 
 def test_fork_from_start_replays_the_timeline(live_server):
@@ -45,7 +45,7 @@ def test_fork_from_start_replays_the_timeline(live_server):
         end = command(ws, "pause", type="control", action="pause")["step"]
     assert opt["step"] > 3 and end > opt["step"]
 
-    r = httpx.post(f"{srv.url}/api/sessions/{a['id']}/fork", json={"from": "start"}, timeout=60)
+    r = httpx.post(f"{srv.url}/api/sessions/{a['id']}/fork", json={"from": "start"}, timeout=120)
     assert r.status_code == 201, r.text
     b = r.json()
     assert b["token"] != a["token"] and b["parent"] == a["id"]
@@ -58,9 +58,9 @@ def test_fork_from_start_replays_the_timeline(live_server):
     np.testing.assert_allclose(np.array(hb["loss"][:n], float), np.array(ha["loss"][:n], float), rtol=1e-6)
     np.testing.assert_allclose(np.array(hb["grad_norm"][:n], float), np.array(ha["grad_norm"][:n], float),
                                rtol=1e-5)
-    info = httpx.get(f"{srv.url}/api/sessions/{b['id']}").json()
+    info = httpx.get(f"{srv.url}/api/sessions/{b['id']}", timeout=120).json()
     kinds = [(e["kind"], e["step"], e["changes"]) for e in info["events"] if e["kind"] in ("change", "reset")]
-    want = [(e["kind"], e["step"], e["changes"]) for e in httpx.get(f"{srv.url}/api/sessions/{a['id']}").json()["events"]
+    want = [(e["kind"], e["step"], e["changes"]) for e in httpx.get(f"{srv.url}/api/sessions/{a['id']}", timeout=120).json()["events"]
             if e["kind"] in ("change", "reset")]
     assert kinds == want
     assert info["config"]["optimizer"] == "momentum" and info["config"]["learning_rate"] == 0.5
@@ -73,7 +73,7 @@ def test_fork_from_current_keeps_weights_history_and_timeline(live_server):
         for i in range(5):
             command(ws, i, type="control", action="step")
         command(ws, "lr", type="set", changes={"learning_rate": 0.2})
-    r = httpx.post(f"{srv.url}/api/sessions/{a['id']}/fork", json={"from": "current", "paused": True}, timeout=60)
+    r = httpx.post(f"{srv.url}/api/sessions/{a['id']}/fork", json={"from": "current", "paused": True}, timeout=120)
     b = r.json()
     assert r.status_code == 201 and b["step"] == 5 and b["config"]["learning_rate"] == 0.2
     assert history(srv, b["id"])["loss"] == history(srv, a["id"])["loss"]
@@ -83,8 +83,8 @@ def test_fork_from_current_keeps_weights_history_and_timeline(live_server):
         command(wb, "x", type="control", action="step")
     la, lb = history(srv, a["id"])["loss"], history(srv, b["id"])["loss"]
     assert len(la) == len(lb) == 6 and lb[5] == la[5]
-    kinds = [e["kind"] for e in httpx.get(f"{srv.url}/api/sessions/{b['id']}").json()["events"]]
+    kinds = [e["kind"] for e in httpx.get(f"{srv.url}/api/sessions/{b['id']}", timeout=120).json()["events"]]
     assert kinds == ["change", "fork"]
     # the fork is its owner's: the original token does not work on it
-    r = httpx.delete(f"{srv.url}/api/sessions/{b['id']}", headers={"Authorization": f"Bearer {a['token']}"})
+    r = httpx.delete(f"{srv.url}/api/sessions/{b['id']}", headers={"Authorization": f"Bearer {a['token']}"}, timeout=120)
     assert r.status_code == 403

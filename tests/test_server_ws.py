@@ -12,7 +12,7 @@ from conftest import SMALL, recv_until
 
 
 def create(srv, **body):
-    r = httpx.post(f"{srv.url}/api/sessions", json={**SMALL, **body}, timeout=60)
+    r = httpx.post(f"{srv.url}/api/sessions", json={**SMALL, **body}, timeout=120)
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -47,7 +47,7 @@ def test_owner_streams_sets_and_pauses(live_server):
         ws.send(json.dumps({"type": "control", "id": 2, "action": "pause"}))
         ack = recv_until(ws, of_type("ack", id=2))
         assert ack["applied"]["status"] == "paused"
-    body = httpx.get(f"{srv.url}/api/sessions/{d['id']}").json()
+    body = httpx.get(f"{srv.url}/api/sessions/{d['id']}", timeout=120).json()
     assert body["status"] == "paused" and body["config"]["learning_rate"] == 0.3
     assert [e["kind"] for e in body["events"]] == ["change", "paused"]
 
@@ -107,9 +107,9 @@ def test_shape_change_resets_and_says_so(live_server):
         assert ack["applied"]["kind"] == "reset" and ack["step"] == 3
         ev = next(m["event"] for m in seen if m["type"] == "event")
         assert ev["kind"] == "reset" and ev["changes"] == {"width": [16, 8]} and "re-initialized" in ev["detail"]
-    body = httpx.get(f"{srv.url}/api/sessions/{d['id']}").json()
+    body = httpx.get(f"{srv.url}/api/sessions/{d['id']}", timeout=120).json()
     assert body["step"] == 0 and body["config"]["width"] == 8
-    assert httpx.get(f"{srv.url}/api/sessions/{d['id']}/history").json()["step"] == []
+    assert httpx.get(f"{srv.url}/api/sessions/{d['id']}/history", timeout=120).json()["step"] == []
 
 
 def test_divergence_pauses_with_layer_then_rewind(live_server):
@@ -119,7 +119,7 @@ def test_divergence_pauses_with_layer_then_rewind(live_server):
         st = recv_until(ws, lambda m: m["type"] == "status" and m["status"] == "diverged")
         div = st["diverged"]
         assert div["step"] >= 1 and (div["layer"] is None or 0 <= div["layer"] <= 3)
-        body = httpx.get(f"{srv.url}/api/sessions/{d['id']}").json()
+        body = httpx.get(f"{srv.url}/api/sessions/{d['id']}", timeout=120).json()
         assert body["status"] == "diverged" and body["diverged"] == div
         assert any(e["kind"] == "diverged" and e["first_step"] == div["step"] for e in body["events"])
         ws.send(json.dumps({"type": "set", "id": 1, "changes": {"learning_rate": 1e-4}}))
@@ -128,9 +128,9 @@ def test_divergence_pauses_with_layer_then_rewind(live_server):
         ack = recv_until(ws, of_type("ack", id=2))
         to = ack["applied"]["to_step"]
         assert to < div["step"] and ack["applied"]["status"] == "paused"
-    body = httpx.get(f"{srv.url}/api/sessions/{d['id']}").json()
+    body = httpx.get(f"{srv.url}/api/sessions/{d['id']}", timeout=120).json()
     assert body["status"] == "paused" and body["step"] == to and body["config"]["learning_rate"] == 1e-4
-    h = httpx.get(f"{srv.url}/api/sessions/{d['id']}/history").json()
+    h = httpx.get(f"{srv.url}/api/sessions/{d['id']}/history", timeout=120).json()
     assert all(s < to for s in h["step"]) and all(v is not None for v in h.get("loss", []))
 
 
@@ -161,7 +161,7 @@ def test_delete_hangs_up_on_viewers(live_server):
     d = create(srv, paused=True)
     with ws_connect(srv, d, token=False) as ws:
         recv_until(ws, of_type("hello"))
-        r = httpx.delete(f"{srv.url}/api/sessions/{d['id']}", headers={"Authorization": f"Bearer {d['token']}"})
+        r = httpx.delete(f"{srv.url}/api/sessions/{d['id']}", headers={"Authorization": f"Bearer {d['token']}"}, timeout=120)
         assert r.status_code == 204
         assert recv_until(ws, of_type("status"))["status"] == "deleted"
         with pytest.raises(ConnectionClosed):

@@ -110,7 +110,8 @@ class SessionManager:
             self.sessions[sid] = s
         if weights is not None:
             self.store.save_snapshot(sid, step, weights, history)
-        s.start()
+        if not paused:
+            s.start()  # a paused session builds its trainer on its first command
         return s, token
 
     def get(self, sid: str) -> Session | None:
@@ -132,9 +133,6 @@ class SessionManager:
                 s.history.load_bytes(snap["history"])
             self.sessions[sid] = s
         return s
-
-    def ids(self) -> list[str]:
-        return self.store.ids()
 
     def is_owner(self, s: Session, token: str | None) -> bool:
         return bool(token) and hmac.compare_digest(hash_token(token), s.token_hash)

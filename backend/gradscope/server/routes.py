@@ -13,9 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from gradscope.config import Config
 
 from .actions import apply_control, apply_set
-from .history import jsonable, rows_to_wire
+from .history import jsonable, rows_to_json
 from .manager import SessionManager
-from .sessions import Session
+from .sessions import Session, fork_event
 
 router = APIRouter(prefix="/api")
 
@@ -76,12 +76,6 @@ async def create_session(request: Request, body: CreateSession | None = None,
     return _created(request, s, token)
 
 
-@router.get("/sessions")
-async def list_sessions(manager: SessionManager = Depends(get_manager)) -> list[str]:
-    """Ids of every stored session."""
-    return manager.ids()
-
-
 @router.get("/sessions/{sid}")
 async def read_session(s: Session = Depends(get_session)) -> dict:
     """Config, status, step and event timeline (never the token)."""
@@ -95,7 +89,7 @@ async def read_history(s: Session = Depends(get_session), since: int = Query(0, 
     """Recorded statistics from `since`, merged to at most `max_points` rows (min/max kept)."""
     with s.lock:
         rows = s.history.rows(since, max_points)
-    return {"session": s.id, **rows_to_wire(rows, hist=hist)}
+    return Response(rows_to_json(rows, hist, session=s.id), media_type="application/json")
 
 
 @router.get("/sessions/{sid}/export")
@@ -151,13 +145,14 @@ async def fork(request: Request, body: ForkRequest | None = None, s: Session = D
     if body.source == "start":
         with s.lock:
             events = list(s.events)
-        new, token = manager.create(s.config0, paused=body.paused, parent=s.id, replay=events)
+        new, token = manager.create(s.config0, paused=body.paused, parent=s.id, replay=events,
+                                    events=[fork_event([], 0, s.id, "start")])
     else:
         st = await s.call(s.fork_state)
         new, token = manager.create(Config.model_validate(st["config"]), paused=body.paused, parent=s.id,
-                                    config0=s.config0, events=st["events"], step=st["step"],
+                                    config0=s.config0, step=st["step"],
+                                    events=st["events"] + [fork_event(st["events"], st["step"], s.id, "current")],
                                     weights=st["weights"], history=st["history"])
-    new.submit(new.note_fork, s.id, body.source)
     return _created(request, new, token)
 
 

@@ -38,6 +38,12 @@ class ActionError(Exception):
         return {"field": self.field, "message": self.message, "choices": self.choices}
 
 
+def fork_event(events: list, step: int, source: str, start: str) -> dict:
+    """The event a fork's timeline gets first: where it came from."""
+    return {"seq": len(events), "step": step, "kind": "fork", "changes": {}, "time": time.time(),
+            "detail": f"forked from {source} ({start})", "source": source, "start": start}
+
+
 class Session:
     """A training session: config, status, event timeline, history, subscribers, worker."""
 
@@ -75,7 +81,10 @@ class Session:
         """Run fn(*args) on the worker thread between chunks."""
         self.start()
         fut: Future = Future()
-        self._commands.put((fn, args, fut))
+        if self._closing or not self._thread.is_alive():
+            fut.set_exception(ActionError("this session is closed", status=410))
+        else:
+            self._commands.put((fn, args, fut))
         return fut
 
     async def call(self, fn, *args):
@@ -112,6 +121,8 @@ class Session:
             except Exception as exc:
                 log.exception("session %s: training failed", self.id)
                 self._set_status("paused", "paused", detail=f"training failed: {exc}")
+        while not self._commands.empty():  # nobody will run these any more
+            self._commands.get_nowait()[2].set_exception(ActionError("this session is closed", status=410))
 
     def _build(self) -> None:
         self.tr = Trainer(self.config0 if self._schedule else self.config,
@@ -298,10 +309,6 @@ class Session:
         step = self.tr.step
         self._record(self.tr.run(1))
         return {"step": step, "status": self.status}
-
-    def note_fork(self, source: str, start: str) -> dict:
-        """Worker: the first event of a fork names where it came from."""
-        return self._event("fork", detail=f"forked from {source} ({start})", source=source, start=start)
 
     def save(self) -> None:
         """Worker: weights + history + row to SQLite."""
