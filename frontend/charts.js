@@ -39,6 +39,13 @@ function logRange(values, pad = 0.25) {
   return [a - pad - (b - a < 1 ? 0.5 : 0), b + pad + (b - a < 1 ? 0.5 : 0)];
 }
 
+/** relayout keys for a log y axis (`axis`: "yaxis") over `values`: range and one tick per few decades. */
+function logAxis(axis, values, pad) {
+  const r = logRange(values, pad);
+  if (!r) return {};
+  return { [`${axis}.range`]: r, [`${axis}.dtick`]: Math.max(1, Math.ceil((r[1] - r[0]) / 6)) };
+}
+
 /** Exponential moving average that skips nulls (per-batch loss is noisy). */
 function ema(a, alpha = 0.08) {
   let m = null;
@@ -72,6 +79,13 @@ export class Dashboard {
     this.last = {};
     this.drawn = {};
     this.info = { renders: 0, markers: 0, profile: null, frames: 0 };
+    // charts scrolled out of view are not redrawn; they catch up when they come back
+    this.visible = {};
+    const names = new Map(Object.entries(el).map(([k, v]) => [v, k]));
+    const io = new IntersectionObserver((entries) => {
+      for (const e of entries) this.visible[names.get(e.target)] = e.isIntersecting;
+    });
+    for (const node of Object.values(el)) io.observe(node);
   }
 
   /** Draw every chart afresh for `config` (on join and when the network's shape changes). */
@@ -217,7 +231,8 @@ export class Dashboard {
   render(now) {
     if (!this.config) return;
     const v = this.series.version;
-    const due = (name, ms) => {
+    const due = (name, ms, chart = name) => {
+      if (this.visible[chart] === false) return false;
       if (this.drawn[name] === v && !(name === "profile" && this.dirtyProfile)) return false;
       if (now - (this.last[name] || 0) < ms) return false;
       this.last[name] = now;
@@ -225,12 +240,13 @@ export class Dashboard {
       return true;
     };
     if (this.series.latest) {
-      if (due("profile", 33)) this.drawProfile(now);
-      if (due("acts", 100)) this.drawActs();
-      if (due("ratio", 100)) this.drawRatio();
-      if (due("lines", 100)) this.drawLines();
-      if (due("heat", 300)) this.drawHeatmap();
-      if (due("hist", 400)) this.drawHist();
+      // rates per chart: the profile is the live view; whole-run heatmaps are costly and change slowly
+      if (due("profile", 50)) this.drawProfile(now);
+      if (due("acts", 200)) this.drawActs();
+      if (due("ratio", 200)) this.drawRatio();
+      if (due("lines", 150, "loss")) this.drawLines();
+      if (due("heat", 700, "heatmap")) this.drawHeatmap();
+      if (due("hist", 1000)) this.drawHist();
     }
     if (this.boundary && !this.drawn.boundary) { this.drawn.boundary = true; this.drawBoundary(); }
   }
@@ -248,8 +264,10 @@ export class Dashboard {
     const anchor = g[D];
     const theory = this.theory && anchor ? this.theory(anchor) : [];
     const ys = [...trail, theory, g, d];
+    const seen = [...g, ...d, ...trail.flat()].filter((v) => v !== null);
+    const floor = Math.min(...seen) / 1e3;  // theory may fall off a cliff; show where it heads, not all of it
     Plotly.update(this.el.profile, { x: ys.map(() => x), y: ys },
-      { "yaxis.range": logRange([...g, ...d, ...trail.flat()], 0.4) || undefined }, layers(TRAIL + 3, 0));
+      logAxis("yaxis", [...seen, ...theory.filter((v) => v !== null && v > floor)], 0.3), layers(TRAIL + 3, 0));
     this.dirtyProfile = false;
     this.ratioTrail = trail;
     this.info.profile = g;
@@ -272,8 +290,7 @@ export class Dashboard {
     const trail = (this.rTrail || []).slice(0, -1);
     while (trail.length < TRAIL) trail.unshift([]);
     const ys = [...trail, r];
-    const range = logRange([...r, 1e-4, 1e-2], 0.3);
-    Plotly.update(this.el.ratio, { x: ys.map(() => x), y: ys }, { "yaxis.range": range }, layers(TRAIL + 1, 0));
+    Plotly.update(this.el.ratio, { x: ys.map(() => x), y: ys }, logAxis("yaxis", [...r, 1e-4, 1e-2], 0.3), layers(TRAIL + 1, 0));
   }
 
   /** x-range: the recent window, or everything; y-range from what is visible only. */
@@ -292,10 +309,10 @@ export class Dashboard {
     const gl = S.g.global_grad_norm, cl = S.g.clipped_global_grad_norm;
     const loss = S.g.loss, acc = S.g.accuracy, x = S.step;
     Plotly.update(this.el.loss, { x: [x, x, x, x], y: [loss, acc, ema(loss), ema(acc)] },
-      { "xaxis.range": [lo, hi], "yaxis.range": logRange(vis(loss), 0.1) || undefined }, [0, 1, 2, 3]);
+      { "xaxis.range": [lo, hi], ...logAxis("yaxis", vis(loss), 0.1) }, [0, 1, 2, 3]);
     const clipOn = this.config.clip_mode === "norm" ? [this.config.clip_value] : [];
     Plotly.update(this.el.clip, { x: [S.step, S.step], y: [gl, cl] },
-      { "xaxis.range": [lo, hi], "yaxis.range": logRange([...vis(gl), ...vis(cl), ...clipOn], 0.2) || undefined }, [0, 1]);
+      { "xaxis.range": [lo, hi], ...logAxis("yaxis", [...vis(gl), ...vis(cl), ...clipOn], 0.2) }, [0, 1]);
   }
 
   drawHeatmap() {

@@ -1,6 +1,7 @@
 // Reads the latest statistics in plain words and proposes fixes that are plain config changes.
 
-const sci = (v) => (v === 0 ? "0" : Number(v).toExponential(0).replace("e+", "e"));
+const sci = (v) => (v === 0 ? "0" : v >= 0.01 && v < 100 ? String(+Number(v).toPrecision(2))
+  : Number(v).toExponential(0).replace("e+", "e"));
 const pct = (v) => `${Math.round(100 * v)}%`;
 const mean = (a) => (a.length ? a.reduce((s, v) => s + v, 0) / a.length : 0);
 const finite = (a) => (a || []).filter((v) => typeof v === "number" && Number.isFinite(v));
@@ -84,24 +85,31 @@ export function fixChanges(name, config) {
   return { ...FIXES[name].changes };
 }
 
-/** Render `diagnose(...)` into `root`; fix buttons call `onFix(name)`. */
+/** Render `diagnose(...)` into `root`; fix buttons call `onFix(name)` and are rebuilt only when the fixes change. */
 export function renderDiagnosis(root, result, { canFix, onFix }) {
-  const key = JSON.stringify([result, canFix]);
-  if (root.dataset.key === key) return;
-  root.dataset.key = key;
-  root.dataset.level = result.level;
-  const title = document.createElement("div");
-  title.className = "diag-title";
-  title.textContent = result.title;
-  const body = document.createElement("ul");
-  for (const line of result.lines) {
-    const li = document.createElement("li");
-    li.textContent = line;
-    body.append(li);
+  if (!root.firstChild) {
+    const title = document.createElement("div");
+    title.className = "diag-title";
+    const fixes = document.createElement("div");
+    fixes.className = "diag-fixes";
+    root.replaceChildren(title, document.createElement("ul"), fixes);
   }
-  const fixes = document.createElement("div");
-  fixes.className = "diag-fixes";
-  for (const name of result.fixes) {
+  const [title, body, fixes] = root.children;
+  root.dataset.level = result.level;
+  title.textContent = result.title;
+  const text = result.lines.join("\n");
+  if (body.dataset.text !== text) {
+    body.dataset.text = text;
+    body.replaceChildren(...result.lines.map((line) => {
+      const li = document.createElement("li");
+      li.textContent = line;
+      return li;
+    }));
+  }
+  const key = JSON.stringify([result.fixes, canFix]);
+  if (fixes.dataset.key === key) return;
+  fixes.dataset.key = key;
+  fixes.replaceChildren(...result.fixes.map((name) => {
     const b = document.createElement("button");
     b.type = "button";
     b.className = "fix";
@@ -110,7 +118,6 @@ export function renderDiagnosis(root, result, { canFix, onFix }) {
     b.disabled = !canFix;
     b.title = canFix ? "applies now, as a marker on the charts" : "fork the session to change it";
     b.addEventListener("click", () => onFix(name));
-    fixes.append(b);
-  }
-  root.replaceChildren(title, body, fixes);
+    return b;
+  }));
 }

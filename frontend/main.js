@@ -87,7 +87,7 @@ function setRole(role) {
   for (const b of document.querySelectorAll(".owner-only")) b.disabled = !owner;
   $("btn-fork").hidden = owner;
   controls.setEnabled(owner);
-  $("diagnosis").dataset.key = "";
+  $("diagnosis").replaceChildren();
 }
 
 async function send(kind, payload) {

@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import threading
+import os
+import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -26,31 +29,45 @@ SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshot.png"
 TIMEOUT = 60_000  # ms: compiles are slow on a busy 2-core machine
 
 
+SERVE = """
+import sys
+from pathlib import Path
+import uvicorn
+from gradscope.server import Settings, create_app
+settings = Settings(data_dir=Path(sys.argv[2]), idle_pause_s=10.0, max_running=8)
+app = create_app(settings, warm_compile=False)
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", ws_max_size=1 << 20)
+"""
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """uvicorn on a free loopback port in a thread, on a temporary data dir."""
-    uvicorn = pytest.importorskip("uvicorn")
-    from gradscope.engine import CompileCache
-    from gradscope.server import Settings, create_app
-
-    cache = CompileCache(background=False)
-    settings = Settings(data_dir=tmp_path_factory.mktemp("data"), idle_pause_s=10.0, max_running=8)
-    app = create_app(settings, warm_compile=False, cache=cache)
+    """The real server (uvicorn) on a free loopback port, in its own process so that its
+    training threads do not compete with the browser driver for this process's GIL."""
+    pytest.importorskip("uvicorn")
+    pytest.importorskip("gradscope.server")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                        ws_max_size=1 << 20, lifespan="on"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:  # uvicorn has no start event to wait on
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(60)
-    cache.close()
+    backend = Path(__file__).resolve().parents[1] / "backend"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(backend), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([sys.executable, "-c", SERVE, str(port), str(tmp_path_factory.mktemp("data"))], env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:  # the process has no readiness signal but its health route
+        try:
+            with urllib.request.urlopen(f"{url}/api/health", timeout=1):
+                break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -200,13 +217,13 @@ def test_diagnosis_fix_applies(server, tabs):
 
 
 def test_config_url_reproduces_its_setup(server, tabs):
-    query = "activation=tanh&init=he_uniform&depth=5&width=24&batch_size=64&seed=3&learning_rate=0.05"
+    query = "activation=relu&init=he_uniform&depth=6&width=32&batch_size=64&seed=3&learning_rate=0.05"
     tab = tabs().open(f"{server}/?{query}")
     tab.wait_running(5)
     config = tab.eval("gradscope.config")
-    assert (config["activation"], config["init"], config["depth"], config["width"]) == ("tanh", "he_uniform", 5, 24)
+    assert (config["activation"], config["init"], config["depth"], config["width"]) == ("relu", "he_uniform", 6, 32)
     assert (config["seed"], config["learning_rate"], config["batch_size"]) == (3, 0.05, 64)
-    assert tab.page.input_value("#ctl-activation") == "tanh"
+    assert tab.page.input_value("#ctl-activation") == "relu"
     tab.page.click("#btn-setup")
     copied = tab.wait("() => gradscope.copied")
     params = {k: v[0] for k, v in parse_qs(urlsplit(copied).query).items()}
