@@ -40,10 +40,10 @@ function logRange(values, pad = 0.25) {
 }
 
 /** relayout keys for a log y axis (`axis`: "yaxis") over `values`: range and one tick per few decades. */
-function logAxis(axis, values, pad) {
+function logAxis(axis, values, pad, ticks = 6) {
   const r = logRange(values, pad);
   if (!r) return {};
-  return { [`${axis}.range`]: r, [`${axis}.dtick`]: Math.max(1, Math.ceil((r[1] - r[0]) / 6)) };
+  return { [`${axis}.range`]: r, [`${axis}.dtick`]: Math.max(1, Math.ceil((r[1] - r[0]) / ticks)) };
 }
 
 /** Exponential moving average that skips nulls (per-batch loss is noisy). */
@@ -116,7 +116,7 @@ export class Dashboard {
       { x: [], y: [], mode: "lines", name: "loss", line: { color: OI.vermilion, width: 2.2 } },
       { x: [], y: [], mode: "lines", name: "accuracy", yaxis: "y2", line: { color: OI.green, width: 2.2 } },
     ], baseLayout({ xaxis: { title: { text: "step", standoff: 4 }, anchor: "y2" },
-                    yaxis: { type: "log", dtick: 1, domain: [0.45, 1], title: { text: "loss", standoff: 2 } },
+                    yaxis: { type: "log", dtick: 1, exponentformat: "power", domain: [0.45, 1], title: { text: "loss", standoff: 2 } },
                     yaxis2: { domain: [0, 0.37], range: [0, 1.02], tickformat: ".0%", dtick: 0.5, automargin: true,
                               gridcolor: "#e7e9ee", title: { text: "acc.", standoff: 2 } } }), PLOT_CONFIG);
     Plotly.newPlot(e.clip, [
@@ -309,7 +309,7 @@ export class Dashboard {
     const gl = S.g.global_grad_norm, cl = S.g.clipped_global_grad_norm;
     const loss = S.g.loss, acc = S.g.accuracy, x = S.step;
     Plotly.update(this.el.loss, { x: [x, x, x, x], y: [loss, acc, ema(loss), ema(acc)] },
-      { "xaxis.range": [lo, hi], ...logAxis("yaxis", vis(loss), 0.1) }, [0, 1, 2, 3]);
+      { "xaxis.range": [lo, hi], ...logAxis("yaxis", vis(loss), 0.1, 3) }, [0, 1, 2, 3]);
     const clipOn = this.config.clip_mode === "norm" ? [this.config.clip_value] : [];
     Plotly.update(this.el.clip, { x: [S.step, S.step], y: [gl, cl] },
       { "xaxis.range": [lo, hi], ...logAxis("yaxis", [...vis(gl), ...vis(cl), ...clipOn], 0.2) }, [0, 1]);

@@ -179,8 +179,10 @@ def test_activation_toggle_marks_and_changes_profile(server, tabs):
     # the marker is drawn on the time charts
     texts = tab.eval("document.getElementById('chart-loss').layout.annotations.map(a => a.text)")
     assert any("sigmoid -> relu" in t for t in texts)
+    tab.page.select_option("#window", "all")  # the whole run: sigmoid, the marker, then relu
     tab.page.evaluate("document.activeElement.blur()")
-    tab.wait("() => gradscope.dashboard.info.renders > 0 && document.fonts.status === 'loaded'")
+    renders = tab.eval("gradscope.dashboard.info.renders")
+    tab.wait("n => gradscope.dashboard.info.renders > n + 3 && document.fonts.status === 'loaded'", renders)
     SCREENSHOT.parent.mkdir(exist_ok=True)
     tab.page.screenshot(path=str(SCREENSHOT))
 
