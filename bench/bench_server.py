@@ -30,7 +30,7 @@ def start_server(data_dir: Path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     code = ("import sys; sys.path.insert(0, %r); from gradscope.server import serve; "
-            "serve('127.0.0.1', %d, %r, max_running=9, warm_compile=False)" % (str(BACKEND), port, str(data_dir)))
+            "serve('127.0.0.1', %d, %r, max_running=9, idle_pause_s=3600, warm_compile=False)" % (str(BACKEND), port, str(data_dir)))
     proc = subprocess.Popen([sys.executable, "-W", "ignore::DeprecationWarning", "-c", code],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
