@@ -110,7 +110,7 @@ function onEvent(ev) {
   const changes = {};
   for (const [k, v] of Object.entries(ev.changes || {})) if (k in state.KEYS) changes[k] = Array.isArray(v) ? v[1] : v;
   if (Object.keys(changes).length) applyConfig({ ...app.config, ...changes }, false);
-  if (ev.kind === "diverged") setStatus("diverged", ev.step, { step: ev.step, layer: ev.layer ?? ev.detail_layer });
+  if (ev.kind === "diverged") setStatus("diverged", ev.step, { step: ev.first_step ?? ev.step, layer: ev.layer });
 }
 
 async function fetchHistory(since) {
@@ -129,7 +129,7 @@ function connect() {
     dashboard.setMeta(app.meta);
     setRole(m.role);
     if (m.config) applyConfig(m.config, false);
-    setStatus(m.status, m.step);
+    setStatus(m.status, m.step, m.diverged);
     if (hellos++ > 0) await fetchHistory(dashboard.series.lastStep + 1);
   });
   sock.on("stats", (m) => {
