@@ -16,6 +16,20 @@ with warnings.catch_warnings():  # starlette nags about httpx vs httpx2 at impor
 SMALL = {"depth": 3, "width": 16, "batch_size": 32}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def persistent_compile_cache(tmp_path_factory):
+    """Compiled executables on disk for the whole run: a Trainer built again for a shape
+    already seen (in this process or in a server subprocess) loads instead of compiling."""
+    import os
+
+    from gradscope.engine import enable_persistent_cache
+
+    path = tmp_path_factory.mktemp("jax-cache")
+    enable_persistent_cache(path)
+    os.environ["GRADSCOPE_TEST_JAX_CACHE"] = str(path)
+    yield path
+
+
 @pytest.fixture(scope="session")
 def compile_cache():
     """One engine compile cache for the whole run: each shape/activation compiles once."""
@@ -60,25 +74,22 @@ class LiveServer:
     def __init__(self, app):
         import uvicorn
 
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                ws_max_size=1 << 20, ws_per_message_deflate=False, lifespan="on")
+        # The socket is bound and listening before uvicorn runs, so a client may connect at
+        # once: the kernel holds it in the backlog until the app has started. Nothing to wait for.
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        config = uvicorn.Config(app, log_level="warning", ws_max_size=1 << 20,
+                                ws_per_message_deflate=False, lifespan="on")
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
         self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:  # uvicorn exposes no start event to wait on
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
 
     def stop(self):
         self.server.should_exit = True
         self.thread.join(60)
+        self.sock.close()
 
 
 @pytest.fixture

@@ -3,13 +3,17 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from gradscope.config import CONFIG_KEYS
+
+BACKEND = str(Path(__file__).resolve().parents[1] / "backend")
 
 
 def gradscope(*args, tmp_path):
     return subprocess.run([sys.executable, "-m", "gradscope", *args], capture_output=True, text=True, timeout=300,
-                          env={"GRADSCOPE_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"})
+                          env={"GRADSCOPE_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu",
+                               "PYTHONPATH": BACKEND})  # this checkout's package, however it is installed
 
 
 def test_run_writes_a_header_and_every_kth_step(tmp_path):

@@ -54,15 +54,23 @@ def test_restart_keeps_history_and_owner_resumes(live_server):
     assert r.status_code == 204
 
 
-def test_idle_session_without_viewers_pauses(make_app):
+def test_idle_session_without_viewers_pauses(make_app, monkeypatch):
     from conftest import TestClient
+    from gradscope.server.sessions import Session
 
+    paused = threading.Event()
+    original = Session.idle_pause
+
+    def idle_pause(self):  # the server's own decision, observed rather than polled for
+        result = original(self)
+        paused.set()
+        return result
+
+    monkeypatch.setattr(Session, "idle_pause", idle_pause)
     with TestClient(make_app(idle_pause_s=0.2)) as client:
         d = client.post("/api/sessions", json=SMALL).json()
         assert d["status"] == "running"
-        done = threading.Event()
-        while not done.wait(0.05):  # polls the public state; the pause is the server's own decision
-            body = client.get(f"/api/sessions/{d['id']}").json()
-            if body["status"] == "paused":
-                break
+        assert paused.wait(120), "the idle monitor never paused the session"
+        body = client.get(f"/api/sessions/{d['id']}").json()
+        assert body["status"] == "paused"
         assert any(e["kind"] == "paused" and "idle" in (e["detail"] or "") for e in body["events"])
