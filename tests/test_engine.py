@@ -76,6 +76,25 @@ def test_live_knobs_keep_weights_and_never_recompile(cache):
     assert len(cache._futures) == compiled
 
 
+def test_background_warm_covers_every_activation_and_optimizer():
+    from gradscope.config import ACTIVATION_NAMES
+    from gradscope.core.train import OPTIMIZER_NAMES
+    from gradscope.engine import WARM_ORDER
+
+    assert sorted(WARM_ORDER) == sorted(ACTIVATION_NAMES)
+    queued = []
+
+    class Recorder(CompileCache):
+        def warm(self, keys, args):
+            queued.extend(keys)
+
+    Trainer(SMALL, cache=Recorder(background=False), warm=True)
+    acts = [k[0] for k in queued if k[1] == "sgd"]
+    opts = [k[1] for k in queued if k[0] == "sigmoid"]
+    assert acts[0] == "relu" and sorted(acts + ["sigmoid"]) == sorted(ACTIVATION_NAMES)
+    assert sorted(opts + ["sgd"]) == sorted(OPTIMIZER_NAMES)
+
+
 def test_shape_change_resets_and_names_the_change(cache):
     tr = Trainer(SMALL, cache=cache)
     tr.run(4)

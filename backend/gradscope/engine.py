@@ -16,14 +16,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradscope.config import ACTIVATION_NAMES, LIVE_KEYS, Config, make_config, parse_changes
+from gradscope.config import LIVE_KEYS, Config, make_config, parse_changes
 from gradscope.core import datasets
 from gradscope.core.network import Knobs, Shape, init_params
 from gradscope.core.train import CLIP_MODES, OPTIMIZER_NAMES, init_state, make_chunk, make_predict, reset_optimizer
 
 TARGET_CHUNK_SECONDS = 0.03
 MAX_CHUNK_STEPS = 256
-UNROLL = 4  # hidden layers unrolled per scan iteration (bench/bench_engine.py measures this)
+UNROLL = 1  # hidden layers per scan iteration: more compiles slower and ran no faster (bench/bench_engine.py)
+# The order in which other activations compile in the background: the usual fixes first.
+WARM_ORDER = ("relu", "leaky_relu", "tanh", "elu", "selu", "gelu", "swish", "prelu", "rrelu", "sigmoid", "linear")
 
 
 def enable_persistent_cache(path) -> None:
@@ -143,7 +145,7 @@ class Trainer:
         if not self._warm:
             return
         act, opt = self.config.activation, self.config.optimizer
-        keys = [self._key(a, opt) for a in ACTIVATION_NAMES if a != act]
+        keys = [self._key(a, opt) for a in WARM_ORDER if a != act]
         keys += [self._key(act, o) for o in OPTIMIZER_NAMES if o != opt]
         self._cache.warm(keys, self._args(0))
 
