@@ -16,12 +16,12 @@ import numpy as np
 
 from gradscope.config import make_config
 from gradscope.core.train import make_chunk
-from gradscope.engine import Trainer, knobs_of
+from gradscope.engine import UNROLL, Trainer, knobs_of
 
 ROUNDS = 7
 
 
-def compiled(tr, *, with_stats=True, specialized=False, unroll=4, steps=None):
+def compiled(tr, *, with_stats=True, specialized=False, unroll=UNROLL, steps=None):
     steps = steps or tr.max_steps
     chunk = make_chunk(tr.config.activation, tr.config.optimizer, tr.shape, steps, unroll, with_stats)
     args = (tr.state, knobs_of(tr.config), tr.x, tr.y, np.int32(steps))
@@ -84,7 +84,7 @@ def torch_steps_per_second(config, seconds=3.0):
         opt.step()
         with torch.no_grad():
             ratios = [(layer.weight - b).norm() / b.norm() for layer, b in zip(layers, before)]
-        return float(loss), [float(g) for g in grad_norms], [float(v) for v in deltas], stats, hist, ratios
+        return loss.item(), [float(g) for g in grad_norms], [float(v) for v in deltas], stats, hist, ratios
 
     for _ in range(5):
         step()
@@ -117,7 +117,7 @@ def step_flops(shape):
 
 def compile_seconds(depth, width=64):
     tr = Trainer(dict(depth=depth, width=width), chunk_steps=16)
-    chunk = make_chunk(tr.config.activation, tr.config.optimizer, tr.shape, 16, 4)
+    chunk = make_chunk(tr.config.activation, tr.config.optimizer, tr.shape, 16, UNROLL)
     args = (tr.state, knobs_of(tr.config), tr.x, tr.y, np.int32(16))
     t0 = time.perf_counter()
     jax.jit(chunk).lower(*args).compile()
@@ -133,7 +133,8 @@ def size_report(width, quick):
         "live knobs, all statistics": full,
         "live knobs, no statistics": compiled(tr, with_stats=False)[0],
         "specialized, all statistics": compiled(tr, specialized=True)[0],
-        "live knobs, layers not unrolled": compiled(tr, unroll=1)[0],
+        "live knobs, 4 hidden layers per scan iteration": compiled(tr, unroll=4)[0],
+        "live knobs, hidden layers fully unrolled": compiled(tr, unroll=tr.config.depth)[0],
     }
     rates = steps_per_second(variants, steps)
     flops = step_flops(tr.shape)

@@ -1,0 +1,118 @@
+"""Does the dashboard keep up? The page in headless Chromium against a real server; prints markdown.
+
+    python bench/bench_dashboard.py [--depths 10 50 200 --seconds 15]
+
+For each depth it opens `/?depth=D` (sigmoid, width 64, batch 128: the default net, deeper),
+waits until the charts are drawn, then measures for `--seconds` inside the page:
+stats frames received per second, animation frames per second (60 = the tab never stalls),
+main-thread time spent ingesting frames and drawing charts, tasks longer than 50 ms (the
+browser's own "long task"), and the longest gap between two animation frames.
+
+Needs Debian's chromium (apt-get install chromium) and playwright (the test extra).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_server import start_server  # noqa: E402  (bench/ is not a package)
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+
+# Installed before the page's own scripts: counts animation frames and long tasks.
+PROBE = """
+window.__bench = { raf: 0, maxGap: 0, longTasks: 0, longMs: 0, last: 0 };
+(function tick(t) {
+  const b = window.__bench;
+  if (b.last) b.maxGap = Math.max(b.maxGap, t - b.last);
+  b.last = t; b.raf++;
+  requestAnimationFrame(tick);
+})(0);
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) { window.__bench.longTasks++; window.__bench.longMs += e.duration; }
+}).observe({ type: "longtask", buffered: false });
+"""
+
+# Wraps the dashboard's two entry points to time them; returns a reader.
+INSTRUMENT = """() => {
+  const d = gradscope.dashboard, b = window.__bench;
+  b.ingestMs = 0; b.renderMs = 0;
+  for (const [name, key] of [["ingest", "ingestMs"], ["render", "renderMs"]]) {
+    const orig = d[name].bind(d);
+    d[name] = (...a) => { const t = performance.now(); try { return orig(...a); } finally { b[key] += performance.now() - t; } };
+  }
+}"""
+
+SNAPSHOT = """() => {
+  const b = window.__bench, d = gradscope.dashboard;
+  return { t: performance.now(), raf: b.raf, longTasks: b.longTasks, longMs: b.longMs, ingestMs: b.ingestMs,
+           renderMs: b.renderMs, frames: d.info.frames, renders: d.info.renders, step: gradscope.step,
+           points: d.series.step.length };
+}"""
+
+
+def measure(browser, url, depth, seconds):
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.add_init_script(PROBE)
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{url}/?depth={depth}&width=64&batch_size=128")
+    page.wait_for_function("() => window.gradscope && gradscope.dashboard.info.renders >= 5"
+                           " && gradscope.dashboard.series.step.length >= 50", timeout=300_000, polling=200)
+    page.evaluate(INSTRUMENT)
+    a = page.evaluate(SNAPSHOT)
+    page.evaluate("() => { window.__bench.maxGap = 0; }")
+    page.wait_for_timeout(seconds * 1000)  # the measurement window (a benchmark, not a test)
+    b = page.evaluate(SNAPSHOT)
+    gap = page.evaluate("() => window.__bench.maxGap")
+    page.evaluate("""async () => {
+      await fetch(`/api/sessions/${gradscope.id}`, { method: "DELETE", headers: { Authorization: `Bearer ${gradscope.token}` } });
+    }""")
+    context.close()
+    s = (b["t"] - a["t"]) / 1000
+    return {
+        "depth": depth,
+        "steps/s": (b["step"] - a["step"]) / s,
+        "frames/s": (b["frames"] - a["frames"]) / s,
+        "animation frames/s": (b["raf"] - a["raf"]) / s,
+        "profile redraws/s": (b["renders"] - a["renders"]) / s,
+        "main thread busy": (b["ingestMs"] + b["renderMs"]) / (s * 1000),
+        "ms per frame ingested": b["ingestMs"] / max(1, b["frames"] - a["frames"]),
+        "long tasks/s": (b["longTasks"] - a["longTasks"]) / s,
+        "longest frame gap ms": gap,
+        "errors": len(errors),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--depths", type=int, nargs="+", default=[10, 50, 200])
+    parser.add_argument("--seconds", type=float, default=15)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, url, _ = start_server(Path(tmp))
+        try:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+                rows = [measure(browser, url, d, args.seconds) for d in args.depths]
+                browser.close()
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    cols = list(rows[0])
+    print("| " + " | ".join(cols) + " |\n|" + "---:|" * len(cols))
+    for r in rows:
+        print("| " + " | ".join(f"{v:.0%}" if k == "main thread busy" else f"{v:,.1f}" if isinstance(v, float) else str(v)
+                                for k, v in r.items()) + " |")
+
+
+if __name__ == "__main__":
+    main()
