@@ -13,15 +13,18 @@ Needs Debian's chromium (apt-get install chromium) and playwright (the test extr
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
+import urllib.request
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_server import start_server  # noqa: E402  (bench/ is not a package)
+BACKEND = Path(__file__).resolve().parents[1] / "backend"
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
@@ -56,6 +59,21 @@ SNAPSHOT = """() => {
            renderMs: b.renderMs, frames: d.info.frames, renders: d.info.renders, step: gradscope.step,
            points: d.series.step.length };
 }"""
+
+
+def start_server(data_dir: Path, cpus):
+    """`serve()` in its own process on a socket bound here (pinned to `cpus` when given)."""
+    sock = socket.create_server(("127.0.0.1", 0))
+    code = ("import sys, uvicorn; sys.path.insert(0, %r); from gradscope.server import Settings, create_app; "
+            "app = create_app(Settings(data_dir=%r, idle_pause_s=3600), warm_compile=False); "
+            "uvicorn.run(app, fd=%d, log_level='warning')" % (str(BACKEND), str(data_dir), sock.fileno()))
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    proc = subprocess.Popen([sys.executable, "-W", "ignore", "-c", code], pass_fds=[sock.fileno()], preexec_fn=pin,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with urllib.request.urlopen(f"{url}/api/health", timeout=120):  # queued until the app is up
+        pass
+    return proc, sock, url
 
 
 def measure(browser, url, depth, seconds):
@@ -96,9 +114,16 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--depths", type=int, nargs="+", default=[10, 50, 200])
     parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--shared-cpus", action="store_true",
+                        help="let server and browser share every core (default: server on core 0, browser on the rest)")
     args = parser.parse_args()
+    cpus = sorted(os.sched_getaffinity(0))
+    split = not args.shared_cpus and len(cpus) >= 2
     with tempfile.TemporaryDirectory() as tmp:
-        proc, url, _ = start_server(Path(tmp))
+        proc, sock, url = start_server(Path(tmp), {cpus[0]} if split else None)
+        if split:  # the browser (a child of this process) inherits this
+            os.sched_setaffinity(0, set(cpus[1:]))
+        print(f"server on cores {[cpus[0]] if split else cpus}, browser on {cpus[1:] if split else cpus}\n")
         try:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -107,6 +132,7 @@ def main():
         finally:
             proc.terminate()
             proc.wait(30)
+            sock.close()
     cols = list(rows[0])
     print("| " + " | ".join(cols) + " |\n|" + "---:|" * len(cols))
     for r in rows:

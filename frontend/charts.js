@@ -8,6 +8,17 @@ export const OI = { blue: "#0072B2", orange: "#E69F00", green: "#009E73", vermil
                     sky: "#56B4E9", purple: "#CC79A7", black: "#222222", grey: "#8a8f98" };
 const DIVERGING = [[0, OI.blue], [0.5, "#f4f4f4"], [1, OI.orange]];
 const TRAIL = 6, RECENT = 1500;
+// Redraw schedule: the profile is the live view; whole-run charts change slowly and cost more.
+// `ms`: fastest interval; `share`: the most of the main thread the chart may take (sum 0.7).
+const SCHEDULE = [
+  { name: "profile", chart: "profile", draw: "drawProfile", ms: 50, share: 0.25 },
+  { name: "loss", chart: "loss", draw: "drawLoss", ms: 150, share: 0.1 },
+  { name: "clip", chart: "clip", draw: "drawClip", ms: 150, share: 0.08 },
+  { name: "acts", chart: "acts", draw: "drawActs", ms: 200, share: 0.08 },
+  { name: "ratio", chart: "ratio", draw: "drawRatio", ms: 200, share: 0.08 },
+  { name: "heat", chart: "heatmap", draw: "drawHeatmap", ms: 700, share: 0.06 },
+  { name: "hist", chart: "hist", draw: "drawHist", ms: 1000, share: 0.05 },
+];
 const PLOT_CONFIG = { displaylogo: false, responsive: true, displayModeBar: false };
 const FONT = { family: "Inter, system-ui, -apple-system, Segoe UI, sans-serif", size: 11, color: "#39404a" };
 
@@ -78,7 +89,8 @@ export class Dashboard {
     this.boundary = null;
     this.last = {};
     this.drawn = {};
-    this.info = { renders: 0, markers: 0, profile: null, frames: 0 };
+    this.cost = {};  // ms per draw, smoothed, per scheduled chart
+    this.info = { renders: 0, markers: 0, profile: null, frames: 0, busy: 0 };
     // charts scrolled out of view are not redrawn; they catch up when they come back
     this.visible = {};
     const names = new Map(Object.entries(el).map(([k, v]) => [v, k]));
@@ -191,9 +203,14 @@ export class Dashboard {
     this.drawn.boundary = false;
   }
 
-  setHeatMetric(name) { this.heatMetric = name; this.last.heat = 0; }
-  setHistLayer(i) { this.histLayer = i; this.last.hist = 0; }
-  setWindow(mode) { this.windowMode = mode; this.last.lines = 0; }
+  /** A view setting changed: redraw these charts at the next frame, even with no new data. */
+  redrawSoon(...names) {
+    for (const n of names) { this.last[n] = 0; this.drawn[n] = undefined; }
+  }
+
+  setHeatMetric(name) { this.heatMetric = name; this.redrawSoon("heat"); }
+  setHistLayer(i) { this.histLayer = i; this.redrawSoon("hist"); }
+  setWindow(mode) { this.windowMode = mode; this.redrawSoon("loss", "clip"); }
 
   /** Vertical marker lines on the time charts; the latest few carry their label. */
   drawMarkers() {
@@ -227,28 +244,32 @@ export class Dashboard {
     this.dirtyProfile = true;
   }
 
-  /** One animation frame: redraw what changed, each chart no faster than its own rate. */
+  /** One animation frame: at most one chart redraws, the one most overdue.
+
+  Each chart has a base interval and a share of the main thread; its interval stretches to
+  (its measured draw time / its share), so on a slow machine the charts slow down together
+  instead of the tab freezing, and a frame is never more than one chart's draw. */
   render(now) {
     if (!this.config) return;
+    if (this.boundary && !this.drawn.boundary) { this.drawn.boundary = true; this.drawBoundary(); return; }
+    if (!this.series.latest) return;
     const v = this.series.version;
-    const due = (name, ms, chart = name) => {
-      if (this.visible[chart] === false) return false;
-      if (this.drawn[name] === v && !(name === "profile" && this.dirtyProfile)) return false;
-      if (now - (this.last[name] || 0) < ms) return false;
-      this.last[name] = now;
-      this.drawn[name] = v;
-      return true;
-    };
-    if (this.series.latest) {
-      // rates per chart: the profile is the live view; whole-run heatmaps are costly and change slowly
-      if (due("profile", 50)) this.drawProfile(now);
-      if (due("acts", 200)) this.drawActs();
-      if (due("ratio", 200)) this.drawRatio();
-      if (due("lines", 150, "loss")) this.drawLines();
-      if (due("heat", 700, "heatmap")) this.drawHeatmap();
-      if (due("hist", 1000)) this.drawHist();
+    let pick = null, urgency = 1;
+    for (const job of SCHEDULE) {
+      if (this.visible[job.chart] === false) continue;
+      if (this.drawn[job.name] === v && !(job.name === "profile" && this.dirtyProfile)) continue;
+      const interval = Math.max(job.ms, (this.cost[job.name] || 0) / job.share);
+      const u = (now - (this.last[job.name] || 0)) / interval;
+      if (u >= urgency) { pick = job; urgency = u; }
     }
-    if (this.boundary && !this.drawn.boundary) { this.drawn.boundary = true; this.drawBoundary(); }
+    if (!pick) return;
+    this.last[pick.name] = now;
+    this.drawn[pick.name] = v;
+    const t0 = performance.now();
+    this[pick.draw](now);
+    const spent = performance.now() - t0, c = this.cost[pick.name];
+    this.cost[pick.name] = c === undefined ? spent : 0.8 * c + 0.2 * spent;
+    this.info.busy = (this.info.busy || 0) + spent;
   }
 
   drawProfile(now) {
@@ -302,14 +323,23 @@ export class Dashboard {
     return [lo, Math.max(last, lo + 1)];
   }
 
-  drawLines() {
+  /** Visible x-range and the slice of a series inside it. */
+  visibleSlice() {
     const S = this.series, [lo, hi] = this.windowRange();
-    const i0 = S.step.findIndex((t) => t >= lo);
-    const vis = (a) => a.slice(Math.max(0, i0));
-    const gl = S.g.global_grad_norm, cl = S.g.clipped_global_grad_norm;
+    const i0 = Math.max(0, S.step.findIndex((t) => t >= lo));
+    return { lo, hi, vis: (a) => a.slice(i0) };
+  }
+
+  drawLoss() {
+    const S = this.series, { lo, hi, vis } = this.visibleSlice();
     const loss = S.g.loss, acc = S.g.accuracy, x = S.step;
     Plotly.update(this.el.loss, { x: [x, x, x, x], y: [loss, acc, ema(loss), ema(acc)] },
       { "xaxis.range": [lo, hi], ...logAxis("yaxis", vis(loss), 0.1, 3) }, [0, 1, 2, 3]);
+  }
+
+  drawClip() {
+    const S = this.series, { lo, hi, vis } = this.visibleSlice();
+    const gl = S.g.global_grad_norm, cl = S.g.clipped_global_grad_norm;
     const clipOn = this.config.clip_mode === "norm" ? [this.config.clip_value] : [];
     Plotly.update(this.el.clip, { x: [S.step, S.step], y: [gl, cl] },
       { "xaxis.range": [lo, hi], ...logAxis("yaxis", [...vis(gl), ...vis(cl), ...clipOn], 0.2) }, [0, 1]);
