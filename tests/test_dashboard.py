@@ -233,6 +233,24 @@ def test_diagnosis_fix_applies(server, tabs):
     tab.wait("() => !document.querySelector('button[data-fix=batchnorm]')")
 
 
+def test_relu_he_fix_restarts_the_weights_and_marks_it(server, tabs):
+    """The lecture demo: sigmoid vanishes, one click switches to ReLU with He init."""
+    tab = tabs().open(f"{server}/?{SMALL}")
+    tab.wait_running(20)
+    tab.wait("() => gradscope.diagnosis && gradscope.diagnosis.title === 'Vanishing gradients'")
+    before = tab.eval("gradscope.dashboard.info.profile")
+    tab.page.click("button[data-fix=relu_he]")
+    label = tab.wait("() => (gradscope.dashboard.info.labels || []).find(l => l.includes('sigmoid -> relu'))")
+    assert "init glorot_normal -> he_normal" in label
+    assert tab.eval("[gradscope.config.activation, gradscope.config.init]") == ["relu", "he_normal"]
+    assert tab.page.input_value("#ctl-activation") == "relu"
+    tab.wait("() => gradscope.diagnosis && gradscope.diagnosis.title !== 'Vanishing gradients'")
+    drawn = tab.eval("gradscope.dashboard.info.renders")  # the profile drawn from ReLU data, not before
+    after = tab.wait("n => gradscope.dashboard.info.renders > n && gradscope.dashboard.info.profile", drawn)
+    spread = lambda p: max(p) / min(p)  # the largest layer gradient over the smallest
+    assert spread(after) < spread(before) / 10
+
+
 def test_config_url_reproduces_its_setup(server, tabs):
     query = "activation=relu&init=he_uniform&depth=6&width=32&batch_size=64&seed=3&learning_rate=0.05"
     tab = tabs().open(f"{server}/?{query}")
