@@ -28,6 +28,7 @@ export class Dashboard {
     this.layer = null;  // the highlighted layer index, or null
     this.windowMode = "recent";
     this.theory = null;
+    this.factors = null;
     this.boundary = null;
     this.config = null;
     this.meta = {};
@@ -112,7 +113,12 @@ export class Dashboard {
     for (const chart of this.charts.values()) chart.configChanged(prev);
   }
 
-  setTheory(profileFn) {
+  /**
+   * @param {number[]} factors  the theory's backward factor per hidden layer (D,)
+   * @param {(anchor: number) => (number|null)[]} profileFn  the expected profile from the output layer's norm
+   */
+  setTheory(factors, profileFn) {
+    this.factors = factors;
     this.theory = profileFn;
     this.redrawSoon(...this.named((s) => s.theory));
   }

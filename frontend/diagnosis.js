@@ -1,4 +1,6 @@
 // Reads the latest statistics in plain words and proposes fixes that are plain config changes.
+import { chainFactors, geomean } from "./charts/factors.js";
+import { defaultSlope, derivative } from "./theory.js";
 
 const sci = (v) => (v === 0 ? "0" : v >= 0.01 && v < 100 ? String(+Number(v).toPrecision(2))
   : Number(v).toExponential(0).replace("e+", "e"));
@@ -9,7 +11,8 @@ const SATURATING = ["sigmoid", "tanh"];
 const RELU_LIKE = ["relu"];
 
 /** What diagnose() reads from the latest step, beyond what the charts keep. */
-export const READS = ["grad_norm", "saturation", "dead", "loss", "global_grad_norm", "update_ratio"];
+export const READS = ["grad_norm", "saturation", "dead", "loss", "global_grad_norm", "update_ratio",
+                      "delta_norm", "h_grad_norm", "u_grad_norm"];
 
 export const FIXES = {
   relu_he: { label: "Switch to ReLU + He init", changes: { activation: "relu", init: "he_normal" } },
@@ -18,7 +21,35 @@ export const FIXES = {
   clip_norm: { label: "Clip by norm", changes: { clip_mode: "norm", clip_value: 1.0 } },
   lower_lr: { label: "Lower the learning rate ×10", changes: null },
   leaky: { label: "Switch to leaky ReLU", changes: { activation: "leaky_relu" } },
+  glorot: { label: "Glorot init, gain 1", changes: { init: "glorot_normal", init_gain: 1.0 } },
+  he: { label: "He init", changes: { init: "he_normal" } },
 };
+
+/** The steepest slope of `config`'s activation: the most its slope factor can be without dropout. */
+function maxSlope(config) {
+  const d = derivative(config.activation, defaultSlope(config.activation, config.leaky_alpha));
+  let m = 0;
+  for (let z = -6; z <= 6; z += 0.01) m = Math.max(m, Math.abs(d(z)));
+  return m;
+}
+
+/** Lines and fixes from the chain-rule factors (geometric means over the hidden layers). */
+function factorLines(config, s, lines, fixes) {
+  if (!s.h_grad_norm || !s.u_grad_norm || !s.delta_norm) return;
+  const f = chainFactors(s), slope = geomean(f.slope), weight = geomean(f.weight);
+  if (slope !== null && slope < 0.6) {
+    const top = maxSlope(config);
+    const why = top <= 0.3 ? `${config.activation}'s ceiling is ${sci(top)}` : "many units sit where the slope is flat";
+    lines.push(`Slope factor ${sci(slope)} per layer: ${why}.`);
+  }
+  if (weight !== null && weight > 1.6) {
+    lines.push(`Weight factor ${sci(weight)} per layer: the weights are too large, try a smaller init gain or Glorot.`);
+    fixes.add("glorot");
+  } else if (weight !== null && weight < 0.6) {
+    lines.push(`Weight factor ${sci(weight)} per layer: the weights are too small, try He init or a larger gain.`);
+    fixes.add("he");
+  }
+}
 
 /**
  * @param {object} config  the session's config
@@ -63,6 +94,7 @@ export function diagnose(config, s) {
     lines.push(`${pct(sat)} of ${act} units are saturated, where their slope is nearly zero.`);
     ["batchnorm", "relu_he"].forEach((f) => fixes.add(f));
   }
+  factorLines(config, s, lines, fixes);
   const ur = finite(s.update_ratio);
   if (ur.length) {
     const med = ur.slice().sort((a, b) => a - b)[Math.floor(ur.length / 2)];
@@ -79,6 +111,8 @@ export function diagnose(config, s) {
   if (config.clip_mode === "norm") fixes.delete("clip_norm");
   if (act === "relu" && config.init === "he_normal") fixes.delete("relu_he");
   if (act === "leaky_relu") fixes.delete("leaky");
+  if (config.init === "glorot_normal" && config.init_gain === 1) fixes.delete("glorot");
+  if (config.init.startsWith("he_")) fixes.delete("he");
   return { level, title, lines, fixes: [...fixes] };
 }
 

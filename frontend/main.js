@@ -5,7 +5,7 @@ import { Dashboard } from "./dashboard.js";
 import { CHARTS } from "./charts/index.js";
 import { Controls } from "./controls.js";
 import { READS, diagnose, fixChanges, renderDiagnosis } from "./diagnosis.js";
-import { layerFactors, expectedProfile } from "./theory.js";
+import { SLOPED, layerFactors, expectedProfile } from "./theory.js";
 import { toColumnar } from "./series.js";
 
 const $ = (id) => document.getElementById(id);
@@ -61,8 +61,7 @@ function applyConfig(config, redraw) {
   } else {
     dashboard.updateConfig(app.config);
   }
-  const factors = layerFactors(app.config);
-  dashboard.setTheory((anchor) => expectedProfile(factors, anchor));
+  updateTheory(true);
   controls.setConfig(app.config);
 }
 
@@ -199,11 +198,23 @@ function wireButtons() {
   });
 }
 
+/** The theory curve for the config and the negative slopes in use (PReLU learns its own). */
+function updateTheory(force = false) {
+  const latest = dashboard.series.latest;
+  const slopes = SLOPED.includes(app.config.activation) && latest && latest.neg_slope ? latest.neg_slope : null;
+  const key = JSON.stringify([slopes && slopes.map((v) => (typeof v === "number" ? +v.toFixed(3) : null))]);
+  if (!force && key === app.theoryKey) return;
+  app.theoryKey = key;
+  const factors = layerFactors(app.config, slopes);
+  dashboard.setTheory(factors, (anchor) => expectedProfile(factors, anchor));
+}
+
 let lastDiag = 0, rateRef = { t: 0, step: 0 };
 function frame(now) {
   dashboard.render(now);
   if (now - lastDiag > 250 && app.config) {
     lastDiag = now;
+    updateTheory();
     const result = diagnose(app.config, dashboard.series.latest);
     app.diagnosis = result;
     renderDiagnosis($("diagnosis"), result, { canFix: app.role === "owner",

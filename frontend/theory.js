@@ -9,19 +9,23 @@
 // every activation and every initializer's variance agree with the backend's.
 export const SELU_L = 1.0507009873554805, SELU_A = 1.6732632423543772;
 export const RRELU_MEAN = (1 / 8 + 1 / 3) / 2, PRELU_INIT = 0.25;
+export const SLOPED = ["leaky_relu", "rrelu", "prelu"];  // activations with a negative-side slope
 
 const sigmoid = (z) => 1 / (1 + Math.exp(-z));
 
-/** phi(z) for each activation name of the engine; `alpha` is the leaky slope. */
+/** The negative-side slope of `name` when the engine reports none: leaky_alpha, RReLU's mean, PReLU's start. */
+export function defaultSlope(name, leakyAlpha = 0.01) {
+  return name === "rrelu" ? RRELU_MEAN : name === "prelu" ? PRELU_INIT : leakyAlpha;
+}
+
+/** phi(z) for each activation name of the engine; `alpha` is the negative-side slope of the leaky family. */
 export function activation(name, alpha = 0.01) {
   switch (name) {
     case "linear": return (z) => z;
     case "sigmoid": return sigmoid;
     case "tanh": return Math.tanh;
     case "relu": return (z) => (z > 0 ? z : 0);
-    case "leaky_relu": return (z) => (z >= 0 ? z : alpha * z);
-    case "rrelu": return (z) => (z >= 0 ? z : RRELU_MEAN * z);
-    case "prelu": return (z) => (z >= 0 ? z : PRELU_INIT * z);
+    case "leaky_relu": case "rrelu": case "prelu": return (z) => (z >= 0 ? z : alpha * z);
     case "elu": return (z) => (z > 0 ? z : Math.expm1(z));
     case "selu": return (z) => SELU_L * (z > 0 ? z : SELU_A * Math.expm1(z));
     // jax.nn.gelu defaults to the tanh approximation
@@ -63,16 +67,20 @@ export function kernelVariance(init, fanIn, fanOut, gain = 1) {
  * Per-layer backward factors chi_l for the hidden layers of `config`, input variance 1.
  * BatchNorm resets the pre-activation variance to 1 and divides the backward pass by the
  * forward scale; a residual branch adds the identity, so the factor becomes sqrt(1 + chi^2).
+ * @param {(number|null)[]} [negSlopes]  the engine's `neg_slope` (D,): the leaky family's slope per layer
+ *   (PReLU's learned value); where null or absent, defaultSlope()
  * @returns {number[]} (depth,)
  */
-export function layerFactors(config) {
-  const { activation: act, leaky_alpha: alpha = 0.01, init, init_gain: gain = 1 } = config;
+export function layerFactors(config, negSlopes = null) {
+  const { activation: act, leaky_alpha: leaky = 0.01, init, init_gain: gain = 1 } = config;
   const width = config.width, depth = config.depth;
-  const phi = activation(act, alpha), dphi = derivative(act, alpha);
   const sw = width * kernelVariance(init, width, width, gain);
   const factors = [];
   let q = 1;
   for (let l = 0; l < depth; l++) {
+    const ns = negSlopes && negSlopes[l];
+    const alpha = typeof ns === "number" ? ns : defaultSlope(act, leaky);
+    const phi = activation(act, alpha), dphi = derivative(act, alpha);
     const qz = config.batchnorm ? 1 : Math.min(q, 1e6);
     const e2 = gaussianMean((z) => phi(z) ** 2, qz);
     const d2 = gaussianMean((z) => dphi(z) ** 2, qz);

@@ -76,7 +76,8 @@ def test_theory_activations_are_the_engines(page):
     assert page.evaluate("[T.theory.RRELU_MEAN, T.theory.PRELU_INIT]") == pytest.approx([RRELU_MEAN, PRELU_INIT])
     for name, fn in ACTIVATIONS.items():
         s = slope.get(name, 0.0)
-        page_phi, page_dphi = page.evaluate("([n, a, z]) => { const f = T.theory.activation(n, a), d = T.theory.derivative(n, a);"
+        page_phi, page_dphi = page.evaluate("([n, a, z]) => { const s = T.theory.defaultSlope(n, a);"
+                                            " const f = T.theory.activation(n, s), d = T.theory.derivative(n, s);"
                                             " return [z.map(f), z.map(d)]; }", [name, alpha, z.tolist()])
         np.testing.assert_allclose(page_phi, np.asarray(fn(z, s)), rtol=1e-5, atol=1e-6, err_msg=name)
         keep = np.abs(z) > 1e-3  # the kinks of the ReLU family, where a central difference averages both sides
@@ -89,3 +90,14 @@ def test_theory_initializer_variances_are_the_engines(page):
         for fan_in, fan_out, gain in [(64, 64, 1.0), (2, 64, 1.5), (256, 10, 0.5)]:
             got = page.evaluate("([n, a, b, g]) => T.theory.kernelVariance(n, a, b, g)", [name, fan_in, fan_out, gain])
             assert got == pytest.approx(kernel_variance(name, fan_in, fan_out, gain), rel=1e-12), name
+
+
+def test_theory_uses_the_reported_negative_slope(page):
+    """PReLU learns its slope: with the engine's neg_slope at 1 every layer is linear's, at null PReLU's start."""
+    config = {**Config().model_dump(), "activation": "prelu", "init": "he_normal", "depth": 5}
+    ones, nulls = page.evaluate("c => [T.theory.layerFactors(c, [1, 1, 1, 1, 1]), T.theory.layerFactors(c, [null, null, null, null, null])]", config)
+    linear = page.evaluate("c => T.theory.layerFactors({...c, activation: 'linear'})", config)
+    start = page.evaluate("c => T.theory.layerFactors(c)", config)
+    assert ones == pytest.approx(linear, rel=1e-6)
+    assert nulls == pytest.approx(start, rel=1e-12)
+    assert nulls[0] == pytest.approx(np.sqrt(2 * (1 + PRELU_INIT**2) / 2), rel=5e-3)  # He: width*Var(W)*E[phi'^2] = 2 * (1 + a^2)/2

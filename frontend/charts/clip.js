@@ -1,13 +1,13 @@
 // The global gradient norm before and after clipping, with the clipping threshold.
 import { Chart } from "./chart.js";
-import { OI, PLOT_CONFIG, Plotly, StickyLogRange, animateTraces, baseLayout, logAxisKeys } from "./plot.js";
+import { OI, PLOT_CONFIG, Plotly, StickyLogRange, animateTraces, axis, baseLayout, logAxisKeys } from "./plot.js";
 import { firstVisible, stepRange } from "./timeaxis.js";
 
 export class ClipChart extends Chart {
   static spec = {
-    name: "clip", title: "Global gradient norm", sub: "before / after clipping", span: 2, every: 150, share: 0.08, markers: true, window: true,
-    help: "The norm of the whole gradient, before and after clipping. Clipping by norm caps it at the dashed threshold; spikes above the line are the steps that clipping tamed. An exploding run climbs here first.",
-    history: ["global_grad_norm", "clipped_global_grad_norm"],
+    name: "clip", title: "Clipping", sub: "global gradient norm before / after · cosine, fraction changed", span: 2, every: 150, share: 0.08, markers: true, window: true,
+    help: "Top: the norm of the whole gradient before and after clipping, with the threshold dashed. By norm, everything above the line is scaled down onto it; by value, each entry is capped, so a gradient whose norm is below the line is never touched. Bottom: the cosine between the raw and the clipped gradient (1: same direction) and the fraction of entries clipping changed. An exploding run climbs here first.",
+    history: ["global_grad_norm", "clipped_global_grad_norm", "clip_cosine", "clip_fraction"],
   };
 
   reset() {
@@ -16,17 +16,28 @@ export class ClipChart extends Chart {
     Plotly.newPlot(this.el, [
       { x: [], y: [], mode: "lines", name: "before clipping", line: { color: OI.blue, width: 2 } },
       { x: [], y: [], mode: "lines", name: "after clipping", line: { color: OI.orange, width: 1.6, dash: "dash" } },
-    ], baseLayout({ xaxis: { title: { text: "step", standoff: 4 }, range: [0, 100] }, yaxis: { type: "log", exponentformat: "power", range: [-3, 1] } }), PLOT_CONFIG);
+      { x: [], y: [], mode: "lines", name: "clip_cosine", yaxis: "y2", line: { color: OI.purple, width: 1.6 } },
+      { x: [], y: [], mode: "lines", name: "clip_fraction", yaxis: "y2", line: { color: OI.grey, width: 1.6 } },
+    ], baseLayout({ xaxis: { title: { text: "step", standoff: 4 }, anchor: "y2", range: [0, 100] },
+                    yaxis: { type: "log", exponentformat: "power", range: [-3, 1], domain: [0.42, 1] },
+                    yaxis2: axis({ domain: [0, 0.34], range: [-0.05, 1.05], dtick: 0.5 }) }), PLOT_CONFIG);
   }
 
+  /** The threshold on the norm axis: the norm cap, or the per-entry cap (no gradient of a smaller norm has an entry above it). */
   threshold() {
     const c = this.view.config;
-    return c.clip_mode === "norm" ? c.clip_value : null;
+    return c.clip_mode === "none" ? null : c.clip_value;
   }
 
   shapes() {
     const t = this.threshold();
     return t === null ? [] : [{ type: "line", xref: "paper", x0: 0, x1: 1, yref: "y", y0: t, y1: t, line: { color: OI.vermilion, width: 1.5, dash: "dash" } }];
+  }
+
+  annotations() {
+    const t = this.threshold();
+    return t === null ? [] : [{ xref: "paper", x: 1, yref: "y", y: Math.log10(t), showarrow: false, xanchor: "right", yanchor: "bottom",
+      text: this.view.config.clip_mode === "norm" ? "norm cap" : "per-entry cap", font: { size: 10, color: OI.vermilion } }];
   }
 
   configChanged(prev) {
@@ -43,6 +54,6 @@ export class ClipChart extends Chart {
     const yr = this.yrange.update([...gl.slice(i0), ...cl.slice(i0), ...(t === null ? [] : [t])]);
     if (yr) Object.assign(keys, logAxisKeys("yaxis", yr));
     if (Object.keys(keys).length) Plotly.relayout(this.el, keys);
-    animateTraces(this.el, [{ x, y: gl }, { x, y: cl }], [0, 1]);
+    animateTraces(this.el, [gl, cl, S.h.clip_cosine, S.h.clip_fraction].map((y) => ({ x, y })), [0, 1, 2, 3]);
   }
 }

@@ -46,8 +46,9 @@ export class ImageHeatmap {
   /**
    * @param {HTMLElement} el
    * @param {{scale: string[], zmin: number, zmax: number, xtitle: string, ytitle: string,
-   *          colorbar: string, hovertemplate: string, autoz?: boolean}} opts
+   *          colorbar: string, hovertemplate: string, autoz?: boolean, xspan?: number[]}} opts
    *   autoz: the colour range follows the data in whole units (sticky, so the colour bar is redrawn rarely)
+   *   xspan: a fixed [lo, hi] the columns cover (bins: their outer edges); default: the steps, growing
    */
   constructor(el, opts) {
     this.el = el;
@@ -114,13 +115,14 @@ export class ImageHeatmap {
     ctx.putImageData(img, 0, 0);
     // The columns span [first step, last step]; each is drawn right of its step (a column is
     // far narrower than a marker's label, and the axis' left end stays put as the run grows).
-    const [y0, y1] = this.yrange(), x0 = steps[0], width = Math.max(steps[C - 1] - x0, 1);
+    const [y0, y1] = this.yrange(), extent = o.xspan || [steps[0], steps[0] + Math.max(steps[C - 1] - steps[0], 1)];
+    const x0 = extent[0], width = extent[1] - extent[0];
     const image = { source: cv.toDataURL(), xref: "x", yref: "y", x: x0, y: y1, sizex: width,
       sizey: y1 - y0, sizing: "stretch", xanchor: "left", yanchor: "top", layer: "below" };
     // Edits of an existing image's keys redraw only the images, not the plot.
     const keys = this.hasImage ? Object.fromEntries(["source", "x", "sizex"].map((k) => [`images[0].${k}`, image[k]])) : { images: [image] };
     this.hasImage = true;
-    const xr = this.stickyX(x0, x0 + width);
+    const xr = o.xspan ? (this.xrange ? null : (this.xrange = o.xspan)) : this.stickyX(x0, x0 + width);
     if (xr) keys["xaxis.range"] = xr;
     Plotly.relayout(this.el, keys);
     if (!this.hoverAt) this.refreshHover(true);

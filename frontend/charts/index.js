@@ -3,20 +3,26 @@
 // scheduler redraws them, all from this table.
 import { ActsChart } from "./acts.js";
 import { BoundaryChart } from "./boundary.js";
+import { ChainChart } from "./chain.js";
 import { ClipChart } from "./clip.js";
+import { DriftChart } from "./drift.js";
 import { HeatmapChart } from "./heatmap.js";
 import { HistChart } from "./hist.js";
+import { HmapChart } from "./hmap.js";
 import { LossChart } from "./loss.js";
 import { ProfileChart } from "./profile.js";
 import { RatioChart } from "./ratio.js";
+import { SlopeChart } from "./slope.js";
+import { ValChart } from "./val.js";
+import { WeightsChart } from "./weights.js";
+import { ZmapChart } from "./zmap.js";
 
+// Rows of the 6-column grid: spans 3+3, 3+3, then 2+2+2.
 export const CHARTS = [
-  ProfileChart,
-  HeatmapChart,
-  LossChart,
-  ClipChart,
-  RatioChart,
-  ActsChart,
-  HistChart,
-  BoundaryChart,
+  ProfileChart, HeatmapChart,
+  ChainChart, SlopeChart,
+  ZmapChart, ActsChart, HmapChart,
+  LossChart, ValChart, ClipChart,
+  WeightsChart, DriftChart, RatioChart,
+  HistChart, BoundaryChart,
 ];

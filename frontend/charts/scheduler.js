@@ -42,8 +42,9 @@ export class Scheduler {
     job.last = now;
     draw();
     const spent = performance.now() - t0;
-    // smoothed, with one slow sample (a GC pause, the OS preempting the tab) counting at most 2x
-    job.cost = job.cost === undefined ? spent : 0.8 * job.cost + 0.2 * Math.min(spent, 2 * job.cost + 1);
+    // Smoothed, with one slow sample (a GC pause, the OS preempting the tab) counting at most 2x.
+    // A chart's first draw sets up its axes and hover data and is not typical: not counted.
+    if (job.count > 0) job.cost = job.cost === undefined ? spent : 0.8 * job.cost + 0.2 * Math.min(spent, 2 * job.cost + 1);
     job.count++;
     return spent;
   }
