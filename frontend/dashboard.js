@@ -80,6 +80,7 @@ export class Dashboard {
     this.series.clear();
     if (this.layer !== null && this.layer > config.depth) this.layer = null;
     for (const chart of this.charts.values()) {
+      delete chart.el.dataset.live;  // its next update is a full draw (plot.js animateTraces)
       chart.reset();
       chart.decorate();
       chart.dirty = true;

@@ -33,22 +33,30 @@ function maxSlope(config) {
   return m;
 }
 
-/** Lines and fixes from the chain-rule factors (geometric means over the hidden layers). */
-function factorLines(config, s, lines, fixes) {
+/**
+ * Lines and fixes from the chain-rule factors (geometric means over the hidden layers): a summary,
+ * and in a vanishing or exploding run the factor that causes it.
+ * @param {"vanishing"|"exploding"|null} trouble
+ */
+function factorLines(config, s, trouble, lines, fixes) {
   if (!s.h_grad_norm || !s.u_grad_norm || !s.delta_norm) return;
-  const f = chainFactors(s), slope = geomean(f.slope), weight = geomean(f.weight);
-  if (slope !== null && slope < 0.6) {
+  const f = chainFactors(s), slope = geomean(f.slope), weight = geomean(f.weight), bn = geomean(f.bn);
+  if (slope === null || weight === null) return;
+  if (trouble === "vanishing" && slope < 0.6) {
     const top = maxSlope(config);
-    const why = top <= 0.3 ? `${config.activation}'s ceiling is ${sci(top)}` : "many units sit where the slope is flat";
+    const why = top <= 0.3 ? `${config.activation}'s ceiling is ${sci(top)}` : "many inputs sit where the slope is flat";
     lines.push(`Slope factor ${sci(slope)} per layer: ${why}.`);
   }
-  if (weight !== null && weight > 1.6) {
-    lines.push(`Weight factor ${sci(weight)} per layer: the weights are too large, try a smaller init gain or Glorot.`);
-    fixes.add("glorot");
-  } else if (weight !== null && weight < 0.6) {
+  const glorot = config.init === "glorot_normal" && config.init_gain <= 1;
+  if (trouble === "exploding" && weight > 1.6) {
+    lines.push(`Weight factor ${sci(weight)} per layer: the weights are too large, try a smaller init gain${glorot ? "" : " or Glorot"}.`);
+    if (!glorot) fixes.add("glorot");
+  } else if (trouble === "vanishing" && weight < 0.6) {
     lines.push(`Weight factor ${sci(weight)} per layer: the weights are too small, try He init or a larger gain.`);
     fixes.add("he");
   }
+  const bnPart = config.batchnorm && bn !== null ? ` × BatchNorm ${sci(bn)}` : "";
+  lines.push(`Per layer back: slope factor ${sci(slope)} × weight factor ${sci(weight)}${bnPart}.`);
 }
 
 /**
@@ -94,7 +102,7 @@ export function diagnose(config, s) {
     lines.push(`${pct(sat)} of ${act} units are saturated, where their slope is nearly zero.`);
     ["batchnorm", "relu_he"].forEach((f) => fixes.add(f));
   }
-  factorLines(config, s, lines, fixes);
+  factorLines(config, s, title === "Vanishing gradients" ? "vanishing" : title === "Exploding gradients" ? "exploding" : null, lines, fixes);
   const ur = finite(s.update_ratio);
   if (ur.length) {
     const med = ur.slice().sort((a, b) => a - b)[Math.floor(ur.length / 2)];

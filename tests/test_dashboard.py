@@ -171,9 +171,10 @@ def test_page_loads_offline_and_charts_fill(server, tabs):
     tab.wait("() => document.getElementById('chart-heatmap').data[0].z.length > 0")
     profile = tab.eval("document.getElementById('chart-profile').data.find(t => t.name === 'grad_norm').y")
     assert len(profile) == depth + 1 and all(v is None or v > 0 for v in profile)
-    assert tab.eval("document.getElementById('chart-loss').data[2].y.length") > 0
-    tab.page.locator("#chart-acts").scroll_into_view_if_needed()  # charts off screen are not redrawn
-    assert tab.wait("() => document.getElementById('chart-acts').data[2].y.length") == depth
+    for name in ["loss", "acts"]:  # charts off screen are not redrawn: scroll to them first
+        tab.page.locator(f"#chart-{name}").scroll_into_view_if_needed()
+        tab.wait("n => document.getElementById(`chart-${n}`).data[2].y.length > 0", name)
+    assert tab.eval("document.getElementById('chart-acts').data[2].y.length") == depth
     # a reload rejoins the same session, history first
     tab.page.reload()
     tab.wait_running(5)
@@ -197,6 +198,8 @@ def test_activation_toggle_marks_and_changes_profile(server, tabs):
     assert any("sigmoid -> relu" in t for t in texts)
     tab.page.select_option("#window", "all")  # the whole run: sigmoid, the marker, then relu
     tab.page.evaluate("document.activeElement.blur()")
+    tab.page.set_viewport_size({"width": 1400, "height": 1700})  # the screenshot: the first rows of charts
+    tab.page.evaluate("document.querySelector('.board').scrollTo(0, 0)")
     renders = tab.eval("gradscope.dashboard.info.renders")
     tab.wait("n => gradscope.dashboard.info.renders > n + 3 && document.fonts.status === 'loaded'", renders)
     SCREENSHOT.parent.mkdir(exist_ok=True)

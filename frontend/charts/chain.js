@@ -7,13 +7,15 @@ import { OI, PLOT_CONFIG, Plotly, StickyLogRange, animateTraces, baseLayout, lay
 export class ChainChart extends Chart {
   static spec = {
     name: "chain", title: "Chain-rule factors", sub: "per layer, one step back · click a layer to highlight it",
-    span: 3, tall: true, every: 100, share: 0.1, layers: true, theory: true,
+    span: 3, tall: true, every: 200, share: 0.08, layers: true, theory: true,
     help: "Going back one layer multiplies the gradient by three measured factors: the slope factor ‖dL/dz‖/‖dL/dh‖ (the activation's slope: at most 0.25 for sigmoid, at most 1 for ReLU), the weight factor ‖dL/dh‖/‖dL/du‖ of the next layer (how much its weights amplify), and the BatchNorm factor. Their product is the ratio of neighbouring gradients; the dotted curve is what theory expects. Products below 1 at every layer compound into a vanishing gradient, above 1 into an exploding one.",
     latest: ["delta_norm", "h_grad_norm", "u_grad_norm"],
   };
 
   reset() {
-    const D = this.view.config.depth, x = layers(D), mode = "lines+markers";  // markers: click targets
+    // Markers (click targets) up to 20 layers; deeper, 5 x D marker paths cost more than the lines, and
+    // a click on a line picks its nearest point all the same.
+    const D = this.view.config.depth, x = layers(D), mode = D <= 20 ? "lines+markers" : "lines";
     this.range = new StickyLogRange();
     const line = (name, color, extra = {}) => ({ x, y: [], mode, name, line: { color, width: 1.8 }, marker: { size: D <= 20 ? 6 : 4 }, ...extra });
     Plotly.newPlot(this.el, [

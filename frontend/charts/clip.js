@@ -52,7 +52,7 @@ export class ClipChart extends Chart {
     if (xr) { this.xrange = xr; keys["xaxis.range"] = xr; }
     const i0 = firstVisible(x, this.xrange[0]), t = this.threshold();
     const yr = this.yrange.update([...gl.slice(i0), ...cl.slice(i0), ...(t === null ? [] : [t])]);
-    if (yr) Object.assign(keys, logAxisKeys("yaxis", yr));
+    if (yr) Object.assign(keys, logAxisKeys("yaxis", yr, 3));  // a short axis: at most 3 ticks
     if (Object.keys(keys).length) Plotly.relayout(this.el, keys);
     animateTraces(this.el, [gl, cl, S.h.clip_cosine, S.h.clip_fraction].map((y) => ({ x, y })), [0, 1, 2, 3]);
   }

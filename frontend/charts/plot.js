@@ -44,6 +44,14 @@ export const layerTick = (n) => (n > 20 ? 5 : 1);
  * @param {{x?: number[], y: (number|null)[]}[]} data  one entry per index in `traces`
  */
 export function animateTraces(gd, data, traces) {
+  if (!gd.dataset.live) {
+    // The first data after newPlot goes through restyle: a full draw, which also fills the legend
+    // (an animation frame only rewrites the traces' paths).
+    gd.dataset.live = "1";
+    const update = { y: data.map((d) => d.y) };
+    if (data.every((d) => d.x)) update.x = data.map((d) => d.x);
+    return Plotly.restyle(gd, update, traces);
+  }
   return Plotly.animate(gd, { data, traces }, { transition: { duration: 0 }, frame: { duration: 0, redraw: false },
     mode: "immediate" }).catch(() => {});  // an animation cut short by the next one is expected
 }

@@ -44,7 +44,8 @@ export class ProfileChart extends Chart {
     const v = this.view, s = v.series.latest, D = v.config.depth;
     const g = (s.grad_norm || []).map(pos), d = (s.delta_norm || []).map(pos);
     const c = v.config.clip_mode === "none" ? [] : (s.clipped_grad_norm || []).map(pos);
-    if (now - this.snapAt > SNAPSHOT_MS) {
+    const snap = now - this.snapAt > SNAPSHOT_MS;
+    if (snap) {
       this.snapAt = now;
       this.trail.push(g);
       if (this.trail.length > TRAIL + 1) this.trail.shift();
@@ -57,8 +58,9 @@ export class ProfileChart extends Chart {
     const floor = Math.min(...seen) / 1e3;  // theory may fall off a cliff; show where it heads, not all of it
     const range = this.range.update([...seen, ...theory.filter((x) => x !== null && x > floor)]);
     if (range) Plotly.relayout(this.el, logAxisKeys("yaxis", range));
-    const ys = [...trail, theory, g, d, c];
-    animateTraces(this.el, ys.map((y) => ({ y })), layers(ys.length, 0));
+    // The faded curves change at snapshots only: the other draws rewrite 4 paths, not 10.
+    const ys = [...(snap ? trail : []), theory, g, d, c], first = snap ? 0 : TRAIL;
+    animateTraces(this.el, ys.map((y) => ({ y })), layers(ys.length, first));
     v.info.profile = g;
     v.info.renders++;
   }

@@ -36,7 +36,8 @@ export class RatioChart extends Chart {
 
   draw(now) {
     const r = (this.view.series.latest.update_ratio || []).map(pos);
-    if (now - this.snapAt > SNAPSHOT_MS) {
+    const snap = now - this.snapAt > SNAPSHOT_MS;
+    if (snap) {
       this.snapAt = now;
       this.trail.push(r);
       if (this.trail.length > TRAIL + 1) this.trail.shift();
@@ -45,7 +46,8 @@ export class RatioChart extends Chart {
     while (trail.length < TRAIL) trail.unshift([]);
     const range = this.range.update([...r, 1e-4, 1e-2]);
     if (range) Plotly.relayout(this.el, logAxisKeys("yaxis", range));
-    const ys = [...trail, r];
-    animateTraces(this.el, ys.map((y) => ({ y })), layers(ys.length, 0));
+    // the faded curves change at snapshots only
+    const ys = [...(snap ? trail : []), r];
+    animateTraces(this.el, ys.map((y) => ({ y })), layers(ys.length, snap ? 0 : TRAIL));
   }
 }

@@ -29,7 +29,8 @@ export class WeightsChart extends Chart {
 
   draw(now) {
     const s = this.view.series.latest, dist = (s.init_distance || []).map(pos), norm = (s.weight_norm || []).map(pos);
-    if (now - this.snapAt > SNAPSHOT_MS) {
+    const snap = now - this.snapAt > SNAPSHOT_MS;
+    if (snap) {
       this.snapAt = now;
       this.trail.push(dist);
       if (this.trail.length > TRAIL + 1) this.trail.shift();
@@ -38,7 +39,8 @@ export class WeightsChart extends Chart {
     while (trail.length < TRAIL) trail.unshift([]);
     const r1 = this.range.update([...dist, ...trail.flat()]), r2 = this.range2.update(norm);
     if (r1 || r2) Plotly.relayout(this.el, { ...(r1 ? logAxisKeys("yaxis", r1) : {}), ...(r2 ? logAxisKeys("yaxis2", r2, 3) : {}) });
-    const ys = [...trail, dist, norm];
-    animateTraces(this.el, ys.map((y) => ({ y })), layers(ys.length, 0));
+    // the faded curves change at snapshots only
+    const ys = [...(snap ? trail : []), dist, norm];
+    animateTraces(this.el, ys.map((y) => ({ y })), layers(ys.length, snap ? 0 : TRAIL));
   }
 }
