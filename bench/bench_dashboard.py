@@ -5,8 +5,12 @@
 For each depth it opens `/?depth=D` (sigmoid, width 64, batch 128: the default net, deeper),
 waits until the charts are drawn, then measures for `--seconds` inside the page:
 stats frames received per second, animation frames per second (60 = the tab never stalls),
-main-thread time spent ingesting frames and drawing charts, tasks longer than 50 ms (the
-browser's own "long task"), and the longest gap between two animation frames.
+redraws per second of the gradient profile and of the layer x step heat map (the goal of #9:
+at least 15 each at depth 50 with the tab at 25+ animation frames per second; a chart redraws
+at most once per stats frame, so the frame rate caps them), main-thread time spent ingesting
+frames and drawing charts (synchronous part: Plotly.animate's path rewrite runs in the next
+animation frame), tasks longer than 50 ms (the browser's own "long task"), and the longest gap
+between two animation frames.
 
 Needs Debian's chromium (apt-get install chromium) and playwright (the test extra).
 """
