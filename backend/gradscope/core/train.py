@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gradscope.core.network import (BN_MOMENTUM, Knobs, Shape, biases, dropout_masks, forward, init_bn_state, kernels,
-                                    layer_slopes, mean_slopes, zero_taps)
+from gradscope.core.network import (BN_MOMENTUM, Knobs, Shape, activation_stats, biases, dropout_masks, forward, init_bn_state,
+                                    kernels, layer_slopes, mean_slopes, rrelu_slopes, zero_taps)
 
 OPTIMIZERS = {
     # Each at learning rate 1: the live learning rate scales the update afterwards,
@@ -39,6 +39,7 @@ HIDDEN_STATS = ("act_mean", "act_std", "saturation", "dead", "h_grad_norm", "u_g
 HIST_STATS = ("hist", "z_hist", "h_hist")  # int counts: (D+1, 32), (D, NZ), (D, NH) per step
 # Recorded every VAL_EVERY steps and NaN in between: history buckets average their finite values.
 SPARSE_STATS = ("val_loss", "val_accuracy")
+STAT_NAMES = ("step",) + GLOBAL_STATS + LAYER_STATS + HIDDEN_STATS + HIST_STATS
 
 
 class TrainState(NamedTuple):
@@ -119,11 +120,13 @@ def _clip_effect(grads, clipped):
 
 
 def make_loss(act, shape: Shape, unroll):
-    """loss_fn(params, taps, bn_state, x, y, knobs, key, masks) -> (loss, aux); its gradient
-    with respect to `taps` is the per-layer gradient norms (network.tap)."""
-    def loss_fn(params, taps, bn_state, x, y, knobs, key, masks):
-        slopes = layer_slopes(act, params, knobs, key, shape.depth, train=True)
-        logits, aux = forward(act, params, bn_state, x, taps, slopes, masks, knobs, train=True, unroll=unroll)
+    """loss_fn(params, taps, bn_state, x, y, knobs, drawn, masks) -> (loss, aux); its gradient
+    with respect to `taps` is the per-layer gradient norms (network.tap). `drawn`: this
+    step's RReLU slopes (ignored by the other activations)."""
+    def loss_fn(params, taps, bn_state, x, y, knobs, drawn, masks):
+        slopes = layer_slopes(act, params, knobs, drawn, shape.depth, train=True)
+        logits, (mu, var, z, h) = forward(act, params, bn_state, x, taps, slopes, masks, knobs, train=True, unroll=unroll)
+        aux = (*activation_stats(act, z, h, slopes), mu, var)
         data_loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
         ks = kernels(params)
         penalty = knobs.l1 * sum(jnp.abs(k).sum() for k in ks) + knobs.l2 * sum(jnp.square(k).sum() for k in ks)
@@ -189,20 +192,38 @@ def _statistics(state, params, grads, clipped, tap_norms, aux):
     }
 
 
+def make_draws(act, shape: Shape):
+    """draws(key, first, count, n_data) -> the randomness of steps first .. first+count-1.
+
+    Drawn for a whole chunk at once, vectorized (on CPU every threefry call is a small loop
+    of its own, and per step they cost more than the rest of a small step). Each step's
+    stream is fold_in(key, step), so a run's draws do not depend on how it is cut into
+    chunks. Returns {"idx": (K, B) batch rows, "drop": (K,) dropout keys, "slopes": RReLU
+    slopes (K, D, 1, W) (a (K,) placeholder for the other activations)}."""
+    def draws(key, first, count, n_data):
+        keys = jax.vmap(lambda i: jax.random.split(jax.random.fold_in(key, i), 3))(first + jnp.arange(count))  # (K, 3, 2)
+        idx = jax.vmap(lambda k: jax.random.randint(k, (shape.batch,), 0, n_data))(keys[:, 0])
+        if act == "rrelu":
+            slopes = jax.vmap(lambda k: rrelu_slopes(k, shape.depth, shape.width))(keys[:, 1])
+        else:
+            slopes = jnp.zeros((count,))
+        return {"idx": idx, "drop": keys[:, 2], "slopes": slopes}
+    return draws
+
+
 def make_step(act, optimizer, shape: Shape, unroll=1, with_stats=True):
-    """One optimizer step: step(state, knobs, x_all, y_all, x_val, y_val) -> (state, stats).
-    `with_stats=False` records the loss alone (the benchmark's baseline; XLA then drops the
-    statistics' work as dead code)."""
+    """One optimizer step: step(state, knobs, x_all, y_all, x_val, y_val, draw) -> (state, stats),
+    `draw` one row of make_draws' output.
+    `with_stats`: True for every statistic, False for the loss alone, or a collection of the
+    names to keep (the benchmark's ablations; XLA drops the others' work as dead code)."""
     grad_fn = jax.grad(make_loss(act, shape, unroll), argnums=(0, 1), has_aux=True)
     validate = make_validate(act, shape, unroll)
     opt = OPTIMIZERS[optimizer]()
 
-    def step(state: TrainState, knobs: Knobs, x_all, y_all, x_val, y_val):
-        key, k_batch, k_slope, k_drop = jax.random.split(state.key, 4)
-        idx = jax.random.randint(k_batch, (shape.batch,), 0, x_all.shape[0])
-        x, y = x_all[idx], y_all[idx]  # (B, n_in), (B,)
-        masks = dropout_masks(knobs, k_drop, shape, shape.batch)
-        (grads, tap_norms), aux = grad_fn(state.params, zero_taps(shape), state.bn_state, x, y, knobs, k_slope, masks)
+    def step(state: TrainState, knobs: Knobs, x_all, y_all, x_val, y_val, draw):
+        x, y = x_all[draw["idx"]], y_all[draw["idx"]]  # (B, n_in), (B,)
+        masks = dropout_masks(knobs, draw["drop"], shape, shape.batch)
+        (grads, tap_norms), aux = grad_fn(state.params, zero_taps(shape), state.bn_state, x, y, knobs, draw["slopes"], masks)
 
         clipped = _clip(grads, knobs)
         updates, opt_state = opt.update(clipped, state.opt_state, state.params)
@@ -212,14 +233,14 @@ def make_step(act, optimizer, shape: Shape, unroll=1, with_stats=True):
             "mean": BN_MOMENTUM * state.bn_state["mean"] + (1 - BN_MOMENTUM) * mu,
             "var": BN_MOMENTUM * state.bn_state["var"] + (1 - BN_MOMENTUM) * var,
         }
-        new_state = TrainState(params, opt_state, bn_state, key, state.step + 1, state.w0)
-        if not with_stats:
-            return new_state, {"loss": aux[0], "step": state.step}
-        stats = _statistics(state, params, grads, clipped, tap_norms, aux)
-        # Held-out evaluation at fixed steps; a cond, so the other steps skip the forward pass.
-        nan = jnp.full((), jnp.nan, jnp.float32)
-        val = lambda: validate(state.params, state.bn_state, knobs, x_val, y_val)
-        stats["val_loss"], stats["val_accuracy"] = jax.lax.cond(state.step % VAL_EVERY == 0, val, lambda: (nan, nan))
+        new_state = TrainState(params, opt_state, bn_state, state.key, state.step + 1, state.w0)
+        keep = set(STAT_NAMES if with_stats is True else with_stats or ()) | {"loss", "step"}
+        stats = {k: v for k, v in _statistics(state, params, grads, clipped, tap_norms, aux).items() if k in keep}
+        if keep & set(SPARSE_STATS):
+            # Held-out evaluation at fixed steps; a cond, so the other steps skip the forward pass.
+            nan = jnp.full((), jnp.nan, jnp.float32)
+            val = lambda: validate(state.params, state.bn_state, knobs, x_val, y_val)
+            stats["val_loss"], stats["val_accuracy"] = jax.lax.cond(state.step % VAL_EVERY == 0, val, lambda: (nan, nan))
         return new_state, stats
 
     return step
@@ -233,14 +254,16 @@ def make_chunk(act, optimizer, shape: Shape, steps: int, unroll=1, with_stats=Tr
     fori_loop with a traced bound runs exactly n steps: no per-step cond, no wasted steps.
     """
     step = make_step(act, optimizer, shape, unroll, with_stats)
+    make = make_draws(act, shape)
 
     def chunk(state, knobs, x_all, y_all, x_val, y_val, n):
-        run = lambda s: step(s, knobs, x_all, y_all, x_val, y_val)
-        rows = jax.tree.map(lambda a: jnp.zeros((steps,) + a.shape, a.dtype), jax.eval_shape(run, state)[1])
+        draws = make(state.key, state.step, steps, x_all.shape[0])
+        run = lambda s, i: step(s, knobs, x_all, y_all, x_val, y_val, jax.tree.map(lambda a: a[i], draws))
+        rows = jax.tree.map(lambda a: jnp.zeros((steps,) + a.shape, a.dtype), jax.eval_shape(run, state, 0)[1])
 
         def body(i, carry):
             s, rows = carry
-            s, stats = run(s)
+            s, stats = run(s, i)
             return s, jax.tree.map(lambda r, v: jax.lax.dynamic_update_index_in_dim(r, v, i, 0), rows, stats)
         return jax.lax.fori_loop(0, jnp.minimum(n, steps), body, (state, rows))
 
