@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gradscope.core.network import (BN_MOMENTUM, Knobs, Shape, activation_stats, biases, dropout_masks, forward, init_bn_state,
+from gradscope.core.network import (BN_MOMENTUM, Knobs, Shape, activation_stats, biases, bin_counts, dropout_masks, forward, init_bn_state,
                                     kernels, layer_slopes, mean_slopes, rrelu_slopes, zero_taps)
 
 OPTIMIZERS = {
@@ -28,7 +28,7 @@ OPTIMIZERS = {
 OPTIMIZER_NAMES = tuple(OPTIMIZERS)
 CLIP_MODES = ("none", "value", "norm")
 HIST_EDGES = np.linspace(-12.0, 4.0, 33)  # log10 |dL/dW|: 32 bins of half a decade
-HIST_SAMPLE = 4096  # entries per layer that the histogram counts, at most
+HIST_SAMPLE = 1024  # entries per layer that the histogram counts, at most
 VAL_EVERY = 50  # steps between held-out evaluations (at steps that are multiples of it)
 
 GLOBAL_STATS = ("loss", "accuracy", "penalty", "global_grad_norm", "clipped_global_grad_norm", "nonfinite",
@@ -74,15 +74,11 @@ def _per_layer_norm(arrays):
 def _histogram(g):
     """Counts of log10|g| in HIST_EDGES' bins (clamped at both ends), non-finite skipped.
 
-    Large layers are sampled: every k-th entry, at most HIST_SAMPLE of them. A scatter-add
-    runs serially on CPU, and the shape of the distribution needs no more (bench/).
-    """
-    lo, hi, nb = HIST_EDGES[0], HIST_EDGES[-1], len(HIST_EDGES) - 1
+    Large layers are sampled: every k-th entry, at most HIST_SAMPLE of them; the shape of
+    a 32-bin distribution needs no more, and the counting costs per entry (bench/)."""
     flat = g.reshape(-1)
     a = jnp.abs(flat[:: max(1, -(-flat.shape[0] // HIST_SAMPLE))])
-    pos = (jnp.log10(jnp.maximum(a, 1e-30)) - lo) / ((hi - lo) / nb)
-    idx = jnp.clip(jnp.floor(jnp.nan_to_num(pos)), 0, nb - 1).astype(jnp.int32)
-    return jnp.zeros((nb,), jnp.int32).at[idx].add(jnp.isfinite(a).astype(jnp.int32))
+    return bin_counts(jnp.log10(jnp.maximum(a, 1e-30)), HIST_EDGES)  # zeros land in the first bin
 
 
 def _layer_histograms(grads):
@@ -246,6 +242,28 @@ def make_step(act, optimizer, shape: Shape, unroll=1, with_stats=True):
     return step
 
 
+def _packer(example: dict):
+    """pack(stats) -> one flat vector per dtype; unpack(rows) -> the dict with a leading axis.
+
+    Written into the chunk's output as one row per dtype and step: each separate output
+    array costs its own update kernel per step (about 30 of them otherwise)."""
+    names = sorted(example)
+    dtypes = sorted({str(example[n].dtype) for n in names})
+    groups = {d: [n for n in names if str(example[n].dtype) == d] for d in dtypes}
+
+    def pack(stats):
+        return {d: jnp.concatenate([stats[n].reshape(-1) for n in groups[d]]) for d in dtypes}
+
+    def unpack(rows):
+        out = {}
+        for d, group in groups.items():
+            cuts = np.cumsum([0] + [int(np.prod(example[n].shape)) for n in group])
+            for n, lo, hi in zip(group, cuts[:-1], cuts[1:]):
+                out[n] = rows[d][:, lo:hi].reshape((-1,) + example[n].shape)
+        return out
+    return pack, unpack
+
+
 def make_chunk(act, optimizer, shape: Shape, steps: int, unroll=1, with_stats=True):
     """Up to K = `steps` training steps in one loop; the traced `n` says how many run.
 
@@ -259,12 +277,14 @@ def make_chunk(act, optimizer, shape: Shape, steps: int, unroll=1, with_stats=Tr
     def chunk(state, knobs, x_all, y_all, x_val, y_val, n):
         draws = make(state.key, state.step, steps, x_all.shape[0])
         run = lambda s, i: step(s, knobs, x_all, y_all, x_val, y_val, jax.tree.map(lambda a: a[i], draws))
-        rows = jax.tree.map(lambda a: jnp.zeros((steps,) + a.shape, a.dtype), jax.eval_shape(run, state, 0)[1])
+        pack, unpack = _packer(jax.eval_shape(run, state, 0)[1])
+        rows = jax.tree.map(lambda a: jnp.zeros((steps,) + a.shape, a.dtype), jax.eval_shape(lambda s: pack(run(s, 0)[1]), state))
 
         def body(i, carry):
             s, rows = carry
             s, stats = run(s, i)
-            return s, jax.tree.map(lambda r, v: jax.lax.dynamic_update_index_in_dim(r, v, i, 0), rows, stats)
-        return jax.lax.fori_loop(0, jnp.minimum(n, steps), body, (state, rows))
+            return s, jax.tree.map(lambda r, v: jax.lax.dynamic_update_index_in_dim(r, v, i, 0), rows, pack(stats))
+        state, rows = jax.lax.fori_loop(0, jnp.minimum(n, steps), body, (state, rows))
+        return state, unpack(rows)
 
     return chunk
