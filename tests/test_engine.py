@@ -221,3 +221,17 @@ def test_decision_grid_never_waits_for_a_background_compile():
         assert np.asarray(tr.decision_grid(6, wait=True)["p"]).shape == (6, 6)
     finally:
         pool.close()
+
+
+def test_prewarm_builds_the_first_session_in_the_background():
+    from gradscope.engine import prewarm
+    pool = CompileCache(background=True)
+    try:
+        prewarm(pool, SMALL)
+        queued = sorted(k[0] for k in pool._futures)
+        assert queued == ["chunk", "predict"]
+        tr = Trainer(SMALL, cache=pool)  # waits for the queued compile instead of starting its own
+        assert sorted(k[0] for k in pool._futures) == ["chunk", "predict"]
+        assert tr.run(2)["loss"].shape == (2,)
+    finally:
+        pool.close()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gradscope.core.activations import ACTIVATIONS
-from gradscope.core.network import Knobs, Shape, init_params, layer_slopes, zero_taps
+from gradscope.core.network import Knobs, Shape, init_params, layer_slopes, rrelu_slopes, zero_taps
 from gradscope.core.train import make_loss
 from reference import forward_backward, loss_only, unpack
 
@@ -33,17 +33,22 @@ def setup(act, seed=0):
     return params, x, y
 
 
+def drawn_slopes(key):
+    """One step's RReLU slopes, as the chunk draws them."""
+    return rrelu_slopes(key, SHAPE.depth, SHAPE.width)
+
+
 def jax_grads(act, params, x, y, kn, key):
     loss_fn = make_loss(act, SHAPE, unroll=1)
     bn_state = {"mean": jnp.zeros((3, 5)), "var": jnp.ones((3, 5))}
     grad = jax.grad(loss_fn, argnums=(0, 1), has_aux=True)  # eager: tiny arrays, no compile per case
     with jax.disable_jit():
-        (g, norms), aux = grad(params, zero_taps(SHAPE), bn_state, x, y, kn, key, None)
+        (g, norms), aux = grad(params, zero_taps(SHAPE), bn_state, x, y, kn, drawn_slopes(key), None)
     return g, norms, aux
 
 
 def numpy_slopes(act, params, kn, key):
-    s = layer_slopes(act, params, kn, key, SHAPE.depth, train=True)
+    s = layer_slopes(act, params, kn, drawn_slopes(key), SHAPE.depth, train=True)
     return np.broadcast_to(np.asarray(s, np.float64).reshape(SHAPE.depth, -1), (SHAPE.depth, SHAPE.width))
 
 

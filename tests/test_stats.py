@@ -24,8 +24,8 @@ def cache():
 
 
 def step0_batch(tr):
-    """The batch the first step draws (same key schedule as core.train.make_step)."""
-    _, k_batch, _, _ = jax.random.split(tr.state.key, 4)
+    """The batch the first step draws (same key schedule as core.train.make_draws)."""
+    k_batch = jax.random.split(jax.random.fold_in(tr.state.key, 0), 3)[0]
     idx = np.asarray(jax.random.randint(k_batch, (tr.shape.batch,), 0, tr.x.shape[0]))
     return np.asarray(tr.x, np.float64)[idx], np.asarray(tr.y)[idx]
 

@@ -73,6 +73,7 @@ class CompileCache:
     def __init__(self, background=True):
         self._lock = threading.Lock()
         self._futures: dict = {}
+        self._tasks: dict = {}  # key -> the pool's future of its background compile
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradscope-compile") if background else None
         self.chunk_steps: dict = {}  # calibrated K per (shape, n_data)
 
@@ -83,13 +84,16 @@ class CompileCache:
             if mine:
                 fut = self._futures[key] = Future()
         if mine:
-            try:
-                fut.set_result(_compile(key, args))
-            except BaseException as exc:  # surfaced to every waiter, then forgotten
-                fut.set_exception(exc)
-                with self._lock:
-                    self._futures.pop(key, None)
+            self._fill(key, args, fut)
         return fut.result()
+
+    def _fill(self, key, args, fut):
+        try:
+            fut.set_result(_compile(key, args))
+        except BaseException as exc:  # surfaced to every waiter, then forgotten
+            fut.set_exception(exc)
+            with self._lock:
+                self._futures.pop(key, None)
 
     def ready(self, key, args):
         """The executable if built; else None, queueing its compile (in the background where
@@ -105,18 +109,28 @@ class CompileCache:
         return None
 
     def warm(self, keys, args):
-        """Queue background compiles of `keys` (each with the same example `args`)."""
+        """Queue background compiles of `keys` (each with the same example `args`); a key
+        counts as built from here on, so `get` waits for it instead of compiling it twice."""
         if self._pool is None:
             return
         for key in keys:
             with self._lock:
                 if key in self._futures:
                     continue
-            self._pool.submit(self.get, key, args)
+                fut = self._futures[key] = Future()
+            self._tasks[key] = self._pool.submit(self._fill, key, args, fut)
 
     def close(self):
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        """Stop the background thread; waiters on compiles it never started get an error."""
+        if self._pool is None:
+            return
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for key, task in list(self._tasks.items()):
+            if task.cancelled():
+                with self._lock:
+                    fut = self._futures.pop(key, None)
+                if fut is not None and not fut.done():
+                    fut.set_exception(RuntimeError("compile cache closed"))
 
 
 def _compile(key, args):
@@ -137,6 +151,30 @@ def max_chunk_steps(shape: Shape) -> int:
     return int(min(k, MAX_CHUNK_STEPS))
 
 
+def _setup(config: Config):
+    """Shape, training split, held-out split and the initial TrainState of `config`."""
+    shape = shape_of(config)
+    data = datasets.load(config.dataset, noise=config.noise, seed=config.seed, input_dim=config.input_dim)
+    (x, y), (x_val, y_val) = datasets.split(*data, seed=config.seed)
+    k_init, k_train = jax.random.split(jax.random.PRNGKey(config.seed))
+    params = init_params(k_init, shape, config.init, config.init_gain)
+    state = init_state(k_train, params, shape, config.optimizer)
+    return shape, (jnp.asarray(x), jnp.asarray(y)), (jnp.asarray(x_val), jnp.asarray(y_val)), state
+
+
+def prewarm(cache: CompileCache, config: Config | dict | None = None) -> None:
+    """Queue the compiles a first session of `config` (default: the default config) needs,
+    its chunk first, then its decision-boundary predict, on the cache's background thread.
+    A server calls this at start-up, so its first session finds them built (or building)."""
+    config = config if isinstance(config, Config) else make_config(config)
+    shape, (x, y), (x_val, y_val), state = _setup(config)
+    k = max_chunk_steps(shape)
+    chunk_key = ("chunk", config.activation, config.optimizer, shape, int(x.shape[0]), int(x_val.shape[0]), k)
+    cache.warm([chunk_key], (state, knobs_of(config), x, y, x_val, y_val, np.int32(0)))
+    rows = jax.ShapeDtypeStruct((GRID * GRID, shape.n_in), jnp.float32)
+    cache.warm([("predict", config.activation, shape, GRID * GRID)], (state.params, state.bn_state, knobs_of(config), rows))
+
+
 class Trainer:
     """One run: data, parameters, optimizer state and the config; trains in compiled chunks."""
 
@@ -150,14 +188,7 @@ class Trainer:
     # -- construction -------------------------------------------------------
     def _build(self, config: Config):
         self.config = config
-        self.shape = shape_of(config)
-        data = datasets.load(config.dataset, noise=config.noise, seed=config.seed, input_dim=config.input_dim)
-        (x, y), (x_val, y_val) = datasets.split(*data, seed=config.seed)
-        self.x, self.y = jnp.asarray(x), jnp.asarray(y)  # the training split
-        self.x_val, self.y_val = jnp.asarray(x_val), jnp.asarray(y_val)  # held out
-        k_init, k_train = jax.random.split(jax.random.PRNGKey(config.seed))
-        params = init_params(k_init, self.shape, config.init, config.init_gain)
-        self.state = init_state(k_train, params, self.shape, config.optimizer)
+        self.shape, (self.x, self.y), (self.x_val, self.y_val), self.state = _setup(config)
         self.max_steps = self._fixed_k or max_chunk_steps(self.shape)
         self.chunk_steps = self._fixed_k or self._calibrate()
         self._warm_others()

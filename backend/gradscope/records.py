@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from gradscope.core.train import GLOBAL_STATS, HIDDEN_STATS, HIST_STATS, LAYER_STATS
+from gradscope.core.train import HIST_STATS, STAT_NAMES
 
 INT_STATS = ("step", "nonfinite", "nonfinite_count") + HIST_STATS
 
@@ -37,5 +37,3 @@ def iter_records(stats: dict):
     for i in range(len(wire["step"])):
         yield {name: wire[name][i] for name in names}
 
-
-STAT_NAMES = ("step",) + GLOBAL_STATS + LAYER_STATS + HIDDEN_STATS + HIST_STATS

@@ -97,15 +97,18 @@ def zero_taps(shape: Shape):
     return {"u": jnp.zeros((d,)), "z": jnp.zeros((d + 1,)), "h": jnp.zeros((d,))}
 
 
-def layer_slopes(act, params, knobs, key, depth, train):
-    """The negative-side slope of each hidden layer: (D, 1, W) or broadcastable."""
+def rrelu_slopes(key, depth, width):
+    """RReLU's training slopes for one step: (D, 1, W) drawn from U(lower, upper)."""
+    return jax.random.uniform(key, (depth, 1, width), minval=RRELU_LOWER, maxval=RRELU_UPPER)
+
+
+def layer_slopes(act, params, knobs, drawn, depth, train):
+    """The negative-side slope of each hidden layer: (D, 1, W) or broadcastable.
+    `drawn`: this step's RReLU slopes (rrelu_slopes), used in training only."""
     if act == "leaky_relu":
         return jnp.broadcast_to(knobs.leaky_alpha, (depth, 1, 1))
     if act == "rrelu":
-        if not train:
-            return jnp.full((depth, 1, 1), RRELU_MEAN)
-        width = params["first"]["w"].shape[1]
-        return jax.random.uniform(key, (depth, 1, width), minval=RRELU_LOWER, maxval=RRELU_UPPER)
+        return drawn if train else jnp.full((depth, 1, 1), RRELU_MEAN)
     if act == "prelu":
         return params["prelu"][:, None, None]
     return jnp.zeros((depth, 1, 1))
@@ -133,40 +136,57 @@ def bin_counts(v, edges):
     """Counts (len(edges)-1,) int32 of the finite entries of v in the bins of `edges`;
     values below the first interior edge land in bin 0, above the last in the last bin.
 
-    Dense compares against the interior edges (no scatter: that runs serially on CPU)."""
+    A branch-free binary search (unrolled: no loop kernels) for each entry's bin, then one
+    scatter-add. Counting by dense compares against every edge was slower: XLA materializes
+    the (entries, edges) table, and fused its producer (a log10) into it once per edge."""
     flat = v.reshape(-1)
-    fin = jnp.isfinite(flat)
-    above = jnp.sum(fin[:, None] & (flat[:, None] >= jnp.asarray(edges[1:-1], flat.dtype)), axis=0, dtype=jnp.int32)
-    total = jnp.sum(fin, dtype=jnp.int32)
-    ge = jnp.concatenate([total[None], above, jnp.zeros((1,), jnp.int32)])
-    return ge[:-1] - ge[1:]
+    idx = jnp.searchsorted(jnp.asarray(edges[1:-1], flat.dtype), flat, side="right", method="scan_unrolled")
+    return jnp.zeros((len(edges) - 1,), jnp.int32).at[idx].add(jnp.isfinite(flat).astype(jnp.int32))
 
 
 def _sample_rows(a):
-    """The first rows of a (B, W) batch, at most ACT_HIST_SAMPLE entries (the batch is random)."""
-    return a[: max(1, min(a.shape[0], ACT_HIST_SAMPLE // a.shape[1]))]
+    """The first rows of each layer's (B, W) batch, at most ACT_HIST_SAMPLE entries per layer
+    (the batch is random): (D, B, W) -> (D, rows, W)."""
+    return a[:, : max(1, min(a.shape[1], ACT_HIST_SAMPLE // a.shape[2]))]
 
 
-def _layer_stats(act, z, h, slope):
-    """Per hidden layer: mean and std of h_l, saturated fraction, dead-unit fraction; z, h bin counts."""
-    d = derivative(act, z, slope)
-    dead = jnp.all(h == 0, axis=0).mean()
-    moments = jnp.stack([h.mean(), h.std(), (jnp.abs(d) < SATURATION_THRESHOLD).mean(), dead])
-    return moments, bin_counts(_sample_rows(z), Z_EDGES), bin_counts(_sample_rows(h), H_EDGES)
+def activation_stats(act, z, h, slopes):
+    """All hidden layers at once from stacked z, h (D, B, W) and slopes (D, 1, W|1): moments
+    (D, 4) = mean and std of h_l, saturated fraction (|phi'(z)| < 0.05), dead-unit fraction;
+    and bin counts of z (D, NZ) and h (D, NH). Outside the layer loop: a few kernels per
+    step, not a few per layer (on CPU each kernel launch costs about a microsecond).
+
+    Mean, std and dead units use the whole batch; the saturated fraction and the
+    histograms the first rows of it (ACT_HIST_SAMPLE entries per layer; the batch is a
+    random draw), since phi' and the bin search cost per entry."""
+    flat = h.reshape(h.shape[0], -1)
+    mean = flat.mean(axis=1)
+    std = jnp.sqrt(jnp.maximum(jnp.mean(jnp.square(flat), axis=1) - jnp.square(mean), 0.0))
+    dead = (jnp.max(jnp.abs(h), axis=1) == 0).mean(axis=1)
+    zs, hs = _sample_rows(z), _sample_rows(h)
+    saturated = (jnp.abs(derivative(act, zs, slopes)) < SATURATION_THRESHOLD).mean(axis=(1, 2))
+    counts = lambda a, edges: jax.vmap(lambda v: bin_counts(v, edges))(a)
+    return jnp.stack([mean, std, saturated, dead], axis=1), counts(zs, Z_EDGES), counts(hs, H_EDGES)
 
 
 def _dense_bn(h, w, b, gamma, beta, mean_rs, var_rs, knobs, train, u_tap):
-    """Dense then (if batchnorm) normalize; returns z and the batch moments."""
+    """Dense then (if batchnorm) normalize; returns z and the batch moments.
+
+    BatchNorm as one per-feature scale and shift, z = u * s + t, chosen per feature (W,)
+    rather than per entry: with BatchNorm off (s = 1, t = 0) the (B, W) work is one fused
+    multiply-add, where selecting between two (B, W) results cost 1.4x a plain layer."""
     a = tap(h @ w + b, u_tap)  # (B, W): u_l
-    mu, var = a.mean(axis=0), a.var(axis=0)  # biased variance, as BatchNorm uses in training
+    mu = a.mean(axis=0)
+    var = jnp.mean(jnp.square(a - mu), axis=0)  # biased variance, as BatchNorm uses in training
     m, v = (mu, var) if train else (mean_rs, var_rs)
-    normed = gamma * (a - m) * jax.lax.rsqrt(v + BN_EPS) + beta
-    return jnp.where(knobs.batchnorm, normed, a), mu, var
+    scale = jnp.where(knobs.batchnorm, gamma * jax.lax.rsqrt(v + BN_EPS), 1.0)
+    shift = jnp.where(knobs.batchnorm, beta - m * scale, 0.0)
+    return a * scale + shift, mu, var
 
 
 def forward(act, params, bn_state, x, taps, slopes, masks, knobs, *, train, stats=True, unroll=1):
-    """x (B, n_in) -> logits (B, C), aux (when `stats`): per-layer moments (D, 4), batch
-    moments (D, W) x2, z and h bin counts (D, NZ), (D, NH). `masks`: (D, B, W) dropout
+    """x (B, n_in) -> logits (B, C), aux: batch moments mu, var (D, W) and (when `stats`)
+    z_l and h_l stacked (D, B, W) for activation_stats. `masks`: (D, B, W) dropout
     multipliers or None (evaluation)."""
     phi = ACTIVATIONS[act]
     bn = params["bn"]
@@ -180,9 +200,7 @@ def forward(act, params, bn_state, x, taps, slopes, masks, knobs, *, train, stat
         if residual:
             h = jnp.where(knobs.residual, h_in + h, h)
         h = tap(h, t[2])
-        if not stats:
-            return h, (mu, var)
-        return h, (*_layer_stats(act, z, h, slopes[l]), mu, var)
+        return h, ((mu, var, z, h) if stats else (mu, var))
 
     site = lambda sl: (taps["u"][sl], taps["z"][:-1][sl], taps["h"][sl])
     first_mask = None if masks is None else masks[0]

@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gradscope.core.network import (BN_MOMENTUM, Knobs, Shape, biases, dropout_masks, forward, init_bn_state, kernels,
-                                    layer_slopes, mean_slopes, zero_taps)
+from gradscope.core.network import (BN_MOMENTUM, Knobs, Shape, activation_stats, biases, bin_counts, dropout_masks, forward, init_bn_state,
+                                    kernels, layer_slopes, mean_slopes, rrelu_slopes, zero_taps)
 
 OPTIMIZERS = {
     # Each at learning rate 1: the live learning rate scales the update afterwards,
@@ -28,7 +28,7 @@ OPTIMIZERS = {
 OPTIMIZER_NAMES = tuple(OPTIMIZERS)
 CLIP_MODES = ("none", "value", "norm")
 HIST_EDGES = np.linspace(-12.0, 4.0, 33)  # log10 |dL/dW|: 32 bins of half a decade
-HIST_SAMPLE = 4096  # entries per layer that the histogram counts, at most
+HIST_SAMPLE = 1024  # entries per layer that the histogram counts, at most
 VAL_EVERY = 50  # steps between held-out evaluations (at steps that are multiples of it)
 
 GLOBAL_STATS = ("loss", "accuracy", "penalty", "global_grad_norm", "clipped_global_grad_norm", "nonfinite",
@@ -39,6 +39,7 @@ HIDDEN_STATS = ("act_mean", "act_std", "saturation", "dead", "h_grad_norm", "u_g
 HIST_STATS = ("hist", "z_hist", "h_hist")  # int counts: (D+1, 32), (D, NZ), (D, NH) per step
 # Recorded every VAL_EVERY steps and NaN in between: history buckets average their finite values.
 SPARSE_STATS = ("val_loss", "val_accuracy")
+STAT_NAMES = ("step",) + GLOBAL_STATS + LAYER_STATS + HIDDEN_STATS + HIST_STATS
 
 
 class TrainState(NamedTuple):
@@ -73,15 +74,11 @@ def _per_layer_norm(arrays):
 def _histogram(g):
     """Counts of log10|g| in HIST_EDGES' bins (clamped at both ends), non-finite skipped.
 
-    Large layers are sampled: every k-th entry, at most HIST_SAMPLE of them. A scatter-add
-    runs serially on CPU, and the shape of the distribution needs no more (bench/).
-    """
-    lo, hi, nb = HIST_EDGES[0], HIST_EDGES[-1], len(HIST_EDGES) - 1
+    Large layers are sampled: every k-th entry, at most HIST_SAMPLE of them; the shape of
+    a 32-bin distribution needs no more, and the counting costs per entry (bench/)."""
     flat = g.reshape(-1)
     a = jnp.abs(flat[:: max(1, -(-flat.shape[0] // HIST_SAMPLE))])
-    pos = (jnp.log10(jnp.maximum(a, 1e-30)) - lo) / ((hi - lo) / nb)
-    idx = jnp.clip(jnp.floor(jnp.nan_to_num(pos)), 0, nb - 1).astype(jnp.int32)
-    return jnp.zeros((nb,), jnp.int32).at[idx].add(jnp.isfinite(a).astype(jnp.int32))
+    return bin_counts(jnp.log10(jnp.maximum(a, 1e-30)), HIST_EDGES)  # zeros land in the first bin
 
 
 def _layer_histograms(grads):
@@ -119,11 +116,13 @@ def _clip_effect(grads, clipped):
 
 
 def make_loss(act, shape: Shape, unroll):
-    """loss_fn(params, taps, bn_state, x, y, knobs, key, masks) -> (loss, aux); its gradient
-    with respect to `taps` is the per-layer gradient norms (network.tap)."""
-    def loss_fn(params, taps, bn_state, x, y, knobs, key, masks):
-        slopes = layer_slopes(act, params, knobs, key, shape.depth, train=True)
-        logits, aux = forward(act, params, bn_state, x, taps, slopes, masks, knobs, train=True, unroll=unroll)
+    """loss_fn(params, taps, bn_state, x, y, knobs, drawn, masks) -> (loss, aux); its gradient
+    with respect to `taps` is the per-layer gradient norms (network.tap). `drawn`: this
+    step's RReLU slopes (ignored by the other activations)."""
+    def loss_fn(params, taps, bn_state, x, y, knobs, drawn, masks):
+        slopes = layer_slopes(act, params, knobs, drawn, shape.depth, train=True)
+        logits, (mu, var, z, h) = forward(act, params, bn_state, x, taps, slopes, masks, knobs, train=True, unroll=unroll)
+        aux = (*activation_stats(act, z, h, slopes), mu, var)
         data_loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
         ks = kernels(params)
         penalty = knobs.l1 * sum(jnp.abs(k).sum() for k in ks) + knobs.l2 * sum(jnp.square(k).sum() for k in ks)
@@ -189,20 +188,38 @@ def _statistics(state, params, grads, clipped, tap_norms, aux):
     }
 
 
+def make_draws(act, shape: Shape):
+    """draws(key, first, count, n_data) -> the randomness of steps first .. first+count-1.
+
+    Drawn for a whole chunk at once, vectorized (on CPU every threefry call is a small loop
+    of its own, and per step they cost more than the rest of a small step). Each step's
+    stream is fold_in(key, step), so a run's draws do not depend on how it is cut into
+    chunks. Returns {"idx": (K, B) batch rows, "drop": (K,) dropout keys, "slopes": RReLU
+    slopes (K, D, 1, W) (a (K,) placeholder for the other activations)}."""
+    def draws(key, first, count, n_data):
+        keys = jax.vmap(lambda i: jax.random.split(jax.random.fold_in(key, i), 3))(first + jnp.arange(count))  # (K, 3, 2)
+        idx = jax.vmap(lambda k: jax.random.randint(k, (shape.batch,), 0, n_data))(keys[:, 0])
+        if act == "rrelu":
+            slopes = jax.vmap(lambda k: rrelu_slopes(k, shape.depth, shape.width))(keys[:, 1])
+        else:
+            slopes = jnp.zeros((count,))
+        return {"idx": idx, "drop": keys[:, 2], "slopes": slopes}
+    return draws
+
+
 def make_step(act, optimizer, shape: Shape, unroll=1, with_stats=True):
-    """One optimizer step: step(state, knobs, x_all, y_all, x_val, y_val) -> (state, stats).
-    `with_stats=False` records the loss alone (the benchmark's baseline; XLA then drops the
-    statistics' work as dead code)."""
+    """One optimizer step: step(state, knobs, x_all, y_all, x_val, y_val, draw) -> (state, stats),
+    `draw` one row of make_draws' output.
+    `with_stats`: True for every statistic, False for the loss alone, or a collection of the
+    names to keep (the benchmark's ablations; XLA drops the others' work as dead code)."""
     grad_fn = jax.grad(make_loss(act, shape, unroll), argnums=(0, 1), has_aux=True)
     validate = make_validate(act, shape, unroll)
     opt = OPTIMIZERS[optimizer]()
 
-    def step(state: TrainState, knobs: Knobs, x_all, y_all, x_val, y_val):
-        key, k_batch, k_slope, k_drop = jax.random.split(state.key, 4)
-        idx = jax.random.randint(k_batch, (shape.batch,), 0, x_all.shape[0])
-        x, y = x_all[idx], y_all[idx]  # (B, n_in), (B,)
-        masks = dropout_masks(knobs, k_drop, shape, shape.batch)
-        (grads, tap_norms), aux = grad_fn(state.params, zero_taps(shape), state.bn_state, x, y, knobs, k_slope, masks)
+    def step(state: TrainState, knobs: Knobs, x_all, y_all, x_val, y_val, draw):
+        x, y = x_all[draw["idx"]], y_all[draw["idx"]]  # (B, n_in), (B,)
+        masks = dropout_masks(knobs, draw["drop"], shape, shape.batch)
+        (grads, tap_norms), aux = grad_fn(state.params, zero_taps(shape), state.bn_state, x, y, knobs, draw["slopes"], masks)
 
         clipped = _clip(grads, knobs)
         updates, opt_state = opt.update(clipped, state.opt_state, state.params)
@@ -212,17 +229,39 @@ def make_step(act, optimizer, shape: Shape, unroll=1, with_stats=True):
             "mean": BN_MOMENTUM * state.bn_state["mean"] + (1 - BN_MOMENTUM) * mu,
             "var": BN_MOMENTUM * state.bn_state["var"] + (1 - BN_MOMENTUM) * var,
         }
-        new_state = TrainState(params, opt_state, bn_state, key, state.step + 1, state.w0)
-        if not with_stats:
-            return new_state, {"loss": aux[0], "step": state.step}
-        stats = _statistics(state, params, grads, clipped, tap_norms, aux)
-        # Held-out evaluation at fixed steps; a cond, so the other steps skip the forward pass.
-        nan = jnp.full((), jnp.nan, jnp.float32)
-        val = lambda: validate(state.params, state.bn_state, knobs, x_val, y_val)
-        stats["val_loss"], stats["val_accuracy"] = jax.lax.cond(state.step % VAL_EVERY == 0, val, lambda: (nan, nan))
+        new_state = TrainState(params, opt_state, bn_state, state.key, state.step + 1, state.w0)
+        keep = set(STAT_NAMES if with_stats is True else with_stats or ()) | {"loss", "step"}
+        stats = {k: v for k, v in _statistics(state, params, grads, clipped, tap_norms, aux).items() if k in keep}
+        if keep & set(SPARSE_STATS):
+            # Held-out evaluation at fixed steps; a cond, so the other steps skip the forward pass.
+            nan = jnp.full((), jnp.nan, jnp.float32)
+            val = lambda: validate(state.params, state.bn_state, knobs, x_val, y_val)
+            stats["val_loss"], stats["val_accuracy"] = jax.lax.cond(state.step % VAL_EVERY == 0, val, lambda: (nan, nan))
         return new_state, stats
 
     return step
+
+
+def _packer(example: dict):
+    """pack(stats) -> one flat vector per dtype; unpack(rows) -> the dict with a leading axis.
+
+    Written into the chunk's output as one row per dtype and step: each separate output
+    array costs its own update kernel per step (about 30 of them otherwise)."""
+    names = sorted(example)
+    dtypes = sorted({str(example[n].dtype) for n in names})
+    groups = {d: [n for n in names if str(example[n].dtype) == d] for d in dtypes}
+
+    def pack(stats):
+        return {d: jnp.concatenate([stats[n].reshape(-1) for n in groups[d]]) for d in dtypes}
+
+    def unpack(rows):
+        out = {}
+        for d, group in groups.items():
+            cuts = np.cumsum([0] + [int(np.prod(example[n].shape)) for n in group])
+            for n, lo, hi in zip(group, cuts[:-1], cuts[1:]):
+                out[n] = rows[d][:, lo:hi].reshape((-1,) + example[n].shape)
+        return out
+    return pack, unpack
 
 
 def make_chunk(act, optimizer, shape: Shape, steps: int, unroll=1, with_stats=True):
@@ -233,15 +272,19 @@ def make_chunk(act, optimizer, shape: Shape, steps: int, unroll=1, with_stats=Tr
     fori_loop with a traced bound runs exactly n steps: no per-step cond, no wasted steps.
     """
     step = make_step(act, optimizer, shape, unroll, with_stats)
+    make = make_draws(act, shape)
 
     def chunk(state, knobs, x_all, y_all, x_val, y_val, n):
-        run = lambda s: step(s, knobs, x_all, y_all, x_val, y_val)
-        rows = jax.tree.map(lambda a: jnp.zeros((steps,) + a.shape, a.dtype), jax.eval_shape(run, state)[1])
+        draws = make(state.key, state.step, steps, x_all.shape[0])
+        run = lambda s, i: step(s, knobs, x_all, y_all, x_val, y_val, jax.tree.map(lambda a: a[i], draws))
+        pack, unpack = _packer(jax.eval_shape(run, state, 0)[1])
+        rows = jax.tree.map(lambda a: jnp.zeros((steps,) + a.shape, a.dtype), jax.eval_shape(lambda s: pack(run(s, 0)[1]), state))
 
         def body(i, carry):
             s, rows = carry
-            s, stats = run(s)
-            return s, jax.tree.map(lambda r, v: jax.lax.dynamic_update_index_in_dim(r, v, i, 0), rows, stats)
-        return jax.lax.fori_loop(0, jnp.minimum(n, steps), body, (state, rows))
+            s, stats = run(s, i)
+            return s, jax.tree.map(lambda r, v: jax.lax.dynamic_update_index_in_dim(r, v, i, 0), rows, pack(stats))
+        state, rows = jax.lax.fori_loop(0, jnp.minimum(n, steps), body, (state, rows))
+        return state, unpack(rows)
 
     return chunk
