@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradscope.config import LIVE_KEYS, Config, make_config, parse_changes
+from gradscope.config import LIVE_KEYS, RESET_KEYS, Config, make_config, parse_changes
 from gradscope.core import datasets
 from gradscope.core.network import Knobs, Shape, init_params
 from gradscope.core.train import CLIP_MODES, OPTIMIZER_NAMES, init_state, make_chunk, make_predict, reset_optimizer
@@ -214,13 +214,20 @@ class Trainer:
 
     # -- checkpoints --------------------------------------------------------
     def snapshot(self):
-        """An in-memory checkpoint; jax arrays are immutable, so this copies nothing."""
+        """An in-memory checkpoint: the config and the state that belong together
+        (jax arrays are immutable, so this copies nothing)."""
         return (self.config, self.state)
 
     def restore(self, snap):
+        """Back to a checkpoint: its weights, optimizer state and config, together.
+
+        The executable follows the restored config (activation, optimizer); data and
+        shapes are rebuilt only when a reset key differs from the current config.
+        """
         config, state = snap
-        if shape_of(config) != self.shape or config.dataset != self.config.dataset:
+        if any(getattr(config, k) != getattr(self.config, k) for k in RESET_KEYS):
             self._build(config)
+        self.config = config
         self.state = state
 
     def to_bytes(self) -> bytes:

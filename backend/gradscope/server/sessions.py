@@ -17,7 +17,7 @@ from concurrent.futures import Future
 
 import numpy as np
 
-from gradscope.config import Config, ConfigError
+from gradscope.config import LIVE_KEYS, Config, ConfigError
 from gradscope.engine import Trainer
 
 from .history import History
@@ -238,7 +238,7 @@ class Session:
             self._after_reinit()
             self._event("reset", info["changes"], detail="shape change: weights re-initialized", step=step)
             if self.status == "diverged":
-                self.status = "paused"
+                self._set_status("paused", "paused", detail="shape change after divergence")
         else:
             self._event("change", info["changes"], step=step)
         return {"step": step, **info}
@@ -261,18 +261,23 @@ class Session:
             if not found:
                 raise ActionError("no earlier checkpoint to rewind to")
             to_step, snap = found[-1]
-        config = self.tr.config
+        current = self.tr.config
         self.tr.restore(snap)
-        live = {k: v for k, v in config.model_dump().items() if getattr(self.tr.config, k) != v}
-        if live:
-            self.tr.update(live)     # keep the settings made since (e.g. a lower learning rate)
+        restored = self.tr.config
+        # The checkpoint's weights, optimizer state and config come back together; the live
+        # knobs set since are then applied again as one change (a switched optimizer starts
+        # fresh from the restored weights, as it did when it was switched), so the controls
+        # keep what the owner last chose.
+        later = {k: getattr(current, k) for k in LIVE_KEYS if getattr(restored, k) != getattr(current, k)}
+        reapplied = self.tr.update(later)["changes"] if later else {}
         self.config = self.tr.config
         while self._ring and self._ring[-1][0] > to_step:
             self._ring.pop()
         with self.lock:
             self.history.truncate(to_step)
             self.step = self.tr.step
-        self._event("rewind", detail=f"rewound from step {step} to {to_step}", step=step, to_step=to_step)
+        self._event("rewind", detail=f"rewound from step {step} to {to_step}", step=step, to_step=to_step,
+                    config=restored.model_dump(), reapplied=reapplied)
         self.diverged = None
         if self.status == "diverged":
             self._set_status("paused", "paused", detail="rewound after divergence")
@@ -307,6 +312,8 @@ class Session:
         if self.status == "running":
             self.set_running(False, detail="single step")
         step = self.tr.step
+        if step % self.tr.chunk_steps == 0 and not (self._ring and self._ring[-1][0] >= step):
+            self._ring.append((step, self.tr.snapshot()))  # stepping by hand can be rewound too
         self._record(self.tr.run(1))
         return {"step": step, "status": self.status}
 
