@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import time
 from urllib.parse import urlsplit
 
@@ -137,9 +138,10 @@ async def _handle(manager, s, raw: str, owner: bool) -> dict:
             body = await apply_control(manager, s, msg.get("action"))
     except Exception as exc:
         err = error_body(exc)
-        if err is None:
-            log.exception("session %s: command failed", s.id)
-            err = {"field": "message", "message": f"command failed: {exc}", "choices": None}
+        if err is None:  # a server fault: its details stay in the log, under an id
+            eid = secrets.token_hex(6)
+            log.error("server fault %s: session %s: %s command", eid, s.id, kind, exc_info=exc)
+            err = {"field": "message", "message": f"internal server error (error id {eid})", "choices": None}
         return {"type": "error", "id": mid, **err}
     return {"type": "ack", "id": mid, **body}
 
