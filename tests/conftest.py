@@ -227,6 +227,14 @@ def server_process(tmp_path, server_log):
         p.stop()
 
 
+def ws_open(srv, sid: str, token: str | None = None, **kw):
+    """A websockets sync connection to a session; the owner token goes in Sec-WebSocket-Protocol."""
+    from websockets.sync.client import connect
+
+    protocols = ["gradscope"] + ([f"bearer.{token}"] if token else [])
+    return connect(f"{srv.ws_url}/api/sessions/{sid}/ws", subprotocols=protocols, open_timeout=30, **kw)
+
+
 def recv_until(ws, pred, timeout: float = 120.0, seen: list | None = None):
     """Messages from a websockets sync connection until pred(msg); returns that message."""
     deadline = time.monotonic() + timeout

@@ -164,6 +164,10 @@ class History:
 
     # -- persistence -----------------------------------------------------------------
     def to_bytes(self) -> bytes:
+        return pack(self.arrays())
+
+    def arrays(self) -> dict:
+        """Flat copies of both tiers (fast; take it under the lock, `pack` it outside)."""
         arrays = {"bucket": np.array([self.bucket])}
         for tier, rows in (("coarse", self.coarse), ("raw", _concat(self.raw))):
             if rows is None:
@@ -171,14 +175,16 @@ class History:
             arrays[f"{tier}/step"], arrays[f"{tier}/count"] = rows["step"], rows["count"]
             for g in ("mean", "min", "max"):
                 arrays.update({f"{tier}/{g}/{k}": v for k, v in rows[g].items()})
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
-        return buf.getvalue()
+        return arrays  # no copy needed: rows are replaced, never written in place
 
     def load_bytes(self, blob: bytes) -> None:
-        self.clear()
         with np.load(io.BytesIO(blob)) as z:
-            data = {k: z[k] for k in z.files}
+            self.load_arrays({k: z[k] for k in z.files})
+
+    def load_arrays(self, arrays: dict) -> None:
+        """Replace the contents with `arrays()` of another history."""
+        self.clear()
+        data = dict(arrays)
         self.bucket = int(data.pop("bucket")[0])
         for tier in ("coarse", "raw"):
             if f"{tier}/step" not in data:
@@ -194,6 +200,13 @@ class History:
             else:
                 self.raw, self.raw_rows = [rows], len(rows["step"])
                 self.row_bytes = max(1, _nbytes(rows) // max(1, self.raw_rows))
+
+
+def pack(arrays: dict) -> bytes:
+    """`History.arrays()` -> compressed bytes (slow: never on the event loop or under a lock)."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
 
 
 def jsonable(a: np.ndarray) -> list:

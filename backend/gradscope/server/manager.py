@@ -11,6 +11,7 @@ import threading
 from gradscope.config import Config, meta
 from gradscope.engine import CompileCache
 
+from .history import pack
 from .sessions import ActionError, Session
 from .settings import Settings
 from .store import Store
@@ -33,8 +34,10 @@ class SessionManager:
         self.sessions: dict[str, Session] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self._meta: dict | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._monitor: asyncio.Task | None = None
+        self.starting: set[str] = set()      # sessions between a `play` admitted and running
+        self.deleting: set[str] = set()      # ids being deleted: never loaded again meanwhile
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -83,16 +86,26 @@ class SessionManager:
 
     # -- registry --------------------------------------------------------------------
     def running_count(self) -> int:
-        return sum(1 for s in self.sessions.values() if s.status == "running")
+        with self._lock:  # also called from threads (create) while the loop reserves places
+            return len({sid for sid, s in list(self.sessions.items()) if s.status == "running"} | self.starting)
 
-    def check_capacity(self) -> None:
+    def check_capacity(self, sid: str | None = None) -> None:
+        """Raises 429 when no further session may run; `sid` (on the event loop) reserves a
+        place for that session until `release`, so concurrent `play`s cannot overshoot."""
         if self.running_count() >= self.settings.max_running:
             raise ActionError(f"too many running sessions (limit {self.settings.max_running}); "
                               "pause one or try again later", status=429)
+        if sid is not None:
+            with self._lock:
+                self.starting.add(sid)
+
+    def release(self, sid: str) -> None:
+        with self._lock:
+            self.starting.discard(sid)
 
     def create(self, config: Config, *, paused: bool = False, parent: str | None = None,
                config0: Config | None = None, events: list | None = None, step: int = 0,
-               weights: bytes | None = None, history: bytes | None = None,
+               weights: bytes | None = None, history: dict | None = None,
                replay: list | None = None) -> tuple[Session, str]:
         """A new session and its owner token (shown once, stored hashed)."""
         with self._lock:
@@ -103,13 +116,13 @@ class SessionManager:
             row = {"id": sid, "token_hash": hash_token(token), "config0": (config0 or config).model_dump(),
                    "config": config.model_dump(), "status": "paused" if paused else "running",
                    "step": step, "events": list(events or []), "parent": parent}
-            self.store.create(row)
             s = Session(self, row, weights=weights, replay=replay)
             if history is not None:
-                s.history.load_bytes(history)
+                s.history.load_arrays(history)
             self.sessions[sid] = s
+        self.store.create(row)  # outside the lock: the event loop takes it to count running sessions
         if weights is not None:
-            self.store.save_snapshot(sid, step, weights, history)
+            self.store.save_snapshot(sid, step, weights, None if history is None else pack(history))
         if not paused:
             s.start()  # a paused session builds its trainer on its first command
         return s, token
@@ -117,15 +130,15 @@ class SessionManager:
     def get(self, sid: str) -> Session | None:
         """The live session, loading it (paused, with its history) from SQLite if needed."""
         s = self.sessions.get(sid)
-        if s is not None:
+        if s is not None or sid in self.deleting:
             return s
         row = self.store.get(sid)
         if row is None:
             return None
         snap = self.store.snapshot(sid)
         with self._lock:
-            if sid in self.sessions:
-                return self.sessions[sid]
+            if sid in self.sessions or sid in self.deleting:
+                return self.sessions.get(sid)
             if row["status"] == "running":
                 row["status"] = "paused"
             s = Session(self, row, weights=snap["weights"] if snap else None)
@@ -138,7 +151,12 @@ class SessionManager:
         return bool(token) and hmac.compare_digest(hash_token(token), s.token_hash)
 
     async def delete(self, s: Session) -> None:
-        self.sessions.pop(s.id, None)
-        s.hub.close({"type": "status", "status": "deleted", "step": s.step, "diverged": None})
-        await asyncio.to_thread(s.close, False)
-        self.store.delete(s.id)
+        """Stop, hang up on every client (code 4404) and forget the session everywhere."""
+        self.deleting.add(s.id)
+        try:
+            self.sessions.pop(s.id, None)
+            s.hub.close({"type": "status", "status": "deleted", "step": s.step, "diverged": None})
+            await asyncio.to_thread(s.close, False)
+            await asyncio.to_thread(self.store.delete, s.id)
+        finally:
+            self.deleting.discard(s.id)

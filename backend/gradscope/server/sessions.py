@@ -20,7 +20,7 @@ import numpy as np
 from gradscope.config import LIVE_KEYS, Config, ConfigError
 from gradscope.engine import Trainer
 
-from .history import History
+from .history import History, pack
 from .hub import Frame, Hub
 
 log = logging.getLogger("gradscope.server")
@@ -67,6 +67,8 @@ class Session:
         self._commands: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
         self._closing = False
+        self._accepting = True               # False once the worker answered its last command
+        self._submit_lock = threading.Lock()
         self.idle_pending = False            # an idle pause is queued (the monitor asks once)
         self._last_save = self._last_boundary = time.monotonic()
         self.tr: Trainer | None = None
@@ -81,10 +83,11 @@ class Session:
         """Run fn(*args) on the worker thread between chunks."""
         self.start()
         fut: Future = Future()
-        if self._closing or not self._thread.is_alive():
-            fut.set_exception(ActionError("this session is closed", status=410))
-        else:
-            self._commands.put((fn, args, fut))
+        with self._submit_lock:  # against the worker's last drain: queued means answered
+            if self._accepting and not self._closing:
+                self._commands.put((fn, args, fut))
+                return fut
+        fut.set_exception(ActionError("this session is closed", status=410))
         return fut
 
     async def call(self, fn, *args):
@@ -121,8 +124,10 @@ class Session:
             except Exception as exc:
                 log.exception("session %s: training failed", self.id)
                 self._set_status("paused", "paused", detail=f"training failed: {exc}")
-        while not self._commands.empty():  # nobody will run these any more
-            self._commands.get_nowait()[2].set_exception(ActionError("this session is closed", status=410))
+        with self._submit_lock:  # nobody will run these any more; nothing can be queued after
+            self._accepting = False
+            while not self._commands.empty():
+                self._commands.get_nowait()[2].set_exception(ActionError("this session is closed", status=410))
 
     def _build(self) -> None:
         self.tr = Trainer(self.config0 if self._schedule else self.config,
@@ -319,13 +324,14 @@ class Session:
 
     def save(self) -> None:
         """Worker: weights + history + row to SQLite."""
-        with self.lock:
-            hist = self.history.to_bytes()
-        self.manager.store.save_snapshot(self.id, self.tr.step, self.tr.to_bytes(), hist)
+        with self.lock:  # a copy under the lock; compressing it happens outside
+            arrays = self.history.arrays()
+        self.manager.store.save_snapshot(self.id, self.tr.step, self.tr.to_bytes(), pack(arrays))
         self.manager.persist(self)
 
     def fork_state(self) -> dict:
         """Worker: what a fork 'from current' starts with."""
         with self.lock:
-            return {"weights": self.tr.to_bytes(), "history": self.history.to_bytes(),
-                    "config": self.tr.config.model_dump(), "step": self.tr.step, "events": list(self.events)}
+            arrays, events = self.history.arrays(), list(self.events)
+        return {"weights": self.tr.to_bytes(), "history": arrays,
+                "config": self.tr.config.model_dump(), "step": self.tr.step, "events": events}
