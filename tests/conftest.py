@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -35,6 +36,10 @@ def persistent_compile_cache(tmp_path_factory):
     yield path
 
 
+def read_text(path) -> str:
+    return Path(path).read_text(errors="replace") if os.path.exists(path) else ""
+
+
 class LogWatch(logging.Handler):
     """Every log record of the test (server threads included), plus server subprocess logs."""
 
@@ -48,12 +53,12 @@ class LogWatch(logging.Handler):
 
     def text(self) -> str:
         lines = [f"{r.name} {r.levelname} {r.getMessage()}" for r in self.records]
-        return "\n".join(lines + [open(f, errors="replace").read() for f in self.files if os.path.exists(f)])
+        return "\n".join(lines + [read_text(f) for f in self.files])
 
     def faults(self) -> list[str]:
         bad = [self.format(r) for r in self.records if r.levelno >= logging.ERROR or r.exc_info]
         for f in self.files:
-            text = open(f, errors="replace").read() if os.path.exists(f) else ""
+            text = read_text(f)
             if "Traceback" in text or " ERROR " in text or "ERROR:" in text:
                 bad.append(f"{f}:\n{text[-4000:]}")
         return bad
@@ -194,7 +199,7 @@ class ServerProcess:
 
         deadline = time.monotonic() + timeout
         while True:
-            assert self.proc.poll() is None, open(self.log_path).read()[-3000:]
+            assert self.proc.poll() is None, read_text(self.log_path)[-3000:]
             try:
                 httpx.get(f"{self.url}/api/health", timeout=5).raise_for_status()
                 return

@@ -17,7 +17,7 @@ from concurrent.futures import Future
 
 import numpy as np
 
-from gradscope.config import LIVE_KEYS, Config, ConfigError
+from gradscope.config import LIVE_KEYS, RESET_KEYS, Config, ConfigError
 from gradscope.engine import Trainer
 
 from .history import History, pack
@@ -130,12 +130,30 @@ class Session:
                 self._commands.get_nowait()[2].set_exception(ActionError("this session is closed", status=410))
 
     def _build(self) -> None:
-        self.tr = Trainer(self.config0 if self._schedule else self.config,
-                          chunk_steps=self.settings.chunk_steps, cache=self.manager.cache, warm=self.manager.warm)
+        target = self.config0 if self._schedule else self.config
+        self.tr = Trainer(target, chunk_steps=self.settings.chunk_steps, cache=self.manager.cache,
+                          warm=self.manager.warm)
         if self._weights is not None:
-            self.tr.load_bytes(self._weights)
+            self._load_weights(self._weights, target)
             self._weights = None
+        saved_step = self.step
         self.config, self.step = self.tr.config, self.tr.step
+        if self.step < saved_step and not self._schedule:  # the server died before it could save
+            self._event("recovered", detail=f"the server stopped unexpectedly: resumed from step {self.step}, "
+                        f"steps {self.step}..{saved_step - 1} were lost")
+
+    def _load_weights(self, blob: bytes, target: Config) -> None:
+        """Saved weights, under the config last acknowledged (saved with every change, while
+        the weights are saved every few seconds: after a crash the two can differ)."""
+        self.tr.load_bytes(blob)
+        saved = self.tr.config
+        if any(getattr(saved, k) != getattr(target, k) for k in RESET_KEYS):
+            self.tr = Trainer(target, chunk_steps=self.settings.chunk_steps, cache=self.manager.cache,
+                              warm=self.manager.warm)  # the weights belong to an older shape
+            return
+        live = {k: getattr(target, k) for k in LIVE_KEYS if getattr(saved, k) != getattr(target, k)}
+        if live:
+            self.tr.update(live)
 
     def _drain(self, block: bool) -> None:
         try:
