@@ -99,6 +99,14 @@ class History:
         if self.raw_rows > self.raw_capacity:
             self._compact()
 
+    def append_after(self, stats: dict) -> None:
+        """Append only the steps past the last one held (replaying persisted rows)."""
+        last = self.last_step
+        if last is not None:
+            keep = np.asarray(stats["step"]) > last
+            stats = {k: np.asarray(v)[keep] for k, v in stats.items()}
+        self.append(stats)
+
     @property
     def raw_capacity(self) -> int:
         return max(256, self.budget // 2 // max(self.row_bytes, 1))
@@ -207,6 +215,12 @@ def pack(arrays: dict) -> bytes:
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     return buf.getvalue()
+
+
+def unpack(blob: bytes) -> dict:
+    """`pack` inverted: {name: array}."""
+    with np.load(io.BytesIO(blob)) as z:
+        return {k: z[k] for k in z.files}
 
 
 def jsonable(a: np.ndarray) -> list:

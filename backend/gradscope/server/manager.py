@@ -11,10 +11,10 @@ import threading
 from gradscope.config import Config, meta
 from gradscope.engine import CompileCache
 
-from .history import pack
+from .history import pack, unpack
 from .sessions import ActionError, Session
 from .settings import Settings
-from .store import Store
+from .store import Store, Writer
 
 log = logging.getLogger("gradscope.server")
 
@@ -29,6 +29,7 @@ class SessionManager:
     def __init__(self, settings: Settings, warm: bool = True, cache: CompileCache | None = None):
         self.settings, self.warm = settings, warm
         self.store = Store(settings.db_path)
+        self.writer = Writer()               # big store writes, in order, off the loop and the workers
         self._own_cache = cache is None
         self.cache = cache or CompileCache(background=warm)
         self.sessions: dict[str, Session] = {}
@@ -50,6 +51,7 @@ class SessionManager:
             self._monitor.cancel()
         sessions = list(self.sessions.values())
         await asyncio.gather(*(asyncio.to_thread(s.close) for s in sessions))
+        await asyncio.to_thread(self.writer.close)  # every save handed over is on disk
         if self._own_cache:
             self.cache.close()
 
@@ -128,22 +130,29 @@ class SessionManager:
         return s, token
 
     def get(self, sid: str) -> Session | None:
-        """The live session, loading it (paused, with its history) from SQLite if needed."""
+        """The live session, loading it (paused) from SQLite if needed: the newest of its full
+        save and its appended rows and checkpoints (blocking: call it from a thread)."""
         s = self.sessions.get(sid)
         if s is not None or sid in self.deleting:
             return s
         row = self.store.get(sid)
         if row is None:
             return None
-        snap = self.store.snapshot(sid)
+        snap = self.store.snapshot(sid) or {"step": -1, "weights": None, "history": None}
+        appended, checkpoints = self.store.appended(sid)
+        weights = snap["weights"]
+        if checkpoints and checkpoints[-1][0] > snap["step"]:
+            weights = checkpoints[-1][1]
         with self._lock:
             if sid in self.sessions or sid in self.deleting:
                 return self.sessions.get(sid)
             if row["status"] == "running":
                 row["status"] = "paused"
-            s = Session(self, row, weights=snap["weights"] if snap else None)
-            if snap and snap["history"]:
+            s = Session(self, row, weights=weights, checkpoints=checkpoints)
+            if snap["history"]:
                 s.history.load_bytes(snap["history"])
+            for blob in appended:
+                s.history.append_after(unpack(blob))
             self.sessions[sid] = s
         return s
 
@@ -157,6 +166,7 @@ class SessionManager:
             self.sessions.pop(s.id, None)
             s.hub.close({"type": "status", "status": "deleted", "step": s.step, "diverged": None})
             await asyncio.to_thread(s.close, False)
-            await asyncio.to_thread(self.store.delete, s.id)
+            # after every write the session handed over (its worker has ended)
+            await asyncio.wrap_future(self.writer.submit(self.store.delete, s.id))
         finally:
             self.deleting.discard(s.id)

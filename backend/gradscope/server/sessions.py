@@ -47,7 +47,8 @@ def fork_event(events: list, step: int, source: str, start: str) -> dict:
 class Session:
     """A training session: config, status, event timeline, history, subscribers, worker."""
 
-    def __init__(self, manager, row: dict, *, weights: bytes | None = None, replay: list | None = None):
+    def __init__(self, manager, row: dict, *, weights: bytes | None = None, replay: list | None = None,
+                 checkpoints: list | None = None):
         self.manager, self.settings = manager, manager.settings
         self.id, self.token_hash, self.parent = row["id"], row["token_hash"], row.get("parent")
         self.config0 = Config.model_validate(row["config0"])
@@ -70,7 +71,11 @@ class Session:
         self._accepting = True               # False once the worker answered its last command
         self._submit_lock = threading.Lock()
         self.idle_pending = False            # an idle pause is queued (the monitor asks once)
-        self._last_save = self._last_boundary = time.monotonic()
+        self._last_save = self._last_boundary = self._last_flush = time.monotonic()
+        self._checkpoints = list(checkpoints or [])   # (step, blob) persisted: the ring after a restart
+        self._unsaved: list[dict] = []       # stats chunks not yet handed to the writer
+        self._cp_step = -1                   # the newest checkpoint handed to the writer
+        self._cp_job: Future | None = None
         self.tr: Trainer | None = None
 
     # -- event-loop side -------------------------------------------------------------
@@ -133,9 +138,15 @@ class Session:
         target = self.config0 if self._schedule else self.config
         self.tr = Trainer(target, chunk_steps=self.settings.chunk_steps, cache=self.manager.cache,
                           warm=self.manager.warm)
+        for step, blob in self._checkpoints:  # the persisted rewind checkpoints, oldest first
+            self._ring.append((step, self.tr.load_bytes(blob)))
+            self._cp_step = step
+        self._checkpoints = []
         if self._weights is not None:
             self._load_weights(self._weights, target)
             self._weights = None
+        with self.lock:  # rows past the weights were trained by a run that died: it resumes before them
+            self.history.truncate(self.tr.step)
         saved_step = self.step
         self.config, self.step = self.tr.config, self.tr.step
         if self.step < saved_step and not self._schedule:  # the server died before it could save
@@ -150,6 +161,7 @@ class Session:
         if any(getattr(saved, k) != getattr(target, k) for k in RESET_KEYS):
             self.tr = Trainer(target, chunk_steps=self.settings.chunk_steps, cache=self.manager.cache,
                               warm=self.manager.warm)  # the weights belong to an older shape
+            self._ring.clear()
             return
         live = {k: getattr(target, k) for k in LIVE_KEYS if getattr(saved, k) != getattr(target, k)}
         if live:
@@ -177,6 +189,8 @@ class Session:
         self._closing = True
         if save and self.tr is not None:
             self.save()
+        elif not save and self._cp_job is not None:
+            self._cp_job.cancel()
 
     def _train_once(self) -> None:
         tr, step = self.tr, self.tr.step
@@ -198,6 +212,7 @@ class Session:
         with self.lock:
             self.history.append(stats)
             self.step = self.tr.step
+        self._unsaved.append(stats)
         if self.hub.count:
             self.manager.emit(self.hub, Frame(stats))
         bad = np.flatnonzero(np.asarray(stats["nonfinite"]))
@@ -216,8 +231,11 @@ class Session:
     def _housekeeping(self) -> None:
         now = time.monotonic()
         if now - self._last_save > self.settings.save_interval_s:
-            self._last_save = now
+            self._last_save = self._last_flush = now
             self.save()
+        elif now - self._last_flush > self.settings.flush_interval_s:
+            self._last_flush = now
+            self.flush()
         if self.hub.count and now - self._last_boundary > self.settings.boundary_interval_s:
             self._last_boundary = now
             grid = self.tr.decision_grid()
@@ -262,6 +280,7 @@ class Session:
             self._event("reset", info["changes"], detail="shape change: weights re-initialized", step=step)
             if self.status == "diverged":
                 self._set_status("paused", "paused", detail="shape change after divergence")
+            self.save()  # the stored weights and checkpoints are of the old shape
         else:
             self._event("change", info["changes"], step=step)
         return {"step": step, **info}
@@ -273,6 +292,7 @@ class Session:
         self._event("reset", detail="weights re-initialized", step=step)
         if self.status == "diverged":
             self._set_status("paused", "paused", detail="reset after divergence")
+        self.save()  # supersedes the stored rows and checkpoints of the forgotten run
         return {"step": step, "status": self.status}
 
     def apply_rewind(self, snap=None, to_step: int | None = None) -> dict:
@@ -304,6 +324,7 @@ class Session:
         self.diverged = None
         if self.status == "diverged":
             self._set_status("paused", "paused", detail="rewound after divergence")
+        self.save()  # supersedes the stored rows and checkpoints past `to_step`
         return {"step": step, "to_step": to_step, "status": self.status}
 
     def _apply_scheduled(self, ev: dict) -> None:
@@ -338,14 +359,42 @@ class Session:
         if step % self.tr.chunk_steps == 0 and not (self._ring and self._ring[-1][0] >= step):
             self._ring.append((step, self.tr.snapshot()))  # stepping by hand can be rewound too
         self._record(self.tr.run(1))
+        self.flush()  # no housekeeping runs while paused
         return {"step": step, "status": self.status}
 
-    def save(self) -> None:
-        """Worker: weights + history + row to SQLite."""
-        with self.lock:  # a copy under the lock; compressing it happens outside
+    def save(self) -> Future:
+        """Worker: the row now; weights + the whole history through the writer thread."""
+        with self.lock:  # references under the lock; compressing them happens on the writer
             arrays = self.history.arrays()
-        self.manager.store.save_snapshot(self.id, self.tr.step, self.tr.to_bytes(), pack(arrays))
+        self._unsaved = []
+        self._cp_step = -1
         self.manager.persist(self)
+        return self.manager.writer.submit(self._write_full, self.tr.step, self.tr.snapshot(), arrays)
+
+    def _write_full(self, step: int, snap, arrays: dict) -> None:
+        """Writer thread."""
+        self.manager.store.save_snapshot(self.id, step, self.tr.to_bytes(snap), pack(arrays))
+
+    def flush(self) -> None:
+        """Worker: hand the rows trained since the last flush, and the newest checkpoint (if
+        the writer is done with the previous one), to the writer thread."""
+        stats, self._unsaved = self._unsaved, []
+        cp = None
+        if self._ring and self._ring[-1][0] != self._cp_step and (self._cp_job is None or self._cp_job.done()):
+            cp = self._ring[-1]
+            self._cp_step = cp[0]
+        if stats or cp:
+            job = self.manager.writer.submit(self._write_appended, self.tr.step, stats, cp)
+            self._cp_job = job if cp else self._cp_job
+
+    def _write_appended(self, step: int, stats: list[dict], cp) -> None:
+        """Writer thread: compress and append."""
+        rows = None
+        if stats:
+            keys = [k for k in stats[0] if all(k in c for c in stats)]
+            rows = pack({k: np.concatenate([c[k] for c in stats]) for k in keys})
+        blob = (cp[0], self.tr.to_bytes(cp[1])) if cp else None
+        self.manager.store.append(self.id, step, rows, blob, self.settings.ring_size)
 
     def fork_state(self) -> dict:
         """Worker: what a fork 'from current' starts with."""

@@ -21,7 +21,9 @@ class Settings:
     ws_burst: int = 60                      # token bucket size
     ring_size: int = 8                      # recent checkpoints kept for `rewind`
     history_bytes: int = 16 << 20           # per-session history budget (raw + downsampled)
-    save_interval_s: float = 30.0           # weights + history written this often while running
+    save_interval_s: float = 30.0           # full save (weights + whole history) this often while running
+    flush_interval_s: float = 1.0           # new history rows + newest checkpoint appended this often:
+                                            # what a SIGKILL can lose
     boundary_interval_s: float = 1.0        # decision-boundary frames, at most this often
     chunk_steps: int | None = None          # fixed K (tests); None: the engine calibrates
     frontend_dir: Path | None = None        # None: the packaged or repo frontend/

@@ -1,15 +1,24 @@
-"""SQLite persistence: one row per session plus its latest weights and history blobs.
+"""SQLite persistence (WAL): one row per session, its weights and history, its checkpoints.
 
-A connection per call keeps it safe to use from worker threads and the event loop alike;
-calls are rare (create, status changes, a periodic save), so the open cost does not matter.
+Crash safety: besides a full save now and then (weights + the whole bounded history), every
+second or so a session appends its new history rows and its latest rewind checkpoint, so a
+SIGKILL loses about a second. The big writes go through one writer thread (`Writer`), in
+order, so neither the event loop nor a training worker waits for compression or disk.
+A connection per call keeps the rest safe to use from any thread.
 """
 from __future__ import annotations
 
 import json
+import logging
+import queue
 import sqlite3
+import threading
 import time
+from concurrent.futures import Future
 from contextlib import closing
 from pathlib import Path
+
+log = logging.getLogger("gradscope.server")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -29,6 +38,18 @@ CREATE TABLE IF NOT EXISTS snapshots (
     step INTEGER NOT NULL,
     weights BLOB,
     history BLOB
+);
+CREATE TABLE IF NOT EXISTS history_rows (  -- appended since the snapshot: raw rows, compressed
+    id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    last INTEGER NOT NULL,
+    rows BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_rows_id ON history_rows(id, last);
+CREATE TABLE IF NOT EXISTS checkpoints (   -- the newest rewind checkpoints (Trainer.to_bytes)
+    id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    weights BLOB NOT NULL,
+    PRIMARY KEY (id, step)
 );
 """
 
@@ -63,8 +84,35 @@ class Store:
                        (json.dumps(config), status, step, json.dumps(events), time.time(), sid))
 
     def save_snapshot(self, sid: str, step: int, weights: bytes | None, history: bytes | None) -> None:
+        """The full save: it holds every history row and supersedes the appended ones and any
+        checkpoint past `step` (a rewind or reset forgot them)."""
         with self._conn() as db:
+            if db.execute("SELECT 1 FROM sessions WHERE id=?", (sid,)).fetchone() is None:
+                return  # deleted meanwhile
             db.execute("INSERT OR REPLACE INTO snapshots VALUES (?,?,?,?)", (sid, step, weights, history))
+            db.execute("DELETE FROM history_rows WHERE id=?", (sid,))
+            db.execute("DELETE FROM checkpoints WHERE id=? AND step>?", (sid, step))
+
+    def append(self, sid: str, step: int, rows: bytes | None, checkpoint: tuple[int, bytes] | None,
+               keep: int) -> None:
+        """New history rows (up to `step`), maybe a checkpoint (the newest `keep` are kept)."""
+        with self._conn() as db:
+            if db.execute("SELECT 1 FROM sessions WHERE id=?", (sid,)).fetchone() is None:
+                return
+            if rows is not None:
+                db.execute("INSERT INTO history_rows VALUES (?,?,?)", (sid, step, rows))
+            if checkpoint is not None:
+                db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?,?,?)", (sid, *checkpoint))
+                db.execute("DELETE FROM checkpoints WHERE id=? AND step NOT IN "
+                           "(SELECT step FROM checkpoints WHERE id=? ORDER BY step DESC LIMIT ?)", (sid, sid, keep))
+            db.execute("UPDATE sessions SET step=MAX(step, ?), updated=? WHERE id=?", (step, time.time(), sid))
+
+    def appended(self, sid: str) -> tuple[list[bytes], list[tuple[int, bytes]]]:
+        """(history row blobs in order, checkpoints (step, blob) oldest first)."""
+        with self._conn() as db:
+            rows = [r[0] for r in db.execute("SELECT rows FROM history_rows WHERE id=? ORDER BY rowid", (sid,))]
+            cps = [(r[0], r[1]) for r in db.execute("SELECT step, weights FROM checkpoints WHERE id=? ORDER BY step", (sid,))]
+        return rows, cps
 
     def get(self, sid: str) -> dict | None:
         with self._conn() as db:
@@ -87,6 +135,8 @@ class Store:
 
     def delete(self, sid: str) -> None:
         with self._conn() as db:
+            db.execute("DELETE FROM history_rows WHERE id=?", (sid,))
+            db.execute("DELETE FROM checkpoints WHERE id=?", (sid,))
             db.execute("DELETE FROM snapshots WHERE id=?", (sid,))
             db.execute("DELETE FROM sessions WHERE id=?", (sid,))
 
@@ -94,6 +144,39 @@ class Store:
         """At startup nothing trains yet: a session saved as running reopens paused."""
         with self._conn() as db:
             db.execute("UPDATE sessions SET status='paused' WHERE status='running'")
+
+
+class Writer:
+    """One thread that runs store writes in the order they were handed over."""
+
+    def __init__(self):
+        self._jobs: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="gradscope-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn, *args) -> Future:
+        fut: Future = Future()
+        self._jobs.put((fn, args, fut))
+        return fut
+
+    def _run(self) -> None:
+        while True:
+            fn, args, fut = self._jobs.get()
+            if not fut.set_running_or_notify_cancel():  # cancelled by its session: skip it
+                continue
+            if fn is None:
+                fut.set_result(None)
+                return
+            try:
+                fut.set_result(fn(*args))
+            except Exception as exc:  # the caller's future carries it; nothing is lost silently
+                log.error("store write failed", exc_info=exc)
+                fut.set_exception(exc)
+
+    def close(self, timeout: float = 60.0) -> None:
+        """Finish every write handed over so far, then stop."""
+        self.submit(None)
+        self._thread.join(timeout)
 
 
 class _Tx:
