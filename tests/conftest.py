@@ -99,7 +99,7 @@ def settings_for(tmp_path):
     from gradscope.server import Settings
 
     def make(**overrides):
-        base = {"data_dir": tmp_path / "data", "chunk_steps": 16, "idle_pause_s": 600.0}
+        base = {"data_dir": tmp_path / "data", "chunk_steps": 16, "idle_pause_s": 600.0, "create_burst": 1000}
         return Settings(**{**base, **overrides})
 
     return make

@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None, *, warm_compile: bool = True, c
     app.state.manager = SessionManager(settings, warm=warm_compile, cache=cache)
     _add_error_handlers(app)
     app.add_middleware(FaultBarrier)
+    app.add_middleware(SecurityHeaders)
     app.include_router(routes.router)
     app.include_router(ws.router)
     _add_static(app, frontend_dir(settings))
@@ -91,6 +92,34 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": exc.message, "field": exc.field, "choices": exc.choices},
                             status_code=exc.status)
 
+
+
+# Exactly what the page loads: its own scripts (no inline script), Plotly's injected styles,
+# the data: favicon, and its own origin's HTTP and WebSocket ('self' covers ws: in CSP 3).
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+       "font-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+       "frame-ancestors 'none'; form-action 'self'")
+HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
+           (b"referrer-policy", b"no-referrer"), (b"x-frame-options", b"DENY")]
+
+
+class SecurityHeaders:
+    """ASGI middleware: the headers a public deployment needs, on every HTTP answer
+    (no-referrer: a session link never leaks to another site through Referer)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def with_headers(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": list(message.get("headers", [])) + HEADERS}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 def error_id() -> str:

@@ -7,6 +7,7 @@ import hmac
 import logging
 import secrets
 import threading
+import time
 
 from gradscope.config import Config, meta
 from gradscope.engine import CompileCache
@@ -15,6 +16,7 @@ from .history import pack, unpack
 from .sessions import ActionError, Session
 from .settings import Settings
 from .store import Store, Writer
+from .ws import RateLimit
 
 log = logging.getLogger("gradscope.server")
 
@@ -37,6 +39,8 @@ class SessionManager:
         self._meta: dict | None = None
         self._lock = threading.RLock()
         self._monitor: asyncio.Task | None = None
+        self._create_lock = threading.Lock()  # count-then-insert of stored sessions, in threads only
+        self._buckets: dict[str, RateLimit] = {}  # creates + forks per client address
         self.starting: set[str] = set()      # sessions between a `play` admitted and running
         self.deleting: set[str] = set()      # ids being deleted: never loaded again meanwhile
 
@@ -57,13 +61,53 @@ class SessionManager:
 
     async def _idle_monitor(self) -> None:
         period = max(0.05, min(1.0, self.settings.idle_pause_s / 4))
+        last_expiry = 0.0
         while True:
             await asyncio.sleep(period)
+            if time.monotonic() - last_expiry > min(60.0, self.settings.session_ttl_s / 4):
+                last_expiry = time.monotonic()
+                await self.expire()
             for s in list(self.sessions.values()):
                 if s.status == "running" and s.hub.idle_for() > self.settings.idle_pause_s \
                         and not s.idle_pending:
                     s.idle_pending = True
                     s.submit(s.idle_pause)
+
+    async def expire(self) -> None:
+        """Delete the sessions nobody has changed or opened for `session_ttl_s` (none that
+        trains or is watched)."""
+        ids = await asyncio.to_thread(self.store.expired, time.time() - self.settings.session_ttl_s)
+        for sid in ids:
+            s = self.sessions.get(sid)
+            if s is None:
+                await asyncio.wrap_future(self.writer.submit(self.store.delete, sid))
+            elif s.status != "running" and s.hub.count == 0:
+                await self.delete(s)
+            if ids:
+                log.info("expired %d abandoned sessions", len(ids))
+
+    def admit(self, client: str | None) -> None:
+        """Rate limit on creates and forks per client address (event loop): 429 beyond."""
+        key = client or "?"
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) > 10_000:  # forget the clients whose bucket has refilled
+                self._buckets = {k: b for k, b in self._buckets.items() if not b.full()}
+            bucket = self._buckets[key] = RateLimit(self.settings.create_rate, self.settings.create_burst)
+        if not bucket.allow():
+            raise ActionError("too many new sessions from your address; try again in a minute",
+                              field="session", status=429)
+
+    def check_storage(self, client: str | None) -> None:
+        """Stored-session limits (blocking: from a thread, under `_create_lock`)."""
+        total, mine = self.store.counts(client)
+        if total >= self.settings.max_sessions:
+            raise ActionError(f"the server stores its limit of {self.settings.max_sessions} sessions; "
+                              "try again later", field="session", status=507)
+        if client is not None and mine >= self.settings.max_sessions_per_client:
+            raise ActionError(f"your address has {mine} stored sessions (limit "
+                              f"{self.settings.max_sessions_per_client}); delete some first",
+                              field="session", status=429)
 
     def meta(self) -> dict:
         if self._meta is None:
@@ -108,8 +152,14 @@ class SessionManager:
     def create(self, config: Config, *, paused: bool = False, parent: str | None = None,
                config0: Config | None = None, events: list | None = None, step: int = 0,
                weights: bytes | None = None, history: dict | None = None,
-               replay: list | None = None) -> tuple[Session, str]:
-        """A new session and its owner token (shown once, stored hashed)."""
+               replay: list | None = None, client: str | None = None) -> tuple[Session, str]:
+        """A new session and its owner token (shown once, stored hashed). Blocking: call it
+        from a thread; raises ActionError (429/507) at the limits."""
+        with self._create_lock:
+            self.check_storage(client)
+            return self._create(config, paused, parent, config0, events, step, weights, history, replay, client)
+
+    def _create(self, config, paused, parent, config0, events, step, weights, history, replay, client):
         with self._lock:
             if not paused:
                 self.check_capacity()
@@ -117,7 +167,7 @@ class SessionManager:
             sid = secrets.token_urlsafe(9)
             row = {"id": sid, "token_hash": hash_token(token), "config0": (config0 or config).model_dump(),
                    "config": config.model_dump(), "status": "paused" if paused else "running",
-                   "step": step, "events": list(events or []), "parent": parent}
+                   "step": step, "events": list(events or []), "parent": parent, "client": client}
             s = Session(self, row, weights=weights, replay=replay)
             if history is not None:
                 s.history.load_arrays(history)
@@ -138,6 +188,7 @@ class SessionManager:
         row = self.store.get(sid)
         if row is None:
             return None
+        self.store.touch(sid)  # opened: not abandoned
         snap = self.store.snapshot(sid) or {"step": -1, "weights": None, "history": None}
         appended, checkpoints = self.store.appended(sid)
         weights = snap["weights"]

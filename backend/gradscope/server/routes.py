@@ -73,7 +73,9 @@ async def create_session(request: Request, body: CreateSession | None = None,
     """Create a session; it trains at once unless `paused`."""
     body = body or CreateSession()
     config = Config.model_validate(body.model_dump(exclude={"paused"}))
-    s, token = await asyncio.to_thread(manager.create, config, paused=body.paused)
+    client = request.client.host if request.client else None
+    manager.admit(client)
+    s, token = await asyncio.to_thread(manager.create, config, paused=body.paused, client=client)
     return _created(request, s, token)
 
 
@@ -147,19 +149,23 @@ async def fork(request: Request, body: ForkRequest | None = None, s: Session = D
                manager: SessionManager = Depends(get_manager)) -> dict:
     """A new session owned by the caller: same config and timeline, from current weights or from the start."""
     body = body or ForkRequest()
+    client = request.client.host if request.client else None
+    manager.admit(client)
     if not body.paused:
         manager.check_capacity()
     if body.source == "start":
         with s.lock:
             events = list(s.events)
         new, token = await asyncio.to_thread(manager.create, s.config0, paused=body.paused, parent=s.id,
-                                             replay=events, events=[fork_event([], 0, s.id, "start")])
+                                             replay=events, events=[fork_event([], 0, s.id, "start")],
+                                             client=client)
     else:
         st = await s.call(s.fork_state)
         events = st["events"] + [fork_event(st["events"], st["step"], s.id, "current")]
         new, token = await asyncio.to_thread(
             manager.create, Config.model_validate(st["config"]), paused=body.paused, parent=s.id,
-            config0=s.config0, step=st["step"], events=events, weights=st["weights"], history=st["history"])
+            config0=s.config0, step=st["step"], events=events, weights=st["weights"], history=st["history"],
+            client=client)
     return _created(request, new, token)
 
 

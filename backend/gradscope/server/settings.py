@@ -25,6 +25,11 @@ class Settings:
     flush_interval_s: float = 1.0           # new history rows + newest checkpoint appended this often:
                                             # what a SIGKILL can lose
     boundary_interval_s: float = 1.0        # decision-boundary frames, at most this often
+    max_sessions: int = 2000                # stored sessions in total (507 beyond)
+    max_sessions_per_client: int = 100      # stored sessions per client address (429 beyond)
+    session_ttl_s: float = 14 * 86400.0     # a session nobody has touched this long is deleted
+    create_rate: float = 0.2                # creates + forks per second per client address...
+    create_burst: int = 20                  # ...after a burst of this many (429 beyond)
     chunk_steps: int | None = None          # fixed K (tests); None: the engine calibrates
     frontend_dir: Path | None = None        # None: the packaged or repo frontend/
 

@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     events TEXT NOT NULL,       -- JSON list, the event timeline
     parent TEXT,
     created REAL NOT NULL,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    client TEXT                 -- the creating client's address (per-client limits)
 );
 CREATE TABLE IF NOT EXISTS snapshots (
     id TEXT PRIMARY KEY REFERENCES sessions(id) ON DELETE CASCADE,
@@ -63,6 +64,9 @@ class Store:
         with self._conn() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
+            columns = {r[1] for r in db.execute("PRAGMA table_info(sessions)")}
+            if "client" not in columns:  # a data dir from before the per-client limits
+                db.execute("ALTER TABLE sessions ADD COLUMN client TEXT")
 
     def _conn(self):
         db = sqlite3.connect(self.path, timeout=30)
@@ -74,9 +78,11 @@ class Store:
         now = time.time()
         with self._conn() as db:
             db.execute(
-                "INSERT INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO sessions (id, token_hash, config0, config, status, step, events, parent, created,"
+                " updated, client) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (row["id"], row["token_hash"], json.dumps(row["config0"]), json.dumps(row["config"]),
-                 row["status"], row["step"], json.dumps(row["events"]), row.get("parent"), now, now))
+                 row["status"], row["step"], json.dumps(row["events"]), row.get("parent"), now, now,
+                 row.get("client")))
 
     def update(self, sid: str, *, config: dict, status: str, step: int, events: list) -> None:
         with self._conn() as db:
@@ -128,6 +134,22 @@ class Store:
         with self._conn() as db:
             row = db.execute("SELECT step, weights, history FROM snapshots WHERE id=?", (sid,)).fetchone()
         return None if row is None else dict(row)
+
+    def counts(self, client: str | None) -> tuple[int, int]:
+        """(stored sessions in total, stored sessions created from `client`)."""
+        with self._conn() as db:
+            total = db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0]
+            mine = db.execute("SELECT COUNT(*) FROM sessions WHERE client=?", (client,)).fetchone()[0]
+        return total, mine
+
+    def touch(self, sid: str) -> None:
+        with self._conn() as db:
+            db.execute("UPDATE sessions SET updated=? WHERE id=?", (time.time(), sid))
+
+    def expired(self, before: float) -> list[str]:
+        """Sessions not updated since the unix time `before`."""
+        with self._conn() as db:
+            return [r[0] for r in db.execute("SELECT id FROM sessions WHERE updated<?", (before,))]
 
     def ids(self) -> list[str]:
         with self._conn() as db:

@@ -36,6 +36,9 @@ class RateLimit:
     def __init__(self, rate: float, burst: int):
         self.rate, self.burst, self.tokens, self.t = rate, burst, float(burst), time.monotonic()
 
+    def full(self) -> bool:
+        return self.tokens + (time.monotonic() - self.t) * self.rate >= self.burst
+
     def allow(self) -> bool:
         now = time.monotonic()
         self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
