@@ -83,8 +83,8 @@ class SessionManager:
                 await asyncio.wrap_future(self.writer.submit(self.store.delete, sid))
             elif s.status != "running" and s.hub.count == 0:
                 await self.delete(s)
-            if ids:
-                log.info("expired %d abandoned sessions", len(ids))
+        if ids:
+            log.info("expired %d abandoned sessions", len(ids))
 
     def admit(self, client: str | None) -> None:
         """Rate limit on creates and forks per client address (event loop): 429 beyond."""
