@@ -103,7 +103,8 @@ async def run(args) -> dict:
                 health = (await http.get(f"{url}/api/health")).json()
                 windows.append({"t": round(time.monotonic() - t0), "rss_mb": round(rss_mb(proc.pid), 1),
                                 "fps_min": round(min(per), 1), "fps_median": round(statistics.median(per), 1),
-                                "fps_max": round(max(per), 1), "running": health["running"]})
+                                "fps_max": round(max(per), 1), "running": health["running"],
+                                "writes_pending": health.get("writes_pending")})
                 print(json.dumps(windows[-1]), flush=True)
             stop.set()
             await asyncio.gather(*tasks)

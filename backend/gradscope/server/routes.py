@@ -198,5 +198,6 @@ async def read_meta(manager: SessionManager = Depends(get_manager)) -> dict:
 
 @router.get("/health")
 async def health(manager: SessionManager = Depends(get_manager)) -> dict:
-    """Liveness and a count of loaded and running sessions."""
-    return {"ok": True, "sessions": len(manager.sessions), "running": manager.running_count()}
+    """Liveness, loaded and running sessions, store writes waiting."""
+    return {"ok": True, "sessions": len(manager.sessions), "running": manager.running_count(),
+            "writes_pending": manager.writer.backlog}

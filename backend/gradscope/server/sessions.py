@@ -80,7 +80,7 @@ class Session:
 
     # -- event-loop side -------------------------------------------------------------
     def start(self) -> None:
-        if self._thread is None:
+        if self._thread is None and not self._closing:
             self._thread = threading.Thread(target=self._main, name=f"gradscope-{self.id}", daemon=True)
             self._thread.start()
 
@@ -101,6 +101,8 @@ class Session:
     def close(self, save: bool = True, timeout: float = 30.0) -> None:
         """Stop the worker (saving weights and history first unless `save` is False)."""
         if self._thread is None:
+            with self._submit_lock:  # never started: it never will be
+                self._closing, self._accepting = True, False
             return
         self._commands.put((self._stop, (save,), Future()))
         self._thread.join(timeout)
@@ -280,7 +282,7 @@ class Session:
             self._event("reset", info["changes"], detail="shape change: weights re-initialized", step=step)
             if self.status == "diverged":
                 self._set_status("paused", "paused", detail="shape change after divergence")
-            self.save()  # the stored weights and checkpoints are of the old shape
+            self.save(forget_checkpoints=True)  # the stored weights and checkpoints are of the old shape
         else:
             self._event("change", info["changes"], step=step)
         return {"step": step, **info}
@@ -292,7 +294,7 @@ class Session:
         self._event("reset", detail="weights re-initialized", step=step)
         if self.status == "diverged":
             self._set_status("paused", "paused", detail="reset after divergence")
-        self.save()  # supersedes the stored rows and checkpoints of the forgotten run
+        self.save(forget_checkpoints=True)  # supersedes the stored rows and checkpoints of the forgotten run
         return {"step": step, "status": self.status}
 
     def apply_rewind(self, snap=None, to_step: int | None = None) -> dict:
@@ -362,18 +364,20 @@ class Session:
         self.flush()  # no housekeeping runs while paused
         return {"step": step, "status": self.status}
 
-    def save(self) -> Future:
-        """Worker: the row now; weights + the whole history through the writer thread."""
+    def save(self, forget_checkpoints: bool = False) -> Future:
+        """Worker: the row now; weights + the whole history through the writer thread
+        (`forget_checkpoints`: after a reset, none of the stored ones is of this run)."""
         with self.lock:  # references under the lock; compressing them happens on the writer
             arrays = self.history.arrays()
         self._unsaved = []
         self._cp_step = -1
         self.manager.persist(self)
-        return self.manager.writer.submit(self._write_full, self.tr.step, self.tr.snapshot(), arrays)
+        return self.manager.writer.submit(self._write_full, self.tr.step, self.tr.snapshot(), arrays,
+                                          not forget_checkpoints)
 
-    def _write_full(self, step: int, snap, arrays: dict) -> None:
+    def _write_full(self, step: int, snap, arrays: dict, keep_checkpoints: bool) -> None:
         """Writer thread."""
-        self.manager.store.save_snapshot(self.id, step, self.tr.to_bytes(snap), pack(arrays))
+        self.manager.store.save_snapshot(self.id, step, self.tr.to_bytes(snap), pack(arrays), keep_checkpoints)
 
     def flush(self) -> None:
         """Worker: hand the rows trained since the last flush, and the newest checkpoint (if

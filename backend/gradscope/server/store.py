@@ -89,15 +89,17 @@ class Store:
             db.execute("UPDATE sessions SET config=?, status=?, step=?, events=?, updated=? WHERE id=?",
                        (json.dumps(config), status, step, json.dumps(events), time.time(), sid))
 
-    def save_snapshot(self, sid: str, step: int, weights: bytes | None, history: bytes | None) -> None:
+    def save_snapshot(self, sid: str, step: int, weights: bytes | None, history: bytes | None,
+                      keep_checkpoints: bool = True) -> None:
         """The full save: it holds every history row and supersedes the appended ones and any
-        checkpoint past `step` (a rewind or reset forgot them)."""
+        checkpoint past `step` (a rewind forgot them; a reset, `keep_checkpoints=False`, all)."""
         with self._conn() as db:
             if db.execute("SELECT 1 FROM sessions WHERE id=?", (sid,)).fetchone() is None:
                 return  # deleted meanwhile
             db.execute("INSERT OR REPLACE INTO snapshots VALUES (?,?,?,?)", (sid, step, weights, history))
             db.execute("DELETE FROM history_rows WHERE id=?", (sid,))
-            db.execute("DELETE FROM checkpoints WHERE id=? AND step>?", (sid, step))
+            db.execute("DELETE FROM checkpoints WHERE id=? AND step>?", (sid, step if keep_checkpoints else -1))
+            db.execute("UPDATE sessions SET step=? WHERE id=?", (step, sid))  # after earlier appends
 
     def append(self, sid: str, step: int, rows: bytes | None, checkpoint: tuple[int, bytes] | None,
                keep: int) -> None:
@@ -175,6 +177,11 @@ class Writer:
         self._jobs: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="gradscope-writer", daemon=True)
         self._thread.start()
+
+    @property
+    def backlog(self) -> int:
+        """Writes handed over and not yet done (a health figure)."""
+        return self._jobs.qsize()
 
     def submit(self, fn, *args) -> Future:
         fut: Future = Future()
