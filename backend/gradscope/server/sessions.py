@@ -76,6 +76,7 @@ class Session:
         self._unsaved: list[dict] = []       # stats chunks not yet handed to the writer
         self._cp_step = -1                   # the newest checkpoint handed to the writer
         self._cp_job: Future | None = None
+        self._flush_job: Future | None = None
         self.tr: Trainer | None = None
 
     # -- event-loop side -------------------------------------------------------------
@@ -382,14 +383,16 @@ class Session:
     def flush(self) -> None:
         """Worker: hand the rows trained since the last flush, and the newest checkpoint (if
         the writer is done with the previous one), to the writer thread."""
+        if self._flush_job is not None and not self._flush_job.done():
+            return  # the writer is behind: these rows go with the next flush (one job in flight)
         stats, self._unsaved = self._unsaved, []
         cp = None
         if self._ring and self._ring[-1][0] != self._cp_step and (self._cp_job is None or self._cp_job.done()):
             cp = self._ring[-1]
             self._cp_step = cp[0]
         if stats or cp:
-            job = self.manager.writer.submit(self._write_appended, self.tr.step, stats, cp)
-            self._cp_job = job if cp else self._cp_job
+            self._flush_job = self.manager.writer.submit(self._write_appended, self.tr.step, stats, cp)
+            self._cp_job = self._flush_job if cp else self._cp_job
 
     def _write_appended(self, step: int, stats: list[dict], cp) -> None:
         """Writer thread: compress and append."""
