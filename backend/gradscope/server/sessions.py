@@ -77,6 +77,7 @@ class Session:
         self._cp_step = -1                   # the newest checkpoint handed to the writer
         self._cp_job: Future | None = None
         self._flush_job: Future | None = None
+        self._save_job: Future | None = None
         self.tr: Trainer | None = None
 
     # -- event-loop side -------------------------------------------------------------
@@ -233,9 +234,10 @@ class Session:
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
-        if now - self._last_save > self.settings.save_interval_s:
+        if now - self._last_save > self.settings.save_interval_s and (self._save_job is None or self._save_job.done()):
+            # one periodic full save in flight at most: a queued one holds a copy of the history
             self._last_save = self._last_flush = now
-            self.save()
+            self._save_job = self.save()
         elif now - self._last_flush > self.settings.flush_interval_s:
             self._last_flush = now
             self.flush()
