@@ -124,8 +124,7 @@ async function fetchHistory(since) {
 
 function connect() {
   const proto = location.protocol === "https:" ? "wss" : "ws";
-  const q = app.token ? `?token=${encodeURIComponent(app.token)}` : "";
-  const sock = new SessionSocket(`${proto}://${location.host}/api/sessions/${app.id}/ws${q}`);
+  const sock = new SessionSocket(`${proto}://${location.host}/api/sessions/${app.id}/ws`, app.token);
   let hellos = 0;
   sock.on("hello", async (m) => {
     app.meta = { ...app.meta, ...(m.meta || {}) };
@@ -143,7 +142,7 @@ function connect() {
   sock.on("event", (m) => onEvent(m.event));
   sock.on("status", (m) => setStatus(m.status, m.step, m.diverged));
   sock.on("boundary", (m) => dashboard.setBoundary(m));
-  sock.on("close", () => setStatus("reconnecting"));
+  sock.on("close", (m) => setStatus(m.gone ? "deleted" : "reconnecting"));
   app.socket = sock;
   sock.connect();
 }

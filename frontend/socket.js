@@ -1,11 +1,17 @@
 // WebSocket client for one session: typed handlers, request ids, reconnect with backoff. No DOM.
 
+/** Close code for a session that does not exist (any more): never reconnect to it. */
+export const GONE = 4404;
+
 export class SessionSocket {
   /**
-   * @param {string} url  ws(s)://host/api/sessions/{id}/ws[?token=...]
+   * @param {string} url  ws(s)://host/api/sessions/{id}/ws
+   * @param {string|null} token  the owner token, offered as subprotocol `bearer.TOKEN`
+   *   (never in the URL, so no server or proxy log records it)
    */
-  constructor(url) {
+  constructor(url, token = null) {
     this.url = url;
+    this.protocols = ["gradscope", ...(token ? [`bearer.${token}`] : [])];
     this.handlers = new Map();
     this.pending = new Map();
     this.nextId = 1;
@@ -27,15 +33,17 @@ export class SessionSocket {
 
   connect() {
     this.closed = false;
-    const ws = new WebSocket(this.url);
+    const ws = new WebSocket(this.url, this.protocols);
     this.ws = ws;
     ws.onopen = () => { this.retry = 0; this.emit("open", {}); };
     ws.onmessage = (ev) => this.receive(ev.data);
     ws.onerror = () => {};  // onclose follows and handles it
-    ws.onclose = () => {
+    ws.onclose = (ev) => {
       if (this.ws !== ws) return;
-      this.emit("close", {});
-      this.failPending("connection closed");
+      const gone = ev.code === GONE;
+      if (gone) this.closed = true;  // deleted: reconnecting would only be told so again
+      this.emit("close", { code: ev.code, gone });
+      this.failPending(gone ? "session deleted" : "connection closed");
       if (!this.closed) {
         const delay = Math.min(5000, 250 * 2 ** this.retry++);
         setTimeout(() => { if (!this.closed) this.connect(); }, delay);

@@ -2,10 +2,16 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -30,6 +36,53 @@ def persistent_compile_cache(tmp_path_factory):
     yield path
 
 
+def read_text(path) -> str:
+    return Path(path).read_text(errors="replace") if os.path.exists(path) else ""
+
+
+class LogWatch(logging.Handler):
+    """Every log record of the test (server threads included), plus server subprocess logs."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self.files: list = []            # subprocess log files, read at teardown
+
+    def emit(self, record):
+        self.records.append(record)
+
+    def text(self) -> str:
+        lines = [f"{r.name} {r.levelname} {r.getMessage()}" for r in self.records]
+        return "\n".join(lines + [read_text(f) for f in self.files])
+
+    def faults(self) -> list[str]:
+        bad = [self.format(r) for r in self.records if r.levelno >= logging.ERROR or r.exc_info]
+        for f in self.files:
+            text = read_text(f)
+            if "Traceback" in text or " ERROR " in text or "ERROR:" in text:
+                bad.append(f"{f}:\n{text[-4000:]}")
+        return bad
+
+
+@pytest.fixture(autouse=True)
+def server_log():
+    """Fails the test on any exception or error in the server's log (in-process or subprocess)."""
+    watch = LogWatch()
+    watch.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(watch)
+    root.setLevel(logging.INFO)    # INFO too: the token test reads everything a server would log
+    try:
+        yield watch
+    finally:
+        root.removeHandler(watch)
+        root.setLevel(level)
+    faults = watch.faults()
+    if faults:
+        pytest.fail("the server logged errors:\n" + "\n".join(faults), pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def compile_cache():
     """One engine compile cache for the whole run: each shape/activation compiles once."""
@@ -46,7 +99,7 @@ def settings_for(tmp_path):
     from gradscope.server import Settings
 
     def make(**overrides):
-        base = {"data_dir": tmp_path / "data", "chunk_steps": 16, "idle_pause_s": 600.0}
+        base = {"data_dir": tmp_path / "data", "chunk_steps": 16, "idle_pause_s": 600.0, "create_burst": 1000}
         return Settings(**{**base, **overrides})
 
     return make
@@ -78,8 +131,9 @@ class LiveServer:
         # once: the kernel holds it in the backlog until the app has started. Nothing to wait for.
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", ws_max_size=1 << 20,
-                                ws_per_message_deflate=False, lifespan="on")
+        # log_config=None: uvicorn's records propagate to the root logger, where `server_log` reads them
+        config = uvicorn.Config(app, log_level="info", log_config=None, ws_max_size=1 << 20,
+                                ws_per_message_deflate=False, lifespan="on", access_log=True)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
         self.thread.start()
@@ -106,6 +160,84 @@ def live_server(make_app):
     for srv in servers:
         if srv.thread.is_alive():
             srv.stop()
+
+
+SERVE = """
+import sys
+from gradscope.engine import enable_persistent_cache
+from gradscope.server import serve
+enable_persistent_cache(sys.argv[1])
+serve(port=int(sys.argv[2]), data_dir=sys.argv[3], warm_compile=False, chunk_steps=16, idle_pause_s=600.0,
+      **{k: float(v) if "." in v else int(v) for k, v in (a.split("=") for a in sys.argv[4:])})
+"""
+
+
+class ServerProcess:
+    """`gradscope serve` in its own process (so it can be SIGKILLed), logging to a file."""
+
+    def __init__(self, data_dir, log_path, watch: LogWatch, **overrides):
+        self.data_dir, self.log_path, self.overrides = str(data_dir), str(log_path), overrides
+        watch.files.append(self.log_path)
+        self.proc = None
+
+    def start(self) -> "ServerProcess":
+        with socket.socket() as probe:  # a free port; uvicorn binds it itself
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url, self.ws_url = f"http://127.0.0.1:{self.port}", f"ws://127.0.0.1:{self.port}"
+        args = [sys.executable, "-c", SERVE, os.environ["GRADSCOPE_TEST_JAX_CACHE"], str(self.port),
+                self.data_dir, *(f"{k}={v}" for k, v in self.overrides.items())]
+        env = {**os.environ, "PYTHONPATH": os.path.join(os.path.dirname(__file__), "..", "backend")}
+        with open(self.log_path, "a") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Until /api/health answers; the process has to import jax first."""
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.proc.poll() is None, read_text(self.log_path)[-3000:]
+            try:
+                httpx.get(f"{self.url}/api/health", timeout=5).raise_for_status()
+                return
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                try:  # the pause between polls doubles as the check that it has not died
+                    self.proc.wait(timeout=0.2)
+                except subprocess.TimeoutExpired:
+                    pass
+
+    def stop(self, sig=signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(120)
+
+
+@pytest.fixture
+def server_process(tmp_path, server_log):
+    """Factory: server_process(**settings) -> a started ServerProcess on this test's data dir."""
+    procs = []
+
+    def start(**overrides):
+        p = ServerProcess(tmp_path / "data", tmp_path / f"server{len(procs)}.log", server_log, **overrides)
+        procs.append(p)
+        return p.start()
+
+    yield start
+    for p in procs:
+        p.stop()
+
+
+def ws_open(srv, sid: str, token: str | None = None, **kw):
+    """A websockets sync connection to a session; the owner token goes in Sec-WebSocket-Protocol."""
+    from websockets.sync.client import connect
+
+    protocols = ["gradscope"] + ([f"bearer.{token}"] if token else [])
+    return connect(f"{srv.ws_url}/api/sessions/{sid}/ws", subprotocols=protocols, open_timeout=30, **kw)
 
 
 def recv_until(ws, pred, timeout: float = 120.0, seen: list | None = None):

@@ -67,3 +67,28 @@ def test_json_body_same_with_and_without_orjson(monkeypatch):
     monkeypatch.setattr(history_module, "orjson", None)
     slow = json.loads(rows_to_json(h.rows(), hist=True, session="x"))
     assert fast == slow and fast["loss"][2] is None and fast["session"] == "x"
+
+
+def test_sparse_stats_merge_over_finite_values_and_every_hist_skips_minmax():
+    """val_loss measured on every 4th step only: a bucket's mean is the numpy nanmean of its
+    steps; z_hist/h_hist (integer histograms) are kept as means only, like hist."""
+    k, depth, bins = 64, 2, 5
+    rng = np.random.default_rng(0)
+    val = np.full(k, np.nan, np.float32)
+    val[::4] = rng.uniform(0.5, 1.5, k // 4)
+    stats = {**chunk(0, k, depth), "val_loss": val,
+             "z_hist": rng.integers(0, 9, (k, depth, bins)).astype(np.int32),
+             "h_hist": rng.integers(0, 9, (k, depth, bins)).astype(np.int32)}
+    h = History()
+    h.append(stats)
+    rows = h.rows(max_points=8)                                  # buckets of 8 steps
+    expect = np.nanmean(val.reshape(8, 8), axis=1)
+    assert np.allclose(rows["mean"]["val_loss"], expect)
+    assert np.allclose(rows["max"]["val_loss"], np.nanmax(val.reshape(8, 8), axis=1))
+    assert np.allclose(rows["mean"]["z_hist"], stats["z_hist"].reshape(8, 8, depth, bins).mean(1))
+    assert not {"z_hist", "h_hist", "hist"} & set(rows["min"])
+    wire = rows_to_wire(rows)
+    assert "z_hist" not in wire and "h_hist" not in wire and "z_hist" in rows_to_wire(rows, hist=True)
+    only_nan = History()
+    only_nan.append({**chunk(0, 8, depth), "val_loss": np.full(8, np.nan, np.float32)})
+    assert np.isnan(only_nan.rows(max_points=1)["mean"]["val_loss"]).all()  # not measured: NaN, no warning

@@ -7,7 +7,7 @@ import threading
 import httpx
 from websockets.sync.client import connect
 
-from conftest import SMALL, recv_until
+from conftest import SMALL, recv_until, ws_open
 
 
 def command(ws, ident, **msg):
@@ -21,7 +21,7 @@ def test_restart_keeps_history_and_owner_resumes(live_server):
     srv = live_server()
     a = httpx.post(f"{srv.url}/api/sessions", json={**SMALL, "seed": 5}, timeout=120).json()
     b = httpx.post(f"{srv.url}/api/sessions", json={**SMALL, "seed": 6}, timeout=120).json()
-    with connect(f"{srv.ws_url}/api/sessions/{a['id']}/ws?token={a['token']}", open_timeout=30) as ws:
+    with ws_open(srv, a["id"], a["token"]) as ws:
         recv_until(ws, lambda m: m["type"] == "stats" and m["step"][-1] >= 40)
         command(ws, 1, type="set", changes={"learning_rate": 0.25})
         recv_until(ws, lambda m: m["type"] == "stats" and m["step"][-1] >= 80)
@@ -43,7 +43,7 @@ def test_restart_keeps_history_and_owner_resumes(live_server):
     hb = httpx.get(f"{srv2.url}/api/sessions/{b['id']}/history", timeout=120).json()
     assert hb["step"][-1] == info_b["step"] - 1
 
-    with connect(f"{srv2.ws_url}/api/sessions/{a['id']}/ws?token={a['token']}", open_timeout=30) as ws:
+    with ws_open(srv2, a["id"], a["token"]) as ws:
         hello = recv_until(ws, lambda m: m["type"] == "hello")
         assert hello["role"] == "owner" and hello["step"] == step
         command(ws, 3, type="control", action="play")

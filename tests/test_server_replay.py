@@ -5,9 +5,8 @@ import json
 
 import httpx
 import numpy as np
-from websockets.sync.client import connect
 
-from conftest import SMALL, recv_until
+from conftest import SMALL, recv_until, ws_open
 
 
 def create(srv, **body):
@@ -17,7 +16,7 @@ def create(srv, **body):
 
 
 def ws_for(srv, d):
-    return connect(f"{srv.ws_url}/api/sessions/{d['id']}/ws?token={d['token']}", open_timeout=30)
+    return ws_open(srv, d["id"], d["token"])
 
 
 def command(ws, ident, **msg):

@@ -8,7 +8,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from conftest import SMALL, recv_until
+from conftest import SMALL, recv_until, ws_open
 
 
 def create(srv, **body):
@@ -18,8 +18,7 @@ def create(srv, **body):
 
 
 def ws_connect(srv, d, token=True, **kw):
-    q = f"?token={d['token']}" if token else ""
-    return connect(f"{srv.ws_url}/api/sessions/{d['id']}/ws{q}", open_timeout=30, **kw)
+    return ws_open(srv, d["id"], d["token"] if token else None, **kw)
 
 
 def of_type(kind, **match):
@@ -73,7 +72,7 @@ def test_viewer_and_garbage_get_errors_and_socket_stays_open(live_server):
         assert "too many" in recv_until(ws, lambda m: m["type"] == "error" and "too many" in m["message"])["message"]
     with ws_connect(srv, d) as ws:  # a wrong-token connection is a viewer, and is told so
         pass
-    with connect(f"{srv.ws_url}/api/sessions/{d['id']}/ws?token=wrong", open_timeout=30) as ws:
+    with ws_open(srv, d["id"], "wrong") as ws:
         err = recv_until(ws, of_type("error"))
         assert err["field"] == "token"
         assert recv_until(ws, of_type("hello"))["role"] == "viewer"
@@ -154,6 +153,9 @@ def test_unknown_session_socket_says_so(live_server):
     with connect(f"{srv.ws_url}/api/sessions/nope/ws", open_timeout=30) as ws:
         err = recv_until(ws, of_type("error"))
         assert err["field"] == "session"
+        with pytest.raises(ConnectionClosed) as info:
+            ws.recv(timeout=30)
+        assert info.value.rcvd.code == 4404
 
 
 def test_delete_hangs_up_on_viewers(live_server):
@@ -164,5 +166,6 @@ def test_delete_hangs_up_on_viewers(live_server):
         r = httpx.delete(f"{srv.url}/api/sessions/{d['id']}", headers={"Authorization": f"Bearer {d['token']}"}, timeout=120)
         assert r.status_code == 204
         assert recv_until(ws, of_type("status"))["status"] == "deleted"
-        with pytest.raises(ConnectionClosed):
+        with pytest.raises(ConnectionClosed) as info:
             ws.recv(timeout=30)
+        assert info.value.rcvd.code == 4404  # the page's "gone: stop reconnecting"

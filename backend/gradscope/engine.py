@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradscope.config import LIVE_KEYS, Config, make_config, parse_changes
+from gradscope.config import LIVE_KEYS, RESET_KEYS, Config, make_config, parse_changes
 from gradscope.core import datasets
 from gradscope.core.network import Knobs, Shape, init_params
 from gradscope.core.train import CLIP_MODES, OPTIMIZER_NAMES, init_state, make_chunk, make_predict, reset_optimizer
@@ -277,29 +277,47 @@ class Trainer:
 
     # -- checkpoints --------------------------------------------------------
     def snapshot(self):
-        """An in-memory checkpoint; jax arrays are immutable, so this copies nothing."""
+        """An in-memory checkpoint: the config and the state that belong together
+        (jax arrays are immutable, so this copies nothing)."""
         return (self.config, self.state)
 
     def restore(self, snap):
+        """Back to a checkpoint: its weights, optimizer state and config, together.
+
+        The executable follows the restored config (activation, optimizer); data and
+        shapes are rebuilt only when a reset key differs from the current config.
+        """
         config, state = snap
-        if shape_of(config) != self.shape or config.dataset != self.config.dataset:
+        if any(getattr(config, k) != getattr(self.config, k) for k in RESET_KEYS):
             self._build(config)
+        self.config = config
         self.state = state
 
-    def to_bytes(self) -> bytes:
-        """Config, weights, optimizer and BatchNorm state, step and RNG key, as one blob."""
-        leaves = jax.device_get(jax.tree.leaves(self.state))
+    def to_bytes(self, snap=None) -> bytes:
+        """Config, weights, optimizer and BatchNorm state, step and RNG key, as one blob:
+        of the current state, or of a `snapshot()` (safe to call from another thread)."""
+        config, state = snap if snap is not None else self.snapshot()
+        leaves = jax.device_get(jax.tree.leaves(state))
         buf = io.BytesIO()
-        np.savez(buf, config=np.frombuffer(self.config.model_dump_json().encode(), np.uint8), **{f"l{i}": a for i, a in enumerate(leaves)})
+        np.savez(buf, config=np.frombuffer(config.model_dump_json().encode(), np.uint8), **{f"l{i}": a for i, a in enumerate(leaves)})
         return buf.getvalue()
 
     def load_bytes(self, blob: bytes):
+        """Load a `to_bytes` blob (config included); returns it as a `snapshot()`.
+
+        Shapes and data are rebuilt only when a reset key differs; another optimizer only
+        changes the structure the optimizer state is read into.
+        """
         data = np.load(io.BytesIO(blob))
         config = make_config(json.loads(bytes(data["config"]).decode()))
-        if config != self.config:
+        if any(getattr(config, k) != getattr(self.config, k) for k in RESET_KEYS):
             self._build(config)
+        elif config.optimizer != self.config.optimizer:
+            self.state = reset_optimizer(self.state, config.optimizer)
+        self.config = config
         treedef = jax.tree.structure(self.state)
         self.state = jax.tree.unflatten(treedef, [jnp.asarray(data[f"l{i}"]) for i in range(treedef.num_leaves)])
+        return self.snapshot()
 
     # -- evaluation ---------------------------------------------------------
     def predict(self, x) -> np.ndarray:

@@ -23,7 +23,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | Path = "dat
     app = create_app(settings, warm_compile=warm_compile)
     # no per-message deflate: compressing every frame for every client costs more CPU than
     # the training it reports on; the stream is meant for loopback and LANs
-    # no access log: the owner's token travels in the WebSocket URL (`?token=`)
+    # no access log: one line per history poll is noise; no token is ever in a URL anyway
+    # (the owner's WebSocket token travels in Sec-WebSocket-Protocol)
     uvicorn.run(app, host=host, port=port, ws_max_size=1 << 20, ws_per_message_deflate=False,
                 access_log=False, log_level="info")
 

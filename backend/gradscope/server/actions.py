@@ -22,9 +22,14 @@ async def apply_control(manager, s: Session, action) -> dict:
     if action not in ACTIONS:
         raise ActionError(f"unknown action {action!r}", choices=list(ACTIONS), status=422)
     if action == "play":
-        if s.status != "running":
-            manager.check_capacity()
-        res = await s.call(s.set_running, True)
+        if s.status == "running":
+            res = await s.call(s.set_running, True)
+        else:
+            manager.check_capacity(s.id)
+            try:
+                res = await s.call(s.set_running, True)
+            finally:
+                manager.release(s.id)
     elif action == "pause":
         res = await s.call(s.set_running, False)
     elif action == "step":

@@ -1,8 +1,10 @@
 """Bounded per-session history: every step up to a budget, then min/max/mean buckets.
 
 Rows are columnar numpy arrays with a leading row axis: `step` (last step of the row),
-`count` (steps in the row), each statistic's mean, and for every statistic but `hist`
-its `min` and `max` over the row, so a one-step spike survives any amount of merging.
+`count` (steps in the row), each statistic's mean, and for every statistic but the
+histograms (names ending in "hist") its `min` and `max` over the row, so a one-step spike
+survives any amount of merging. Sparse statistics (`SPARSE_STATS`, NaN on the steps where
+they were not measured) merge over their finite values only.
 """
 from __future__ import annotations
 
@@ -17,14 +19,22 @@ try:  # optional fast path: numpy straight to JSON, NaN/Inf as null
 except ImportError:  # pragma: no cover
     orjson = None
 
-SKIP_MINMAX = ("step", "hist")
+try:
+    from gradscope.core.train import SPARSE_STATS
+except ImportError:  # older engines: the validation statistics, measured every few steps
+    SPARSE_STATS = ("val_loss", "val_accuracy")
+
+
+def is_hist(key: str) -> bool:
+    """Histograms (`hist`, `z_hist`, `h_hist`, ...): means only, and only on request."""
+    return key.endswith("hist")
 
 
 def _rows_from_stats(stats: dict) -> dict:
     """Raw engine chunk (K steps) -> K rows of count 1."""
     mean = {k: np.asarray(v) for k, v in stats.items() if k != "step"}
     step = np.asarray(stats["step"], dtype=np.int64)
-    mm = {k: v for k, v in mean.items() if k not in SKIP_MINMAX}
+    mm = {k: v for k, v in mean.items() if not is_hist(k)}
     return {"step": step, "count": np.ones(len(step), np.int64),
             "mean": mean, "min": dict(mm), "max": dict(mm)}
 
@@ -46,21 +56,32 @@ def _take(rows: dict, sel) -> dict:
 
 
 def merge(rows: dict, starts: np.ndarray) -> dict:
-    """Merge consecutive rows into groups beginning at `starts` (count-weighted means)."""
+    """Merge consecutive rows into groups beginning at `starts` (count-weighted means; a
+    sparse statistic's mean, min and max are over its finite values, NaN if it has none)."""
     cnt = rows["count"]
     w = cnt.astype(np.float64)
     csum = np.add.reduceat(cnt, starts)
     ends = np.append(starts[1:], len(cnt)) - 1
 
-    def wmean(a):
+    def wmean(k, a):
         ww = w.reshape((-1,) + (1,) * (a.ndim - 1))
+        if k in SPARSE_STATS:
+            seen = np.isfinite(a)
+            tot = np.add.reduceat(np.where(seen, a, 0.0) * ww, starts, axis=0)
+            n = np.add.reduceat(seen * ww, starts, axis=0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return (tot / n).astype(np.float32)
         tot = np.add.reduceat(a.astype(np.float64) * ww, starts, axis=0)
         return (tot / csum.reshape((-1,) + (1,) * (a.ndim - 1))).astype(np.float32)
 
+    def extreme(k, a, plain, nan_skipping):
+        with np.errstate(invalid="ignore"):
+            return (nan_skipping if k in SPARSE_STATS else plain).reduceat(a, starts, axis=0)
+
     return {"step": rows["step"][ends], "count": csum,
-            "mean": {k: wmean(v) for k, v in rows["mean"].items()},
-            "min": {k: np.minimum.reduceat(v, starts, axis=0) for k, v in rows["min"].items()},
-            "max": {k: np.maximum.reduceat(v, starts, axis=0) for k, v in rows["max"].items()}}
+            "mean": {k: wmean(k, v) for k, v in rows["mean"].items()},
+            "min": {k: extreme(k, v, np.minimum, np.fmin) for k, v in rows["min"].items()},
+            "max": {k: extreme(k, v, np.maximum, np.fmax) for k, v in rows["max"].items()}}
 
 
 def _nbytes(rows: dict | None) -> int:
@@ -98,6 +119,14 @@ class History:
         self.raw_rows += len(rows["step"])
         if self.raw_rows > self.raw_capacity:
             self._compact()
+
+    def append_after(self, stats: dict) -> None:
+        """Append only the steps past the last one held (replaying persisted rows)."""
+        last = self.last_step
+        if last is not None:
+            keep = np.asarray(stats["step"]) > last
+            stats = {k: np.asarray(v)[keep] for k, v in stats.items()}
+        self.append(stats)
 
     @property
     def raw_capacity(self) -> int:
@@ -164,6 +193,10 @@ class History:
 
     # -- persistence -----------------------------------------------------------------
     def to_bytes(self) -> bytes:
+        return pack(self.arrays())
+
+    def arrays(self) -> dict:
+        """Flat copies of both tiers (fast; take it under the lock, `pack` it outside)."""
         arrays = {"bucket": np.array([self.bucket])}
         for tier, rows in (("coarse", self.coarse), ("raw", _concat(self.raw))):
             if rows is None:
@@ -171,14 +204,16 @@ class History:
             arrays[f"{tier}/step"], arrays[f"{tier}/count"] = rows["step"], rows["count"]
             for g in ("mean", "min", "max"):
                 arrays.update({f"{tier}/{g}/{k}": v for k, v in rows[g].items()})
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
-        return buf.getvalue()
+        return arrays  # no copy needed: rows are replaced, never written in place
 
     def load_bytes(self, blob: bytes) -> None:
-        self.clear()
         with np.load(io.BytesIO(blob)) as z:
-            data = {k: z[k] for k in z.files}
+            self.load_arrays({k: z[k] for k in z.files})
+
+    def load_arrays(self, arrays: dict) -> None:
+        """Replace the contents with `arrays()` of another history."""
+        self.clear()
+        data = dict(arrays)
         self.bucket = int(data.pop("bucket")[0])
         for tier in ("coarse", "raw"):
             if f"{tier}/step" not in data:
@@ -194,6 +229,19 @@ class History:
             else:
                 self.raw, self.raw_rows = [rows], len(rows["step"])
                 self.row_bytes = max(1, _nbytes(rows) // max(1, self.raw_rows))
+
+
+def pack(arrays: dict) -> bytes:
+    """`History.arrays()` -> compressed bytes (slow: never on the event loop or under a lock)."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def unpack(blob: bytes) -> dict:
+    """`pack` inverted: {name: array}."""
+    with np.load(io.BytesIO(blob)) as z:
+        return {k: z[k] for k in z.files}
 
 
 def jsonable(a: np.ndarray) -> list:
@@ -214,7 +262,7 @@ def rows_to_wire(rows: dict | None, hist: bool = False) -> dict:
     if rows is None:
         return {"step": [], "count": [], "min": {}, "max": {}}
     out = {"step": rows["step"].tolist(), "count": rows["count"].tolist()}
-    out.update({k: jsonable(v) for k, v in rows["mean"].items() if hist or k != "hist"})
+    out.update({k: jsonable(v) for k, v in rows["mean"].items() if hist or not is_hist(k)})
     out["min"] = {k: jsonable(v) for k, v in rows["min"].items()}
     out["max"] = {k: jsonable(v) for k, v in rows["max"].items()}
     return out
@@ -225,6 +273,6 @@ def rows_to_json(rows: dict | None, hist: bool = False, **head) -> bytes:
     if orjson is None or rows is None:
         return json.dumps({**head, **rows_to_wire(rows, hist)}, separators=(",", ":")).encode()
     body = {**head, "step": rows["step"], "count": rows["count"],
-            **{k: v for k, v in rows["mean"].items() if hist or k != "hist"},
+            **{k: v for k, v in rows["mean"].items() if hist or not is_hist(k)},
             "min": rows["min"], "max": rows["max"]}
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)

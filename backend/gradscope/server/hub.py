@@ -142,9 +142,15 @@ class Hub:
         self.max_steps, self.max_items = max_steps, max_items
         self.last_seen = time.monotonic()    # last moment somebody was watching
         self.cache: dict = {}                 # merged stats texts shared by clients in step
+        self.final: dict | None = None        # the last message, once the session is deleted
 
     def subscribe(self) -> Subscriber:
+        """A new subscriber; one that comes after `close` gets the final message and hangs up."""
         sub = Subscriber(self.max_steps, self.max_items, self.cache)
+        if self.final is not None:
+            sub.closed = True
+            sub.put(self.final)
+            return sub
         self.subscribers.add(sub)
         self.last_seen = time.monotonic()
         return sub
@@ -162,6 +168,7 @@ class Hub:
 
     def close(self, msg: dict) -> None:
         """Last message to every subscriber; their senders end after it (session deleted)."""
+        self.final = msg
         for sub in self.subscribers:
             sub.closed = True
             sub.put(msg)

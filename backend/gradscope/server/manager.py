@@ -7,13 +7,16 @@ import hmac
 import logging
 import secrets
 import threading
+import time
 
 from gradscope.config import Config, meta
 from gradscope.engine import CompileCache
 
+from .history import pack, unpack
 from .sessions import ActionError, Session
 from .settings import Settings
-from .store import Store
+from .store import Store, Writer
+from .ws import RateLimit
 
 log = logging.getLogger("gradscope.server")
 
@@ -28,13 +31,18 @@ class SessionManager:
     def __init__(self, settings: Settings, warm: bool = True, cache: CompileCache | None = None):
         self.settings, self.warm = settings, warm
         self.store = Store(settings.db_path)
+        self.writer = Writer()               # big store writes, in order, off the loop and the workers
         self._own_cache = cache is None
         self.cache = cache or CompileCache(background=warm)
         self.sessions: dict[str, Session] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self._meta: dict | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._monitor: asyncio.Task | None = None
+        self._create_lock = threading.Lock()  # count-then-insert of stored sessions, in threads only
+        self._buckets: dict[str, RateLimit] = {}  # creates + forks per client address
+        self.starting: set[str] = set()      # sessions between a `play` admitted and running
+        self.deleting: set[str] = set()      # ids being deleted: never loaded again meanwhile
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -47,18 +55,59 @@ class SessionManager:
             self._monitor.cancel()
         sessions = list(self.sessions.values())
         await asyncio.gather(*(asyncio.to_thread(s.close) for s in sessions))
+        await asyncio.to_thread(self.writer.close)  # every save handed over is on disk
         if self._own_cache:
             self.cache.close()
 
     async def _idle_monitor(self) -> None:
         period = max(0.05, min(1.0, self.settings.idle_pause_s / 4))
+        last_expiry = 0.0
         while True:
             await asyncio.sleep(period)
+            if time.monotonic() - last_expiry > min(60.0, self.settings.session_ttl_s / 4):
+                last_expiry = time.monotonic()
+                await self.expire()
             for s in list(self.sessions.values()):
                 if s.status == "running" and s.hub.idle_for() > self.settings.idle_pause_s \
                         and not s.idle_pending:
                     s.idle_pending = True
                     s.submit(s.idle_pause)
+
+    async def expire(self) -> None:
+        """Delete the sessions nobody has changed or opened for `session_ttl_s` (none that
+        trains or is watched)."""
+        ids = await asyncio.to_thread(self.store.expired, time.time() - self.settings.session_ttl_s)
+        for sid in ids:
+            s = self.sessions.get(sid)
+            if s is None:
+                await asyncio.wrap_future(self.writer.submit(self.store.delete, sid))
+            elif s.status != "running" and s.hub.count == 0:
+                await self.delete(s)
+        if ids:
+            log.info("expired %d abandoned sessions", len(ids))
+
+    def admit(self, client: str | None) -> None:
+        """Rate limit on creates and forks per client address (event loop): 429 beyond."""
+        key = client or "?"
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) > 10_000:  # forget the clients whose bucket has refilled
+                self._buckets = {k: b for k, b in self._buckets.items() if not b.full()}
+            bucket = self._buckets[key] = RateLimit(self.settings.create_rate, self.settings.create_burst)
+        if not bucket.allow():
+            raise ActionError("too many new sessions from your address; try again in a minute",
+                              field="session", status=429)
+
+    def check_storage(self, client: str | None) -> None:
+        """Stored-session limits (blocking: from a thread, under `_create_lock`)."""
+        total, mine = self.store.counts(client)
+        if total >= self.settings.max_sessions:
+            raise ActionError(f"the server stores its limit of {self.settings.max_sessions} sessions; "
+                              "try again later", field="session", status=507)
+        if client is not None and mine >= self.settings.max_sessions_per_client:
+            raise ActionError(f"your address has {mine} stored sessions (limit "
+                              f"{self.settings.max_sessions_per_client}); delete some first",
+                              field="session", status=429)
 
     def meta(self) -> dict:
         if self._meta is None:
@@ -83,18 +132,34 @@ class SessionManager:
 
     # -- registry --------------------------------------------------------------------
     def running_count(self) -> int:
-        return sum(1 for s in self.sessions.values() if s.status == "running")
+        with self._lock:  # also called from threads (create) while the loop reserves places
+            return len({sid for sid, s in list(self.sessions.items()) if s.status == "running"} | self.starting)
 
-    def check_capacity(self) -> None:
+    def check_capacity(self, sid: str | None = None) -> None:
+        """Raises 429 when no further session may run; `sid` (on the event loop) reserves a
+        place for that session until `release`, so concurrent `play`s cannot overshoot."""
         if self.running_count() >= self.settings.max_running:
             raise ActionError(f"too many running sessions (limit {self.settings.max_running}); "
                               "pause one or try again later", status=429)
+        if sid is not None:
+            with self._lock:
+                self.starting.add(sid)
+
+    def release(self, sid: str) -> None:
+        with self._lock:
+            self.starting.discard(sid)
 
     def create(self, config: Config, *, paused: bool = False, parent: str | None = None,
                config0: Config | None = None, events: list | None = None, step: int = 0,
-               weights: bytes | None = None, history: bytes | None = None,
-               replay: list | None = None) -> tuple[Session, str]:
-        """A new session and its owner token (shown once, stored hashed)."""
+               weights: bytes | None = None, history: dict | None = None,
+               replay: list | None = None, client: str | None = None) -> tuple[Session, str]:
+        """A new session and its owner token (shown once, stored hashed). Blocking: call it
+        from a thread; raises ActionError (429/507) at the limits."""
+        with self._create_lock:
+            self.check_storage(client)
+            return self._create(config, paused, parent, config0, events, step, weights, history, replay, client)
+
+    def _create(self, config, paused, parent, config0, events, step, weights, history, replay, client):
         with self._lock:
             if not paused:
                 self.check_capacity()
@@ -102,35 +167,43 @@ class SessionManager:
             sid = secrets.token_urlsafe(9)
             row = {"id": sid, "token_hash": hash_token(token), "config0": (config0 or config).model_dump(),
                    "config": config.model_dump(), "status": "paused" if paused else "running",
-                   "step": step, "events": list(events or []), "parent": parent}
-            self.store.create(row)
+                   "step": step, "events": list(events or []), "parent": parent, "client": client}
             s = Session(self, row, weights=weights, replay=replay)
             if history is not None:
-                s.history.load_bytes(history)
+                s.history.load_arrays(history)
             self.sessions[sid] = s
+        self.store.create(row)  # outside the lock: the event loop takes it to count running sessions
         if weights is not None:
-            self.store.save_snapshot(sid, step, weights, history)
+            self.store.save_snapshot(sid, step, weights, None if history is None else pack(history))
         if not paused:
             s.start()  # a paused session builds its trainer on its first command
         return s, token
 
     def get(self, sid: str) -> Session | None:
-        """The live session, loading it (paused, with its history) from SQLite if needed."""
+        """The live session, loading it (paused) from SQLite if needed: the newest of its full
+        save and its appended rows and checkpoints (blocking: call it from a thread)."""
         s = self.sessions.get(sid)
-        if s is not None:
+        if s is not None or sid in self.deleting:
             return s
         row = self.store.get(sid)
         if row is None:
             return None
-        snap = self.store.snapshot(sid)
+        self.store.touch(sid)  # opened: not abandoned
+        snap = self.store.snapshot(sid) or {"step": -1, "weights": None, "history": None}
+        appended, checkpoints = self.store.appended(sid)
+        weights = snap["weights"]
+        if checkpoints and checkpoints[-1][0] > snap["step"]:
+            weights = checkpoints[-1][1]
         with self._lock:
-            if sid in self.sessions:
-                return self.sessions[sid]
+            if sid in self.sessions or sid in self.deleting:
+                return self.sessions.get(sid)
             if row["status"] == "running":
                 row["status"] = "paused"
-            s = Session(self, row, weights=snap["weights"] if snap else None)
-            if snap and snap["history"]:
+            s = Session(self, row, weights=weights, checkpoints=checkpoints)
+            if snap["history"]:
                 s.history.load_bytes(snap["history"])
+            for blob in appended:
+                s.history.append_after(unpack(blob))
             self.sessions[sid] = s
         return s
 
@@ -138,7 +211,13 @@ class SessionManager:
         return bool(token) and hmac.compare_digest(hash_token(token), s.token_hash)
 
     async def delete(self, s: Session) -> None:
-        self.sessions.pop(s.id, None)
-        s.hub.close({"type": "status", "status": "deleted", "step": s.step, "diverged": None})
-        await asyncio.to_thread(s.close, False)
-        self.store.delete(s.id)
+        """Stop, hang up on every client (code 4404) and forget the session everywhere."""
+        self.deleting.add(s.id)
+        try:
+            self.sessions.pop(s.id, None)
+            s.hub.close({"type": "status", "status": "deleted", "step": s.step, "diverged": None})
+            await asyncio.to_thread(s.close, False)
+            # after every write the session handed over (its worker has ended)
+            await asyncio.wrap_future(self.writer.submit(self.store.delete, s.id))
+        finally:
+            self.deleting.discard(s.id)

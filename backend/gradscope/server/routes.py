@@ -1,6 +1,7 @@
 """HTTP routes: sessions, history, export, fork, meta, health."""
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -72,7 +73,9 @@ async def create_session(request: Request, body: CreateSession | None = None,
     """Create a session; it trains at once unless `paused`."""
     body = body or CreateSession()
     config = Config.model_validate(body.model_dump(exclude={"paused"}))
-    s, token = manager.create(config, paused=body.paused)
+    client = request.client.host if request.client else None
+    manager.admit(client)
+    s, token = await asyncio.to_thread(manager.create, config, paused=body.paused, client=client)
     return _created(request, s, token)
 
 
@@ -87,16 +90,22 @@ async def read_history(s: Session = Depends(get_session), since: int = Query(0, 
                        max_points: int | None = Query(None, ge=1, le=1_000_000),
                        hist: bool = False) -> dict:
     """Recorded statistics from `since`, merged to at most `max_points` rows (min/max kept)."""
-    with s.lock:
-        rows = s.history.rows(since, max_points)
-    return Response(rows_to_json(rows, hist, session=s.id), media_type="application/json")
+    def body() -> bytes:  # merging and encoding can take a while: a thread, not the event loop
+        with s.lock:
+            rows = s.history.rows(since, max_points)
+        return rows_to_json(rows, hist, session=s.id)
+
+    return Response(await asyncio.to_thread(body), media_type="application/json")
 
 
 @router.get("/sessions/{sid}/export")
 async def export(s: Session = Depends(get_session), format: Literal["jsonl", "csv"] = "jsonl"):
     """The whole history as a JSON-lines or CSV download (means per row; `count` steps each)."""
-    with s.lock:
-        rows = s.history.rows()
+    def all_rows():
+        with s.lock:
+            return s.history.rows()
+
+    rows = await asyncio.to_thread(all_rows)
     body = _jsonl(rows) if format == "jsonl" else _csv(rows)
     media = "application/x-ndjson" if format == "jsonl" else "text/csv"
     headers = {"Content-Disposition": f'attachment; filename="gradscope-{s.id}.{format}"'}
@@ -140,19 +149,23 @@ async def fork(request: Request, body: ForkRequest | None = None, s: Session = D
                manager: SessionManager = Depends(get_manager)) -> dict:
     """A new session owned by the caller: same config and timeline, from current weights or from the start."""
     body = body or ForkRequest()
+    client = request.client.host if request.client else None
+    manager.admit(client)
     if not body.paused:
         manager.check_capacity()
     if body.source == "start":
         with s.lock:
             events = list(s.events)
-        new, token = manager.create(s.config0, paused=body.paused, parent=s.id, replay=events,
-                                    events=[fork_event([], 0, s.id, "start")])
+        new, token = await asyncio.to_thread(manager.create, s.config0, paused=body.paused, parent=s.id,
+                                             replay=events, events=[fork_event([], 0, s.id, "start")],
+                                             client=client)
     else:
         st = await s.call(s.fork_state)
-        new, token = manager.create(Config.model_validate(st["config"]), paused=body.paused, parent=s.id,
-                                    config0=s.config0, step=st["step"],
-                                    events=st["events"] + [fork_event(st["events"], st["step"], s.id, "current")],
-                                    weights=st["weights"], history=st["history"])
+        events = st["events"] + [fork_event(st["events"], st["step"], s.id, "current")]
+        new, token = await asyncio.to_thread(
+            manager.create, Config.model_validate(st["config"]), paused=body.paused, parent=s.id,
+            config0=s.config0, step=st["step"], events=events, weights=st["weights"], history=st["history"],
+            client=client)
     return _created(request, new, token)
 
 
@@ -185,5 +198,6 @@ async def read_meta(manager: SessionManager = Depends(get_manager)) -> dict:
 
 @router.get("/health")
 async def health(manager: SessionManager = Depends(get_manager)) -> dict:
-    """Liveness and a count of loaded and running sessions."""
-    return {"ok": True, "sessions": len(manager.sessions), "running": manager.running_count()}
+    """Liveness, loaded and running sessions, store writes waiting."""
+    return {"ok": True, "sessions": len(manager.sessions), "running": manager.running_count(),
+            "writes_pending": manager.writer.backlog}

@@ -17,10 +17,10 @@ from concurrent.futures import Future
 
 import numpy as np
 
-from gradscope.config import Config, ConfigError
+from gradscope.config import LIVE_KEYS, RESET_KEYS, Config, ConfigError
 from gradscope.engine import Trainer
 
-from .history import History
+from .history import History, pack
 from .hub import Frame, Hub
 
 log = logging.getLogger("gradscope.server")
@@ -47,7 +47,8 @@ def fork_event(events: list, step: int, source: str, start: str) -> dict:
 class Session:
     """A training session: config, status, event timeline, history, subscribers, worker."""
 
-    def __init__(self, manager, row: dict, *, weights: bytes | None = None, replay: list | None = None):
+    def __init__(self, manager, row: dict, *, weights: bytes | None = None, replay: list | None = None,
+                 checkpoints: list | None = None):
         self.manager, self.settings = manager, manager.settings
         self.id, self.token_hash, self.parent = row["id"], row["token_hash"], row.get("parent")
         self.config0 = Config.model_validate(row["config0"])
@@ -67,13 +68,21 @@ class Session:
         self._commands: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
         self._closing = False
+        self._accepting = True               # False once the worker answered its last command
+        self._submit_lock = threading.Lock()
         self.idle_pending = False            # an idle pause is queued (the monitor asks once)
-        self._last_save = self._last_boundary = time.monotonic()
+        self._last_save = self._last_boundary = self._last_flush = time.monotonic()
+        self._checkpoints = list(checkpoints or [])   # (step, blob) persisted: the ring after a restart
+        self._unsaved: list[dict] = []       # stats chunks not yet handed to the writer
+        self._cp_step = -1                   # the newest checkpoint handed to the writer
+        self._cp_job: Future | None = None
+        self._flush_job: Future | None = None
+        self._save_job: Future | None = None
         self.tr: Trainer | None = None
 
     # -- event-loop side -------------------------------------------------------------
     def start(self) -> None:
-        if self._thread is None:
+        if self._thread is None and not self._closing:
             self._thread = threading.Thread(target=self._main, name=f"gradscope-{self.id}", daemon=True)
             self._thread.start()
 
@@ -81,10 +90,11 @@ class Session:
         """Run fn(*args) on the worker thread between chunks."""
         self.start()
         fut: Future = Future()
-        if self._closing or not self._thread.is_alive():
-            fut.set_exception(ActionError("this session is closed", status=410))
-        else:
-            self._commands.put((fn, args, fut))
+        with self._submit_lock:  # against the worker's last drain: queued means answered
+            if self._accepting and not self._closing:
+                self._commands.put((fn, args, fut))
+                return fut
+        fut.set_exception(ActionError("this session is closed", status=410))
         return fut
 
     async def call(self, fn, *args):
@@ -93,6 +103,8 @@ class Session:
     def close(self, save: bool = True, timeout: float = 30.0) -> None:
         """Stop the worker (saving weights and history first unless `save` is False)."""
         if self._thread is None:
+            with self._submit_lock:  # never started: it never will be
+                self._closing, self._accepting = True, False
             return
         self._commands.put((self._stop, (save,), Future()))
         self._thread.join(timeout)
@@ -121,16 +133,43 @@ class Session:
             except Exception as exc:
                 log.exception("session %s: training failed", self.id)
                 self._set_status("paused", "paused", detail=f"training failed: {exc}")
-        while not self._commands.empty():  # nobody will run these any more
-            self._commands.get_nowait()[2].set_exception(ActionError("this session is closed", status=410))
+        with self._submit_lock:  # nobody will run these any more; nothing can be queued after
+            self._accepting = False
+            while not self._commands.empty():
+                self._commands.get_nowait()[2].set_exception(ActionError("this session is closed", status=410))
 
     def _build(self) -> None:
-        self.tr = Trainer(self.config0 if self._schedule else self.config,
-                          chunk_steps=self.settings.chunk_steps, cache=self.manager.cache, warm=self.manager.warm)
+        target = self.config0 if self._schedule else self.config
+        self.tr = Trainer(target, chunk_steps=self.settings.chunk_steps, cache=self.manager.cache,
+                          warm=self.manager.warm)
+        for step, blob in self._checkpoints:  # the persisted rewind checkpoints, oldest first
+            self._ring.append((step, self.tr.load_bytes(blob)))
+            self._cp_step = step
+        self._checkpoints = []
         if self._weights is not None:
-            self.tr.load_bytes(self._weights)
+            self._load_weights(self._weights, target)
             self._weights = None
+        with self.lock:  # rows past the weights were trained by a run that died: it resumes before them
+            self.history.truncate(self.tr.step)
+        saved_step = self.step
         self.config, self.step = self.tr.config, self.tr.step
+        if self.step < saved_step and not self._schedule:  # the server died before it could save
+            self._event("recovered", detail=f"the server stopped unexpectedly: resumed from step {self.step}, "
+                        f"steps {self.step}..{saved_step - 1} were lost")
+
+    def _load_weights(self, blob: bytes, target: Config) -> None:
+        """Saved weights, under the config last acknowledged (saved with every change, while
+        the weights are saved every few seconds: after a crash the two can differ)."""
+        self.tr.load_bytes(blob)
+        saved = self.tr.config
+        if any(getattr(saved, k) != getattr(target, k) for k in RESET_KEYS):
+            self.tr = Trainer(target, chunk_steps=self.settings.chunk_steps, cache=self.manager.cache,
+                              warm=self.manager.warm)  # the weights belong to an older shape
+            self._ring.clear()
+            return
+        live = {k: getattr(target, k) for k in LIVE_KEYS if getattr(saved, k) != getattr(target, k)}
+        if live:
+            self.tr.update(live)
 
     def _drain(self, block: bool) -> None:
         try:
@@ -154,6 +193,8 @@ class Session:
         self._closing = True
         if save and self.tr is not None:
             self.save()
+        elif not save and self._cp_job is not None:
+            self._cp_job.cancel()
 
     def _train_once(self) -> None:
         tr, step = self.tr, self.tr.step
@@ -175,6 +216,7 @@ class Session:
         with self.lock:
             self.history.append(stats)
             self.step = self.tr.step
+        self._unsaved.append(stats)
         if self.hub.count:
             self.manager.emit(self.hub, Frame(stats))
         bad = np.flatnonzero(np.asarray(stats["nonfinite"]))
@@ -192,9 +234,13 @@ class Session:
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
-        if now - self._last_save > self.settings.save_interval_s:
-            self._last_save = now
-            self.save()
+        if now - self._last_save > self.settings.save_interval_s and (self._save_job is None or self._save_job.done()):
+            # one periodic full save in flight at most: a queued one holds a copy of the history
+            self._last_save = self._last_flush = now
+            self._save_job = self.save()
+        elif now - self._last_flush > self.settings.flush_interval_s:
+            self._last_flush = now
+            self.flush()
         if self.hub.count and now - self._last_boundary > self.settings.boundary_interval_s:
             self._last_boundary = now
             grid = self.tr.decision_grid()
@@ -238,7 +284,8 @@ class Session:
             self._after_reinit()
             self._event("reset", info["changes"], detail="shape change: weights re-initialized", step=step)
             if self.status == "diverged":
-                self.status = "paused"
+                self._set_status("paused", "paused", detail="shape change after divergence")
+            self.save(forget_checkpoints=True)  # the stored weights and checkpoints are of the old shape
         else:
             self._event("change", info["changes"], step=step)
         return {"step": step, **info}
@@ -250,6 +297,7 @@ class Session:
         self._event("reset", detail="weights re-initialized", step=step)
         if self.status == "diverged":
             self._set_status("paused", "paused", detail="reset after divergence")
+        self.save(forget_checkpoints=True)  # supersedes the stored rows and checkpoints of the forgotten run
         return {"step": step, "status": self.status}
 
     def apply_rewind(self, snap=None, to_step: int | None = None) -> dict:
@@ -261,21 +309,27 @@ class Session:
             if not found:
                 raise ActionError("no earlier checkpoint to rewind to")
             to_step, snap = found[-1]
-        config = self.tr.config
+        current = self.tr.config
         self.tr.restore(snap)
-        live = {k: v for k, v in config.model_dump().items() if getattr(self.tr.config, k) != v}
-        if live:
-            self.tr.update(live)     # keep the settings made since (e.g. a lower learning rate)
+        restored = self.tr.config
+        # The checkpoint's weights, optimizer state and config come back together; the live
+        # knobs set since are then applied again as one change (a switched optimizer starts
+        # fresh from the restored weights, as it did when it was switched), so the controls
+        # keep what the owner last chose.
+        later = {k: getattr(current, k) for k in LIVE_KEYS if getattr(restored, k) != getattr(current, k)}
+        reapplied = self.tr.update(later)["changes"] if later else {}
         self.config = self.tr.config
         while self._ring and self._ring[-1][0] > to_step:
             self._ring.pop()
         with self.lock:
             self.history.truncate(to_step)
             self.step = self.tr.step
-        self._event("rewind", detail=f"rewound from step {step} to {to_step}", step=step, to_step=to_step)
+        self._event("rewind", detail=f"rewound from step {step} to {to_step}", step=step, to_step=to_step,
+                    config=restored.model_dump(), reapplied=reapplied)
         self.diverged = None
         if self.status == "diverged":
             self._set_status("paused", "paused", detail="rewound after divergence")
+        self.save()  # supersedes the stored rows and checkpoints past `to_step`
         return {"step": step, "to_step": to_step, "status": self.status}
 
     def _apply_scheduled(self, ev: dict) -> None:
@@ -307,18 +361,53 @@ class Session:
         if self.status == "running":
             self.set_running(False, detail="single step")
         step = self.tr.step
+        if step % self.tr.chunk_steps == 0 and not (self._ring and self._ring[-1][0] >= step):
+            self._ring.append((step, self.tr.snapshot()))  # stepping by hand can be rewound too
         self._record(self.tr.run(1))
+        self.flush()  # no housekeeping runs while paused
         return {"step": step, "status": self.status}
 
-    def save(self) -> None:
-        """Worker: weights + history + row to SQLite."""
-        with self.lock:
-            hist = self.history.to_bytes()
-        self.manager.store.save_snapshot(self.id, self.tr.step, self.tr.to_bytes(), hist)
+    def save(self, forget_checkpoints: bool = False) -> Future:
+        """Worker: the row now; weights + the whole history through the writer thread
+        (`forget_checkpoints`: after a reset, none of the stored ones is of this run)."""
+        with self.lock:  # references under the lock; compressing them happens on the writer
+            arrays = self.history.arrays()
+        self._unsaved = []
+        self._cp_step = -1
         self.manager.persist(self)
+        return self.manager.writer.submit(self._write_full, self.tr.step, self.tr.snapshot(), arrays,
+                                          not forget_checkpoints)
+
+    def _write_full(self, step: int, snap, arrays: dict, keep_checkpoints: bool) -> None:
+        """Writer thread."""
+        self.manager.store.save_snapshot(self.id, step, self.tr.to_bytes(snap), pack(arrays), keep_checkpoints)
+
+    def flush(self) -> None:
+        """Worker: hand the rows trained since the last flush, and the newest checkpoint (if
+        the writer is done with the previous one), to the writer thread."""
+        if self._flush_job is not None and not self._flush_job.done():
+            return  # the writer is behind: these rows go with the next flush (one job in flight)
+        stats, self._unsaved = self._unsaved, []
+        cp = None
+        if self._ring and self._ring[-1][0] != self._cp_step and (self._cp_job is None or self._cp_job.done()):
+            cp = self._ring[-1]
+            self._cp_step = cp[0]
+        if stats or cp:
+            self._flush_job = self.manager.writer.submit(self._write_appended, self.tr.step, stats, cp)
+            self._cp_job = self._flush_job if cp else self._cp_job
+
+    def _write_appended(self, step: int, stats: list[dict], cp) -> None:
+        """Writer thread: compress and append."""
+        rows = None
+        if stats:
+            keys = [k for k in stats[0] if all(k in c for c in stats)]
+            rows = pack({k: np.concatenate([c[k] for c in stats]) for k in keys})
+        blob = (cp[0], self.tr.to_bytes(cp[1])) if cp else None
+        self.manager.store.append(self.id, step, rows, blob, self.settings.ring_size)
 
     def fork_state(self) -> dict:
         """Worker: what a fork 'from current' starts with."""
         with self.lock:
-            return {"weights": self.tr.to_bytes(), "history": self.history.to_bytes(),
-                    "config": self.tr.config.model_dump(), "step": self.tr.step, "events": list(self.events)}
+            arrays, events = self.history.arrays(), list(self.events)
+        return {"weights": self.tr.to_bytes(), "history": arrays,
+                "config": self.tr.config.model_dump(), "step": self.tr.step, "events": events}

@@ -21,8 +21,17 @@ class Settings:
     ws_burst: int = 60                      # token bucket size
     ring_size: int = 8                      # recent checkpoints kept for `rewind`
     history_bytes: int = 16 << 20           # per-session history budget (raw + downsampled)
-    save_interval_s: float = 30.0           # weights + history written this often while running
+    save_interval_s: float = 120.0          # full save (weights + whole history) this often while running;
+                                            # between them the appends below keep a crash cheap
+    flush_interval_s: float = 1.0           # new history rows + newest checkpoint appended this often:
+                                            # what a SIGKILL can lose
     boundary_interval_s: float = 1.0        # decision-boundary frames, at most this often
+    # per client address: a classroom behind one NAT shares one, hence the generous values
+    max_sessions: int = 5000                # stored sessions in total (507 beyond)
+    max_sessions_per_client: int = 500      # stored sessions per client address (429 beyond)
+    session_ttl_s: float = 14 * 86400.0     # a session nobody has changed or opened this long is deleted
+    create_rate: float = 0.5                # creates + forks per second per client address...
+    create_burst: int = 60                  # ...after a burst of this many (429 beyond)
     chunk_steps: int | None = None          # fixed K (tests); None: the engine calibrates
     frontend_dir: Path | None = None        # None: the packaged or repo frontend/
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import time
 from urllib.parse import urlsplit
 
@@ -15,6 +16,9 @@ from .hub import Subscriber
 log = logging.getLogger("gradscope.server")
 router = APIRouter()
 PROTOCOL = 1
+SUBPROTOCOL = "gradscope"
+BEARER = "bearer."
+GONE = 4404  # close code: the session does not exist (any more); the page stops reconnecting
 
 
 def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
@@ -32,6 +36,9 @@ class RateLimit:
     def __init__(self, rate: float, burst: int):
         self.rate, self.burst, self.tokens, self.t = rate, burst, float(burst), time.monotonic()
 
+    def full(self) -> bool:
+        return self.tokens + (time.monotonic() - self.t) * self.rate >= self.burst
+
     def allow(self) -> bool:
         now = time.monotonic()
         self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
@@ -42,25 +49,39 @@ class RateLimit:
         return False
 
 
+def offered_token(ws: WebSocket) -> tuple[str | None, bool]:
+    """(owner token, whether the client speaks our subprotocol) from Sec-WebSocket-Protocol.
+
+    A browser cannot set headers on a WebSocket but can offer subprotocols:
+    `new WebSocket(url, ["gradscope", "bearer." + token])`. The token never appears in the
+    URL, so no access or proxy log records it; the server answers with "gradscope" only.
+    """
+    offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+    token = next((p[len(BEARER):] for p in offered if p.startswith(BEARER)), None)
+    return token, SUBPROTOCOL in offered
+
+
 @router.websocket("/api/sessions/{sid}/ws")
-async def session_ws(ws: WebSocket, sid: str, token: str | None = None):
-    """Stream a session; the owner (?token=) may also send `set` and `control`."""
+async def session_ws(ws: WebSocket, sid: str):
+    """Stream a session; the owner (token offered as subprotocol `bearer.TOKEN`) may also command it."""
     manager = ws.app.state.manager
     if not origin_allowed(ws.headers.get("origin"), ws.headers.get("host"), manager.settings.allow_origins):
         await ws.close(code=1008, reason="origin not allowed")
         return
-    s = manager.get(sid)
-    await ws.accept()
+    token, speaks = offered_token(ws)
+    s = await anyio.to_thread.run_sync(manager.get, sid) if len(sid) <= 64 else None
+    await ws.accept(subprotocol=SUBPROTOCOL if speaks else None)
     if s is None:
-        await ws.send_json({"type": "error", "id": None, "field": "session", "message": "no such session", "choices": None})
-        await ws.close(code=4404)
+        await ws.send_json(_error(None, "session", "no such session"))
+        await ws.close(code=GONE, reason="no such session")
         return
     owner = manager.is_owner(s, token)
     sub = s.hub.subscribe()
     try:
         if token and not owner:
             sub.put(_error(None, "token", "token does not match this session; joined as a viewer"))
-        sub.put(_hello(manager, s, "owner" if owner else "viewer"))
+        if not sub.closed:
+            sub.put(_hello(manager, s, "owner" if owner else "viewer"))
         async with anyio.create_task_group() as tg:
             async def first_ends(fn, *args):
                 await fn(*args)
@@ -90,7 +111,7 @@ async def _sender(ws: WebSocket, sub: Subscriber, fps: float) -> None:
             for text in texts:
                 await ws.send_text(text)
             if sub.closed:
-                await ws.close(code=1000, reason="session deleted")
+                await ws.close(code=GONE, reason="session deleted")
                 return
             if had_stats:  # at most `fps` stats messages a second; more chunks coalesce meanwhile
                 await anyio.sleep(max(0.0, 1.0 / fps - (time.monotonic() - t0)))
@@ -137,9 +158,10 @@ async def _handle(manager, s, raw: str, owner: bool) -> dict:
             body = await apply_control(manager, s, msg.get("action"))
     except Exception as exc:
         err = error_body(exc)
-        if err is None:
-            log.exception("session %s: command failed", s.id)
-            err = {"field": "message", "message": f"command failed: {exc}", "choices": None}
+        if err is None:  # a server fault: its details stay in the log, under an id
+            eid = secrets.token_hex(6)
+            log.error("server fault %s: session %s: %s command", eid, s.id, kind, exc_info=exc)
+            err = {"field": "message", "message": f"internal server error (error id {eid})", "choices": None}
         return {"type": "error", "id": mid, **err}
     return {"type": "ack", "id": mid, **body}
 
