@@ -25,6 +25,7 @@ class Settings:
     boundary_interval_s: float = 1.0        # decision-boundary frames, at most this often
     chunk_steps: int | None = None          # fixed K (tests); None: the engine calibrates
     frontend_dir: Path | None = None        # None: the packaged or repo frontend/
+    lessons_dirs: tuple[Path, ...] = ()     # extra lesson files (`gradscope serve --lessons DIR`)
 
     @property
     def db_path(self) -> Path:
