@@ -6,6 +6,7 @@ import { Controls } from "./controls.js";
 import { diagnose, fixChanges, renderDiagnosis } from "./diagnosis.js";
 import { layerFactors, expectedProfile } from "./theory.js";
 import { toColumnar } from "./series.js";
+import { openExtraPage, wireLessonsMenu } from "./lessons.js";
 
 const $ = (id) => document.getElementById(id);
 const tokenKey = (id) => `gradscope.token.${id}`;
@@ -219,5 +220,6 @@ function frame(now) {
 }
 
 wireButtons();
+wireLessonsMenu(app);
 requestAnimationFrame(frame);
-start().catch((err) => toast(String(err), true));
+openExtraPage().then((extra) => extra || start()).catch((err) => toast(String(err), true));
