@@ -150,3 +150,30 @@ def test_a_lesson_change_lands_at_its_step(live_server):
     assert change and change[0]["step"] == 20 and change[0]["changes"] == {"learning_rate": [0.001, 0.05]}
     v = httpx.get(f"{srv.url}/api/lessons/dead-relu/verdict", params={"a": a["id"]}, timeout=30).json()
     assert not v["ready"] and not v["holds"] and v["message"] == ""
+
+
+class _FakeSession:
+    """What the gate reads of a session: its step, status and whether the manager still holds it."""
+
+    def __init__(self, sid, manager, step=0, status="running"):
+        self.id, self.manager, self.step, self.status = sid, manager, step, status
+
+
+def test_the_lockstep_gate_holds_back_only_the_run_ahead_of_a_running_partner():
+    from types import SimpleNamespace
+
+    from gradscope.server.compare import pair
+
+    manager = SimpleNamespace(sessions={})
+    a, b = _FakeSession("a", manager), _FakeSession("b", manager)
+    manager.sessions.update(a=a, b=b)
+    gate = pair(a, b)
+    assert a.gate is b.gate is gate
+    assert gate(a) and gate(b)                     # level: both may train their chunk
+    a.step = 16
+    assert not gate(a) and gate(b)                 # A is a chunk ahead: it waits for B
+    b.status = "paused"
+    assert gate(a)                                 # a paused partner holds nobody back
+    b.status = "running"
+    del manager.sessions["b"]
+    assert gate(a)                                 # nor does a deleted one

@@ -152,3 +152,23 @@ def test_lecun_vs_glorot_matches_the_variance_formulas(compile_cache):
     lecun = evaluate(LESSONS["lecun-equals-glorot"], run_lesson(LESSONS["lecun-equals-glorot"], compile_cache, 16))
     assert lecun["values"]["first"] == pytest.approx(math.sqrt(17 / 2), rel=0.15)
     assert lecun["values"]["hidden"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_the_server_serves_a_lecturers_directory(tmp_path, live_server):
+    import httpx
+
+    (tmp_path / "tiny.json").write_text(json.dumps(MINIMAL))
+    srv = live_server(lessons_dirs=(tmp_path,))
+    ids = [x["id"] for x in httpx.get(f"{srv.url}/api/lessons", timeout=30).json()]
+    assert "tiny" in ids and "sigmoid-depth" in ids
+    body = httpx.get(f"{srv.url}/api/lessons/tiny", timeout=30).json()
+    assert body["question"] == {"prompt": "p", "choices": ["x", "y"]} and body["config"]["depth"] == 2
+    assert httpx.get(f"{srv.url}/lessons/tiny", timeout=30).status_code == 200  # the shareable page
+
+
+def test_serve_refuses_a_broken_lesson_file_naming_it(tmp_path):
+    from test_cli import gradscope
+
+    (tmp_path / "oops.json").write_text(json.dumps({**MINIMAL, "id": "oops", "look": "nowhere"}))
+    proc = gradscope("serve", "--lessons", str(tmp_path), "--port", "1", tmp_path=tmp_path)
+    assert proc.returncode == 2 and "oops.json" in proc.stderr and "look" in proc.stderr

@@ -30,15 +30,13 @@ def last_step(history: dict | None) -> int:
     return int(np.asarray(history["step"])[-1])
 
 
-def _per_step(history: dict, m: Measure, stat: str) -> np.ndarray:
-    """(T,) values of `stat` at the measure's layer (or reduced over layers)."""
-    a = np.asarray(history[stat], dtype=np.float64)
+def _at_layer(a: np.ndarray, layer) -> np.ndarray:
+    """(T,) or (T, L) -> (T,): the column of `layer`, or its reduction over the layers."""
     if a.ndim == 1:
         return a
-    if isinstance(m.layer, int):
-        return a[:, m.layer]
-    with np.errstate(invalid="ignore"):
-        return _LAYER_REDUCE[m.layer](a, axis=1)
+    if isinstance(layer, int):
+        return a[:, layer]
+    return _LAYER_REDUCE[layer](a, axis=1)
 
 
 def measure(histories: dict, m: Measure) -> float:
@@ -55,7 +53,7 @@ def measure(histories: dict, m: Measure) -> float:
         a = np.asarray(h[m.stat], dtype=np.float64)[sel]
         if m.per is not None:
             a = a / np.asarray(h[m.per], dtype=np.float64)[sel]
-        return _STEP_REDUCE[m.reduce](_per_step({m.stat: a}, m, m.stat))
+        return _STEP_REDUCE[m.reduce](_at_layer(a, m.layer))
 
 
 def check_value(histories: dict, c: Check) -> float:
@@ -67,8 +65,8 @@ def check_value(histories: dict, c: Check) -> float:
 
 
 def passes(c: Check, v: float) -> bool:
-    """Whether a value satisfies the check; a non-finite value satisfies none but `outside`/`>` with inf."""
-    if math.isnan(v):
+    """Whether a value satisfies the check; a non-finite value (no data, 0/0, overflow) satisfies none."""
+    if not math.isfinite(v):
         return False
     if c.op == "<":
         return v < c.threshold
@@ -93,7 +91,12 @@ def ready(lesson: Lesson, histories: dict) -> bool:
 
 
 def _fill(template: str, values: dict) -> str:
-    return template.format(**{k: (math.nan if v is None else v) for k, v in values.items()})
+    return template.format(**values)  # nan/inf print as "nan"/"inf"
+
+
+def _plain(v: float) -> float | None:
+    """JSON has no NaN or Infinity: non-finite values travel as null."""
+    return v if math.isfinite(v) else None
 
 
 def evaluate(lesson: Lesson, histories: dict) -> dict:
@@ -102,18 +105,12 @@ def evaluate(lesson: Lesson, histories: dict) -> dict:
     `histories`: {"a": history, "b": history} (b only for lessons with `vs`). Values are
     plain floats, non-finite as None (JSON null). `holds` is False until `ready`.
     """
-    values, checks = {}, []
-    for c in lesson.verdict.checks:
-        v = check_value(histories, c)
-        values[c.name] = v if math.isfinite(v) else (None if math.isnan(v) else v)
-        checks.append({"name": c.name, "passed": passes(c, v)})
-    for item, c in zip(checks, lesson.verdict.checks):
-        item["value"] = values[c.name] if values[c.name] is None or math.isfinite(values[c.name]) else None
-        item["says"] = _fill(c.says, values)
+    values = {c.name: check_value(histories, c) for c in lesson.verdict.checks}
+    checks = [{"name": c.name, "value": _plain(values[c.name]), "passed": passes(c, values[c.name]),
+               "says": _fill(c.says, values)} for c in lesson.verdict.checks]
     is_ready = ready(lesson, histories)
     holds = is_ready and all(c["passed"] for c in checks)
     message = _fill(lesson.verdict.holds if holds else lesson.verdict.fails, values) if is_ready else ""
-    finite = {k: (v if v is not None and math.isfinite(v) else None) for k, v in values.items()}
-    return {"lesson": lesson.id, "ready": is_ready, "holds": holds, "message": message, "values": finite,
-            "checks": checks, "answer": lesson.question.answer,
-            "steps": {r: last_step(h) for r, h in histories.items()}}
+    return {"lesson": lesson.id, "ready": is_ready, "holds": holds, "message": message,
+            "values": {k: _plain(v) for k, v in values.items()}, "checks": checks,
+            "answer": lesson.question.answer, "steps": {r: last_step(h) for r, h in histories.items()}}

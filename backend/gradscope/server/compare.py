@@ -22,7 +22,7 @@ from gradscope.lessons import Lesson, evaluate, load_lessons
 
 from .manager import SessionManager
 from .routes import get_manager, get_session
-from .sessions import Session, fork_event
+from .sessions import ActionError, Session, fork_event
 
 router = APIRouter()
 WAIT_S = 0.05  # a held-back worker re-checks its commands this often (woken sooner by its partner)
@@ -125,9 +125,7 @@ async def pair_control(a: str, b: str, body: PairControl, manager: SessionManage
         raise HTTPException(403, "both owner tokens required: 'Authorization: Bearer TOKEN_A' and 'X-Token-B: TOKEN_B'")
     pair(sa, sb)
     if body.action == "play":
-        for s in (sa, sb):
-            if s.status != "running":
-                manager.check_capacity()
+        _room_for(manager, sum(s.status != "running" for s in (sa, sb)))
         await asyncio.gather(sa.call(sa.set_running, True, "lockstep play"), sb.call(sb.set_running, True, "lockstep play"))
     else:
         await asyncio.gather(sa.call(sa.set_running, False, "lockstep pause"), sb.call(sb.set_running, False, "lockstep pause"))
@@ -135,6 +133,13 @@ async def pair_control(a: str, b: str, body: PairControl, manager: SessionManage
         if body.action == "step":
             await asyncio.gather(sa.call(sa.single_step), sb.call(sb.single_step))
     return {"a": {"step": sa.step, "status": sa.status}, "b": {"step": sb.step, "status": sb.status}}
+
+
+def _room_for(manager: SessionManager, n: int) -> None:
+    """429 unless `n` more sessions may run."""
+    limit = manager.settings.max_running
+    if n and manager.running_count() + n > limit:
+        raise ActionError(f"too many running sessions (limit {limit}); pause one or try again later", status=429)
 
 
 async def _level(sa: Session, sb: Session) -> None:
@@ -193,8 +198,7 @@ async def start_lesson(request: Request, body: LessonStart | None = None, lesson
     body = body or LessonStart()
     runs = ("a", "b") if lesson.vs is not None else ("a",)
     if not body.paused:
-        for _ in runs:
-            manager.check_capacity()
+        _room_for(manager, len(runs))
     made = {}
     for run in runs:
         s, token = manager.create(lesson.config("a"), paused=True, replay=_change_events(lesson))
