@@ -13,7 +13,9 @@ from gradscope import __version__
 from gradscope.core.activations import ACTIVATIONS
 from gradscope.core.datasets import DATASETS
 from gradscope.core.initializers import INITIALIZERS
-from gradscope.core.train import CLIP_MODES, HIST_EDGES, OPTIMIZER_NAMES
+from gradscope.core.network import H_EDGES, Z_EDGES
+from gradscope.core.train import (CLIP_MODES, GLOBAL_STATS, HIDDEN_STATS, HIST_EDGES, HIST_STATS, LAYER_STATS, OPTIMIZER_NAMES,
+                                  SPARSE_STATS, VAL_EVERY)
 
 ACTIVATION_NAMES = tuple(ACTIVATIONS)
 
@@ -27,7 +29,8 @@ LIMITS = {
     "max_activations": 2**25,
 }
 
-LIVE_KEYS = ("activation", "leaky_alpha", "batchnorm", "residual", "clip_mode", "clip_value", "optimizer", "learning_rate", "l1", "l2")
+LIVE_KEYS = ("activation", "leaky_alpha", "batchnorm", "residual", "clip_mode", "clip_value", "optimizer", "learning_rate", "l1", "l2",
+             "dropout")
 RESET_KEYS = ("dataset", "input_dim", "noise", "depth", "width", "batch_size", "init", "init_gain", "seed")
 
 
@@ -55,6 +58,7 @@ class Config(BaseModel):
     learning_rate: float = Field(0.1, gt=0.0, le=10.0)
     l1: float = Field(0.0, ge=0.0, le=10.0)
     l2: float = Field(0.0, ge=0.0, le=10.0)
+    dropout: float = Field(0.0, ge=0.0, le=0.9)
 
     @model_validator(mode="after")
     def _bounded_size(self):
@@ -129,8 +133,21 @@ def parse_changes(config: Config, changes: Any) -> Config:
     return make_config({**config.model_dump(), **changes})
 
 
+def _bounds() -> dict:
+    """[min, max] of every numeric config key, from the schema (exclusive bounds as given)."""
+    out = {}
+    for name, info in Config.model_fields.items():
+        lo = hi = None
+        for m in info.metadata:
+            lo = getattr(m, "ge", getattr(m, "gt", lo))
+            hi = getattr(m, "le", getattr(m, "lt", hi))
+        if lo is not None or hi is not None:
+            out[name] = [lo, hi]
+    return out
+
+
 def meta() -> dict:
-    """The valid names, limits, histogram bins and the JAX platform, for clients."""
+    """The valid names, limits, statistic groups, histogram bins and the JAX platform, for clients."""
     return {
         "version": __version__,
         "activations": list(ACTIVATION_NAMES),
@@ -142,7 +159,13 @@ def meta() -> dict:
         "reset_keys": list(RESET_KEYS),
         "defaults": Config().model_dump(),
         "limits": LIMITS,
+        "bounds": _bounds(),
         "hist_edges": [float(e) for e in HIST_EDGES],
+        "z_edges": [float(e) for e in Z_EDGES],
+        "h_edges": [float(e) for e in H_EDGES],
+        "stats": {"global": list(GLOBAL_STATS), "layer": list(LAYER_STATS), "hidden": list(HIDDEN_STATS),
+                  "hist": list(HIST_STATS), "sparse": list(SPARSE_STATS)},
+        "val_every": VAL_EVERY,
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
     }
