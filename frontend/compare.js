@@ -29,7 +29,9 @@ async function api(method, path, body, headers = {}) {
 /** One run of the pair: its series, socket and status. */
 class Run {
   constructor(name, id, onChange) {
-    Object.assign(this, { name, id, onChange, series: new Series(600), status: "connecting", step: 0, config: null });
+    const history = Object.values(CHARTS).filter((c) => c.kind === "time").flatMap((c) => [c.stat, c.extra].filter(Boolean));
+    const latest = Object.values(CHARTS).filter((c) => c.kind === "layer").flatMap((c) => [c.stat, c.extra].filter(Boolean));
+    Object.assign(this, { name, id, onChange, series: new Series({ history, latest }, 600), status: "connecting", step: 0, config: null });
     this.token = localStorage.getItem(tokenKey(id));
   }
 
@@ -40,8 +42,9 @@ class Run {
     const h = await api("GET", `/api/sessions/${this.id}/history?max_points=600`);
     if (h.ok && h.data && h.data.step && h.data.step.length) this.series.append(h.data);
     const proto = location.protocol === "https:" ? "wss" : "ws";
-    const q = this.token ? `?token=${encodeURIComponent(this.token)}` : "";
-    this.socket = new SessionSocket(`${proto}://${location.host}/api/sessions/${this.id}/ws${q}`);
+    // commands go over HTTP with the tokens; the socket only watches (the token, where the
+    // socket module takes one, makes the hello say "owner")
+    this.socket = new SessionSocket(`${proto}://${location.host}/api/sessions/${this.id}/ws`, this.token);
     this.socket.on("hello", (m) => { this.role = m.role; this.status = m.status; this.step = m.step; this.onChange(); });
     this.socket.on("stats", (m) => { this.series.append(m); this.step = m.step[m.step.length - 1] + 1; this.onChange(); });
     this.socket.on("status", (m) => { this.status = m.status; this.step = m.step; this.onChange(); });
@@ -182,8 +185,8 @@ function layerTraces(run, spec) {
 function timeTraces(run, spec) {
   const s = run.series;
   const tag = run.name.toUpperCase();
-  const out = [{ x: s.step, y: s.g[spec.stat], name: `${tag} ${spec.stat}`, mode: "lines", line: { color: COLORS[run.name] } }];
-  if (spec.extra) out.push({ x: s.step, y: s.g[spec.extra], name: `${tag} clipped`, mode: "lines", line: { color: COLORS[run.name], dash: "dot" } });
+  const out = [{ x: s.step, y: s.h[spec.stat], name: `${tag} ${spec.stat}`, mode: "lines", line: { color: COLORS[run.name] } }];
+  if (spec.extra) out.push({ x: s.step, y: s.h[spec.extra], name: `${tag} clipped`, mode: "lines", line: { color: COLORS[run.name], dash: "dot" } });
   return out;
 }
 

@@ -44,14 +44,15 @@ def test_compare_from_a_session_steps_both_in_lockstep_and_the_link_opens_as_vie
     page.fill("#compare-changes", "learning_rate=0.5, clip_mode=norm")
     page.click("#compare-go")
     page.wait_for_url("**/compare/**", timeout=SLOW)
-    wait(tab, "() => gradscope.compare && gradscope.compare.runs.every(r => r.role === 'owner')")
+    wait(tab, "() => gradscope.compare && gradscope.compare.runs.every(r => r.role) && gradscope.compare.owner")
+    assert not page.is_disabled("#cmp-step")  # this browser holds both tokens: lockstep controls
     start = tab.eval("gradscope.compare.runs.map(r => r.step)")
     assert start[0] == start[1]  # B is A's very state: paused at the same step
     for _ in range(2):
         page.click("#cmp-step")
     wait(tab, "n => gradscope.compare.runs.every(r => r.step === n && r.series.lastStep === n - 1)", start[0] + 2)
     same = tab.eval("""() => { const [a, b] = gradscope.compare.runs;
-        return [a.series.g.loss.at(-3) === b.series.g.loss.at(-3), a.series.g.loss.at(-1) === b.series.g.loss.at(-1)]; }""")
+        return [a.series.h.loss.at(-3) === b.series.h.loss.at(-3), a.series.h.loss.at(-1) === b.series.h.loss.at(-1)]; }""")
     assert same == [True, False]  # identical up to the change, apart one step after it
     page.click("#cmp-play")
     wait(tab, "n => gradscope.compare.runs.every(r => r.status === 'running' && r.step > n)", start[0] + 20)
@@ -62,7 +63,7 @@ def test_compare_from_a_session_steps_both_in_lockstep_and_the_link_opens_as_vie
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     link = page.url
     viewer = Tab(browser).open(link)
-    viewer.wait("() => gradscope.compare && gradscope.compare.runs.every(r => r.role === 'viewer')")
+    wait(viewer, "() => gradscope.compare && gradscope.compare.runs.every(r => r.role === 'viewer')")
     assert viewer.page.is_disabled("#cmp-step") and viewer.page.is_disabled("#cmp-play")
     assert "learning_rate 0.5" in viewer.page.inner_text(".cmp-runs")
     assert tab.errors == [] and viewer.errors == [] and tab.external == []
