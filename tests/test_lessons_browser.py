@@ -9,6 +9,7 @@ from test_dashboard import SMALL, Tab, browser, server  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.browser
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "compare.png"
+LESSON_SHOT = SCREENSHOT.with_name("lesson.png")
 SLOW = 300_000  # ms: two runs compile and train on a shared 2-core machine
 
 
@@ -33,6 +34,7 @@ def test_a_lesson_from_prediction_to_verdict(server, browser):  # noqa: F811
     assert runs == [["paused", 20], ["paused", 20]]
     legend = tab.eval("Array.from(document.getElementById('cmp-profile').data, t => t.name)")
     assert legend == ["A grad_norm", "B grad_norm"]
+    page.screenshot(path=str(LESSON_SHOT))
     assert tab.errors == [] and tab.external == []
 
 
