@@ -89,10 +89,10 @@ async def start_compare(request: Request, body: CompareRequest | None = None, s:
     if body.changes:
         changed_keys(s.config, body.changes)  # validate before anything is created (422 names the key)
     owner = _owns(manager, s, _bearer(authorization))
-    if not body.paused:
-        manager.check_capacity()
     if owner:
         await s.call(s.set_running, False, "paused to compare")
+    if not body.paused:
+        _room_for(manager, 2 if owner else 1)
     st = await s.call(s.fork_state)
     b, token = manager.create(Config.model_validate(st["config"]), paused=True, parent=s.id, config0=s.config0,
                               step=st["step"], events=st["events"] + [fork_event(st["events"], st["step"], s.id, "current")],
@@ -101,8 +101,8 @@ async def start_compare(request: Request, body: CompareRequest | None = None, s:
         await b.call(b.apply_changes, body.changes)
     if owner:
         pair(s, b)
-    if not body.paused:
-        await b.call(b.set_running, True, "compare")
+    if not body.paused:  # the owner's pair plays in lockstep; anyone else's B plays alone
+        await asyncio.gather(*(x.call(x.set_running, True, "compare") for x in ((s, b) if owner else (b,))))
     return {"a": s.summary(), "b": b.summary(), "token": token, "paired": owner,
             "url": str(request.url_for("compare_page", a=s.id, b=b.id))}
 
@@ -171,8 +171,8 @@ def get_lesson(lid: str, lessons: dict = Depends(get_lessons)) -> Lesson:
 
 
 def _public(lesson: Lesson) -> dict:
-    """Everything but the answer: the student predicts first."""
-    data = lesson.model_dump()
+    """Everything but the answer and the verdict's checks: the student predicts first."""
+    data = lesson.model_dump(exclude={"verdict"})
     data["question"] = {k: v for k, v in data["question"].items() if k != "answer"}
     data["config"] = lesson.config("a").model_dump()
     return data
