@@ -13,7 +13,7 @@ from gradscope.engine import Trainer
 
 
 def test_branch_holds_a_copy_of_the_very_state_and_diverges_only_after_the_change(compile_cache):
-    a = Trainer({**SMALL, "activation": "tanh"}, chunk_steps=8, cache=compile_cache)
+    a = Trainer({**SMALL, "activation": "tanh"}, chunk_steps=16, cache=compile_cache)  # K as the server tests: one compile
     a.run(5)
     b, info = branch(a, {"learning_rate": 0.5}, cache=compile_cache)
     assert info == {"kind": "live", "changes": {"learning_rate": [0.1, 0.5]}} and b.step == a.step == 5
@@ -28,7 +28,7 @@ def test_branch_holds_a_copy_of_the_very_state_and_diverges_only_after_the_chang
 
 
 def test_branch_validates_and_reset_keys_restart_from_the_seed(compile_cache):
-    a = Trainer(SMALL, chunk_steps=8, cache=compile_cache)
+    a = Trainer(SMALL, chunk_steps=16, cache=compile_cache)
     a.run(3)
     with pytest.raises(ConfigError, match="activation"):
         branch(a, {"activation": "nope"}, cache=compile_cache)
@@ -37,12 +37,12 @@ def test_branch_validates_and_reset_keys_restart_from_the_seed(compile_cache):
 
 
 def test_lockstep_runner_never_lets_a_run_get_a_chunk_ahead(compile_cache):
-    a = Trainer(SMALL, chunk_steps=4, cache=compile_cache)
+    a = Trainer(SMALL, chunk_steps=16, cache=compile_cache)
     b, _ = branch(a, {"learning_rate": 0.2}, cache=compile_cache)
     order = []
-    for run, stats in run_lockstep({"a": a, "b": b}, 10, change=(6, {"clip_mode": "norm"})):
+    for run, stats in run_lockstep({"a": a, "b": b}, 40, change=(20, {"clip_mode": "norm"})):
         order.append((run, int(stats["step"][0]), len(stats["step"])))
-    assert order == [("a", 0, 4), ("b", 0, 4), ("a", 4, 2), ("b", 4, 2), ("a", 6, 4), ("b", 6, 4)]
+    assert order == [("a", 0, 16), ("b", 0, 16), ("a", 16, 4), ("b", 16, 4), ("a", 20, 16), ("b", 20, 16), ("a", 36, 4), ("b", 36, 4)]
     assert a.config.clip_mode == b.config.clip_mode == "norm"
 
 
