@@ -68,10 +68,10 @@ class Session:
         self._thread: threading.Thread | None = None
         self._closing = False
         self.idle_pending = False            # an idle pause is queued (the monitor asks once)
-        self.gate = None                     # compare lockstep: gate(session) -> may a chunk run now
-        self.stop_at: int | None = None      # lessons: pause on reaching this step
         self._last_save = self._last_boundary = time.monotonic()
         self.tr: Trainer | None = None
+        self.gate = None                     # compare lockstep: gate(session) -> may a chunk run now
+        self.stop_at: int | None = None      # lessons: pause on reaching this step
 
     # -- event-loop side -------------------------------------------------------------
     def start(self) -> None:
