@@ -7,6 +7,7 @@ import { Controls } from "./controls.js";
 import { READS, diagnose, fixChanges, renderDiagnosis } from "./diagnosis.js";
 import { SLOPED, layerFactors, expectedProfile } from "./theory.js";
 import { toColumnar } from "./series.js";
+import { openExtraPage, wireLessonsMenu } from "./lessons.js";
 
 const $ = (id) => document.getElementById(id);
 const tokenKey = (id) => `gradscope.token.${id}`;
@@ -229,5 +230,6 @@ function frame(now) {
 }
 
 wireButtons();
+wireLessonsMenu(app);
 requestAnimationFrame(frame);
-start().catch((err) => toast(String(err), true));
+openExtraPage().then((extra) => extra || start()).catch((err) => toast(String(err), true));

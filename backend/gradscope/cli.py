@@ -11,6 +11,7 @@ from pathlib import Path
 
 from gradscope import __version__
 from gradscope.config import CONFIG_KEYS, ConfigError, make_config
+from gradscope.lessons.loader import LessonError
 
 
 def _parse_sets(pairs):
@@ -52,7 +53,8 @@ class _Progress:
 
 
 def cmd_run(args) -> int:
-    from gradscope.engine import Trainer, enable_persistent_cache
+    from gradscope.compare import branch, parse_pairs, run_lockstep
+    from gradscope.engine import CompileCache, Trainer, enable_persistent_cache
     from gradscope.records import iter_records
 
     config = _load_config(args)
@@ -61,18 +63,24 @@ def cmd_run(args) -> int:
     enable_persistent_cache(_cache_dir())
     import jax
 
-    trainer = Trainer(config)
-    out = open(args.out, "w") if args.out else sys.stdout
+    vs = parse_pairs(args.vs) if args.vs else None
+    cache = CompileCache(background=False)  # A and B share executables
+    trainer = Trainer(config, cache=cache)
     header = {"config": config.model_dump(), "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()], "version": __version__}
+    trainers = {"a": trainer}
+    if vs is not None:
+        trainers["b"], info = branch(trainer, vs, cache=cache)
+        header["vs"] = {"changes": info["changes"], "kind": info["kind"], "config": trainers["b"].config.model_dump()}
+    out = open(args.out, "w") if args.out else sys.stdout
     out.write(json.dumps(header) + "\n")
     progress = _Progress(args.steps)
     try:
-        while trainer.step < args.steps:
-            stats = trainer.run(min(args.steps - trainer.step, trainer.max_steps))
+        for run, stats in run_lockstep(trainers, args.steps):
             for record in iter_records(stats):
                 if record["step"] % args.every == 0:
-                    out.write(json.dumps(record, allow_nan=False) + "\n")
-            progress.update(trainer.step, float(stats["loss"][-1]))
+                    tagged = {"run": run, **record} if vs is not None else record
+                    out.write(json.dumps(tagged, allow_nan=False) + "\n")
+            progress.update(min(t.step for t in trainers.values()), float(stats["loss"][-1]))
     finally:
         progress.close()
         if out is not sys.stdout:
@@ -84,8 +92,12 @@ def cmd_serve(args) -> int:
     from gradscope.engine import enable_persistent_cache
     from gradscope.server import serve
 
+    from gradscope.lessons import load_lessons
+
+    dirs = tuple(Path(d) for d in args.lessons)
+    load_lessons(dirs)  # a broken lesson file stops the start, naming the file and the field
     enable_persistent_cache(_cache_dir())
-    serve(host=args.host, port=args.port, data_dir=args.data_dir, allow_origins=args.allow_origin)
+    serve(host=args.host, port=args.port, data_dir=args.data_dir, allow_origins=args.allow_origin, lessons_dirs=dirs)
     return 0
 
 
@@ -104,6 +116,8 @@ def build_parser():
     run.add_argument("--steps", type=int, required=True, help="training steps to run")
     run.add_argument("--every", type=int, default=1, help="record every K-th step (default 1)")
     run.add_argument("--out", help="write JSON Lines here instead of stdout")
+    run.add_argument("--vs", action="append", default=[], metavar="KEY=VALUE",
+                     help="also run B from A's very initial state with this change (repeatable); records get \"run\": \"a\"/\"b\"")
     run.set_defaults(func=cmd_run)
 
     serve = sub.add_parser("serve", help="start the live dashboard server")
@@ -111,6 +125,8 @@ def build_parser():
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--data-dir", default="data", help="where the SQLite database lives (default ./data)")
     serve.add_argument("--allow-origin", action="append", default=[], help="accept WebSocket connections from this extra origin (repeatable)")
+    serve.add_argument("--lessons", action="append", default=[], metavar="DIR",
+                       help="load extra lesson files (*.json, *.toml) from this directory (repeatable)")
     serve.set_defaults(func=cmd_serve)
     return parser
 
@@ -119,7 +135,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ConfigError as exc:
+    except (ConfigError, LessonError) as exc:
         print(f"gradscope: error: {exc}", file=sys.stderr)
         return 2
 

@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 import gradscope
 from gradscope.config import CONFIG_KEYS, ConfigError, choices_of
 
-from . import routes, ws
+from . import compare, routes, ws
 from .manager import SessionManager
 from .sessions import ActionError
 from .settings import Settings
@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None, *, warm_compile: bool = True, c
     app.add_middleware(SecurityHeaders)
     app.include_router(routes.router)
     app.include_router(ws.router)
+    app.include_router(compare.router)
     _add_static(app, frontend_dir(settings))
     return app
 

@@ -79,6 +79,8 @@ class Session:
         self._flush_job: Future | None = None
         self._save_job: Future | None = None
         self.tr: Trainer | None = None
+        self.gate = None                     # compare lockstep: gate(session) -> may a chunk run now
+        self.stop_at: int | None = None      # lessons: pause on reaching this step
 
     # -- event-loop side -------------------------------------------------------------
     def start(self) -> None:
@@ -201,11 +203,17 @@ class Session:
         if self._schedule and self._schedule[0]["step"] <= step:
             self._apply_scheduled(self._schedule.popleft())
             return
+        if self.gate is not None and not self.gate(self):
+            return
+        if self.stop_at is not None and step >= self.stop_at:
+            self.stop_at = None
+            self.set_running(False, detail=f"stopped at step {step}")
+            return
         if step in self._targets:
             self._replay_snaps[step] = tr.snapshot()
         k = tr.chunk_steps
         stops = [e for e in ([self._schedule[0]["step"]] if self._schedule else [])
-                 + [t for t in self._targets if t > step]]
+                 + [t for t in self._targets if t > step] + ([self.stop_at] if self.stop_at else [])]
         if step % k == 0 and all(s >= step + k for s in stops):
             self._ring.append((step, tr.snapshot()))
             self._record(tr.run())
@@ -360,6 +368,9 @@ class Session:
     def single_step(self) -> dict:
         if self.status == "running":
             self.set_running(False, detail="single step")
+        # a lesson's scheduled change lands on a single step as it does on a chunk
+        while self._schedule and self._schedule[0]["step"] <= self.tr.step and self._schedule[0]["kind"] == "change":
+            self._apply_scheduled(self._schedule.popleft())
         step = self.tr.step
         if step % self.tr.chunk_steps == 0 and not (self._ring and self._ring[-1][0] >= step):
             self._ring.append((step, self.tr.snapshot()))  # stepping by hand can be rewound too

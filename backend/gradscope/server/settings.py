@@ -34,6 +34,7 @@ class Settings:
     create_burst: int = 60                  # ...after a burst of this many (429 beyond)
     chunk_steps: int | None = None          # fixed K (tests); None: the engine calibrates
     frontend_dir: Path | None = None        # None: the packaged or repo frontend/
+    lessons_dirs: tuple[Path, ...] = ()     # extra lesson files (`gradscope serve --lessons DIR`)
 
     @property
     def db_path(self) -> Path:

@@ -1,0 +1,153 @@
+// Lessons: the menu, a lesson's page (/lessons/{id}: predict, run, verdict) and the extra pages'
+// routing (/lessons/{id}, /compare/{a}/{b}). The verdict is computed by the server (one evaluator).
+import { CompareView, parseChanges, startCompare } from "./compare.js";
+
+const $ = (id) => document.getElementById(id);
+const tokenKey = (id) => `gradscope.token.${id}`;
+
+async function api(method, path, body) {
+  const res = await fetch(path, { method, headers: { "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body) });
+  let data = null;
+  try { data = await res.json(); } catch { data = null; }
+  return { ok: res.ok, status: res.status, data };
+}
+
+const text = (tag, cls, content) => {
+  const el = document.createElement(tag);
+  if (cls) el.className = cls;
+  if (content !== undefined) el.textContent = content;
+  return el;
+};
+
+/** The page for /lessons/{id} or /compare/{a}/{b}; false on any other path (the dashboard's). */
+export async function openExtraPage() {
+  const lesson = location.pathname.match(/^\/lessons\/([^/]+)\/?$/);
+  const pair = location.pathname.match(/^\/compare\/([^/]+)\/([^/]+)\/?$/);
+  if (!lesson && !pair) return false;
+  document.querySelector(".layout").hidden = true;
+  for (const el of document.querySelectorAll(".transport, .runinfo, #btn-share, #btn-setup, #btn-fork, #btn-compare")) el.hidden = true;
+  const root = $("extra-root");
+  root.hidden = false;
+  if (pair) {
+    const view = new CompareView(root, { a: decodeURIComponent(pair[1]), b: decodeURIComponent(pair[2]) });
+    window.gradscope.compare = view;
+    await view.start();
+  } else {
+    await new LessonPage(root, decodeURIComponent(lesson[1])).open();
+  }
+  return true;
+}
+
+/** A lesson: claim, question (answered before running), the runs, the verdict. */
+class LessonPage {
+  constructor(root, id) {
+    Object.assign(this, { root, id, choice: null, view: null, verdict: null });
+    window.gradscope.lesson = this;
+  }
+
+  async open() {
+    const r = await api("GET", `/api/lessons/${encodeURIComponent(this.id)}`);
+    if (!r.ok) { this.root.replaceChildren(text("p", "lesson-error", `Lesson ${this.id}: not found`)); return; }
+    this.lesson = r.data;
+    const box = text("section", "lesson");
+    box.append(text("h1", null, this.lesson.title), text("p", "lesson-claim", this.lesson.claim));
+    if (this.lesson.source) box.append(text("p", "lesson-source", `Source: ${this.lesson.source}`));
+    box.append(this.questionForm(), text("div", "lesson-verdict"));
+    const runs = text("div", "lesson-runs");
+    this.root.replaceChildren(box, runs);
+  }
+
+  questionForm() {
+    const q = this.lesson.question;
+    const form = text("form", "lesson-question");
+    form.append(text("p", "lesson-prompt", `Predict first: ${q.prompt}`));
+    q.choices.forEach((c, i) => {
+      const label = text("label", "lesson-choice");
+      const input = document.createElement("input");
+      Object.assign(input, { type: "radio", name: "choice", value: String(i) });
+      input.addEventListener("change", () => { this.choice = i; run.disabled = false; });
+      label.append(input, ` ${c}`);
+      form.append(label);
+    });
+    const run = text("button", "primary", "Run it");
+    Object.assign(run, { type: "submit", disabled: true, id: "lesson-run" });
+    form.append(run);
+    form.addEventListener("submit", (e) => { e.preventDefault(); this.run(form); });
+    return form;
+  }
+
+  async run(form) {
+    for (const el of form.elements) el.disabled = true;
+    // created paused and played once this page watches: a run nobody watches would idle-pause
+    const r = await api("POST", `/api/lessons/${encodeURIComponent(this.id)}/start`, { paused: true });
+    if (!r.ok) { this.showError(`Could not start: ${JSON.stringify(r.data && r.data.detail)}`); return; }
+    this.runs = { a: r.data.a.id, b: r.data.b ? r.data.b.id : null };
+    for (const key of ["a", "b"]) if (r.data[key]) localStorage.setItem(tokenKey(r.data[key].id), r.data[key].token);
+    const holder = this.root.querySelector(".lesson-runs");
+    this.view = new CompareView(holder, { a: this.runs.a, b: this.runs.b, look: this.lesson.look });
+    window.gradscope.compare = this.view;
+    this.view.onChange(() => this.maybeJudge());
+    await this.view.start();
+    await this.view.whenConnected();
+    await this.view.control("play");
+  }
+
+  /** Once every run is paused at the last step (or diverged), ask the server for the verdict. */
+  async maybeJudge() {
+    if (this.verdict || this.judging) return;
+    const done = this.view.runs.every((r) => r.status === "diverged" || (r.status === "paused" && r.step >= this.lesson.steps));
+    if (!done) return;
+    this.judging = true;
+    const q = new URLSearchParams({ a: this.runs.a, ...(this.runs.b ? { b: this.runs.b } : {}) });
+    const r = await api("GET", `/api/lessons/${encodeURIComponent(this.id)}/verdict?${q}`);
+    this.judging = false;
+    if (r.ok && r.data.ready) this.showVerdict(r.data);
+  }
+
+  showVerdict(v) {
+    this.verdict = v;
+    const box = this.root.querySelector(".lesson-verdict");
+    const choices = this.lesson.question.choices;
+    const right = this.choice === v.answer;
+    box.dataset.holds = String(v.holds);
+    box.replaceChildren(
+      text("p", `lesson-prediction ${right ? "right" : "wrong"}`,
+        `You predicted "${choices[this.choice]}". ${right ? "Right." : `The run says: "${choices[v.answer]}".`}`),
+      text("p", "lesson-message", v.message),
+      ...v.checks.map((c) => text("p", `lesson-check ${c.passed ? "passed" : "failed"}`, `${c.passed ? "✓" : "✗"} ${c.says}`)),
+      text("p", "lesson-explain", this.lesson.explain),
+    );
+  }
+
+  showError(message) {
+    this.root.querySelector(".lesson-verdict").replaceChildren(text("p", "lesson-error", message));
+  }
+}
+
+/** The Lessons menu (every page) and the Compare button (a session page). */
+export function wireLessonsMenu(app) {
+  const menu = $("lessons-menu");
+  $("btn-lessons").addEventListener("click", async () => {
+    menu.hidden = !menu.hidden;
+    if (menu.hidden || menu.dataset.loaded) return;
+    const r = await api("GET", "/api/lessons");
+    if (!r.ok) return;
+    menu.dataset.loaded = "1";
+    menu.replaceChildren(...r.data.map((l) => {
+      const a = text("a", "lesson-link", l.title);
+      a.href = `/lessons/${l.id}`;
+      a.title = l.claim;
+      return a;
+    }));
+  });
+  const dialog = $("compare-dialog");
+  $("btn-compare").addEventListener("click", () => { dialog.hidden = !dialog.hidden; });
+  $("compare-go").addEventListener("click", async () => {
+    const link = $("compare-link").value.trim().match(/\/s\/([^/?#]+)/);
+    if (link) { location.assign(`/compare/${app.id}/${link[1]}`); return; }
+    const r = await startCompare(app, parseChanges($("compare-changes").value));
+    if (r.ok) location.assign(`/compare/${app.id}/${r.data.b.id}`);
+    else $("compare-error").textContent = JSON.stringify(r.data && r.data.detail);
+  });
+}

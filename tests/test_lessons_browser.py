@@ -1,0 +1,71 @@
+"""Lessons and compare in a real headless Chromium: a lesson start to finish, the compare view in lockstep."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from test_dashboard import SMALL, Tab, browser, server  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.browser
+SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "compare.png"
+LESSON_SHOT = SCREENSHOT.with_name("lesson.png")
+SLOW = 300_000  # ms: two runs compile and train on a shared 2-core machine
+
+
+def wait(tab, expr, arg=None):
+    return tab.page.wait_for_function(expr, arg=arg, timeout=SLOW, polling=100).json_value()
+
+
+def test_a_lesson_from_prediction_to_verdict(server, browser):  # noqa: F811
+    tab = Tab(browser).open(f"{server}/lessons/sigmoid-vs-tanh")
+    page = tab.page
+    page.wait_for_selector("#lesson-run", timeout=SLOW)
+    assert page.is_disabled("#lesson-run")  # predict first
+    assert "answer" not in tab.eval("JSON.stringify(gradscope.lesson.lesson.question)")
+    page.check("input[name=choice][value='2']")
+    page.click("#lesson-run")
+    verdict = wait(tab, "() => gradscope.lesson && gradscope.lesson.verdict")
+    assert verdict["ready"] and verdict["holds"] and verdict["answer"] == 2
+    shown = page.inner_text(".lesson-verdict")
+    assert "Right." in shown and "under tanh" in shown and "✓ sigmoid: layer 1 / output" in shown
+    assert page.get_attribute(".cmp-card.highlight", "data-chart") == "profile"
+    runs = tab.eval("gradscope.compare.runs.map(r => [r.status, r.step])")
+    assert runs == [["paused", 20], ["paused", 20]]
+    legend = tab.eval("Array.from(document.getElementById('cmp-profile').data, t => t.name)")
+    assert legend == ["A grad_norm", "B grad_norm"]
+    page.screenshot(path=str(LESSON_SHOT))
+    assert tab.errors == [] and tab.external == []
+
+
+def test_compare_from_a_session_steps_both_in_lockstep_and_the_link_opens_as_viewer(server, browser):  # noqa: F811
+    tab = Tab(browser).open(f"{server}/?{SMALL}&activation=tanh")
+    wait(tab, "() => window.gradscope && gradscope.dashboard.series.step.length >= 5")
+    page = tab.page
+    page.click("#btn-compare")
+    page.fill("#compare-changes", "learning_rate=0.5, clip_mode=norm")
+    page.click("#compare-go")
+    page.wait_for_url("**/compare/**", timeout=SLOW)
+    wait(tab, "() => gradscope.compare && gradscope.compare.runs.every(r => r.role) && gradscope.compare.owner")
+    assert not page.is_disabled("#cmp-step")  # this browser holds both tokens: lockstep controls
+    start = tab.eval("gradscope.compare.runs.map(r => r.step)")
+    assert start[0] == start[1]  # B is A's very state: paused at the same step
+    for _ in range(2):
+        page.click("#cmp-step")
+    wait(tab, "n => gradscope.compare.runs.every(r => r.step === n && r.series.lastStep === n - 1)", start[0] + 2)
+    same = tab.eval("""() => { const [a, b] = gradscope.compare.runs;
+        return [a.series.h.loss.at(-3) === b.series.h.loss.at(-3), a.series.h.loss.at(-1) === b.series.h.loss.at(-1)]; }""")
+    assert same == [True, False]  # identical up to the change, apart one step after it
+    page.click("#cmp-play")
+    wait(tab, "n => gradscope.compare.runs.every(r => r.status === 'running' && r.step > n)", start[0] + 20)
+    page.click("#cmp-play")
+    tab.wait("() => gradscope.compare.runs.every(r => r.status === 'paused')")
+    tab.wait("() => { const [a, b] = gradscope.compare.runs; return a.step === b.step; }")
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    link = page.url
+    viewer = Tab(browser).open(link)
+    wait(viewer, "() => gradscope.compare && gradscope.compare.runs.every(r => r.role === 'viewer')")
+    assert viewer.page.is_disabled("#cmp-step") and viewer.page.is_disabled("#cmp-play")
+    assert "learning_rate 0.5" in viewer.page.inner_text(".cmp-runs")
+    assert tab.errors == [] and viewer.errors == [] and tab.external == []
