@@ -267,7 +267,10 @@ def test_generated_sequences_short(tmp_path, server_log):
 
 
 @pytest.mark.slow
-def test_generated_sequences_long(tmp_path, server_log):
+def test_generated_sequences_long(tmp_path, server_log, request):
+    """About an hour on two cores: run only when asked for (`-m slow`), not in the default command."""
+    if "slow" not in (request.config.getoption("markexpr") or ""):
+        pytest.skip("the long generated run: select it with -m slow")
     run_machine(tmp_path, server_log, examples=40, steps=40)
 
 

@@ -17,11 +17,12 @@ from concurrent.futures import Future
 
 import numpy as np
 
-from gradscope.config import LIVE_KEYS, RESET_KEYS, Config, ConfigError
+from gradscope.config import LIVE_KEYS, Config
 from gradscope.engine import Trainer
 
-from .history import History, pack
+from .history import History
 from .hub import Frame, Hub
+from .persist import Persistence
 
 log = logging.getLogger("gradscope.server")
 REPLAYED = ("change", "reset", "rewind")
@@ -44,7 +45,7 @@ def fork_event(events: list, step: int, source: str, start: str) -> dict:
             "detail": f"forked from {source} ({start})", "source": source, "start": start}
 
 
-class Session:
+class Session(Persistence):
     """A training session: config, status, event timeline, history, subscribers, worker."""
 
     def __init__(self, manager, row: dict, *, weights: bytes | None = None, replay: list | None = None,
@@ -158,20 +159,6 @@ class Session:
         if self.step < saved_step and not self._schedule:  # the server died before it could save
             self._event("recovered", detail=f"the server stopped unexpectedly: resumed from step {self.step}, "
                         f"steps {self.step}..{saved_step - 1} were lost")
-
-    def _load_weights(self, blob: bytes, target: Config) -> None:
-        """Saved weights, under the config last acknowledged (saved with every change, while
-        the weights are saved every few seconds: after a crash the two can differ)."""
-        self.tr.load_bytes(blob)
-        saved = self.tr.config
-        if any(getattr(saved, k) != getattr(target, k) for k in RESET_KEYS):
-            self.tr = Trainer(target, chunk_steps=self.settings.chunk_steps, cache=self.manager.cache,
-                              warm=self.manager.warm)  # the weights belong to an older shape
-            self._ring.clear()
-            return
-        live = {k: getattr(target, k) for k in LIVE_KEYS if getattr(saved, k) != getattr(target, k)}
-        if live:
-            self.tr.update(live)
 
     def _drain(self, block: bool) -> None:
         try:
@@ -377,44 +364,6 @@ class Session:
         self._record(self.tr.run(1))
         self.flush()  # no housekeeping runs while paused
         return {"step": step, "status": self.status}
-
-    def save(self, forget_checkpoints: bool = False) -> Future:
-        """Worker: the row now; weights + the whole history through the writer thread
-        (`forget_checkpoints`: after a reset, none of the stored ones is of this run)."""
-        with self.lock:  # references under the lock; compressing them happens on the writer
-            arrays = self.history.arrays()
-        self._unsaved = []
-        self._cp_step = -1
-        self.manager.persist(self)
-        return self.manager.writer.submit(self._write_full, self.tr.step, self.tr.snapshot(), arrays,
-                                          not forget_checkpoints)
-
-    def _write_full(self, step: int, snap, arrays: dict, keep_checkpoints: bool) -> None:
-        """Writer thread."""
-        self.manager.store.save_snapshot(self.id, step, self.tr.to_bytes(snap), pack(arrays), keep_checkpoints)
-
-    def flush(self) -> None:
-        """Worker: hand the rows trained since the last flush, and the newest checkpoint (if
-        the writer is done with the previous one), to the writer thread."""
-        if self._flush_job is not None and not self._flush_job.done():
-            return  # the writer is behind: these rows go with the next flush (one job in flight)
-        stats, self._unsaved = self._unsaved, []
-        cp = None
-        if self._ring and self._ring[-1][0] != self._cp_step and (self._cp_job is None or self._cp_job.done()):
-            cp = self._ring[-1]
-            self._cp_step = cp[0]
-        if stats or cp:
-            self._flush_job = self.manager.writer.submit(self._write_appended, self.tr.step, stats, cp)
-            self._cp_job = self._flush_job if cp else self._cp_job
-
-    def _write_appended(self, step: int, stats: list[dict], cp) -> None:
-        """Writer thread: compress and append."""
-        rows = None
-        if stats:
-            keys = [k for k in stats[0] if all(k in c for c in stats)]
-            rows = pack({k: np.concatenate([c[k] for c in stats]) for k in keys})
-        blob = (cp[0], self.tr.to_bytes(cp[1])) if cp else None
-        self.manager.store.append(self.id, step, rows, blob, self.settings.ring_size)
 
     def fork_state(self) -> dict:
         """Worker: what a fork 'from current' starts with."""
