@@ -6,6 +6,7 @@ which can be shared between trainers and warms the other activations in the
 background, so a live change of any knob never waits for a compile.
 """
 
+import functools
 import io
 import json
 import threading
@@ -156,10 +157,17 @@ def _setup(config: Config):
     shape = shape_of(config)
     data = datasets.load(config.dataset, noise=config.noise, seed=config.seed, input_dim=config.input_dim)
     (x, y), (x_val, y_val) = datasets.split(*data, seed=config.seed)
-    k_init, k_train = jax.random.split(jax.random.PRNGKey(config.seed))
-    params = init_params(k_init, shape, config.init, config.init_gain)
-    state = init_state(k_train, params, shape, config.optimizer)
+    state = _initial_state(np.int32(config.seed), shape, config.init, config.init_gain, config.optimizer)
     return shape, (jnp.asarray(x), jnp.asarray(y)), (jnp.asarray(x_val), jnp.asarray(y_val)), state
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
+def _initial_state(seed, shape, init, gain, optimizer):
+    """Weights and optimizer state from the seed, as one compiled program: run op by op, the
+    initialization compiled dozens of small programs, seconds before the first frame."""
+    k_init, k_train = jax.random.split(jax.random.PRNGKey(seed))
+    params = init_params(k_init, shape, init, gain)
+    return init_state(k_train, params, shape, optimizer)
 
 
 def prewarm(cache: CompileCache, config: Config | dict | None = None) -> None:
