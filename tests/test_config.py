@@ -12,8 +12,8 @@ from gradscope.core.train import CLIP_MODES, OPTIMIZERS
 def test_schema_choices_are_the_registry_names():
     fields = Config.model_fields
     assert get_args(fields["activation"].annotation) == tuple(ACTIVATIONS)
-    assert get_args(fields["init"].annotation) == INITIALIZERS
-    assert get_args(fields["dataset"].annotation) == DATASETS
+    assert get_args(fields["init"].annotation) == INITIALIZERS + ("identity",)  # identity: W_hh of the recurrent models
+    assert get_args(fields["dataset"].annotation) == DATASETS + ("adding", "copy", "parity")  # and digits as a sequence
     assert get_args(fields["optimizer"].annotation) == tuple(OPTIMIZERS)
     assert get_args(fields["clip_mode"].annotation) == CLIP_MODES
     m = meta()

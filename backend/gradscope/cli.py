@@ -64,6 +64,10 @@ def cmd_run(args) -> int:
     trainer = Trainer(config)
     out = open(args.out, "w") if args.out else sys.stdout
     header = {"config": config.model_dump(), "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()], "version": __version__}
+    if config.model != "mlp":  # recurrent runs: the names of the per-group columns, the gates, the task's baseline
+        from gradscope.engine_rnn import header as recurrent_header
+
+        header["recurrent"] = recurrent_header(config)
     out.write(json.dumps(header) + "\n")
     progress = _Progress(args.steps)
     try:

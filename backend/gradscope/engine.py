@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradscope import engine_rnn
 from gradscope.config import LIVE_KEYS, Config, make_config, parse_changes
 from gradscope.core import datasets
 from gradscope.core.network import Knobs, Shape, init_params
@@ -51,6 +52,8 @@ def knobs_of(config: Config) -> Knobs:
 
 
 def shape_of(config: Config) -> Shape:
+    if engine_rnn.is_recurrent(config):
+        return engine_rnn.shape_of(config)
     return Shape(
         n_in=datasets.num_features(config.dataset, config.input_dim),
         depth=config.depth,
@@ -104,6 +107,8 @@ class CompileCache:
 
 def _compile(key, args):
     act, optimizer, shape, _, steps = key
+    if isinstance(shape, engine_rnn.RecurrentShape):
+        return engine_rnn.compile_chunk(key, args)
     return jax.jit(make_chunk(act, optimizer, shape, steps, UNROLL)).lower(*args).compile()
 
 
@@ -131,12 +136,17 @@ class Trainer:
     def _build(self, config: Config):
         self.config = config
         self.shape = shape_of(config)
-        x, y = datasets.load(config.dataset, noise=config.noise, seed=config.seed, input_dim=config.input_dim)
+        if engine_rnn.is_recurrent(config):  # issue 12: the recurrent models' data, state and cost model
+            x, y = engine_rnn.load(config)
+            self.state = engine_rnn.new_state(config, self.shape)
+            self.max_steps = self._fixed_k or engine_rnn.max_chunk_steps(self.shape)
+        else:
+            x, y = datasets.load(config.dataset, noise=config.noise, seed=config.seed, input_dim=config.input_dim)
+            k_init, k_train = jax.random.split(jax.random.PRNGKey(config.seed))
+            params = init_params(k_init, self.shape, config.init, config.init_gain)
+            self.state = init_state(k_train, params, self.shape, config.optimizer)
+            self.max_steps = self._fixed_k or max_chunk_steps(self.shape)
         self.x, self.y = jnp.asarray(x), jnp.asarray(y)
-        k_init, k_train = jax.random.split(jax.random.PRNGKey(config.seed))
-        params = init_params(k_init, self.shape, config.init, config.init_gain)
-        self.state = init_state(k_train, params, self.shape, config.optimizer)
-        self.max_steps = self._fixed_k or max_chunk_steps(self.shape)
         self.chunk_steps = self._fixed_k or self._calibrate()
         self._warm_others()
 
@@ -145,15 +155,19 @@ class Trainer:
         if not self._warm:
             return
         act, opt = self.config.activation, self.config.optimizer
-        keys = [self._key(a, opt) for a in WARM_ORDER if a != act]
+        order = engine_rnn.warm_order(self.config.model, WARM_ORDER) if engine_rnn.is_recurrent(self.config) else WARM_ORDER
+        keys = [self._key(a, opt) for a in order if a != act]
         keys += [self._key(act, o) for o in OPTIMIZER_NAMES if o != opt]
         self._cache.warm(keys, self._args(0))
 
     def _key(self, act, optimizer):
+        if engine_rnn.is_recurrent(self.config):
+            act = engine_rnn.cache_activation(self.shape, act)
         return (act, optimizer, self.shape, int(self.x.shape[0]), self.max_steps)
 
     def _args(self, n):
-        return (self.state, knobs_of(self.config), self.x, self.y, np.int32(n))
+        knobs = engine_rnn.knobs_of(self.config) if engine_rnn.is_recurrent(self.config) else knobs_of(self.config)
+        return (self.state, knobs, self.x, self.y, np.int32(n))
 
     def _executable(self):
         return self._cache.get(self._key(self.config.activation, self.config.optimizer), self._args(0))
@@ -204,7 +218,8 @@ class Trainer:
             return {"kind": "reset", "changes": diff}
         self.config = new
         if "optimizer" in diff:
-            self.state = reset_optimizer(self.state, new.optimizer)
+            reset = engine_rnn.reset_optimizer if engine_rnn.is_recurrent(new) else reset_optimizer
+            self.state = reset(self.state, new.optimizer)
             self._warm_others()
         return {"kind": "live", "changes": diff}
 
@@ -252,7 +267,9 @@ class Trainer:
         return np.asarray(jax.nn.softmax(logits))
 
     def evaluate(self) -> dict:
-        """Loss and accuracy over the whole dataset, in evaluation mode."""
+        """Loss and accuracy over the whole dataset, in evaluation mode (recurrent: a fixed batch, and the baseline)."""
+        if engine_rnn.is_recurrent(self.config):
+            return engine_rnn.evaluate(self.config, self.shape, self.state, (self.x, self.y))
         p = self.predict(self.x)
         y = np.asarray(self.y)
         with np.errstate(divide="ignore", invalid="ignore"):

@@ -23,7 +23,7 @@ import numpy as np
 import optax
 
 from gradscope.core import sequences
-from gradscope.core.recurrent import CARRY_GATE, GATES, RecurrentShape, forward, gate_radii, readout, theory_factor, zero_eps
+from gradscope.core.recurrent import CARRY_GATE, GATES, RECURRENT_INITIALIZERS, RNN_ACTIVATIONS, RecurrentShape, forward, gate_radii, readout, theory_factor, zero_eps
 from gradscope.core.train import CLIP_MODES, OPTIMIZERS
 
 GLOBAL_STATS = ("loss", "accuracy", "penalty", "baseline", "global_grad_norm", "clipped_global_grad_norm", "nonfinite")
@@ -184,3 +184,18 @@ def make_eval(model, act, shape: RecurrentShape):
         return loss, acc
 
     return evaluate
+
+
+def describe() -> dict:
+    """The recurrent models for clients (`/api/meta`): gates, statistics, tasks and the theory line."""
+    return {
+        "gates": {m: list(g) for m, g in GATES.items()},
+        "activations": list(RNN_ACTIVATIONS),
+        "initializers": list(RECURRENT_INITIALIZERS),
+        "tasks": {t: {"baseline": sequences.spec(t, 64).baseline, "regression": sequences.spec(t, 64).regression} for t in sequences.TASKS},
+        "group_stats": list(GROUP_STATS),
+        "stats": {m: list(GLOBAL_STATS + GROUP_STATS + TIME_STATS + MODEL_STATS[m]) for m in GATES},
+        "groups": "per layer l = 1..depth: L{l}.W_xh.{gate}, L{l}.W_hh.{gate}, L{l}.b.{gate} (rnn: no .gate), then out.W, out.b",
+        "theory": "rnn: time_delta_norm[t-1] / time_delta_norm[t] ~ theory_factor = spectral_radius * slope_rms, "
+                  "so time_delta_norm[t] ~ time_delta_norm[T] * theory_factor ** (T - t)",
+    }
