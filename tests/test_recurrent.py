@@ -89,7 +89,7 @@ def test_numpy_bptt_matches_finite_differences(model, act, task):
 def run_one_step(model, act, task, **knobs):
     """The compiled chunk's first step, and the batch it drew (re-drawn from the same key)."""
     shape, params, _, _ = setup(model, task)
-    state = init_state(jax.random.PRNGKey(5), params, "sgd")
+    state = init_state(jax.random.PRNGKey(5), params, "sgd", model)
     pool = sequences.pool(task, None)
     _, stats = jax.jit(make_chunk(model, act, "sgd", shape, 1))(state, knobs_of({**KNOBS, **knobs}), *pool, np.int32(1))
     x, y = sequences.sample(task, T, B, jax.random.split(state.key)[1], *pool)

@@ -96,3 +96,26 @@ def test_http_answers_a_set_that_does_not_fit_the_model_with_422(client):
     assert r.status_code == 422 and r.json()["detail"][0]["choices"] == ["adding", "copy", "parity", "digits"]
     m = client.get("/api/meta").json()
     assert m["models"] == ["mlp", "rnn", "lstm", "gru"] and m["recurrent"]["gates"]["gru"] == ["r", "z", "n"]
+
+
+def test_a_running_recurrent_session_streams_time_statistics_and_takes_live_switches(live_server):
+    from test_server_ws import create, of_type, ws_connect
+
+    from conftest import recv_until
+
+    srv = live_server()
+    d = create(srv, **{**SMALL, "depth": 2})
+    with ws_connect(srv, d) as ws:
+        hello = recv_until(ws, of_type("hello"))
+        assert hello["meta"]["recurrent"]["gates"]["lstm"] == ["i", "f", "g", "o"]
+        stats = recv_until(ws, of_type("stats"))
+        assert len(stats["time_delta_norm"][0]) == 2 and len(stats["time_delta_norm"][0][0]) == 12
+        assert len(stats["theory_factor"][0]) == 2 and len(stats["grad_norm"][0]) == len(group_names("rnn", 2))
+        ws.send(json.dumps({"type": "set", "id": "a", "changes": {"activation": "relu", "clip_mode": "norm", "clip_value": 1e-4}}))
+        ack = recv_until(ws, of_type("ack", id="a"))
+        assert ack["applied"]["kind"] == "live"
+        after = recv_until(ws, lambda m: m["type"] == "stats" and m["step"][0] > ack["step"])
+        assert all(abs(v - 1e-4) < 1e-8 for v in after["clipped_global_grad_norm"])
+        ws.send(json.dumps({"type": "set", "id": "b", "changes": {"batchnorm": True}}))
+        err = recv_until(ws, of_type("error", id="b"))
+        assert err["field"] == "batchnorm" and err["choices"] == [False]

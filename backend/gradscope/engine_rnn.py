@@ -40,7 +40,7 @@ def load(config: Config):
 def new_state(config: Config, shape: RecurrentShape):
     k_init, k_train = jax.random.split(jax.random.PRNGKey(config.seed))
     params = init_params(k_init, shape, config.init, config.init_gain, config.forget_bias)
-    return init_state(k_train, params, config.optimizer)
+    return init_state(k_train, params, config.optimizer, config.model)
 
 
 def knobs_of(config: Config) -> RnnKnobs:

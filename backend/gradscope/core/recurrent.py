@@ -36,7 +36,8 @@ RECURRENT_INITIALIZERS = INITIALIZERS + ("identity",)
 # rrelu draws random slopes and prelu learns one per layer: neither is defined for these cells.
 RNN_ACTIVATIONS = tuple(a for a in ACTIVATIONS if a not in ("rrelu", "prelu"))
 SAT = 0.05
-POWER_STEPS = 48
+POWER_STEPS = 48  # from a random start (initialization, the standalone function)
+WARM_POWER_STEPS = 8  # per training step, continuing from the last step's vectors
 
 
 class RecurrentShape(NamedTuple):
@@ -162,34 +163,56 @@ def readout(out, hs, out_steps):
     return hs[-out_steps:] @ out["w"] + out["b"]
 
 
-def spectral_radius(w, steps=POWER_STEPS):
-    """|lambda_max| of a square (H, H) matrix by power iteration, on device.
+def _power_steps(blocks, v, steps, unroll):
+    """`steps` power iterations on each (H, H) block at once. blocks (G, H, H), v (G, H) unit rows.
 
-    The growth rate of ||W^k v|| (the log-mean over the second half of the iterations):
-    it converges for complex dominant pairs too, where the Rayleigh quotient oscillates.
+    Returns the new vectors and the log growth per iteration (steps, G). The growth rate of
+    ||W^k v|| converges to the spectral radius for complex dominant pairs too, where the
+    Rayleigh quotient oscillates.
     """
-    v0 = jax.random.normal(jax.random.PRNGKey(0), (w.shape[0],), w.dtype)
-    v0 = v0 / jnp.linalg.norm(v0)
-
     def body(v, _):
-        u = w.T @ v  # the direction backpropagation multiplies by
-        n = jnp.linalg.norm(u)
-        return u / jnp.maximum(n, 1e-30), jnp.log(jnp.maximum(n, 1e-30))
+        u = jnp.einsum("gij,gi->gj", blocks, v)  # W^T v: the direction backpropagation multiplies by
+        n = jnp.maximum(jnp.linalg.norm(u, axis=-1, keepdims=True), 1e-30)
+        return u / n, jnp.log(n[:, 0])
 
-    _, logs = jax.lax.scan(body, v0, None, length=steps)
-    return jnp.exp(logs[steps // 2:].mean())
+    return jax.lax.scan(body, v, None, length=steps, unroll=unroll)
 
 
-def gate_radii(params, model):
-    """Spectral radius of each gate's recurrent block W_hh[:, gate]: (L, G)."""
-    g = len(GATES[model])
+def spectral_radius(w, steps=POWER_STEPS):
+    """|lambda_max| of one square (H, H) matrix by power iteration from a fixed start, on device."""
+    v0 = jax.random.normal(jax.random.PRNGKey(0), (1, w.shape[0]), w.dtype)
+    _, logs = _power_steps(w[None], v0 / jnp.linalg.norm(v0), steps, 1)
+    return jnp.exp(logs[steps // 2:, 0].mean())
 
-    def per_layer(w_hh):
-        h = w_hh.shape[0]
-        blocks = w_hh.reshape(h, g, h).swapaxes(0, 1)  # (G, H, H)
-        return jax.vmap(spectral_radius)(blocks)
 
-    return jnp.stack([per_layer(layer["w_hh"]) for layer in params["layers"]])
+def _blocks(w_hh, gates):
+    h = w_hh.shape[0]
+    return w_hh.reshape(h, gates, h).swapaxes(0, 1)  # (G, H, H): each gate's recurrent block
+
+
+def init_power(params, model):
+    """Converged power-iteration vectors for every gate block: a list of L arrays (G, H).
+
+    Training steps continue from them (`gate_radii`) with a few iterations each: W_hh moves
+    little per step, so the vectors stay converged and each step's estimate is cheap.
+    """
+    g, out = len(GATES[model]), []
+    for layer in params["layers"]:
+        h = layer["w_hh"].shape[0]
+        v0 = jax.random.normal(jax.random.PRNGKey(0), (g, h))
+        v, _ = _power_steps(_blocks(layer["w_hh"], g), v0 / jnp.linalg.norm(v0, axis=-1, keepdims=True), POWER_STEPS, 1)
+        out.append(v)
+    return out
+
+
+def gate_radii(params, model, vectors, steps=WARM_POWER_STEPS):
+    """Spectral radius of each gate's recurrent block W_hh[:, gate] -> (L, G), and the advanced vectors."""
+    g, radii, new = len(GATES[model]), [], []
+    for layer, v in zip(params["layers"], vectors):
+        v, logs = _power_steps(_blocks(layer["w_hh"], g), v, steps, True)  # unrolled: a loop costs more than 8 matvecs
+        radii.append(jnp.exp(logs.mean(0)))
+        new.append(v)
+    return jnp.stack(radii), new
 
 
 def theory_factor(radius, slope_rms):

@@ -23,7 +23,7 @@ import numpy as np
 import optax
 
 from gradscope.core import sequences
-from gradscope.core.recurrent import CARRY_GATE, GATES, RECURRENT_INITIALIZERS, RNN_ACTIVATIONS, RecurrentShape, forward, gate_radii, readout, theory_factor, zero_eps
+from gradscope.core.recurrent import CARRY_GATE, GATES, RECURRENT_INITIALIZERS, RNN_ACTIVATIONS, RecurrentShape, forward, gate_radii, init_power, readout, theory_factor, zero_eps
 from gradscope.core.train import CLIP_MODES, OPTIMIZERS
 
 GLOBAL_STATS = ("loss", "accuracy", "penalty", "baseline", "global_grad_norm", "clipped_global_grad_norm", "nonfinite")
@@ -53,12 +53,14 @@ def knobs_of(values: dict) -> RnnKnobs:
 class RnnState(NamedTuple):
     params: dict
     opt_state: tuple
+    power: list  # per layer (G, H): the power-iteration vectors of W_hh's gate blocks
     key: jax.Array
     step: jax.Array
 
 
-def init_state(key, params, optimizer: str) -> RnnState:
-    return RnnState(params, OPTIMIZERS[optimizer]().init(params), key, jnp.zeros((), jnp.int32))
+def init_state(key, params, optimizer: str, model: str) -> RnnState:
+    opt_state = OPTIMIZERS[optimizer]().init(params)
+    return RnnState(params, opt_state, init_power(params, model), key, jnp.zeros((), jnp.int32))
 
 
 def reset_optimizer(state: RnnState, optimizer: str) -> RnnState:
@@ -143,7 +145,7 @@ def make_step(model, act, optimizer, shape: RecurrentShape):
         weight_norm = _norms(state.params, gates)
         update_norm = _norms(jax.tree.map(jnp.subtract, params, state.params), gates)
         global_norm = optax.tree.norm(grads)
-        radius = gate_radii(state.params, model)
+        radius, power = gate_radii(state.params, model, state.power)
         stats = {
             "loss": loss, "accuracy": acc, "penalty": penalty, "baseline": baseline,
             "global_grad_norm": global_norm, "clipped_global_grad_norm": optax.tree.norm(clipped),
@@ -157,7 +159,7 @@ def make_step(model, act, optimizer, shape: RecurrentShape):
             "step": state.step,
         }
         stats["nonfinite"] = ~(jnp.isfinite(loss) & jnp.isfinite(global_norm) & jnp.isfinite(optax.tree.norm(params)))
-        return RnnState(params, opt_state, key, state.step + 1), stats
+        return RnnState(params, opt_state, power, key, state.step + 1), stats
 
     return step
 
