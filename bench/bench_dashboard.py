@@ -56,7 +56,7 @@ INSTRUMENT = """() => {
 SNAPSHOT = """() => {
   const b = window.__bench, d = gradscope.dashboard;
   return { t: performance.now(), raf: b.raf, longTasks: b.longTasks, longMs: b.longMs, ingestMs: b.ingestMs,
-           renderMs: b.renderMs, frames: d.info.frames, renders: d.info.renders, step: gradscope.step,
+           renderMs: b.renderMs, frames: d.info.frames, draws: d.scheduler.counts(), step: gradscope.step,
            points: d.series.step.length };
 }"""
 
@@ -101,7 +101,8 @@ def measure(browser, url, depth, seconds):
         "steps/s": (b["step"] - a["step"]) / s,
         "frames/s": (b["frames"] - a["frames"]) / s,
         "animation frames/s": (b["raf"] - a["raf"]) / s,
-        "profile redraws/s": (b["renders"] - a["renders"]) / s,
+        "profile redraws/s": (b["draws"]["profile"] - a["draws"]["profile"]) / s,
+        "heat map redraws/s": (b["draws"]["heatmap"] - a["draws"]["heatmap"]) / s,
         "main thread busy": (b["ingestMs"] + b["renderMs"]) / (s * 1000),
         "ms per frame ingested": b["ingestMs"] / max(1, b["frames"] - a["frames"]),
         "long tasks/s": (b["longTasks"] - a["longTasks"]) / s,

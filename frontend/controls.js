@@ -1,11 +1,12 @@
 // The control panel: one widget per config key, each with a short account of what it does to gradients.
-import { CHOICES, KEYS, formatValue, isLive } from "./state.js";
+import { formatValue } from "./state.js";
 
 const log = (min, max) => ({ kind: "log", min, max });
 const lin = (min, max, step) => ({ kind: "range", min, max, step });
+// Whole numbers; the bounds of the size keys are replaced by meta.limits where it has them.
 const num = (min, max) => ({ kind: "number", min, max });
 
-/** [section, [key, label, widget, explanation]] in display order. */
+/** [section, [key, label, widget, explanation]] in display order; keys the server does not know are left out. */
 export const PANEL = [
   ["Activation & initialization", [
     ["activation", "Activation", { kind: "select" },
@@ -22,6 +23,8 @@ export const PANEL = [
       "Re-centres and re-scales each layer's pre-activations over the batch, so they stay where the activation has slope and the per-layer gain stays near 1 whatever the weights' scale."],
     ["residual", "Residual connections", { kind: "bool" },
       "Each layer adds its input to its output. The identity path carries the gradient past the multiplications, so it cannot vanish with depth."],
+    ["dropout", "Dropout", lin(0, 0.9, 0.05),
+      "Zeroes this fraction of hidden units on every training step and scales the rest up to match. The gradient flows only through the units kept, so each layer's slope factor gets noisier; evaluation on held-out data runs without it."],
     ["depth", "Depth", num(1, 256),
       "Hidden layers. The gradient is multiplied once per layer, so any factor away from 1 grows or shrinks exponentially with depth. Restarts training."],
     ["width", "Width", num(2, 1024),
@@ -42,6 +45,14 @@ export const PANEL = [
       "Penalty on w² (weight decay): shrinks weights every step, which keeps activations and gradients from growing."],
     ["batch_size", "Batch size", num(1, 4096),
       "Examples per step. Larger batches give less noisy gradients, and BatchNorm needs more than a handful. Restarts training."],
+  ]],
+  ["Recurrent (issue 12)", [
+    ["model", "Model", { kind: "select" },
+      "The network: the MLP, or a recurrent model (Elman RNN, LSTM, GRU) trained by backpropagation through time on a sequence task, where depth counts stacked recurrent layers (1-4). Restarts training."],
+    ["seq_len", "Sequence length", num(2, 1000),
+      "Time steps per sequence. The gradient reaching step 1 from step T is multiplied once per step in between, so length compounds a factor the way depth does. Restarts training."],
+    ["forget_bias", "Forget bias", lin(-5, 5, 0.1),
+      "LSTM only: the forget gate's starting bias. At 1 the cell keeps about 73% of its state per step, so gradients survive long delays; at 0 only half. Restarts training."],
   ]],
   ["Data", [
     ["dataset", "Dataset", { kind: "select" },
@@ -70,10 +81,12 @@ function el(tag, attrs = {}, ...children) {
 export class Controls {
   /**
    * @param {HTMLElement} root
+   * @param {import("./state.js").Schema} schema  the config keys the server knows
    * @param {(changes: object) => void} onChange  called with {key: value} when the user changes one
    */
-  constructor(root, onChange) {
+  constructor(root, schema, onChange) {
     this.root = root;
+    this.schema = schema;
     this.onChange = onChange;
     this.widgets = new Map();
     this.config = {};
@@ -83,7 +96,11 @@ export class Controls {
   build() {
     for (const [title, rows] of PANEL) {
       const section = el("section", { class: "ctl-section" }, el("h3", {}, title));
-      for (const [key, label, spec, help] of rows) section.append(this.row(key, label, spec, help));
+      for (const [key, label, spec, help] of rows) {
+        if (!this.schema.has(key)) continue;
+        const limits = spec.kind === "number" && this.schema.limits(key);
+        section.append(this.row(key, label, limits ? { ...spec, min: limits[0], max: limits[1] } : spec, help));
+      }
       this.root.append(section);
     }
   }
@@ -94,7 +111,7 @@ export class Controls {
     let input;
     if (spec.kind === "select") {
       input = el("select", { id, name: key });
-      for (const c of CHOICES[key]) input.append(el("option", { value: c }, c));
+      for (const c of this.schema.choices[key]) input.append(el("option", { value: c }, c));
     } else if (spec.kind === "bool") {
       input = el("input", { id, name: key, type: "checkbox", role: "switch" });
     } else if (spec.kind === "number") {
@@ -111,7 +128,8 @@ export class Controls {
       this.onChange({ [key]: v });
     });
     this.widgets.set(key, { input, value, spec });
-    const tag = el("span", { class: isLive(key) ? "tag live" : "tag reset", title: isLive(key) ? "applies while training" : "restarts the run" }, isLive(key) ? "live" : "restart");
+    const live = this.schema.isLive(key);
+    const tag = el("span", { class: live ? "tag live" : "tag reset", title: live ? "applies while training" : "restarts the run" }, live ? "live" : "restart");
     return el("div", { class: `ctl ctl-${spec.kind}`, "data-key": key },
       el("div", { class: "ctl-head" }, el("label", { for: id }, label), tag, value),
       input, el("p", { class: "ctl-help" }, help));
@@ -122,10 +140,7 @@ export class Controls {
     if (spec.kind === "bool") return input.checked;
     const x = Number(input.value);
     if (!Number.isFinite(x)) return undefined;
-    if (spec.kind === "number") {
-      const n = Math.round(Math.min(spec.max, Math.max(spec.min, x)));
-      return KEYS[key][0] === "int" ? n : x;
-    }
+    if (spec.kind === "number") return Math.round(Math.min(spec.max, Math.max(spec.min, x)));
     if (spec.kind === "log") {
       if (spec.zero && x < Math.log10(spec.min)) return 0;
       return +(10 ** x).toPrecision(2);
@@ -144,10 +159,20 @@ export class Controls {
       else input.value = String(v);
       value.textContent = spec.kind === "bool" ? (v ? "on" : "off") : formatValue(v);
     }
-    const sloped = ["leaky_relu"].includes(config.activation);
-    this.root.querySelector('[data-key="leaky_alpha"]').classList.toggle("muted", !sloped);
-    this.root.querySelector('[data-key="clip_value"]').classList.toggle("muted", config.clip_mode === "none");
-    this.root.querySelector('[data-key="input_dim"]').classList.toggle("muted", config.dataset !== "gaussian");
+    this.mute("leaky_alpha", config.activation !== "leaky_relu");
+    this.mute("clip_value", config.clip_mode === "none");
+    this.mute("input_dim", config.dataset !== "gaussian");
+  }
+
+  mute(key, muted) {
+    const row = this.root.querySelector(`[data-key="${key}"]`);
+    if (row) row.classList.toggle("muted", muted);
+  }
+
+  /** Widget ranges, for the test that checks them against the config schema's bounds. */
+  ranges() {
+    return Object.fromEntries([...this.widgets].filter(([, w]) => w.spec.min !== undefined)
+      .map(([k, { spec }]) => [k, [spec.zero ? 0 : spec.min, spec.max]]));
   }
 
   setEnabled(enabled) {

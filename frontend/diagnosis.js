@@ -8,6 +8,9 @@ const finite = (a) => (a || []).filter((v) => typeof v === "number" && Number.is
 const SATURATING = ["sigmoid", "tanh"];
 const RELU_LIKE = ["relu"];
 
+/** What diagnose() reads from the latest step, beyond what the charts keep. */
+export const READS = ["grad_norm", "saturation", "dead", "loss", "global_grad_norm", "update_ratio"];
+
 export const FIXES = {
   relu_he: { label: "Switch to ReLU + He init", changes: { activation: "relu", init: "he_normal" } },
   batchnorm: { label: "Add BatchNorm", changes: { batchnorm: true } },

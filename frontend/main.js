@@ -1,15 +1,16 @@
 // Wiring only: session lifecycle (create, join, fork), socket -> charts/controls/diagnosis, buttons.
-import * as state from "./state.js";
+import { Schema } from "./state.js";
 import { SessionSocket } from "./socket.js";
-import { Dashboard } from "./charts.js";
+import { Dashboard } from "./dashboard.js";
+import { CHARTS } from "./charts/index.js";
 import { Controls } from "./controls.js";
-import { diagnose, fixChanges, renderDiagnosis } from "./diagnosis.js";
+import { READS, diagnose, fixChanges, renderDiagnosis } from "./diagnosis.js";
 import { layerFactors, expectedProfile } from "./theory.js";
 import { toColumnar } from "./series.js";
 
 const $ = (id) => document.getElementById(id);
 const tokenKey = (id) => `gradscope.token.${id}`;
-const SHAPE = Object.keys(state.KEYS).filter((k) => !state.isLive(k));
+let schema = null, controls = null;  // built from /api/meta before anything else
 
 const app = { id: null, token: null, role: "viewer", config: null, status: "connecting", step: 0,
               meta: {}, socket: null, copied: null, errors: [] };
@@ -36,30 +37,33 @@ function toast(text, isError = false) {
 }
 const errorText = (r) => (r.data && (r.data.detail ? JSON.stringify(r.data.detail) : r.data.message)) || `HTTP ${r.status}`;
 
-const dashboard = new Dashboard({ profile: $("chart-profile"), heatmap: $("chart-heatmap"), loss: $("chart-loss"),
-  clip: $("chart-clip"), acts: $("chart-acts"), ratio: $("chart-ratio"), hist: $("chart-hist"), boundary: $("chart-boundary") });
+const dashboard = new Dashboard($("grid"), CHARTS, { latest: READS });
 app.dashboard = dashboard;
-const controls = new Controls($("controls"), (changes) => send("set", changes));
+
+/** The page's tables of names and limits, from the server. */
+async function loadMeta() {
+  const meta = await api("GET", "/api/meta");
+  if (!meta.ok || !meta.data) throw new Error(`GET /api/meta: ${errorText(meta)}`);
+  app.meta = { ...meta.data, ...(meta.data.meta || {}) };
+  schema = new Schema(app.meta);
+  app.schema = schema;
+  controls = new Controls($("controls"), schema, (changes) => send("set", changes));
+  app.controls = controls;
+}
 
 /** Show `config`; redraw the charts from scratch when the network's shape changed. */
 function applyConfig(config, redraw) {
   const prev = app.config;
-  app.config = { ...state.defaults(), ...config };
-  const reshaped = redraw || !prev || SHAPE.some((k) => prev[k] !== app.config[k]);
+  app.config = { ...schema.defaults(), ...config };
+  const reshaped = redraw || !prev || schema.keys.some((k) => !schema.isLive(k) && prev[k] !== app.config[k]);
   if (reshaped) {
     dashboard.reset(app.config, app.meta);
-    const sel = $("hist-layer");
-    sel.replaceChildren(...Array.from({ length: app.config.depth + 1 }, (_, i) =>
-      new Option(i === app.config.depth ? `output (${i + 1})` : `layer ${i + 1}`, String(i))));
-    sel.value = String(Math.min(dashboard.histLayer, app.config.depth));
   } else {
     dashboard.updateConfig(app.config);
   }
   const factors = layerFactors(app.config);
   dashboard.setTheory((anchor) => expectedProfile(factors, anchor));
   controls.setConfig(app.config);
-  $("boundary-note").textContent = app.config.dataset === "digits" || (app.config.dataset === "gaussian" && app.config.input_dim > 2)
-    ? "not a 2-D dataset" : "class-1 probability";
 }
 
 function setStatus(status, step, diverged) {
@@ -98,7 +102,7 @@ async function send(kind, payload) {
     controls.setConfig(app.config);
   } else if (reply.applied && typeof reply.applied === "object") {
     const changes = {};
-    for (const [k, v] of Object.entries(reply.applied)) if (k in state.KEYS) changes[k] = Array.isArray(v) ? v[1] : v;
+    for (const [k, v] of Object.entries(reply.applied)) if (schema.has(k)) changes[k] = Array.isArray(v) ? v[1] : v;
     if (Object.keys(changes).length) applyConfig({ ...app.config, ...changes }, false);
   }
   return reply;
@@ -108,7 +112,7 @@ function onEvent(ev) {
   if (!ev) return;
   dashboard.addEvent(ev);
   const changes = {};
-  for (const [k, v] of Object.entries(ev.changes || {})) if (k in state.KEYS) changes[k] = Array.isArray(v) ? v[1] : v;
+  for (const [k, v] of Object.entries(ev.changes || {})) if (schema.has(k)) changes[k] = Array.isArray(v) ? v[1] : v;
   if (Object.keys(changes).length) applyConfig({ ...app.config, ...changes }, false);
   if (ev.kind === "diverged") setStatus("diverged", ev.step, { step: ev.first_step ?? ev.step, layer: ev.layer });
 }
@@ -148,8 +152,6 @@ function connect() {
 async function join(id) {
   app.id = id;
   app.token = localStorage.getItem(tokenKey(id));
-  const meta = await api("GET", "/api/meta");
-  if (meta.ok && meta.data) app.meta = { ...meta.data, ...(meta.data.meta || {}) };
   const s = await api("GET", `/api/sessions/${id}`);
   if (!s.ok) { setStatus("not found"); toast(`Session ${id}: ${errorText(s)}`, true); return; }
   setRole(app.token ? "owner" : "viewer");
@@ -161,9 +163,10 @@ async function join(id) {
 }
 
 async function start() {
+  await loadMeta();
   const m = location.pathname.match(/^\/s\/([^/]+)/);
   if (m) return join(decodeURIComponent(m[1]));
-  const r = await api("POST", "/api/sessions", state.fromQuery(location.search));
+  const r = await api("POST", "/api/sessions", schema.fromQuery(location.search));
   if (!r.ok) { toast(`Could not start a session: ${errorText(r)}`, true); return; }
   localStorage.setItem(tokenKey(r.data.id), r.data.token);
   history.replaceState(null, "", `/s/${r.data.id}`);
@@ -182,16 +185,13 @@ function wireButtons() {
   $("btn-rewind").addEventListener("click", () => send("control", "rewind"));
   $("banner-rewind").addEventListener("click", () => send("control", "rewind"));
   $("btn-share").addEventListener("click", () => copy(`${location.origin}/s/${app.id}`, "Session link"));
-  $("btn-setup").addEventListener("click", () => copy(`${location.origin}/${state.toQuery(app.config)}`, "Setup link"));
+  $("btn-setup").addEventListener("click", () => copy(`${location.origin}/${schema.toQuery(app.config)}`, "Setup link"));
   $("btn-fork").addEventListener("click", async () => {
     const r = await api("POST", `/api/sessions/${app.id}/fork`, {});
     if (!r.ok) { toast(`Fork failed: ${errorText(r)}`, true); return; }
     localStorage.setItem(tokenKey(r.data.id), r.data.token);
     location.assign(`/s/${r.data.id}`);
   });
-  $("heat-metric").addEventListener("change", (e) => dashboard.setHeatMetric(e.target.value));
-  $("hist-layer").addEventListener("change", (e) => dashboard.setHistLayer(Number(e.target.value)));
-  $("window").addEventListener("change", (e) => dashboard.setWindow(e.target.value));
   document.addEventListener("keydown", (e) => {
     if (e.code !== "Space" || e.target.closest("input, select, textarea, button")) return;
     e.preventDefault();

@@ -1,26 +1,25 @@
 // Bounded, downsampled buffers of the run's statistics, as the charts need them. No DOM, no Plotly.
 
-export const GLOBALS = ["loss", "accuracy", "global_grad_norm", "clipped_global_grad_norm"];
-export const PER_LAYER = ["grad_norm", "delta_norm", "update_ratio"];
-export const LATEST = ["grad_norm", "clipped_grad_norm", "delta_norm", "update_ratio", "weight_norm",
-                       "nonfinite_count", "act_mean", "act_std", "saturation", "dead"];
-
 /**
  * Keeps at most `cap` steps of the whole run: every `stride`-th step is kept and, when the
  * buffer fills, every other kept step is dropped and the stride doubles. The whole run stays
  * on one screen at bounded cost, whatever its length.
+ *
+ * `history` names the statistics kept per kept step (any shape: a number, a per-layer array,
+ * per-layer histograms) in `h[name]`; `latest` those kept for the last step only, in `latest`
+ * (with every history key).
  */
 export class Series {
-  constructor(cap = 800) {
+  constructor({ history = [], latest = [] } = {}, cap = 800) {
+    this.keys = [...new Set(history)];
+    this.latestKeys = [...new Set([...history, ...latest])];
     this.cap = cap;
     this.clear();
   }
 
   clear() {
     this.step = [];
-    this.g = Object.fromEntries(GLOBALS.map((k) => [k, []]));
-    this.l = Object.fromEntries(PER_LAYER.map((k) => [k, []]));
-    this.hist = [];
+    this.h = Object.fromEntries(this.keys.map((k) => [k, []]));
     this.stride = 1;
     this.count = 0;
     this.latest = null;
@@ -37,13 +36,11 @@ export class Series {
     while (n > 0 && this.step[n - 1] >= step) n--;
     if (n === this.step.length) return;
     this.step.length = n;
-    for (const a of Object.values(this.g)) a.length = n;
-    for (const a of Object.values(this.l)) a.length = n;
-    this.hist.length = Math.min(this.hist.length, n);
+    for (const a of Object.values(this.h)) a.length = n;
     this.version++;
   }
 
-  /** Append a columnar block (a `stats` message or a history response). */
+  /** Append a columnar block (a `stats` message or a history response); returns its step count. */
   append(block) {
     const steps = block.step || [];
     if (!steps.length) return 0;
@@ -51,17 +48,11 @@ export class Series {
     for (let i = 0; i < steps.length; i++) {
       if (this.count++ % this.stride !== 0) continue;
       this.step.push(steps[i]);
-      for (const k of GLOBALS) this.g[k].push(block[k] ? block[k][i] ?? null : null);
-      for (const k of PER_LAYER) this.l[k].push(block[k] ? block[k][i] || [] : []);
-      this.hist.push(block.hist ? block.hist[i] || null : null);
+      for (const k of this.keys) this.h[k].push(block[k] ? block[k][i] ?? null : null);
       if (this.step.length > this.cap) this.halve();
     }
-    const last = steps.length - 1;
-    const latest = { step: steps[last] };
-    for (const k of [...GLOBALS, ...LATEST]) {
-      if (block[k]) latest[k] = block[k][last];
-    }
-    if (block.hist) latest.hist = block.hist[last];
+    const last = steps.length - 1, latest = { step: steps[last] };
+    for (const k of this.latestKeys) if (block[k]) latest[k] = block[k][last];
     this.latest = latest;
     this.version++;
     return steps.length;
@@ -70,9 +61,7 @@ export class Series {
   halve() {
     const keep = (a) => a.filter((_, i) => i % 2 === 0);
     this.step = keep(this.step);
-    for (const k of GLOBALS) this.g[k] = keep(this.g[k]);
-    for (const k of PER_LAYER) this.l[k] = keep(this.l[k]);
-    this.hist = keep(this.hist);
+    for (const k of this.keys) this.h[k] = keep(this.h[k]);
     this.stride *= 2;
   }
 }

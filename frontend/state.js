@@ -1,91 +1,83 @@
-// The run's configuration as one flat object, declared key by key, and its URL form.
-// Names and defaults follow docs/protocol.md exactly (one name everywhere).
+// The run's configuration as one flat object and its URL form. The keys, their defaults, which
+// are live and the valid names all come from the server's `/api/meta` (one name everywhere):
+// nothing here is a copy of the backend's tables.
 
-export const CHOICES = {
-  dataset: ["spirals", "circles", "moons", "xor", "gaussian", "digits"],
-  init: ["standard_normal", "glorot_normal", "glorot_uniform", "lecun_normal",
-         "lecun_uniform", "he_normal", "he_uniform", "orthogonal"],
-  activation: ["linear", "sigmoid", "tanh", "relu", "leaky_relu", "rrelu", "prelu",
-               "elu", "selu", "gelu", "swish"],
-  clip_mode: ["none", "value", "norm"],
-  optimizer: ["sgd", "momentum", "adam", "rmsprop"],
-};
+// Which list of names in meta holds each named-choice key's valid values.
+const CHOICE_LISTS = { dataset: "datasets", init: "initializers", activation: "activations",
+                       clip_mode: "clip_modes", optimizer: "optimizers", model: "models" };
 
-// key -> [type, default, live]; "reset" keys re-initialize the network on the server.
-export const KEYS = {
-  dataset: ["choice", "spirals", false],
-  input_dim: ["int", 2, false],
-  noise: ["float", 0.1, false],
-  depth: ["int", 10, false],
-  width: ["int", 64, false],
-  batch_size: ["int", 128, false],
-  init: ["choice", "glorot_normal", false],
-  init_gain: ["float", 1.0, false],
-  seed: ["int", 0, false],
-  activation: ["choice", "sigmoid", true],
-  leaky_alpha: ["float", 0.01, true],
-  batchnorm: ["bool", false, true],
-  residual: ["bool", false, true],
-  clip_mode: ["choice", "none", true],
-  clip_value: ["float", 1.0, true],
-  optimizer: ["choice", "sgd", true],
-  learning_rate: ["float", 0.1, true],
-  l1: ["float", 0.0, true],
-  l2: ["float", 0.0, true],
-};
-
-export function defaults() {
-  return Object.fromEntries(Object.entries(KEYS).map(([k, [, d]]) => [k, d]));
-}
-
-export function isLive(key) {
-  return Boolean(KEYS[key] && KEYS[key][2]);
-}
-
-/** Parse one value of `key` from text; undefined when it does not parse. */
-export function parseValue(key, text) {
-  const spec = KEYS[key];
-  if (!spec || text === null || text === undefined) return undefined;
-  const [type] = spec;
-  if (type === "bool") {
-    const t = String(text).toLowerCase();
-    if (["1", "true", "yes", "on"].includes(t)) return true;
-    if (["0", "false", "no", "off"].includes(t)) return false;
-    return undefined;
+export class Schema {
+  /** @param {object} meta  `/api/meta`: defaults, live_keys, limits and the name lists */
+  constructor(meta) {
+    this.meta = meta;
+    this.keys = Object.keys(meta.defaults || {});
+    this.live = new Set(meta.live_keys || []);
+    this.choices = Object.fromEntries(Object.entries(CHOICE_LISTS)
+      .filter(([k, list]) => this.keys.includes(k) && Array.isArray(meta[list])).map(([k, list]) => [k, meta[list]]));
   }
-  if (type === "int") {
-    const n = Number(text);
-    return Number.isInteger(n) ? n : undefined;
-  }
-  if (type === "float") {
-    const n = Number(text);
-    return Number.isFinite(n) ? n : undefined;
-  }
-  return CHOICES[key] && !CHOICES[key].includes(String(text)) ? undefined : String(text);
-}
 
-/** The config keys named in a query string (`?activation=relu&depth=30`); unknown keys are dropped. */
-export function fromQuery(search) {
-  const params = new URLSearchParams(search);
-  const out = {};
-  for (const key of Object.keys(KEYS)) {
-    if (!params.has(key)) continue;
-    const value = parseValue(key, params.get(key));
-    if (value !== undefined) out[key] = value;
+  has(key) {
+    return this.keys.includes(key);
   }
-  return out;
-}
 
-/** Query string (with `?`) that reproduces `config`: every key that differs from the default, and the seed. */
-export function toQuery(config) {
-  const base = defaults();
-  const params = new URLSearchParams();
-  for (const key of Object.keys(KEYS)) {
-    if (!(key in config)) continue;
-    if (key === "seed" || config[key] !== base[key]) params.set(key, String(config[key]));
+  defaults() {
+    return { ...this.meta.defaults };
   }
-  const text = params.toString();
-  return text ? `?${text}` : "";
+
+  isLive(key) {
+    return this.live.has(key);
+  }
+
+  /** "choice" | "bool" | "number", from the key's choices or its default. */
+  type(key) {
+    if (key in this.choices) return "choice";
+    return typeof this.meta.defaults[key] === "boolean" ? "bool" : "number";
+  }
+
+  /** [min, max] of a size key from meta.limits, or null. */
+  limits(key) {
+    const l = (this.meta.limits || {})[key];
+    return Array.isArray(l) ? l : null;
+  }
+
+  /** Parse one value of `key` from text; undefined when it does not parse (the server checks ranges). */
+  parseValue(key, text) {
+    if (!this.has(key) || text === null || text === undefined) return undefined;
+    const type = this.type(key);
+    if (type === "bool") {
+      const t = String(text).toLowerCase();
+      if (["1", "true", "yes", "on"].includes(t)) return true;
+      if (["0", "false", "no", "off"].includes(t)) return false;
+      return undefined;
+    }
+    if (type === "number") {
+      const n = text === "" ? NaN : Number(text);
+      return Number.isFinite(n) ? n : undefined;
+    }
+    return this.choices[key].includes(String(text)) ? String(text) : undefined;
+  }
+
+  /** The config keys named in a query string (`?activation=relu&depth=30`); unknown keys are dropped. */
+  fromQuery(search) {
+    const params = new URLSearchParams(search), out = {};
+    for (const key of this.keys) {
+      if (!params.has(key)) continue;
+      const value = this.parseValue(key, params.get(key));
+      if (value !== undefined) out[key] = value;
+    }
+    return out;
+  }
+
+  /** Query string (with `?`) that reproduces `config`: every key that differs from the default, and the seed. */
+  toQuery(config) {
+    const base = this.meta.defaults, params = new URLSearchParams();
+    for (const key of this.keys) {
+      if (!(key in config)) continue;
+      if (key === "seed" || config[key] !== base[key]) params.set(key, String(config[key]));
+    }
+    const text = params.toString();
+    return text ? `?${text}` : "";
+  }
 }
 
 /** Format a value for people: compact numbers, names as they are. */

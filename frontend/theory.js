@@ -5,8 +5,10 @@
 //   q_{l+1} = width * Var(W) * E[phi(z)^2]   (Poole et al. 2016; Schoenholz et al. 2017).
 // Expectations are computed by quadrature on a fine grid of the Gaussian density.
 
-const SELU_L = 1.0507009873554805, SELU_A = 1.6732632423543772;
-const RRELU_MEAN = (1 / 8 + 1 / 3) / 2, PRELU_INIT = 0.25;
+// The engine's constants (gradscope.core.activations); tests/test_page_tables.py checks that these,
+// every activation and every initializer's variance agree with the backend's.
+export const SELU_L = 1.0507009873554805, SELU_A = 1.6732632423543772;
+export const RRELU_MEAN = (1 / 8 + 1 / 3) / 2, PRELU_INIT = 0.25;
 
 const sigmoid = (z) => 1 / (1 + Math.exp(-z));
 

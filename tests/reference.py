@@ -74,7 +74,9 @@ def forward_backward(act, ws, bs, gamma, beta, x, y, slopes, *, batchnorm=False,
     """Loss (batch-mean softmax cross-entropy) and its gradients, by hand.
 
     slopes: (D, W) negative-side slopes per hidden layer. Returns loss, dW list, db list,
-    deltas (dL/dz per layer, logits last), dgamma, dbeta, dslope (D,) summed per layer.
+    deltas (dL/dz per layer, logits last), dgamma, dbeta, dslope (D,) summed per layer,
+    dh (dL/dh_l per hidden layer: the gradient at its output, the residual sum's where there
+    is one) and du (dL/du_l per hidden layer, u_l = h_{l-1} W_l + b_l before BatchNorm).
     """
     depth = len(ws) - 1
     h, cache = x, []
@@ -103,11 +105,13 @@ def forward_backward(act, ws, bs, gamma, beta, x, y, slopes, *, batchnorm=False,
     d /= batch  # dL/dlogits
     dws, dbs, deltas = [None] * (depth + 1), [None] * (depth + 1), [None] * (depth + 1)
     dgamma, dbeta, dslope = np.zeros_like(gamma), np.zeros_like(beta), np.zeros(depth)
+    dhs, dus = [None] * depth, [None] * depth
     deltas[depth], dbs[depth] = d, d.sum(0)
     dws[depth] = h_prev_out(cache, depth, x, act, slopes, residual).T @ d
     dh = d @ ws[-1].T
     for l in reversed(range(depth)):
         h_in, z, n, inv = cache[l]
+        dhs[l] = dh
         dz = dh * dphi(act, z, slopes[l])
         deltas[l] = dz
         dslope[l] = np.sum(dh * np.where(z < 0, z, 0.0))
@@ -117,12 +121,13 @@ def forward_backward(act, ws, bs, gamma, beta, x, y, slopes, *, batchnorm=False,
             da = inv / batch * (batch * dn - dn.sum(0) - n * (dn * n).sum(0))
         else:
             da = dz
+        dus[l] = da
         dws[l], dbs[l] = h_in.T @ da, da.sum(0)
         dh_in = da @ ws[l].T
         if residual and l > 0:
             dh_in = dh_in + dh
         dh = dh_in
-    return loss, dws, dbs, deltas, dgamma, dbeta, dslope
+    return loss, dws, dbs, deltas, dgamma, dbeta, dslope, dhs, dus
 
 
 def h_prev_out(cache, depth, x, act, slopes, residual):

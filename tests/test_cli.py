@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from gradscope.config import CONFIG_KEYS
+from gradscope.records import STAT_NAMES
 
 BACKEND = str(Path(__file__).resolve().parents[1] / "backend")
 
@@ -30,8 +31,10 @@ def test_run_writes_a_header_and_every_kth_step(tmp_path):
     assert [r["step"] for r in records] == [0, 3, 6]
     r = records[0]
     assert len(r["grad_norm"]) == 3 and len(r["delta_norm"]) == 3 and len(r["act_std"]) == 2
-    assert set(r) >= {"loss", "accuracy", "global_grad_norm", "clipped_global_grad_norm", "weight_norm", "update_ratio",
-                      "saturation", "dead", "hist", "nonfinite_count", "clipped_grad_norm", "act_mean", "nonfinite"}
+    assert list(r) == list(STAT_NAMES)  # every statistic, in the documented order
+    assert len(r["h_grad_norm"]) == 2 and len(r["init_distance"]) == 3 and len(r["z_hist"]) == 2
+    assert r["val_loss"] is not None and records[1]["val_loss"] is None  # held out: at step 0, not step 3
+    assert r["neg_slope"] == [None, None] and r["clip_cosine"] == 1
 
 
 def test_non_finite_numbers_are_null(tmp_path):

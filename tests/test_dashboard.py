@@ -172,7 +172,8 @@ def test_page_loads_offline_and_charts_fill(server, tabs):
     profile = tab.eval("document.getElementById('chart-profile').data.find(t => t.name === 'grad_norm').y")
     assert len(profile) == depth + 1 and all(v is None or v > 0 for v in profile)
     assert tab.eval("document.getElementById('chart-loss').data[2].y.length") > 0
-    assert tab.eval("document.getElementById('chart-acts').data[2].y.length") == depth
+    tab.page.locator("#chart-acts").scroll_into_view_if_needed()  # charts off screen are not redrawn
+    assert tab.wait("() => document.getElementById('chart-acts').data[2].y.length") == depth
     # a reload rejoins the same session, history first
     tab.page.reload()
     tab.wait_running(5)

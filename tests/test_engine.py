@@ -66,7 +66,7 @@ def test_live_knobs_keep_weights_and_never_recompile(cache):
     tr.run(3)
     compiled = len(cache._futures)
     for change in [{"learning_rate": 0.01}, {"batchnorm": True}, {"residual": True}, {"clip_mode": "norm", "clip_value": 0.5},
-                   {"l1": 1e-4, "l2": 1e-3}, {"leaky_alpha": 0.2}]:
+                   {"l1": 1e-4, "l2": 1e-3}, {"leaky_alpha": 0.2}, {"dropout": 0.5}]:
         before = tr.state.params
         info = tr.update(change)
         assert info["kind"] == "live" and tr.step == 3
@@ -89,10 +89,14 @@ def test_background_warm_covers_every_activation_and_optimizer():
             queued.extend(keys)
 
     Trainer(SMALL, cache=Recorder(background=False), warm=True)
-    acts = [k[0] for k in queued if k[1] == "sgd"]
-    opts = [k[1] for k in queued if k[0] == "sigmoid"]
+    chunks = [k for k in queued if k[0] == "chunk"]
+    acts = [k[1] for k in chunks if k[2] == "sgd"]
+    opts = [k[2] for k in chunks if k[1] == "sigmoid"]
     assert acts[0] == "relu" and sorted(acts + ["sigmoid"]) == sorted(ACTIVATION_NAMES)
     assert sorted(opts + ["sgd"]) == sorted(OPTIMIZER_NAMES)
+    # The decision boundary's predict function for every activation, its own first.
+    predicts = [k[1] for k in queued if k[0] == "predict"]
+    assert predicts[0] == "sigmoid" and sorted(predicts) == sorted(ACTIVATION_NAMES)
 
 
 def test_shape_change_resets_and_names_the_change(cache):
@@ -142,7 +146,7 @@ def test_histogram_counts_log10_magnitudes_and_samples_large_layers():
 
 def test_value_and_norm_clipping_on_gradient_trees():
     grads = {"a": jnp.array([3.0, -0.2, 0.7]), "b": jnp.array([[-5.0, 0.1]])}
-    kn = lambda mode, c: Knobs(np.float32(0.01), np.bool_(False), np.bool_(False), np.int32(mode), np.float32(c), np.float32(0.1), np.float32(0), np.float32(0))
+    kn = lambda mode, c: Knobs(np.float32(0.01), np.bool_(False), np.bool_(False), np.int32(mode), np.float32(c), np.float32(0.1), np.float32(0), np.float32(0), np.float32(0))
     clipped = _clip(grads, kn(1, 0.5))
     assert max(float(jnp.abs(v).max()) for v in jax.tree.leaves(clipped)) <= 0.5
     assert float(clipped["a"][1]) == pytest.approx(-0.2)
@@ -205,3 +209,15 @@ def test_decision_grid_for_2d_data_only(cache):
     grid = tr.decision_grid(8)
     assert len(grid["x"]) == 8 and np.asarray(grid["p"]).shape == (8, 8)
     assert Trainer(dict(SMALL, dataset="gaussian", input_dim=5), cache=cache).decision_grid() is None
+
+
+def test_decision_grid_never_waits_for_a_background_compile():
+    """With a background pool, the first call queues the predict compile and answers None."""
+    pool = CompileCache(background=True)
+    try:
+        tr = Trainer(dict(SMALL, depth=2), cache=pool)
+        first = tr.decision_grid(6)
+        assert first is None or np.asarray(first["p"]).shape == (6, 6)
+        assert np.asarray(tr.decision_grid(6, wait=True)["p"]).shape == (6, 6)
+    finally:
+        pool.close()

@@ -1,4 +1,5 @@
-"""Per-layer gradients and deltas against an independent numpy backprop, itself checked by finite differences."""
+"""Per-layer gradients and gradient norms (the taps) against an independent numpy backprop,
+itself checked by finite differences."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 from gradscope.core.activations import ACTIVATIONS
-from gradscope.core.network import Knobs, Shape, init_params, layer_slopes, zero_eps
+from gradscope.core.network import Knobs, Shape, init_params, layer_slopes, zero_taps
 from gradscope.core.train import make_loss
 from reference import forward_backward, loss_only, unpack
 
@@ -14,7 +15,7 @@ SHAPE = Shape(n_in=3, depth=3, width=5, classes=3, batch=6)
 
 
 def knobs(**kw):
-    base = dict(leaky_alpha=0.02, batchnorm=False, residual=False, clip_mode=0, clip_value=1.0, learning_rate=0.1, l1=0.0, l2=0.0)
+    base = dict(leaky_alpha=0.02, batchnorm=False, residual=False, clip_mode=0, clip_value=1.0, learning_rate=0.1, l1=0.0, l2=0.0, dropout=0.0)
     base.update(kw)
     return Knobs(**{k: np.asarray(v, np.float32 if isinstance(v, float) else None) for k, v in base.items()})
 
@@ -35,11 +36,10 @@ def setup(act, seed=0):
 def jax_grads(act, params, x, y, kn, key):
     loss_fn = make_loss(act, SHAPE, unroll=1)
     bn_state = {"mean": jnp.zeros((3, 5)), "var": jnp.ones((3, 5))}
-    eps = zero_eps(SHAPE, SHAPE.batch)
     grad = jax.grad(loss_fn, argnums=(0, 1), has_aux=True)  # eager: tiny arrays, no compile per case
     with jax.disable_jit():
-        (g, deltas), aux = grad(params, eps, bn_state, x, y, kn, key)
-    return g, deltas, aux
+        (g, norms), aux = grad(params, zero_taps(SHAPE), bn_state, x, y, kn, key, None)
+    return g, norms, aux
 
 
 def numpy_slopes(act, params, kn, key):
@@ -55,18 +55,22 @@ VARIANTS = [dict(), dict(batchnorm=True), dict(residual=True), dict(batchnorm=Tr
 def test_gradients_match_numpy_backprop(act, variant):
     params, x, y = setup(act)
     kn, key = knobs(**variant), jax.random.PRNGKey(7)
-    g, deltas, aux = jax_grads(act, params, x, y, kn, key)
+    g, norms, aux = jax_grads(act, params, x, y, kn, key)
     ws, bs, gamma, beta = unpack(params)
     slopes = numpy_slopes(act, params, kn, key)
-    loss, dws, dbs, ref_deltas, dgamma, dbeta, dslope = forward_backward(
+    loss, dws, dbs, ref_deltas, dgamma, dbeta, dslope, dhs, dus = forward_backward(
         act, ws, bs, gamma, beta, np.asarray(x, np.float64), np.asarray(y), slopes, **variant)
 
     assert float(aux[0]) == pytest.approx(loss, rel=1e-5)
     ours_w = [g["first"]["w"], *g["hidden"]["w"], g["out"]["w"]]
-    ours_d = [deltas["first"], *deltas["hidden"], deltas["out"]]
+    ours_b = [g["first"]["b"], *g["hidden"]["b"], g["out"]["b"]]
     for l in range(SHAPE.depth + 1):
         np.testing.assert_allclose(ours_w[l], dws[l], rtol=2e-4, atol=1e-6, err_msg=f"dL/dW layer {l}")
-        np.testing.assert_allclose(ours_d[l], ref_deltas[l], rtol=2e-4, atol=1e-6, err_msg=f"dL/dz layer {l}")
+        np.testing.assert_allclose(ours_b[l], dbs[l], rtol=2e-4, atol=1e-6, err_msg=f"dL/db layer {l}")
+    norm = lambda arrays: [np.linalg.norm(a) for a in arrays]
+    np.testing.assert_allclose(norms["z"], norm(ref_deltas), rtol=2e-4, atol=1e-7, err_msg="||dL/dz||")
+    np.testing.assert_allclose(norms["u"], norm(dus), rtol=2e-4, atol=1e-7, err_msg="||dL/du||")
+    np.testing.assert_allclose(norms["h"], norm(dhs), rtol=2e-4, atol=1e-7, err_msg="||dL/dh||")
     if variant.get("batchnorm"):
         np.testing.assert_allclose(g["bn"]["gamma"], dgamma, rtol=2e-4, atol=1e-6)
         np.testing.assert_allclose(g["bn"]["beta"], dbeta, rtol=2e-4, atol=1e-6)

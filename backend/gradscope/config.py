@@ -13,10 +13,12 @@ from gradscope import __version__
 from gradscope.core.activations import ACTIVATIONS
 from gradscope.core.datasets import DATASETS
 from gradscope.core.initializers import INITIALIZERS
+from gradscope.core.network import H_EDGES, Z_EDGES
 from gradscope.core.recurrent import MODELS, RECURRENT_INITIALIZERS, RNN_ACTIVATIONS
 from gradscope.core.sequences import TASKS, length_error
+from gradscope.core.train import (CLIP_MODES, GLOBAL_STATS, HIDDEN_STATS, HIST_EDGES, HIST_STATS, LAYER_STATS, OPTIMIZER_NAMES,
+                                  SPARSE_STATS, VAL_EVERY)
 from gradscope.core.train_rnn import describe as describe_recurrent
-from gradscope.core.train import CLIP_MODES, HIST_EDGES, OPTIMIZER_NAMES
 
 ACTIVATION_NAMES = tuple(ACTIVATIONS)
 
@@ -32,7 +34,8 @@ LIMITS = {
     "max_activations": 2**25,
 }
 
-LIVE_KEYS = ("activation", "leaky_alpha", "batchnorm", "residual", "clip_mode", "clip_value", "optimizer", "learning_rate", "l1", "l2")
+LIVE_KEYS = ("activation", "leaky_alpha", "batchnorm", "residual", "clip_mode", "clip_value", "optimizer", "learning_rate", "l1", "l2",
+             "dropout")
 RESET_KEYS = ("model", "dataset", "input_dim", "noise", "depth", "width", "batch_size", "init", "init_gain", "seed", "seq_len", "forget_bias")
 ALL_DATASETS = DATASETS + tuple(t for t in TASKS if t not in DATASETS)
 
@@ -62,6 +65,7 @@ class Config(BaseModel):
     learning_rate: float = Field(0.1, gt=0.0, le=10.0)
     l1: float = Field(0.0, ge=0.0, le=10.0)
     l2: float = Field(0.0, ge=0.0, le=10.0)
+    dropout: float = Field(0.0, ge=0.0, le=0.9)
     seq_len: int = Field(50, ge=LIMITS["seq_len"][0], le=LIMITS["seq_len"][1])
     forget_bias: float = Field(1.0, ge=-10.0, le=10.0)
 
@@ -100,9 +104,9 @@ def check_model(c) -> None:
         return
     if c.dataset not in TASKS:
         raise ConfigError("dataset", f"model {c.model} reads sequences; {c.dataset} is not a sequence task", list(TASKS))
-    for key in ("batchnorm", "residual"):
+    for key in ("batchnorm", "residual", "dropout"):
         if getattr(c, key):
-            raise ConfigError(key, f"does not apply to the recurrent model {c.model}", [False])
+            raise ConfigError(key, f"does not apply to the recurrent model {c.model}", [0.0 if key == "dropout" else False])
     if c.model == "rnn" and c.activation not in RNN_ACTIVATIONS:
         raise ConfigError("activation", f"{c.activation} is not defined for the Elman RNN", list(RNN_ACTIVATIONS))
     lo, hi = LIMITS["recurrent_depth"]
@@ -180,13 +184,26 @@ def parse_changes(config: Config, changes: Any) -> Config:
     return make_config({**config.model_dump(), **changes})
 
 
+def _bounds() -> dict:
+    """[min, max] of every numeric config key, from the schema (exclusive bounds as given)."""
+    out = {}
+    for name, info in Config.model_fields.items():
+        lo = hi = None
+        for m in info.metadata:
+            lo = getattr(m, "ge", getattr(m, "gt", lo))
+            hi = getattr(m, "le", getattr(m, "lt", hi))
+        if lo is not None or hi is not None:
+            out[name] = [lo, hi]
+    return out
+
+
 def meta() -> dict:
-    """The valid names, limits, histogram bins and the JAX platform, for clients."""
+    """The valid names, limits, statistic groups, histogram bins and the JAX platform, for clients."""
     return {
         "version": __version__,
         "activations": list(ACTIVATION_NAMES),
-        "initializers": list(INITIALIZERS),
-        "datasets": list(DATASETS),
+        "initializers": list(RECURRENT_INITIALIZERS),  # identity: recurrent models only (see "recurrent")
+        "datasets": list(ALL_DATASETS),  # which apply to which model: "datasets_by_model"
         "models": ["mlp", *MODELS],
         "datasets_by_model": {"mlp": list(DATASETS), **{m: list(TASKS) for m in MODELS}},
         "recurrent": describe_recurrent(),
@@ -196,7 +213,13 @@ def meta() -> dict:
         "reset_keys": list(RESET_KEYS),
         "defaults": Config().model_dump(),
         "limits": LIMITS,
+        "bounds": _bounds(),
         "hist_edges": [float(e) for e in HIST_EDGES],
+        "z_edges": [float(e) for e in Z_EDGES],
+        "h_edges": [float(e) for e in H_EDGES],
+        "stats": {"global": list(GLOBAL_STATS), "layer": list(LAYER_STATS), "hidden": list(HIDDEN_STATS),
+                  "hist": list(HIST_STATS), "sparse": list(SPARSE_STATS)},
+        "val_every": VAL_EVERY,
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
     }

@@ -22,6 +22,8 @@ from gradscope.core import datasets
 from gradscope.core.network import Knobs, Shape, init_params
 from gradscope.core.train import CLIP_MODES, OPTIMIZER_NAMES, init_state, make_chunk, make_predict, reset_optimizer
 
+GRID = 48  # the decision boundary's grid is GRID x GRID points
+
 TARGET_CHUNK_SECONDS = 0.03
 MAX_CHUNK_STEPS = 256
 UNROLL = 1  # hidden layers per scan iteration: more compiles slower and ran no faster (bench/bench_engine.py)
@@ -48,6 +50,7 @@ def knobs_of(config: Config) -> Knobs:
         learning_rate=f(config.learning_rate),
         l1=f(config.l1),
         l2=f(config.l2),
+        dropout=f(config.dropout),
     )
 
 
@@ -91,7 +94,21 @@ class CompileCache:
                     self._futures.pop(key, None)
         return fut.result()
 
+    def ready(self, key, args):
+        """The executable if built; else None, queueing its compile (in the background where
+        there is a pool, here otherwise)."""
+        with self._lock:
+            fut = self._futures.get(key)
+        if fut is not None and fut.done():
+            return fut.result()
+        if self._pool is None:
+            return self.get(key, args)
+        if fut is None:
+            self.warm([key], args)
+        return None
+
     def warm(self, keys, args):
+        """Queue background compiles of `keys` (each with the same example `args`)."""
         if self._pool is None:
             return
         for key in keys:
@@ -106,7 +123,11 @@ class CompileCache:
 
 
 def _compile(key, args):
-    act, optimizer, shape, _, steps = key
+    """key: ("chunk", act, optimizer, shape, n_train, n_val, K) or ("predict", act, shape, rows)."""
+    if key[0] == "predict":
+        _, act, shape, _ = key
+        return jax.jit(make_predict(act, shape, UNROLL)).lower(*args).compile()
+    _, act, optimizer, shape, _, _, steps = key
     if isinstance(shape, engine_rnn.RecurrentShape):
         return engine_rnn.compile_chunk(key, args)
     return jax.jit(make_chunk(act, optimizer, shape, steps, UNROLL)).lower(*args).compile()
@@ -129,7 +150,6 @@ class Trainer:
         self._fixed_k = chunk_steps
         self._cache = cache or CompileCache(background=warm)
         self._warm = warm
-        self._predict: dict = {}
         self._build(config if isinstance(config, Config) else make_config(config))
 
     # -- construction -------------------------------------------------------
@@ -138,36 +158,52 @@ class Trainer:
         self.shape = shape_of(config)
         if engine_rnn.is_recurrent(config):  # issue 12: the recurrent models' data, state and cost model
             x, y = engine_rnn.load(config)
+            x_val, y_val = x[:1], y[:1]  # the sequence tasks draw fresh batches: nothing is held out
             self.state = engine_rnn.new_state(config, self.shape)
             self.max_steps = self._fixed_k or engine_rnn.max_chunk_steps(self.shape)
         else:
-            x, y = datasets.load(config.dataset, noise=config.noise, seed=config.seed, input_dim=config.input_dim)
+            data = datasets.load(config.dataset, noise=config.noise, seed=config.seed, input_dim=config.input_dim)
+            (x, y), (x_val, y_val) = datasets.split(*data, seed=config.seed)
             k_init, k_train = jax.random.split(jax.random.PRNGKey(config.seed))
             params = init_params(k_init, self.shape, config.init, config.init_gain)
             self.state = init_state(k_train, params, self.shape, config.optimizer)
             self.max_steps = self._fixed_k or max_chunk_steps(self.shape)
-        self.x, self.y = jnp.asarray(x), jnp.asarray(y)
+        self.x, self.y = jnp.asarray(x), jnp.asarray(y)  # the training split
+        self.x_val, self.y_val = jnp.asarray(x_val), jnp.asarray(y_val)  # held out
         self.chunk_steps = self._fixed_k or self._calibrate()
         self._warm_others()
 
     def _warm_others(self):
-        """Queue background compiles of every activation (and optimizer) not yet built."""
+        """Queue background compiles: the decision boundary's predict, then every other
+        activation (chunk and predict) and optimizer not yet built."""
         if not self._warm:
             return
         act, opt = self.config.activation, self.config.optimizer
-        order = engine_rnn.warm_order(self.config.model, WARM_ORDER) if engine_rnn.is_recurrent(self.config) else WARM_ORDER
-        keys = [self._key(a, opt) for a in order if a != act]
-        keys += [self._key(act, o) for o in OPTIMIZER_NAMES if o != opt]
-        self._cache.warm(keys, self._args(0))
+        if engine_rnn.is_recurrent(self.config):  # no predict functions: only the valid activations' chunks
+            keys = [self._key(a, opt) for a in engine_rnn.warm_order(self.config.model, WARM_ORDER) if a != act]
+            self._cache.warm(keys + [self._key(act, o) for o in OPTIMIZER_NAMES if o != opt], self._args(0))
+            return
+        self._cache.warm([self._predict_key(act)], self._predict_args(GRID * GRID))
+        for a in WARM_ORDER:
+            if a != act:
+                self._cache.warm([self._key(a, opt)], self._args(0))
+                self._cache.warm([self._predict_key(a)], self._predict_args(GRID * GRID))
+        self._cache.warm([self._key(act, o) for o in OPTIMIZER_NAMES if o != opt], self._args(0))
 
     def _key(self, act, optimizer):
         if engine_rnn.is_recurrent(self.config):
             act = engine_rnn.cache_activation(self.shape, act)
-        return (act, optimizer, self.shape, int(self.x.shape[0]), self.max_steps)
+        return ("chunk", act, optimizer, self.shape, int(self.x.shape[0]), int(self.x_val.shape[0]), self.max_steps)
 
     def _args(self, n):
         knobs = engine_rnn.knobs_of(self.config) if engine_rnn.is_recurrent(self.config) else knobs_of(self.config)
-        return (self.state, knobs, self.x, self.y, np.int32(n))
+        return (self.state, knobs, self.x, self.y, self.x_val, self.y_val, np.int32(n))
+
+    def _predict_key(self, act, rows=GRID * GRID):
+        return ("predict", act, self.shape, rows)
+
+    def _predict_args(self, rows):
+        return (self.state.params, self.state.bn_state, knobs_of(self.config), jax.ShapeDtypeStruct((rows, self.shape.n_in), jnp.float32))
 
     def _executable(self):
         return self._cache.get(self._key(self.config.activation, self.config.optimizer), self._args(0))
@@ -254,37 +290,45 @@ class Trainer:
         self.state = jax.tree.unflatten(treedef, [jnp.asarray(data[f"l{i}"]) for i in range(treedef.num_leaves)])
 
     # -- evaluation ---------------------------------------------------------
-    def _predict_fn(self, n):
-        key = (self.config.activation, self.shape, n)
-        if key not in self._predict:
-            self._predict[key] = jax.jit(make_predict(self.config.activation, self.shape, UNROLL))
-        return self._predict[key]
-
     def predict(self, x) -> np.ndarray:
-        """Evaluation-mode class probabilities (running BatchNorm stats, rrelu's mean slope)."""
+        """Evaluation-mode class probabilities (running BatchNorm stats, rrelu's mean slope, no dropout)."""
         x = jnp.asarray(x, jnp.float32)
-        logits = self._predict_fn(x.shape[0])(self.state.params, self.state.bn_state, knobs_of(self.config), x)
+        exe = self._cache.get(self._predict_key(self.config.activation, x.shape[0]), self._predict_args(x.shape[0]))
+        return self._probabilities(exe, x)
+
+    def _probabilities(self, exe, x):
+        logits = exe(self.state.params, self.state.bn_state, knobs_of(self.config), x)
         return np.asarray(jax.nn.softmax(logits))
 
-    def evaluate(self) -> dict:
-        """Loss and accuracy over the whole dataset, in evaluation mode (recurrent: a fixed batch, and the baseline)."""
+    def evaluate(self, held_out: bool = False) -> dict:
+        """Loss and accuracy over the training split (or the held-out one), in evaluation mode.
+
+        Recurrent models: on a fixed batch of sequences, with the task's baseline loss."""
         if engine_rnn.is_recurrent(self.config):
             return engine_rnn.evaluate(self.config, self.shape, self.state, (self.x, self.y))
-        p = self.predict(self.x)
-        y = np.asarray(self.y)
+        x, y = (self.x_val, self.y_val) if held_out else (self.x, self.y)
+        p = self.predict(x)
+        y = np.asarray(y)
         with np.errstate(divide="ignore", invalid="ignore"):
             loss = float(-np.mean(np.log(p[np.arange(len(y)), y])))
         return {"loss": loss, "accuracy": float(np.mean(p.argmax(1) == y))}
 
-    def decision_grid(self, n: int = 48) -> dict | None:
-        """Class-1 probability on an n x n grid over the data (2-D datasets), else None."""
+    def decision_grid(self, n: int = GRID, wait: bool = False) -> dict | None:
+        """Class-1 probability on an n x n grid over the data (2-D datasets), else None.
+
+        Also None (unless `wait`) while its predict function is still compiling in the
+        background: the caller's thread never waits for a compile after an activation switch."""
         if self.config.dataset not in datasets.TWO_D:
+            return None
+        key, args = self._predict_key(self.config.activation, n * n), self._predict_args(n * n)
+        exe = self._cache.get(key, args) if wait else self._cache.ready(key, args)
+        if exe is None:
             return None
         x = np.asarray(self.x)
         lo, hi = x.min(axis=0) - 0.3, x.max(axis=0) + 0.3
         gx, gy = np.linspace(lo[0], hi[0], n), np.linspace(lo[1], hi[1], n)
         grid = np.stack(np.meshgrid(gx, gy), axis=-1).reshape(-1, 2)
-        p = self.predict(grid)[:, 1].reshape(n, n)
+        p = self._probabilities(exe, jnp.asarray(grid, jnp.float32))[:, 1].reshape(n, n)
         return {"x": gx.tolist(), "y": gy.tolist(), "p": np.where(np.isfinite(p), p, np.nan).tolist()}
 
     def close(self):

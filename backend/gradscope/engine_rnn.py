@@ -1,7 +1,7 @@
 """Config -> compiled closures for the recurrent models; the engine's Trainer calls these
 where `config.model` is not "mlp", and keeps its own path for the MLP.
 
-Cache keys have the MLP's form (activation, optimizer, shape, n_data, K); the shape is a
+Cache keys have the MLP's form ("chunk", activation, optimizer, shape, n_train, n_val, K); the shape is a
 `RecurrentShape` (so the two never collide) and, for LSTM and GRU, which ignore the
 activation knob, the activation is stored as "-" so that switching it never recompiles.
 """
@@ -61,8 +61,10 @@ def warm_order(model: str, order) -> tuple:
 
 
 def compile_chunk(key, args):
-    act, optimizer, shape, _, steps = key
-    return jax.jit(make_chunk(shape.model, act, optimizer, shape, steps)).lower(*args).compile()
+    """key ("chunk", act, optimizer, shape, n_train, n_val, K); args as the MLP chunk's (the held-out pair is unused)."""
+    _, act, optimizer, shape, _, _, steps = key
+    chunk = make_chunk(shape.model, act, optimizer, shape, steps)
+    return jax.jit(lambda state, knobs, x, y, x_val, y_val, n: chunk(state, knobs, x, y, n)).lower(*args).compile()
 
 
 def max_chunk_steps(shape: RecurrentShape) -> int:

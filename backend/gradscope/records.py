@@ -4,9 +4,9 @@ import math
 
 import numpy as np
 
-from gradscope.core.train import GLOBAL_STATS, HIDDEN_STATS, LAYER_STATS
+from gradscope.core.train import GLOBAL_STATS, HIDDEN_STATS, HIST_STATS, LAYER_STATS
 
-INT_STATS = ("step", "nonfinite", "nonfinite_count", "hist")
+INT_STATS = ("step", "nonfinite", "nonfinite_count") + HIST_STATS
 
 
 def _clean(value):
@@ -38,4 +38,4 @@ def iter_records(stats: dict):
         yield {name: wire[name][i] for name in names}
 
 
-STAT_NAMES = ("step",) + GLOBAL_STATS + LAYER_STATS + HIDDEN_STATS + ("hist",)
+STAT_NAMES = ("step",) + GLOBAL_STATS + LAYER_STATS + HIDDEN_STATS + HIST_STATS

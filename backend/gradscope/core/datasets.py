@@ -10,6 +10,7 @@ from importlib import resources
 import numpy as np
 
 N_SAMPLES = 1000
+VAL_FRACTION = 0.2  # held out from training, for val_loss / val_accuracy
 
 
 def _spirals(rng, n, noise, dim):
@@ -87,3 +88,11 @@ def load(name, *, noise=0.1, seed=0, input_dim=2):
     mean, std = x.mean(axis=0), x.std(axis=0)
     x = (x - mean) / np.where(std > 0, std, 1.0)
     return x.astype(np.float32), y.astype(np.int32)
+
+
+def split(x, y, seed=0):
+    """A held-out split, fixed per seed: ((x_train, y_train), (x_val, y_val)), disjoint rows."""
+    order = np.random.default_rng([seed, 1]).permutation(len(x))  # its own stream, not load()'s
+    n_val = int(round(VAL_FRACTION * len(x)))
+    val, train = order[:n_val], order[n_val:]
+    return (x[train], y[train]), (x[val], y[val])

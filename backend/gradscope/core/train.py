@@ -1,10 +1,10 @@
-"""The training chunk: K optimizer steps under one `lax.scan`, statistics reduced on device.
+"""The training chunk: up to K optimizer steps in one compiled loop, statistics reduced on device.
 
-`make_chunk(act, shape, steps)` returns a pure function
-    chunk(state, knobs, x_all, y_all) -> (state, stats)
-whose knobs are traced (changing them never recompiles); only the activation and the
-shapes are baked in. Every step records statistics of the gradient taken at the
-parameters of that step, before its update.
+`make_chunk(act, optimizer, shape, steps)` returns a pure function
+    chunk(state, knobs, x, y, x_val, y_val, n) -> (state, stats)
+whose knobs and `n` (steps to run, at most K) are traced: changing them never recompiles;
+only the activation, the optimizer and the shapes are baked in. Every step records
+statistics of the gradient taken at the parameters of that step, before its update.
 """
 
 from typing import NamedTuple
@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gradscope.core.network import BN_MOMENTUM, Knobs, Shape, forward, init_bn_state, kernels, layer_slopes, zero_eps
+from gradscope.core.network import (BN_MOMENTUM, Knobs, Shape, biases, dropout_masks, forward, init_bn_state, kernels,
+                                    layer_slopes, mean_slopes, zero_taps)
 
 OPTIMIZERS = {
     # Each at learning rate 1: the live learning rate scales the update afterwards,
@@ -28,10 +29,16 @@ OPTIMIZER_NAMES = tuple(OPTIMIZERS)
 CLIP_MODES = ("none", "value", "norm")
 HIST_EDGES = np.linspace(-12.0, 4.0, 33)  # log10 |dL/dW|: 32 bins of half a decade
 HIST_SAMPLE = 4096  # entries per layer that the histogram counts, at most
+VAL_EVERY = 50  # steps between held-out evaluations (at steps that are multiples of it)
 
-GLOBAL_STATS = ("loss", "accuracy", "penalty", "global_grad_norm", "clipped_global_grad_norm", "nonfinite")
-LAYER_STATS = ("grad_norm", "clipped_grad_norm", "delta_norm", "weight_norm", "update_ratio", "nonfinite_count")
-HIDDEN_STATS = ("act_mean", "act_std", "saturation", "dead")
+GLOBAL_STATS = ("loss", "accuracy", "penalty", "global_grad_norm", "clipped_global_grad_norm", "nonfinite",
+                "clip_cosine", "clip_fraction", "val_loss", "val_accuracy")
+LAYER_STATS = ("grad_norm", "clipped_grad_norm", "delta_norm", "weight_norm", "update_ratio", "nonfinite_count",
+               "init_distance", "bias_grad_norm")
+HIDDEN_STATS = ("act_mean", "act_std", "saturation", "dead", "h_grad_norm", "u_grad_norm", "neg_slope")
+HIST_STATS = ("hist", "z_hist", "h_hist")  # int counts: (D+1, 32), (D, NZ), (D, NH) per step
+# Recorded every VAL_EVERY steps and NaN in between: history buckets average their finite values.
+SPARSE_STATS = ("val_loss", "val_accuracy")
 
 
 class TrainState(NamedTuple):
@@ -40,11 +47,12 @@ class TrainState(NamedTuple):
     bn_state: dict
     key: jax.Array
     step: jax.Array
+    w0: tuple  # the kernels at the last (re)initialization, for init_distance
 
 
 def init_state(key, params, shape: Shape, optimizer: str):
     opt_state = OPTIMIZERS[optimizer]().init(params)
-    return TrainState(params, opt_state, init_bn_state(shape), key, jnp.zeros((), jnp.int32))
+    return TrainState(params, opt_state, init_bn_state(shape), key, jnp.zeros((), jnp.int32), kernels(params))
 
 
 def reset_optimizer(state: TrainState, optimizer: str) -> TrainState:
@@ -99,92 +107,141 @@ def _clip(grads, knobs):
     return jax.tree.map(pick, grads, by_value, by_norm)
 
 
+def _clip_effect(grads, clipped):
+    """Cosine between the raw and the clipped gradient (1 when nothing changed), and the
+    fraction of entries that clipping changed (NaN entries do not count as changed)."""
+    g, c = jax.tree.leaves(grads), jax.tree.leaves(clipped)
+    dot = sum(jnp.vdot(a, b) for a, b in zip(g, c))
+    changed = sum(jnp.sum((a != b) & ~jnp.isnan(a)) for a, b in zip(g, c))
+    total = sum(a.size for a in g)
+    cosine = jnp.where(changed == 0, 1.0, dot / (optax.tree.norm(grads) * optax.tree.norm(clipped)))
+    return cosine, changed / total
+
+
 def make_loss(act, shape: Shape, unroll):
-    def loss_fn(params, eps, bn_state, x, y, knobs, key):
+    """loss_fn(params, taps, bn_state, x, y, knobs, key, masks) -> (loss, aux); its gradient
+    with respect to `taps` is the per-layer gradient norms (network.tap)."""
+    def loss_fn(params, taps, bn_state, x, y, knobs, key, masks):
         slopes = layer_slopes(act, params, knobs, key, shape.depth, train=True)
-        logits, (layer_aux, mu, var) = forward(act, params, bn_state, x, eps, slopes, knobs, train=True, unroll=unroll)
+        logits, aux = forward(act, params, bn_state, x, taps, slopes, masks, knobs, train=True, unroll=unroll)
         data_loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
         ks = kernels(params)
         penalty = knobs.l1 * sum(jnp.abs(k).sum() for k in ks) + knobs.l2 * sum(jnp.square(k).sum() for k in ks)
         accuracy = (logits.argmax(-1) == y).mean()
-        return data_loss + penalty, (data_loss, penalty, accuracy, layer_aux, mu, var)
+        return data_loss + penalty, (data_loss, penalty, accuracy, aux, mean_slopes(act, slopes))
     return loss_fn
 
 
-def make_step(act, optimizer, shape: Shape, unroll=1, with_stats=True):
-    """One optimizer step. `with_stats=False` records the loss alone (the benchmark's baseline;
-    XLA then drops the statistics' work as dead code)."""
-    loss_fn = make_loss(act, shape, unroll)
-    opt = OPTIMIZERS[optimizer]()
-    grad_fn = jax.grad(loss_fn, argnums=(0, 1), has_aux=True)
+def make_predict(act, shape: Shape, unroll=1):
+    """Evaluation-mode logits: running BatchNorm statistics, rrelu at its mean slope, no dropout."""
+    def predict(params, bn_state, knobs, x):
+        slopes = layer_slopes(act, params, knobs, None, shape.depth, train=False)
+        return forward(act, params, bn_state, x, zero_taps(shape), slopes, None, knobs, train=False, stats=False, unroll=unroll)[0]
+    return predict
 
-    def step(state: TrainState, knobs: Knobs, x_all, y_all):
-        key, k_batch, k_slope = jax.random.split(state.key, 3)
+
+def make_validate(act, shape: Shape, unroll=1):
+    """(loss, accuracy) on the held-out split, in evaluation mode."""
+    predict = make_predict(act, shape, unroll)
+
+    def validate(params, bn_state, knobs, x_val, y_val):
+        logits = predict(params, bn_state, knobs, x_val)
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y_val).mean()
+        return loss, (logits.argmax(-1) == y_val).mean()
+    return validate
+
+
+def _statistics(state, params, grads, clipped, tap_norms, aux):
+    """Everything measured from one step's gradient, before its update (see GLOBAL_STATS...)."""
+    loss, penalty, acc, (moments, z_hist, h_hist, _, _), neg_slope = aux
+    w_before, w_after = kernels(state.params), kernels(params)
+    weight_norm = _per_layer_norm(w_before)
+    global_norm = optax.tree.norm(grads)
+    cosine, fraction = _clip_effect(grads, clipped)
+    return {
+        "loss": loss,
+        "accuracy": acc,
+        "penalty": penalty,
+        "global_grad_norm": global_norm,
+        "clipped_global_grad_norm": optax.tree.norm(clipped),
+        "clip_cosine": cosine,
+        "clip_fraction": fraction,
+        "grad_norm": _per_layer_norm(kernels(grads)),
+        "clipped_grad_norm": _per_layer_norm(kernels(clipped)),
+        "delta_norm": tap_norms["z"],
+        "u_grad_norm": tap_norms["u"],
+        "h_grad_norm": tap_norms["h"],
+        "bias_grad_norm": _per_layer_norm(biases(grads)),
+        "weight_norm": weight_norm,
+        "update_ratio": _per_layer_norm(tuple(a - b for a, b in zip(w_after, w_before))) / weight_norm,
+        "init_distance": _per_layer_norm(tuple(a - b for a, b in zip(w_before, state.w0))) / _per_layer_norm(state.w0),
+        "nonfinite_count": _count_nonfinite(kernels(grads)),
+        "act_mean": moments[:, 0],
+        "act_std": moments[:, 1],
+        "saturation": moments[:, 2],
+        "dead": moments[:, 3],
+        "neg_slope": neg_slope,
+        "hist": _layer_histograms(grads),
+        "z_hist": z_hist,
+        "h_hist": h_hist,
+        "step": state.step,
+        "nonfinite": ~(jnp.isfinite(loss) & jnp.isfinite(global_norm) & jnp.isfinite(optax.tree.norm(params))),
+    }
+
+
+def make_step(act, optimizer, shape: Shape, unroll=1, with_stats=True):
+    """One optimizer step: step(state, knobs, x_all, y_all, x_val, y_val) -> (state, stats).
+    `with_stats=False` records the loss alone (the benchmark's baseline; XLA then drops the
+    statistics' work as dead code)."""
+    grad_fn = jax.grad(make_loss(act, shape, unroll), argnums=(0, 1), has_aux=True)
+    validate = make_validate(act, shape, unroll)
+    opt = OPTIMIZERS[optimizer]()
+
+    def step(state: TrainState, knobs: Knobs, x_all, y_all, x_val, y_val):
+        key, k_batch, k_slope, k_drop = jax.random.split(state.key, 4)
         idx = jax.random.randint(k_batch, (shape.batch,), 0, x_all.shape[0])
         x, y = x_all[idx], y_all[idx]  # (B, n_in), (B,)
-        eps = zero_eps(shape, shape.batch)
-        (grads, deltas), (loss, penalty, acc, layer_aux, mu, var) = grad_fn(state.params, eps, state.bn_state, x, y, knobs, k_slope)
+        masks = dropout_masks(knobs, k_drop, shape, shape.batch)
+        (grads, tap_norms), aux = grad_fn(state.params, zero_taps(shape), state.bn_state, x, y, knobs, k_slope, masks)
 
         clipped = _clip(grads, knobs)
         updates, opt_state = opt.update(clipped, state.opt_state, state.params)
         params = jax.tree.map(lambda p, u: p + knobs.learning_rate * u, state.params, updates)
+        _, _, _, (_, _, _, mu, var), _ = aux
         bn_state = {
             "mean": BN_MOMENTUM * state.bn_state["mean"] + (1 - BN_MOMENTUM) * mu,
             "var": BN_MOMENTUM * state.bn_state["var"] + (1 - BN_MOMENTUM) * var,
         }
-
-        w_before, w_after = kernels(state.params), kernels(params)
-        weight_norm = _per_layer_norm(w_before)
-        update_norm = _per_layer_norm(tuple(a - b for a, b in zip(w_after, w_before)))
-        global_norm = optax.tree.norm(grads)
-        stats = {
-            "loss": loss,
-            "accuracy": acc,
-            "penalty": penalty,
-            "global_grad_norm": global_norm,
-            "clipped_global_grad_norm": optax.tree.norm(clipped),
-            "grad_norm": _per_layer_norm(kernels(grads)),
-            "clipped_grad_norm": _per_layer_norm(kernels(clipped)),
-            "delta_norm": _per_layer_norm((deltas["first"], deltas["hidden"], deltas["out"])),
-            "weight_norm": weight_norm,
-            "update_ratio": update_norm / weight_norm,
-            "nonfinite_count": _count_nonfinite(kernels(grads)),
-            "act_mean": layer_aux[:, 0],
-            "act_std": layer_aux[:, 1],
-            "saturation": layer_aux[:, 2],
-            "dead": layer_aux[:, 3],
-            "hist": _layer_histograms(grads),
-            "step": state.step,
-        }
-        stats["nonfinite"] = ~(jnp.isfinite(loss) & jnp.isfinite(global_norm) & jnp.isfinite(optax.tree.norm(params)))
+        new_state = TrainState(params, opt_state, bn_state, key, state.step + 1, state.w0)
         if not with_stats:
-            stats = {"loss": loss, "step": state.step}
-        return TrainState(params, opt_state, bn_state, key, state.step + 1), stats
+            return new_state, {"loss": aux[0], "step": state.step}
+        stats = _statistics(state, params, grads, clipped, tap_norms, aux)
+        # Held-out evaluation at fixed steps; a cond, so the other steps skip the forward pass.
+        nan = jnp.full((), jnp.nan, jnp.float32)
+        val = lambda: validate(state.params, state.bn_state, knobs, x_val, y_val)
+        stats["val_loss"], stats["val_accuracy"] = jax.lax.cond(state.step % VAL_EVERY == 0, val, lambda: (nan, nan))
+        return new_state, stats
 
     return step
 
 
 def make_chunk(act, optimizer, shape: Shape, steps: int, unroll=1, with_stats=True):
-    """Up to K = `steps` training steps in one scan; the traced `n` says how many run.
+    """Up to K = `steps` training steps in one loop; the traced `n` says how many run.
 
     Stats are stacked along a leading (K,) axis; rows from n on are left zero (the
-    caller slices them off), so one executable serves any chunk length up to K.
+    caller slices them off), so one executable serves any chunk length up to K. A
+    fori_loop with a traced bound runs exactly n steps: no per-step cond, no wasted steps.
     """
     step = make_step(act, optimizer, shape, unroll, with_stats)
 
-    def chunk(state, knobs, x_all, y_all, n):
-        def body(s, i):
-            skip = lambda s: (s, jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(step, s, knobs, x_all, y_all)[1]))
-            return jax.lax.cond(i < n, lambda s: step(s, knobs, x_all, y_all), skip, s)
-        return jax.lax.scan(body, state, jnp.arange(steps))
+    def chunk(state, knobs, x_all, y_all, x_val, y_val, n):
+        run = lambda s: step(s, knobs, x_all, y_all, x_val, y_val)
+        rows = jax.tree.map(lambda a: jnp.zeros((steps,) + a.shape, a.dtype), jax.eval_shape(run, state)[1])
+
+        def body(i, carry):
+            s, rows = carry
+            s, stats = run(s)
+            return s, jax.tree.map(lambda r, v: jax.lax.dynamic_update_index_in_dim(r, v, i, 0), rows, stats)
+        return jax.lax.fori_loop(0, jnp.minimum(n, steps), body, (state, rows))
 
     return chunk
-
-
-def make_predict(act, shape: Shape, unroll=1):
-    """Evaluation-mode logits: running BatchNorm statistics, rrelu at its mean slope."""
-    def predict(params, bn_state, knobs, x):
-        slopes = layer_slopes(act, params, knobs, None, shape.depth, train=False)
-        eps = zero_eps(shape, x.shape[0])
-        return forward(act, params, bn_state, x, eps, slopes, knobs, train=False, unroll=unroll)[0]
-    return predict

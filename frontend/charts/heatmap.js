@@ -1,0 +1,38 @@
+// Layer x step: one statistic of every layer over the whole run, log10, as an image.
+import { Chart } from "./chart.js";
+import { ImageHeatmap, VIRIDIS } from "./imagemap.js";
+import { layers, log10 } from "./plot.js";
+
+const METRICS = [["grad_norm", "log10 grad_norm"], ["delta_norm", "log10 delta_norm"], ["update_ratio", "log10 update_ratio"]];
+
+export class HeatmapChart extends Chart {
+  static spec = {
+    name: "heatmap", title: "Layer × step", span: 3, tall: true, every: 50, share: 0.2, markers: true, labels: false,
+    help: "Every layer (rows, input at the bottom) at every step of the run (columns), coloured by the size of one statistic on a log scale. A vanishing gradient is a dark band along the first layers; a change of activation or initializer shows as a vertical seam at its marker.",
+    history: METRICS.map(([k]) => k),
+    select: { id: "heat-metric", label: "heatmap statistic", options: () => METRICS, value: (view, chart) => chart.metric },
+  };
+
+  constructor(el, view) {
+    super(el, view);
+    this.metric = "grad_norm";
+    this.map = new ImageHeatmap(el, { scale: VIRIDIS, zmin: -6, zmax: 0, autoz: true, xtitle: "step", ytitle: "layer", colorbar: "log10",
+      hovertemplate: "step %{x:.0f}<br>layer %{y}<br>log10 %{z:.2f}<extra></extra>" });
+  }
+
+  reset() {
+    this.map.reset(layers(this.view.config.depth + 1));
+  }
+
+  onSelect(value) {
+    this.metric = value;
+    this.reset();  // a fresh colour range
+    this.decorate();
+    this.dirty = true;
+  }
+
+  draw() {
+    const S = this.view.series, cols = S.h[this.metric];
+    this.map.draw(S.step, (row, i) => (cols[i] ? log10(cols[i][row]) : null));
+  }
+}

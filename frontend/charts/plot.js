@@ -1,0 +1,133 @@
+// Shared Plotly helpers for the chart modules: colours, the base layout, axis ranges that stay put,
+// and the cheapest update path Plotly offers for line charts (an animation frame with no redraw).
+
+export const Plotly = window.Plotly;
+
+// Okabe-Ito, readable with every common colour-vision deficiency.
+export const OI = { blue: "#0072B2", orange: "#E69F00", green: "#009E73", vermilion: "#D55E00",
+                    sky: "#56B4E9", purple: "#CC79A7", yellow: "#F0E442", black: "#222222", grey: "#8a8f98" };
+export const DIVERGING = [[0, OI.blue], [0.5, "#f4f4f4"], [1, OI.orange]];
+export const PLOT_CONFIG = { displaylogo: false, responsive: true, displayModeBar: false };
+export const FONT = { family: "Inter, system-ui, -apple-system, Segoe UI, sans-serif", size: 11, color: "#39404a" };
+export const TRAIL = 6;  // faded earlier curves on the per-layer charts
+
+export const pos = (v) => (typeof v === "number" && v > 0 && Number.isFinite(v) ? v : null);
+export const finite = (v) => (typeof v === "number" && Number.isFinite(v) ? v : null);
+export const log10 = (v) => (pos(v) === null ? null : Math.log10(v));
+/** [from, from + 1, ..., from + n - 1] */
+export const layers = (n, from = 1) => Array.from({ length: n }, (_, i) => i + from);
+
+const AXIS = { gridcolor: "#e7e9ee", zerolinecolor: "#d5d9e0", linecolor: "#c9ced6", automargin: true };
+
+/** The layout every chart starts from; `extra.xaxis`/`extra.yaxis` are merged into the axis defaults. */
+export function baseLayout(extra = {}) {
+  const { xaxis = {}, yaxis = {}, ...rest } = extra;
+  return {
+    margin: { l: 52, r: 14, t: 6, b: 34 }, font: FONT, paper_bgcolor: "rgba(0,0,0,0)",
+    plot_bgcolor: "#ffffff", showlegend: true, hovermode: "x unified",
+    legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom", font: { size: 10 }, bgcolor: "rgba(0,0,0,0)" },
+    xaxis: { ...AXIS, ...xaxis }, yaxis: { ...AXIS, ...yaxis }, ...rest,
+  };
+}
+
+/** An axis spec with the shared look (for second axes). */
+export const axis = (extra = {}) => ({ ...AXIS, ...extra });
+
+/** Tick spacing on the per-layer x axis: every layer up to 20, then every 5th. */
+export const layerTick = (n) => (n > 20 ? 5 : 1);
+
+/**
+ * Replace the y (and x) of `traces` without a full redraw: Plotly.animate with a zero-length
+ * transition and `redraw: false` only rewrites the traces' paths (about half the cost of
+ * Plotly.restyle, which recomputes and redraws the whole plot). Scatter traces only; the
+ * axes must have fixed ranges, since nothing is autoranged on this path.
+ * @param {{x?: number[], y: (number|null)[]}[]} data  one entry per index in `traces`
+ */
+export function animateTraces(gd, data, traces) {
+  return Plotly.animate(gd, { data, traces }, { transition: { duration: 0 }, frame: { duration: 0, redraw: false },
+    mode: "immediate" }).catch(() => {});  // an animation cut short by the next one is expected
+}
+
+/**
+ * A log axis range (log10 units) that moves only when the data leave it or leave more than
+ * `spare` decades unused: the axis (ticks, grid, labels) is redrawn a few times a run,
+ * not at every update. A new range leaves 1 to 3 decades spare, so noise does not flip it back.
+ */
+export class StickyLogRange {
+  constructor(spare = 4, pad = 0.5) {
+    this.spare = spare;
+    this.pad = pad;
+    this.range = null;
+  }
+
+  /** The new [lo, hi] when `values` need one, else null (keep the current range). */
+  update(values) {
+    let lo = Infinity, hi = -Infinity;
+    for (const v of values) {
+      if (pos(v) === null) continue;
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+    if (!Number.isFinite(lo)) return null;
+    const a = Math.log10(lo), b = Math.log10(hi), r = this.range;
+    if (r && r[0] <= a && b <= r[1] && (a - r[0]) + (r[1] - b) <= this.spare) return null;
+    const lo2 = Math.floor(a - this.pad), hi2 = Math.max(Math.ceil(b + this.pad), lo2 + 1);
+    this.range = [lo2, hi2];
+    return this.range;
+  }
+}
+
+/** The same for a linear axis, in steps of `quantum`. */
+export class StickyRange {
+  constructor(quantum, spareFraction = 0.6) {
+    this.q = quantum;
+    this.spare = spareFraction;
+    this.range = null;
+  }
+
+  update(values, min = -Infinity, max = Infinity) {
+    let lo = Infinity, hi = -Infinity;
+    for (const v of values) {
+      if (finite(v) === null) continue;
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+    if (!Number.isFinite(lo)) return null;
+    const r = this.range, q = this.q;
+    if (r && r[0] <= lo && hi <= r[1] && (r[1] - r[0]) * (1 - this.spare) <= hi - lo + 2 * q) return null;
+    this.range = [Math.max(min, Math.floor(lo / q - 0.5) * q), Math.min(max, Math.ceil(hi / q + 0.5) * q)];
+    return this.range;
+  }
+}
+
+/** relayout keys for a log y axis over `range`: one tick every few decades. */
+export function logAxisKeys(name, range, ticks = 6) {
+  return { [`${name}.range`]: range, [`${name}.dtick`]: Math.max(1, Math.ceil((range[1] - range[0]) / ticks)) };
+}
+
+/** Exponential moving average that skips nulls (per-batch loss is noisy). */
+export function ema(a, alpha = 0.08) {
+  let m = null;
+  return a.map((v) => {
+    if (typeof v !== "number" || !Number.isFinite(v)) return null;
+    m = m === null ? v : m + alpha * (v - m);
+    return m;
+  });
+}
+
+const fmt = (v) => (typeof v === "number" ? +v.toPrecision(3) : String(v));
+
+/** "step 120: sigmoid -> relu, learning_rate 0.1 -> 0.01" for a timeline event. */
+export function eventLabel(ev) {
+  const parts = Object.entries(ev.changes || {}).map(([k, [a, b]]) =>
+    k === "activation" ? `${a} -> ${b}` : `${k} ${fmt(a)} -> ${fmt(b)}`);
+  const what = parts.length ? parts.join(", ") : ev.kind;
+  return `step ${ev.step}: ${what}`;
+}
+
+/** A faded vertical band at layer `x` (the layer picked on the chain-rule chart); [] when none. */
+export function highlightShape(x) {
+  if (x === null || x === undefined) return [];
+  return [{ type: "rect", xref: "x", x0: x - 0.5, x1: x + 0.5, yref: "paper", y0: 0, y1: 1,
+    fillcolor: OI.yellow, opacity: 0.35, line: { width: 0 }, layer: "below" }];
+}

@@ -1,0 +1,51 @@
+// Update ratio ||dW||/||W|| per layer, with the healthy band around 1e-3.
+import { Chart } from "./chart.js";
+import { OI, PLOT_CONFIG, Plotly, StickyLogRange, TRAIL, animateTraces, baseLayout, layerTick, layers, logAxisKeys, pos } from "./plot.js";
+
+const SNAPSHOT_MS = 700;
+
+export class RatioChart extends Chart {
+  static spec = {
+    name: "ratio", title: "Update ratio", sub: "‖Δw‖/‖w‖ per layer", span: 2, every: 200, share: 0.08, layers: true,
+    help: "How much one step changes each layer's weights, relative to their size. About 1e-3 (the green band) is healthy; far below it a layer barely learns, which is what a vanishing gradient means in practice, far above it the steps are too large.",
+    latest: ["update_ratio"],
+  };
+
+  reset() {
+    const D = this.view.config.depth, x = layers(D + 1);
+    this.trail = [];
+    this.snapAt = 0;
+    this.range = new StickyLogRange();
+    Plotly.newPlot(this.el, [
+      ...layers(TRAIL, 0).map((i) => ({ x, y: [], mode: "lines", showlegend: false, hoverinfo: "skip",
+        line: { color: OI.purple, width: 1 }, opacity: 0.08 + 0.06 * i })),
+      { x, y: [], mode: D <= 20 ? "lines+markers" : "lines", name: "update_ratio", line: { color: OI.purple, width: 2.5 }, marker: { size: 5 } },
+    ], baseLayout({ xaxis: { title: { text: "layer", standoff: 4 }, dtick: layerTick(D), range: [0.5, D + 1.5] },
+                    yaxis: { type: "log", exponentformat: "power", range: [-5, -1] } }), PLOT_CONFIG);
+  }
+
+  shapes() {
+    return [
+      { type: "rect", xref: "paper", x0: 0, x1: 1, yref: "y", y0: 1e-4, y1: 1e-2, fillcolor: OI.green, opacity: 0.10, line: { width: 0 }, layer: "below" },
+      { type: "line", xref: "paper", x0: 0, x1: 1, yref: "y", y0: 1e-3, y1: 1e-3, line: { color: OI.green, width: 1.5, dash: "dash" } }];
+  }
+
+  annotations() {
+    return [{ xref: "paper", x: 1, yref: "y", y: -3, text: "1e-3 guide", showarrow: false, xanchor: "right", yanchor: "bottom", font: { size: 10, color: OI.green } }];
+  }
+
+  draw(now) {
+    const r = (this.view.series.latest.update_ratio || []).map(pos);
+    if (now - this.snapAt > SNAPSHOT_MS) {
+      this.snapAt = now;
+      this.trail.push(r);
+      if (this.trail.length > TRAIL + 1) this.trail.shift();
+    }
+    const trail = this.trail.slice(0, -1);
+    while (trail.length < TRAIL) trail.unshift([]);
+    const range = this.range.update([...r, 1e-4, 1e-2]);
+    if (range) Plotly.relayout(this.el, logAxisKeys("yaxis", range));
+    const ys = [...trail, r];
+    animateTraces(this.el, ys.map((y) => ({ y })), layers(ys.length, 0));
+  }
+}

@@ -1,0 +1,201 @@
+// The board: builds one card per chart module of the table, keeps the series they read, and
+// redraws at most one chart per animation frame (the most overdue). What the charts share, the
+// view, is this object: config, meta, series, events, theory, the highlighted layer.
+import { Scheduler } from "./charts/scheduler.js";
+import { OI, eventLabel } from "./charts/plot.js";
+import { Series } from "./series.js";
+
+const MARKER_CAP = 60, LABELLED = 4;
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) if (v !== undefined) node.setAttribute(k, v);
+  node.append(...children);
+  return node;
+}
+
+export class Dashboard {
+  /**
+   * @param {HTMLElement} grid  where the cards go
+   * @param {Function[]} table  chart classes (charts/index.js), in display order
+   * @param {{latest?: string[]}} extra  statistics other readers (the diagnosis) need from the latest step
+   */
+  constructor(grid, table, extra = {}) {
+    this.charts = new Map();
+    this.scheduler = new Scheduler();
+    this.events = [];
+    this.markers = { shapes: [], annotations: [] };
+    this.layer = null;  // the highlighted layer index, or null
+    this.windowMode = "recent";
+    this.theory = null;
+    this.boundary = null;
+    this.config = null;
+    this.meta = {};
+    this.drawn = {};  // series version each chart last drew
+    this.visible = {};
+    this.info = { renders: 0, markers: 0, profile: null, frames: 0, busy: 0, labels: [] };
+    const io = new IntersectionObserver((entries) => {
+      for (const e of entries) this.visible[e.target.dataset.chart] = e.isIntersecting;
+    });
+    for (const Cls of table) {
+      const spec = Cls.spec, node = el("div", { id: `chart-${spec.name}`, class: spec.tall ? "chart tall" : "chart", "data-chart": spec.name });
+      grid.append(this.card(spec, node));
+      this.charts.set(spec.name, new Cls(node, this));
+      this.scheduler.add(spec.name, spec.every, spec.share);
+      io.observe(node);
+    }
+    const reads = (key) => [...table.flatMap((C) => C.spec[key] || [])];
+    this.series = new Series({ history: reads("history"), latest: [...reads("latest"), ...(extra.latest || [])] });
+  }
+
+  /** <article> with the chart's title, subtitle, header select, container and explanation. */
+  card(spec, node) {
+    const header = el("header", {}, el("h2", {}, spec.title));
+    if (spec.sub !== undefined) header.append(el("span", { class: "sub", id: `sub-${spec.name}` }, spec.sub));
+    if (spec.select) {
+      const sel = el("select", { id: spec.select.id, "aria-label": spec.select.label });
+      sel.addEventListener("change", () => this.charts.get(spec.name).onSelect(sel.value));
+      header.append(sel);
+    }
+    return el("article", { class: `card span${spec.span || 2}`, "data-card": spec.name },
+      header, node, el("p", { class: "card-help" }, spec.help || ""));
+  }
+
+  /** Header selects: their options for the current config, and their values. */
+  syncSelects(rebuild = false) {
+    for (const chart of this.charts.values()) {
+      const s = chart.spec.select;
+      if (!s) continue;
+      const sel = document.getElementById(s.id);
+      if (rebuild) sel.replaceChildren(...s.options(this).map(([v, t]) => new Option(t, v)));
+      sel.value = s.value(this, chart);
+    }
+  }
+
+  /** Draw every chart afresh for `config` (on join and when the network's shape changes). */
+  reset(config, meta = this.meta) {
+    this.config = { ...config };
+    this.meta = meta;
+    this.series.clear();
+    if (this.layer !== null && this.layer > config.depth) this.layer = null;
+    for (const chart of this.charts.values()) {
+      chart.reset();
+      chart.decorate();
+      chart.dirty = true;
+    }
+    this.drawn = {};
+    this.syncSelects(true);
+  }
+
+  setMeta(meta) {
+    this.meta = { ...this.meta, ...(meta || {}) };
+  }
+
+  /** Take a stats message or history block; drawing waits for the next frame. */
+  ingest(block) {
+    this.info.frames++;
+    return this.series.append(block);
+  }
+
+  /** Mark the charts `names` to redraw at the next chance, even with no new data. */
+  redrawSoon(...names) {
+    for (const name of names) {
+      this.charts.get(name).dirty = true;
+      this.scheduler.due(name);
+    }
+  }
+
+  /** Live keys changed: each chart sees the previous config (threshold lines, theory, ...). */
+  updateConfig(config) {
+    const prev = this.config;
+    this.config = { ...config };
+    for (const chart of this.charts.values()) chart.configChanged(prev);
+  }
+
+  setTheory(profileFn) {
+    this.theory = profileFn;
+    this.redrawSoon(...this.named((s) => s.theory));
+  }
+
+  /** Names of the charts whose spec passes `test`. */
+  named(test) {
+    return [...this.charts.values()].filter((c) => test(c.spec)).map((c) => c.spec.name);
+  }
+
+  setBoundary(msg) {
+    this.boundary = msg;
+    this.redrawSoon("boundary");
+  }
+
+  setWindow(mode) {
+    this.windowMode = mode;
+    this.redrawSoon(...this.named((s) => s.window));
+    this.syncSelects();
+  }
+
+  /** Highlight layer `index` (0-based; null: none) on every per-layer chart. */
+  selectLayer(index) {
+    this.layer = index === this.layer ? null : index;
+    for (const chart of this.charts.values()) {
+      if (chart.spec.layers) chart.decorate();
+      chart.dirty = true;
+    }
+    this.syncSelects();
+  }
+
+  /** The highlighted layer, or `fallback` when none is. */
+  layerOr(fallback) {
+    return this.layer === null ? fallback : this.layer;
+  }
+
+  /** x of the highlighted layer on the per-layer charts (layer numbers start at 1), or null. */
+  highlightX() {
+    return this.layer === null ? null : this.layer + 1;
+  }
+
+  setEvents(events) {
+    this.events = (events || []).filter((e) => e && typeof e.step === "number");
+    this.drawMarkers();
+  }
+
+  addEvent(ev) {
+    this.events.push(ev);
+    this.drawMarkers();
+  }
+
+  /** Vertical marker lines on the time charts; the latest few carry their label. */
+  drawMarkers() {
+    const evs = this.events.filter((e) => e.kind !== "paused" && e.kind !== "resumed").slice(-MARKER_CAP);
+    const labelled = evs.slice(-LABELLED);
+    this.markers = {
+      shapes: evs.map((e) => ({ type: "line", xref: "x", x0: e.step, x1: e.step, yref: "paper", y0: 0, y1: 1,
+        line: { color: e.kind === "diverged" ? OI.vermilion : OI.black, width: 1, dash: "dot" }, opacity: 0.55 })),
+      annotations: labelled.map((e, i) => ({ xref: "x", x: e.step, yref: "paper", y: 0.98 - 0.11 * (labelled.length - 1 - i),
+        text: eventLabel(e), showarrow: false, xanchor: "left", yanchor: "top", font: { size: 10, color: OI.black },
+        bgcolor: "rgba(255,255,255,0.85)", bordercolor: "#c9ced6", borderwidth: 1, borderpad: 2 })),
+    };
+    this.info.markers = evs.length;
+    this.info.labels = evs.map(eventLabel);
+    if (!this.config) return;
+    for (const chart of this.charts.values()) if (chart.spec.markers) chart.decorate();
+  }
+
+  /** Whether chart `name` is on screen and has something new to show. */
+  wants(name) {
+    const chart = this.charts.get(name), s = chart.spec;
+    const reads = (s.history || []).length + (s.latest || []).length > 0;
+    if (this.visible[name] === false || (reads && this.series.latest === null)) return false;
+    return chart.dirty || (reads && this.drawn[name] !== this.series.version);
+  }
+
+  /** One animation frame: the most overdue charts redraw (see Scheduler). */
+  render(now) {
+    if (!this.config) return;
+    this.info.busy += this.scheduler.frame(now, (n) => this.wants(n), (name) => {
+      const chart = this.charts.get(name);
+      chart.dirty = false;
+      this.drawn[name] = this.series.version;
+      chart.draw(now);
+    });
+  }
+}
