@@ -18,6 +18,10 @@ export const FIXES = {
   clip_norm: { label: "Clip by norm", changes: { clip_mode: "norm", clip_value: 1.0 } },
   lower_lr: { label: "Lower the learning rate ×10", changes: null },
   leaky: { label: "Switch to leaky ReLU", changes: { activation: "leaky_relu" } },
+  // recurrent models (timediagnosis.js)
+  lstm: { label: "Switch to LSTM", changes: { model: "lstm" } },
+  orthogonal: { label: "Orthogonal W_hh, gain 1", changes: { init: "orthogonal", init_gain: 1.0 } },
+  irnn: { label: "ReLU + identity W_hh (IRNN)", changes: { activation: "relu", init: "identity", init_gain: 1.0 } },
 };
 
 /**

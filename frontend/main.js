@@ -6,6 +6,7 @@ import { CHARTS } from "./charts/index.js";
 import { Controls } from "./controls.js";
 import { READS, diagnose, fixChanges, renderDiagnosis } from "./diagnosis.js";
 import { layerFactors, expectedProfile } from "./theory.js";
+import { diagnoseTime } from "./timediagnosis.js";
 import { toColumnar } from "./series.js";
 
 const $ = (id) => document.getElementById(id);
@@ -37,7 +38,7 @@ function toast(text, isError = false) {
 }
 const errorText = (r) => (r.data && (r.data.detail ? JSON.stringify(r.data.detail) : r.data.message)) || `HTTP ${r.status}`;
 
-const dashboard = new Dashboard($("grid"), CHARTS, { latest: READS });
+const dashboard = new Dashboard($("grid"), CHARTS, { latest: [...READS, "baseline"] });  // baseline: timediagnosis.js
 app.dashboard = dashboard;
 
 /** The page's tables of names and limits, from the server. */
@@ -61,8 +62,10 @@ function applyConfig(config, redraw) {
   } else {
     dashboard.updateConfig(app.config);
   }
-  const factors = layerFactors(app.config);
-  dashboard.setTheory((anchor) => expectedProfile(factors, anchor));
+  if ((app.config.model || "mlp") === "mlp") {  // recurrent models: the time profile draws its own theory line
+    const factors = layerFactors(app.config);
+    dashboard.setTheory((anchor) => expectedProfile(factors, anchor));
+  }
   controls.setConfig(app.config);
 }
 
@@ -204,7 +207,8 @@ function frame(now) {
   dashboard.render(now);
   if (now - lastDiag > 250 && app.config) {
     lastDiag = now;
-    const result = diagnose(app.config, dashboard.series.latest);
+    const result = (app.config.model || "mlp") === "mlp" ? diagnose(app.config, dashboard.series.latest)
+      : diagnoseTime(app.config, dashboard.series.latest);
     app.diagnosis = result;
     renderDiagnosis($("diagnosis"), result, { canFix: app.role === "owner",
       onFix: (name) => send("set", fixChanges(name, app.config)) });

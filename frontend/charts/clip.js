@@ -7,7 +7,7 @@ export class ClipChart extends Chart {
   static spec = {
     name: "clip", title: "Global gradient norm", sub: "before / after clipping", span: 2, every: 150, share: 0.08, markers: true, window: true,
     help: "The norm of the whole gradient, before and after clipping. Clipping by norm caps it at the dashed threshold; spikes above the line are the steps that clipping tamed. An exploding run climbs here first.",
-    history: ["global_grad_norm", "clipped_global_grad_norm"],
+    history: ["global_grad_norm", "clipped_global_grad_norm"], models: ["mlp", "rnn", "lstm", "gru"],
   };
 
   reset() {

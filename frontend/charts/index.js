@@ -9,8 +9,14 @@ import { HistChart } from "./hist.js";
 import { LossChart } from "./loss.js";
 import { ProfileChart } from "./profile.js";
 import { RatioChart } from "./ratio.js";
+import { GateChart } from "./gates.js";
+import { TimeHeatmapChart } from "./timeheatmap.js";
+import { TimeProfileChart } from "./timeprofile.js";
 
 export const CHARTS = [
+  TimeProfileChart,  // recurrent models only (spec.models), as are TimeHeatmapChart and GateChart
+  TimeHeatmapChart,
+  GateChart,
   ProfileChart,
   HeatmapChart,
   LossChart,
