@@ -46,6 +46,14 @@ export const PANEL = [
     ["batch_size", "Batch size", num(1, 4096),
       "Examples per step. Larger batches give less noisy gradients, and BatchNorm needs more than a handful. Restarts training."],
   ]],
+  ["Recurrent (issue 12)", [
+    ["model", "Model", { kind: "select" },
+      "The network: the MLP, or a recurrent model (Elman RNN, LSTM, GRU) trained by backpropagation through time on a sequence task, where depth counts stacked recurrent layers (1-4). Restarts training."],
+    ["seq_len", "Sequence length", num(2, 1000),
+      "Time steps per sequence. The gradient reaching step 1 from step T is multiplied once per step in between, so length compounds a factor the way depth does. Restarts training."],
+    ["forget_bias", "Forget bias", lin(-5, 5, 0.1),
+      "LSTM only: the forget gate's starting bias. At 1 the cell keeps about 73% of its state per step, so gradients survive long delays; at 0 only half. Restarts training."],
+  ]],
   ["Data", [
     ["dataset", "Dataset", { kind: "select" },
       "The problem. Spirals need depth to untangle; the 2-D sets also show the decision boundary. Restarts training."],

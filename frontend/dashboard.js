@@ -22,6 +22,8 @@ export class Dashboard {
    */
   constructor(grid, table, extra = {}) {
     this.charts = new Map();
+    this.cards = new Map();
+    this.active = {};  // chart name -> whether it applies to the current model (spec.models, default the MLP)
     this.scheduler = new Scheduler();
     this.events = [];
     this.markers = { shapes: [], annotations: [] };
@@ -40,7 +42,8 @@ export class Dashboard {
     });
     for (const Cls of table) {
       const spec = Cls.spec, node = el("div", { id: `chart-${spec.name}`, class: spec.tall ? "chart tall" : "chart", "data-chart": spec.name });
-      grid.append(this.card(spec, node));
+      this.cards.set(spec.name, this.card(spec, node));
+      grid.append(this.cards.get(spec.name));
       this.charts.set(spec.name, new Cls(node, this));
       this.scheduler.add(spec.name, spec.every, spec.share);
       io.observe(node);
@@ -79,7 +82,10 @@ export class Dashboard {
     this.meta = meta;
     this.series.clear();
     if (this.layer !== null && this.layer > config.depth) this.layer = null;
-    for (const chart of this.charts.values()) {
+    for (const [name, chart] of this.charts) {
+      this.active[name] = (chart.spec.models || ["mlp"]).includes(config.model || "mlp");
+      this.cards.get(name).hidden = !this.active[name];
+      if (!this.active[name]) continue;
       delete chart.el.dataset.live;  // its next update is a full draw (plot.js animateTraces)
       chart.reset();
       chart.decorate();
@@ -111,7 +117,7 @@ export class Dashboard {
   updateConfig(config) {
     const prev = this.config;
     this.config = { ...config };
-    for (const chart of this.charts.values()) chart.configChanged(prev);
+    for (const [name, chart] of this.charts) if (this.active[name]) chart.configChanged(prev);
   }
 
   /**
@@ -143,8 +149,8 @@ export class Dashboard {
   /** Highlight layer `index` (0-based; null: none) on every per-layer chart. */
   selectLayer(index) {
     this.layer = index === this.layer ? null : index;
-    for (const chart of this.charts.values()) {
-      if (chart.spec.layers) chart.decorate();
+    for (const [name, chart] of this.charts) {
+      if (chart.spec.layers && this.active[name]) chart.decorate();
       chart.dirty = true;
     }
     this.syncSelects();
@@ -184,14 +190,14 @@ export class Dashboard {
     this.info.markers = evs.length;
     this.info.labels = evs.map(eventLabel);
     if (!this.config) return;
-    for (const chart of this.charts.values()) if (chart.spec.markers) chart.decorate();
+    for (const [name, chart] of this.charts) if (chart.spec.markers && this.active[name]) chart.decorate();
   }
 
   /** Whether chart `name` is on screen and has something new to show. */
   wants(name) {
     const chart = this.charts.get(name), s = chart.spec;
     const reads = (s.history || []).length + (s.latest || []).length > 0;
-    if (this.visible[name] === false || (reads && this.series.latest === null)) return false;
+    if (!this.active[name] || this.visible[name] === false || (reads && this.series.latest === null)) return false;
     return chart.dirty || (reads && this.drawn[name] !== this.series.version);
   }
 

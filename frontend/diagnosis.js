@@ -23,6 +23,10 @@ export const FIXES = {
   leaky: { label: "Switch to leaky ReLU", changes: { activation: "leaky_relu" } },
   glorot: { label: "Glorot init, gain 1", changes: { init: "glorot_normal", init_gain: 1.0 } },
   he: { label: "He init", changes: { init: "he_normal" } },
+  // recurrent models (timediagnosis.js)
+  lstm: { label: "Switch to LSTM", changes: { model: "lstm" } },
+  orthogonal: { label: "Orthogonal W_hh, gain 1", changes: { init: "orthogonal", init_gain: 1.0 } },
+  irnn: { label: "ReLU + identity W_hh (IRNN)", changes: { activation: "relu", init: "identity", init_gain: 1.0 } },
 };
 
 /** The steepest slope of `config`'s activation: the most its slope factor can be without dropout. */

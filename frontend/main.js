@@ -6,6 +6,7 @@ import { CHARTS } from "./charts/index.js";
 import { Controls } from "./controls.js";
 import { READS, diagnose, fixChanges, renderDiagnosis } from "./diagnosis.js";
 import { SLOPED, layerFactors, expectedProfile } from "./theory.js";
+import { diagnoseTime } from "./timediagnosis.js";
 import { toColumnar } from "./series.js";
 import { openExtraPage, wireLessonsMenu } from "./lessons.js";
 
@@ -38,7 +39,7 @@ function toast(text, isError = false) {
 }
 const errorText = (r) => (r.data && (r.data.detail ? JSON.stringify(r.data.detail) : r.data.message)) || `HTTP ${r.status}`;
 
-const dashboard = new Dashboard($("grid"), CHARTS, { latest: READS });
+const dashboard = new Dashboard($("grid"), CHARTS, { latest: [...READS, "baseline"] });  // baseline: timediagnosis.js
 app.dashboard = dashboard;
 
 /** The page's tables of names and limits, from the server. */
@@ -62,7 +63,7 @@ function applyConfig(config, redraw) {
   } else {
     dashboard.updateConfig(app.config);
   }
-  updateTheory(true);
+  if ((app.config.model || "mlp") === "mlp") updateTheory(true);  // recurrent models: the time profile draws its own theory line
   controls.setConfig(app.config);
 }
 
@@ -214,8 +215,9 @@ function frame(now) {
   dashboard.render(now);
   if (now - lastDiag > 250 && app.config) {
     lastDiag = now;
-    updateTheory();
-    const result = diagnose(app.config, dashboard.series.latest);
+    const mlp = (app.config.model || "mlp") === "mlp";
+    if (mlp) updateTheory();
+    const result = mlp ? diagnose(app.config, dashboard.series.latest) : diagnoseTime(app.config, dashboard.series.latest);
     app.diagnosis = result;
     renderDiagnosis($("diagnosis"), result, { canFix: app.role === "owner",
       onFix: (name) => send("set", fixChanges(name, app.config)) });

@@ -4,7 +4,7 @@
 
 // Which list of names in meta holds each named-choice key's valid values.
 const CHOICE_LISTS = { dataset: "datasets", init: "initializers", activation: "activations",
-                       clip_mode: "clip_modes", optimizer: "optimizers" };
+                       clip_mode: "clip_modes", optimizer: "optimizers", model: "models" };
 
 export class Schema {
   /** @param {object} meta  `/api/meta`: defaults, live_keys, limits and the name lists */

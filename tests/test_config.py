@@ -12,12 +12,12 @@ from gradscope.core.train import CLIP_MODES, OPTIMIZERS
 def test_schema_choices_are_the_registry_names():
     fields = Config.model_fields
     assert get_args(fields["activation"].annotation) == tuple(ACTIVATIONS)
-    assert get_args(fields["init"].annotation) == INITIALIZERS
-    assert get_args(fields["dataset"].annotation) == DATASETS
+    assert get_args(fields["init"].annotation) == INITIALIZERS + ("identity",)  # identity: W_hh of the recurrent models
+    assert get_args(fields["dataset"].annotation) == DATASETS + ("adding", "copy", "parity")  # and digits as a sequence
     assert get_args(fields["optimizer"].annotation) == tuple(OPTIMIZERS)
     assert get_args(fields["clip_mode"].annotation) == CLIP_MODES
     m = meta()
-    assert m["activations"] == list(ACTIVATIONS) and m["initializers"] == list(INITIALIZERS)
+    assert m["activations"] == list(ACTIVATIONS) and m["initializers"] == list(INITIALIZERS) + ["identity"]
     assert set(LIVE_KEYS) | set(RESET_KEYS) == set(CONFIG_KEYS) and not set(LIVE_KEYS) & set(RESET_KEYS)
 
 

@@ -67,6 +67,10 @@ def cmd_run(args) -> int:
     cache = CompileCache(background=False)  # A and B share executables
     trainer = Trainer(config, cache=cache)
     header = {"config": config.model_dump(), "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()], "version": __version__}
+    if config.model != "mlp":  # recurrent runs: the names of the per-group columns, the gates, the task's baseline
+        from gradscope.engine_rnn import header as recurrent_header
+
+        header["recurrent"] = recurrent_header(config)
     trainers = {"a": trainer}
     if vs is not None:
         trainers["b"], info = branch(trainer, vs, cache=cache)
@@ -90,9 +94,8 @@ def cmd_run(args) -> int:
 
 def cmd_serve(args) -> int:
     from gradscope.engine import enable_persistent_cache
-    from gradscope.server import serve
-
     from gradscope.lessons import load_lessons
+    from gradscope.server import serve
 
     dirs = tuple(Path(d) for d in args.lessons)
     load_lessons(dirs)  # a broken lesson file stops the start, naming the file and the field

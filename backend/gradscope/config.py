@@ -14,8 +14,11 @@ from gradscope.core.activations import ACTIVATIONS
 from gradscope.core.datasets import DATASETS
 from gradscope.core.initializers import INITIALIZERS
 from gradscope.core.network import H_EDGES, Z_EDGES
+from gradscope.core.recurrent import MODELS, RECURRENT_INITIALIZERS, RNN_ACTIVATIONS
+from gradscope.core.sequences import TASKS, length_error
 from gradscope.core.train import (CLIP_MODES, GLOBAL_STATS, HIDDEN_STATS, HIST_EDGES, HIST_STATS, LAYER_STATS, OPTIMIZER_NAMES,
                                   SPARSE_STATS, VAL_EVERY)
+from gradscope.core.train_rnn import describe as describe_recurrent
 
 ACTIVATION_NAMES = tuple(ACTIVATIONS)
 
@@ -24,6 +27,8 @@ LIMITS = {
     "width": [2, 1024],
     "batch_size": [1, 4096],
     "input_dim": [2, 64],
+    "recurrent_depth": [1, 4],  # recurrent models: depth is the number of stacked recurrent layers
+    "seq_len": [2, 1000],
     # Server protection beyond the per-key bounds: kernel entries and activations per step.
     "max_parameters": 2**24,
     "max_activations": 2**25,
@@ -31,7 +36,8 @@ LIMITS = {
 
 LIVE_KEYS = ("activation", "leaky_alpha", "batchnorm", "residual", "clip_mode", "clip_value", "optimizer", "learning_rate", "l1", "l2",
              "dropout")
-RESET_KEYS = ("dataset", "input_dim", "noise", "depth", "width", "batch_size", "init", "init_gain", "seed")
+RESET_KEYS = ("model", "dataset", "input_dim", "noise", "depth", "width", "batch_size", "init", "init_gain", "seed", "seq_len", "forget_bias")
+ALL_DATASETS = DATASETS + tuple(t for t in TASKS if t not in DATASETS)
 
 
 class Config(BaseModel):
@@ -39,13 +45,14 @@ class Config(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    dataset: Literal[DATASETS] = "spirals"
+    model: Literal[("mlp",) + MODELS] = "mlp"
+    dataset: Literal[ALL_DATASETS] = "spirals"
     input_dim: int = Field(2, ge=LIMITS["input_dim"][0], le=LIMITS["input_dim"][1])
     noise: float = Field(0.1, ge=0.0, le=2.0)
     depth: int = Field(10, ge=LIMITS["depth"][0], le=LIMITS["depth"][1])
     width: int = Field(64, ge=LIMITS["width"][0], le=LIMITS["width"][1])
     batch_size: int = Field(128, ge=LIMITS["batch_size"][0], le=LIMITS["batch_size"][1])
-    init: Literal[INITIALIZERS] = "glorot_normal"
+    init: Literal[RECURRENT_INITIALIZERS] = "glorot_normal"
     init_gain: float = Field(1.0, gt=0.0, le=100.0)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     activation: Literal[ACTIVATION_NAMES] = "sigmoid"
@@ -59,6 +66,8 @@ class Config(BaseModel):
     l1: float = Field(0.0, ge=0.0, le=10.0)
     l2: float = Field(0.0, ge=0.0, le=10.0)
     dropout: float = Field(0.0, ge=0.0, le=0.9)
+    seq_len: int = Field(50, ge=LIMITS["seq_len"][0], le=LIMITS["seq_len"][1])
+    forget_bias: float = Field(1.0, ge=-10.0, le=10.0)
 
     @model_validator(mode="after")
     def _bounded_size(self):
@@ -69,6 +78,46 @@ class Config(BaseModel):
         if acts > LIMITS["max_activations"]:
             raise ValueError(f"depth x width x batch_size = {acts} exceeds {LIMITS['max_activations']}; lower one of them")
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _recurrent_depth_default(cls, data):
+        """A recurrent model given no depth gets one layer, not the MLP's default of 10."""
+        if isinstance(data, dict) and data.get("model", "mlp") in MODELS and "depth" not in data:
+            return {**data, "depth": 1}
+        return data
+
+    @model_validator(mode="after")
+    def _fits_model(self):
+        check_model(self)
+        return self
+
+
+# -- recurrent models: which keys apply to which model (issue 12) ---------------------
+def check_model(c) -> None:
+    """Raise ConfigError naming the field when a key does not fit `c.model`."""
+    if c.model == "mlp":
+        if c.dataset not in DATASETS:
+            raise ConfigError("dataset", f"{c.dataset} is a sequence task: set model to one of {', '.join(MODELS)}", list(DATASETS))
+        if c.init == "identity":
+            raise ConfigError("init", "identity initializes W_hh of the recurrent models only", list(INITIALIZERS))
+        return
+    if c.dataset not in TASKS:
+        raise ConfigError("dataset", f"model {c.model} reads sequences; {c.dataset} is not a sequence task", list(TASKS))
+    for key in ("batchnorm", "residual", "dropout"):
+        if getattr(c, key):
+            raise ConfigError(key, f"does not apply to the recurrent model {c.model}", [0.0 if key == "dropout" else False])
+    if c.model == "rnn" and c.activation not in RNN_ACTIVATIONS:
+        raise ConfigError("activation", f"{c.activation} is not defined for the Elman RNN", list(RNN_ACTIVATIONS))
+    lo, hi = LIMITS["recurrent_depth"]
+    if not lo <= c.depth <= hi:
+        raise ConfigError("depth", f"recurrent models stack {lo} to {hi} layers", list(range(lo, hi + 1)))
+    bad = length_error(c.dataset, c.seq_len)
+    if bad:
+        raise ConfigError("seq_len", *bad)
+    acts = c.depth * c.seq_len * c.width * c.batch_size
+    if acts > LIMITS["max_activations"]:
+        raise ConfigError("seq_len", f"depth x seq_len x width x batch_size = {acts} exceeds {LIMITS['max_activations']}; lower one of them")
 
 
 CONFIG_KEYS = tuple(Config.model_fields)
@@ -102,7 +151,9 @@ def describe_errors(exc: ValidationError) -> list[dict]:
     out = []
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "config"
-        if err["type"] == "extra_forbidden":
+        if isinstance(err.get("ctx", {}).get("error"), ConfigError):  # raised by check_model: already names its field
+            out.append(err["ctx"]["error"].as_dict())
+        elif err["type"] == "extra_forbidden":
             out.append({"field": field, "message": "unknown key", "choices": list(CONFIG_KEYS)})
         else:
             out.append({"field": field, "message": err["msg"], "choices": choices_of(field)})
@@ -151,8 +202,11 @@ def meta() -> dict:
     return {
         "version": __version__,
         "activations": list(ACTIVATION_NAMES),
-        "initializers": list(INITIALIZERS),
-        "datasets": list(DATASETS),
+        "initializers": list(RECURRENT_INITIALIZERS),  # identity: recurrent models only (see "recurrent")
+        "datasets": list(ALL_DATASETS),  # which apply to which model: "datasets_by_model"
+        "models": ["mlp", *MODELS],
+        "datasets_by_model": {"mlp": list(DATASETS), **{m: list(TASKS) for m in MODELS}},
+        "recurrent": describe_recurrent(),
         "optimizers": list(OPTIMIZER_NAMES),
         "clip_modes": list(CLIP_MODES),
         "live_keys": list(LIVE_KEYS),

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradscope import engine_rnn
 from gradscope.config import LIVE_KEYS, RESET_KEYS, Config, make_config, parse_changes
 from gradscope.core import datasets
 from gradscope.core.network import Knobs, Shape, init_params
@@ -55,6 +56,8 @@ def knobs_of(config: Config) -> Knobs:
 
 
 def shape_of(config: Config) -> Shape:
+    if engine_rnn.is_recurrent(config):
+        return engine_rnn.shape_of(config)
     return Shape(
         n_in=datasets.num_features(config.dataset, config.input_dim),
         depth=config.depth,
@@ -140,6 +143,8 @@ def _compile(key, args):
         _, act, shape, _ = key
         return jax.jit(make_predict(act, shape, UNROLL)).lower(*args).compile()
     _, act, optimizer, shape, _, _, steps = key
+    if isinstance(shape, engine_rnn.RecurrentShape):
+        return engine_rnn.compile_chunk(key, args)
     return jax.jit(make_chunk(act, optimizer, shape, steps, UNROLL)).lower(*args).compile()
 
 
@@ -196,8 +201,17 @@ class Trainer:
     # -- construction -------------------------------------------------------
     def _build(self, config: Config):
         self.config = config
-        self.shape, (self.x, self.y), (self.x_val, self.y_val), self.state = _setup(config)
-        self.max_steps = self._fixed_k or max_chunk_steps(self.shape)
+        if engine_rnn.is_recurrent(config):  # issue 12: the recurrent models' data, state and cost model
+            self.shape = shape_of(config)
+            x, y = engine_rnn.load(config)
+            self.x, self.y = jnp.asarray(x), jnp.asarray(y)
+            # the sequence tasks draw fresh batches: nothing is held out
+            self.x_val, self.y_val = self.x[:1], self.y[:1]
+            self.state = engine_rnn.new_state(config, self.shape)
+            self.max_steps = self._fixed_k or engine_rnn.max_chunk_steps(self.shape)
+        else:
+            self.shape, (self.x, self.y), (self.x_val, self.y_val), self.state = _setup(config)
+            self.max_steps = self._fixed_k or max_chunk_steps(self.shape)
         self.chunk_steps = self._fixed_k or self._calibrate()
         self._warm_others()
 
@@ -207,6 +221,10 @@ class Trainer:
         if not self._warm:
             return
         act, opt = self.config.activation, self.config.optimizer
+        if engine_rnn.is_recurrent(self.config):  # no predict functions: only the valid activations' chunks
+            keys = [self._key(a, opt) for a in engine_rnn.warm_order(self.config.model, WARM_ORDER) if a != act]
+            self._cache.warm(keys + [self._key(act, o) for o in OPTIMIZER_NAMES if o != opt], self._args(0))
+            return
         self._cache.warm([self._predict_key(act)], self._predict_args(GRID * GRID))
         for a in WARM_ORDER:
             if a != act:
@@ -215,10 +233,13 @@ class Trainer:
         self._cache.warm([self._key(act, o) for o in OPTIMIZER_NAMES if o != opt], self._args(0))
 
     def _key(self, act, optimizer):
+        if engine_rnn.is_recurrent(self.config):
+            act = engine_rnn.cache_activation(self.shape, act)
         return ("chunk", act, optimizer, self.shape, int(self.x.shape[0]), int(self.x_val.shape[0]), self.max_steps)
 
     def _args(self, n):
-        return (self.state, knobs_of(self.config), self.x, self.y, self.x_val, self.y_val, np.int32(n))
+        knobs = engine_rnn.knobs_of(self.config) if engine_rnn.is_recurrent(self.config) else knobs_of(self.config)
+        return (self.state, knobs, self.x, self.y, self.x_val, self.y_val, np.int32(n))
 
     def _predict_key(self, act, rows=GRID * GRID):
         return ("predict", act, self.shape, rows)
@@ -275,7 +296,8 @@ class Trainer:
             return {"kind": "reset", "changes": diff}
         self.config = new
         if "optimizer" in diff:
-            self.state = reset_optimizer(self.state, new.optimizer)
+            reset = engine_rnn.reset_optimizer if engine_rnn.is_recurrent(new) else reset_optimizer
+            self.state = reset(self.state, new.optimizer)
             self._warm_others()
         return {"kind": "live", "changes": diff}
 
@@ -321,7 +343,8 @@ class Trainer:
         if any(getattr(config, k) != getattr(self.config, k) for k in RESET_KEYS):
             self._build(config)
         elif config.optimizer != self.config.optimizer:
-            self.state = reset_optimizer(self.state, config.optimizer)
+            reset = engine_rnn.reset_optimizer if engine_rnn.is_recurrent(config) else reset_optimizer
+            self.state = reset(self.state, config.optimizer)
         self.config = config
         treedef = jax.tree.structure(self.state)
         self.state = jax.tree.unflatten(treedef, [jnp.asarray(data[f"l{i}"]) for i in range(treedef.num_leaves)])
@@ -339,7 +362,11 @@ class Trainer:
         return np.asarray(jax.nn.softmax(logits))
 
     def evaluate(self, held_out: bool = False) -> dict:
-        """Loss and accuracy over the training split (or the held-out one), in evaluation mode."""
+        """Loss and accuracy over the training split (or the held-out one), in evaluation mode.
+
+        Recurrent models: on a fixed batch of sequences, with the task's baseline loss."""
+        if engine_rnn.is_recurrent(self.config):
+            return engine_rnn.evaluate(self.config, self.shape, self.state, (self.x, self.y))
         x, y = (self.x_val, self.y_val) if held_out else (self.x, self.y)
         p = self.predict(x)
         y = np.asarray(y)

@@ -7,7 +7,7 @@ export class ClipChart extends Chart {
   static spec = {
     name: "clip", title: "Clipping", sub: "global gradient norm before / after · cosine, fraction changed", span: 2, every: 150, share: 0.08, markers: true, window: true,
     help: "Top: the norm of the whole gradient before and after clipping, with the threshold dashed. By norm, everything above the line is scaled down onto it; by value, each entry is capped, so a gradient whose norm is below the line is never touched. Bottom: the cosine between the raw and the clipped gradient (1: same direction) and the fraction of entries clipping changed. An exploding run climbs here first.",
-    history: ["global_grad_norm", "clipped_global_grad_norm", "clip_cosine", "clip_fraction"],
+    history: ["global_grad_norm", "clipped_global_grad_norm", "clip_cosine", "clip_fraction"], models: ["mlp", "rnn", "lstm", "gru"],
   };
 
   reset() {

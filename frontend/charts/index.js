@@ -16,9 +16,14 @@ import { SlopeChart } from "./slope.js";
 import { ValChart } from "./val.js";
 import { WeightsChart } from "./weights.js";
 import { ZmapChart } from "./zmap.js";
+import { GateChart } from "./gates.js";
+import { TimeHeatmapChart } from "./timeheatmap.js";
+import { TimeProfileChart } from "./timeprofile.js";
 
 // Rows of the 6-column grid: spans 3+3, 3+3, then 2+2+2.
 export const CHARTS = [
+  TimeProfileChart,  // recurrent models only (spec.models), as are TimeHeatmapChart and GateChart
+  TimeHeatmapChart, GateChart,
   ProfileChart, HeatmapChart,
   ChainChart, SlopeChart,
   ZmapChart, ActsChart, HmapChart,

@@ -7,7 +7,7 @@ export class LossChart extends Chart {
   static spec = {
     name: "loss", title: "Loss & accuracy", span: 2, every: 150, share: 0.1, markers: true, window: true,
     help: "The training batch's loss (log scale) and accuracy, faint per step and smoothed. When gradients vanish the loss sits on a plateau although the output layer is still learning; markers show when a setting changed.",
-    history: ["loss", "accuracy"],
+    history: ["loss", "accuracy"], models: ["mlp", "rnn", "lstm", "gru"],
     select: { id: "window", label: "time window", options: () => [["recent", "recent"], ["all", "whole run"]], value: (view) => view.windowMode },
   };
 

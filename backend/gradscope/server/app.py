@@ -65,6 +65,8 @@ def create_app(settings: Settings | None = None, *, warm_compile: bool = True, c
 
 
 def _validation_item(err: dict) -> dict:
+    if isinstance(err.get("ctx", {}).get("error"), ConfigError):  # config.check_model's rules name their own field
+        return err["ctx"]["error"].as_dict()
     loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
     field = loc[-1] if loc else "body"
     if err.get("type") == "extra_forbidden" and field in CONFIG_KEYS + ("paused",):

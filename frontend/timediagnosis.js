@@ -1,0 +1,51 @@
+// The diagnosis for recurrent models, in time steps: how much of the gradient at the last step
+// reaches the first, what the theory line expects, and whether the loss has left its baseline.
+// Same result shape as diagnose() in diagnosis.js; the fixes are FIXES names there.
+
+const sci = (v) => (v === 0 ? "0" : v >= 0.01 && v < 100 ? String(+Number(v).toPrecision(2))
+  : Number(v).toExponential(0).replace("e+", "e"));
+const isNum = (v) => typeof v === "number" && Number.isFinite(v);
+
+/** The fixes for a gradient that vanishes through time, minus those already applied. */
+function vanishingFixes(config) {
+  const fixes = [];
+  if (config.model === "rnn") fixes.push("lstm");
+  if (!["orthogonal", "identity"].includes(config.init) || config.init_gain !== 1) fixes.push("orthogonal");
+  if (config.model === "rnn" && !(config.activation === "relu" && config.init === "identity")) fixes.push("irnn");
+  return fixes;
+}
+
+/**
+ * @param {object} config  the session's config (model, depth, seq_len, ...)
+ * @param {object} s       the latest record: time_delta_norm (depth, seq_len), theory_factor, loss, baseline
+ * @returns {{level: "ok"|"warn"|"bad", title: string, lines: string[], fixes: string[]}}
+ */
+export function diagnoseTime(config, s) {
+  if (!s || !s.time_delta_norm) return { level: "ok", title: "Waiting for the first steps…", lines: [], fixes: [] };
+  const row = s.time_delta_norm[config.depth - 1] || [], T = row.length, lines = [];
+  if (!T || row.some((v) => !isNum(v)) || !isNum(s.loss)) {
+    return { level: "bad", title: "Non-finite gradients: the run is blowing up",
+             lines: ["Some time steps' gradients are NaN or infinite."], fixes: ["clip_norm", "lower_lr"] };
+  }
+  const ratio = row[T - 1] > 0 ? row[0] / row[T - 1] : 0;
+  const relation = `step 1 receives ${sci(ratio)} of the gradient at step ${T}`;
+  let level = "ok", title = "Gradients reach the first time step", fixes = [];
+  if (ratio < 1e-3) {
+    [level, title, fixes] = ["bad", "Vanishing gradients through time", vanishingFixes(config)];
+    lines.push(`${relation}: the network cannot learn dependencies that long.`);
+  } else if (ratio > 1e3 || (s.global_grad_norm ?? 0) > 1e4) {
+    [level, title, fixes] = ["bad", "Exploding gradients through time", config.clip_mode === "norm" ? ["lower_lr"] : ["clip_norm", "lower_lr"]];
+    lines.push(`${relation}: a few steps of the sequence dominate every update.`);
+  } else {
+    lines.push(`${relation}, within a factor of 1000.`);
+  }
+  const f = (s.theory_factor || [])[config.depth - 1];
+  if (isNum(f)) lines.push(`Theory: spectral radius × RMS slope = ${sci(f)} per step, ${sci(Math.pow(f, T - 1))} over ${T - 1} steps.`);
+  const fg = (s.forget_gate_mean || [])[config.depth - 1];
+  if (isNum(fg)) lines.push(`Mean forget gate ${sci(fg)}: the cell keeps that share of its state each step.`);
+  if (isNum(s.baseline) && s.loss > 0.9 * s.baseline) {
+    lines.push(`Loss ${sci(s.loss)} is at the baseline ${sci(s.baseline)} of a model that ignores its input: not learning yet.`);
+    if (level === "ok") [level, title] = ["warn", "Not learning yet"];
+  }
+  return { level, title, lines, fixes };
+}
