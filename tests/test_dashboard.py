@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import shutil
 import socket
-import os
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -25,7 +26,10 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 SMALL = "depth=6&width=32&batch_size=64"
-SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshot.png"
+# The README's pictures are refreshed on request (GRADSCOPE_SCREENSHOTS=1); a plain run keeps the tree clean.
+SHOTS = (Path(__file__).resolve().parents[1] / "docs" if os.environ.get("GRADSCOPE_SCREENSHOTS")
+         else Path(tempfile.gettempdir()) / "gradscope-screenshots")
+SCREENSHOT = SHOTS / "screenshot.png"
 TIMEOUT = 60_000  # ms: compiles are slow on a busy 2-core machine
 
 

@@ -1,6 +1,8 @@
 """Lessons and compare in a real headless Chromium: a lesson start to finish, the compare view in lockstep."""
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -8,7 +10,10 @@ import pytest
 from test_dashboard import SMALL, Tab, browser, server  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.browser
-SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "compare.png"
+# The README's pictures are refreshed on request (GRADSCOPE_SCREENSHOTS=1); a plain run keeps the tree clean.
+SHOTS = (Path(__file__).resolve().parents[1] / "docs" if os.environ.get("GRADSCOPE_SCREENSHOTS")
+         else Path(tempfile.gettempdir()) / "gradscope-screenshots")
+SCREENSHOT = SHOTS / "compare.png"
 LESSON_SHOT = SCREENSHOT.with_name("lesson.png")
 SLOW = 300_000  # ms: two runs compile and train on a shared 2-core machine
 

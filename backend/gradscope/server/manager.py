@@ -10,7 +10,7 @@ import threading
 import time
 
 from gradscope.config import Config, meta
-from gradscope.engine import CompileCache
+from gradscope.engine import CompileCache, prewarm
 
 from .history import pack, unpack
 from .sessions import ActionError, Session
@@ -49,6 +49,10 @@ class SessionManager:
         self.loop = asyncio.get_running_loop()
         self.store.pause_all_running()
         self._monitor = asyncio.create_task(self._idle_monitor())
+        if self.warm and self.settings.chunk_steps is None:
+            # The default setup's chunk and decision boundary start compiling now, in the
+            # cache's background thread, so the first visitor of `/` finds them built.
+            await asyncio.to_thread(prewarm, self.cache)
 
     async def stop(self) -> None:
         if self._monitor:
