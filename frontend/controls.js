@@ -90,6 +90,8 @@ export class Controls {
     this.onChange = onChange;
     this.widgets = new Map();
     this.config = {};
+    this.enabled = true;
+    this.why = new Map();  // key -> why it does not apply to the current model (the input stays disabled)
     this.build();
   }
 
@@ -125,14 +127,16 @@ export class Controls {
       const v = this.read(key, spec, input);
       if (v === undefined || v === this.config[key]) return;
       value.textContent = formatValue(v);
-      this.onChange({ [key]: v });
+      this.onChange(key === "model" ? { ...this.fitModel(v), model: v } : { [key]: v });
     });
-    this.widgets.set(key, { input, value, spec });
     const live = this.schema.isLive(key);
     const tag = el("span", { class: live ? "tag live" : "tag reset", title: live ? "applies while training" : "restarts the run" }, live ? "live" : "restart");
-    return el("div", { class: `ctl ctl-${spec.kind}`, "data-key": key },
+    const why = el("p", { class: "ctl-why", hidden: true });
+    const row = el("div", { class: `ctl ctl-${spec.kind}`, "data-key": key },
       el("div", { class: "ctl-head" }, el("label", { for: id }, label), tag, value),
-      input, el("p", { class: "ctl-help" }, help));
+      input, why, el("p", { class: "ctl-help" }, help));
+    this.widgets.set(key, { input, value, spec, label, row, why });
+    return row;
   }
 
   read(key, spec, input) {
@@ -151,6 +155,7 @@ export class Controls {
   /** Show `config` in the widgets without reporting it as a change. */
   setConfig(config) {
     this.config = { ...config };
+    this.applyModel(config.model || "mlp");  // first: a menu's options must exist before its value is set
     for (const [key, { input, value, spec }] of this.widgets) {
       const v = config[key];
       if (v === undefined) continue;
@@ -162,6 +167,62 @@ export class Controls {
     this.mute("leaky_alpha", config.activation !== "leaky_relu");
     this.mute("clip_value", config.clip_mode === "none");
     this.mute("input_dim", config.dataset !== "gaussian");
+  }
+
+  /** The choices of the menus that depend on the model, as meta lists them, and the keys that do not apply greyed out with the reason. */
+  applyModel(model) {
+    const meta = this.schema.meta;
+    for (const [key, names] of Object.entries(this.menus(model))) this.offer(key, names || this.schema.choices[key]);
+    for (const key of meta.mlp_only_keys || []) {
+      const label = this.widgets.has(key) && this.widgets.get(key).label;
+      this.inapplicable(key, model !== "mlp" && `${label} applies to the MLP only; the server refuses it for the recurrent models.`);
+    }
+    this.inapplicable("activation", !["mlp", "rnn"].includes(model)
+      && `The ${model.toUpperCase()} cell has fixed sigmoid gates and tanh; the activation applies to the MLP and the Elman RNN.`);
+  }
+
+  /** {key: valid names for `model`} from meta, for the menus that depend on it (undefined: the full list). */
+  menus(model) {
+    const meta = this.schema.meta;
+    return { dataset: (meta.datasets_by_model || {})[model], init: (meta.initializers_by_model || {})[model],
+             activation: model === "rnn" ? (meta.recurrent || {}).activations : undefined };
+  }
+
+  /**
+   * The changes that go with switching to `model`, so that the server accepts the new config: each menu's
+   * value moved into the model's list (its default where that is in it), the MLP-only keys back to their
+   * defaults and the depth into the recurrent range.
+   */
+  fitModel(model) {
+    const meta = this.schema.meta, c = this.config, d = this.schema.defaults(), out = {};
+    for (const [key, names] of Object.entries(this.menus(model))) {
+      if (Array.isArray(names) && !names.includes(c[key])) out[key] = names.includes(d[key]) ? d[key] : names[0];
+    }
+    if (model === "mlp") return out;
+    for (const key of meta.mlp_only_keys || []) if (c[key]) out[key] = d[key];
+    const [lo, hi] = (meta.limits || {}).recurrent_depth || [c.depth, c.depth];
+    if (c.depth < lo || c.depth > hi) out.depth = Math.min(hi, Math.max(lo, c.depth));
+    return out;
+  }
+
+  /** Replace a menu's options with `names` (kept as they are when unchanged). */
+  offer(key, names) {
+    const w = this.widgets.get(key);
+    if (!w || !Array.isArray(names) || [...w.input.options].map((o) => o.value).join() === names.join()) return;
+    w.input.replaceChildren(...names.map((c) => el("option", { value: c }, c)));
+  }
+
+  /** Grey out `key` with `reason` shown under it and as its tooltip; a falsy reason restores it. */
+  inapplicable(key, reason) {
+    const w = this.widgets.get(key);
+    if (!w) return;
+    if (reason) this.why.set(key, reason);
+    else this.why.delete(key);
+    w.why.textContent = reason || "";
+    w.why.hidden = !reason;
+    w.row.classList.toggle("inapplicable", Boolean(reason));
+    w.row.title = reason || "";
+    w.input.disabled = !this.enabled || Boolean(reason);
   }
 
   mute(key, muted) {
@@ -176,7 +237,8 @@ export class Controls {
   }
 
   setEnabled(enabled) {
-    for (const { input } of this.widgets.values()) input.disabled = !enabled;
+    this.enabled = enabled;
+    for (const [key, { input }] of this.widgets) input.disabled = !enabled || this.why.has(key);
     this.root.classList.toggle("disabled", !enabled);
   }
 }

@@ -94,6 +94,9 @@ class Config(BaseModel):
 
 
 # -- recurrent models: which keys apply to which model (issue 12) ---------------------
+MLP_ONLY_KEYS = ("batchnorm", "residual", "dropout")  # refused for the recurrent models (the page greys them out)
+
+
 def check_model(c) -> None:
     """Raise ConfigError naming the field when a key does not fit `c.model`."""
     if c.model == "mlp":
@@ -104,7 +107,7 @@ def check_model(c) -> None:
         return
     if c.dataset not in TASKS:
         raise ConfigError("dataset", f"model {c.model} reads sequences; {c.dataset} is not a sequence task", list(TASKS))
-    for key in ("batchnorm", "residual", "dropout"):
+    for key in MLP_ONLY_KEYS:
         if getattr(c, key):
             raise ConfigError(key, f"does not apply to the recurrent model {c.model}", [0.0 if key == "dropout" else False])
     if c.model == "rnn" and c.activation not in RNN_ACTIVATIONS:
@@ -206,6 +209,8 @@ def meta() -> dict:
         "datasets": list(ALL_DATASETS),  # which apply to which model: "datasets_by_model"
         "models": ["mlp", *MODELS],
         "datasets_by_model": {"mlp": list(DATASETS), **{m: list(TASKS) for m in MODELS}},
+        "initializers_by_model": {"mlp": list(INITIALIZERS), **{m: list(RECURRENT_INITIALIZERS) for m in MODELS}},
+        "mlp_only_keys": list(MLP_ONLY_KEYS),
         "recurrent": describe_recurrent(),
         "optimizers": list(OPTIMIZER_NAMES),
         "clip_modes": list(CLIP_MODES),

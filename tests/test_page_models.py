@@ -1,0 +1,56 @@
+"""The control panel follows the model in a real Chromium: on a recurrent session the MLP-only keys
+(BatchNorm, residual, dropout) are greyed out with the reason shown, and the dataset and initializer
+menus offer only what `/api/meta` lists for the model; switching to the MLP with the Model control
+restores them (the page sends the dataset the MLP needs with the switch, or the server would refuse it)."""
+from __future__ import annotations
+
+import pytest
+
+from test_dashboard import browser, server, tabs  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.browser
+
+RNN = "model=rnn&dataset=adding&seq_len=20&width=16&batch_size=16"
+MLP_ONLY = ["batchnorm", "residual", "dropout"]
+# Each key's state as the page shows it: disabled, the visible note, the tooltip.
+STATE = """keys => Object.fromEntries(keys.map(k => {
+  const row = document.querySelector(`[data-key=${k}]`), why = row.querySelector('.ctl-why');
+  return [k, {disabled: document.getElementById(`ctl-${k}`).disabled, note: why.hidden ? '' : why.innerText, title: row.title}];
+}))"""
+OPTIONS = "id => [...document.getElementById(id).options].map(o => o.value)"
+
+
+def test_recurrent_model_greys_out_mlp_keys_and_narrows_menus(server, tabs):  # noqa: F811
+    tab = tabs().open(f"{server}/?{RNN}")
+    tab.wait_running(3)
+    meta = tab.eval("gradscope.meta")
+    assert meta["mlp_only_keys"] == MLP_ONLY
+    state = tab.eval(STATE, MLP_ONLY)
+    for key, s in state.items():
+        assert s["disabled"], key
+        assert "applies to the MLP only" in s["note"] and "refuses it for the recurrent models" in s["note"], key
+        assert s["title"] == s["note"], key
+    assert tab.eval(OPTIONS, "ctl-dataset") == meta["datasets_by_model"]["rnn"] == ["adding", "copy", "parity", "digits"]
+    inits = tab.eval(OPTIONS, "ctl-init")
+    assert "identity" in inits and inits == meta["recurrent"]["initializers"]
+    acts = tab.eval(OPTIONS, "ctl-activation")  # the Elman RNN refuses rrelu and prelu
+    assert acts == meta["recurrent"]["activations"] and "prelu" not in acts
+    assert not tab.eval("document.getElementById('ctl-activation').disabled")
+
+    tab.page.select_option("#ctl-model", "mlp")
+    tab.wait("() => gradscope.config.model === 'mlp'")
+    assert tab.eval("gradscope.config.dataset") in meta["datasets_by_model"]["mlp"]
+    state = tab.eval(STATE, MLP_ONLY)
+    assert state == {k: {"disabled": False, "note": "", "title": ""} for k in MLP_ONLY}
+    assert tab.eval(OPTIONS, "ctl-dataset") == meta["datasets_by_model"]["mlp"]
+    inits = tab.eval(OPTIONS, "ctl-init")
+    assert "identity" not in inits and inits == meta["initializers_by_model"]["mlp"]
+    assert tab.eval(OPTIONS, "ctl-activation") == meta["activations"]
+    # the MLP-only keys are live again: the server accepts a switch the page sends
+    tab.page.check("#ctl-residual")
+    tab.wait("() => gradscope.config.residual === true")
+    # and back: the switch to the RNN takes residual off and a sequence task with it
+    tab.page.select_option("#ctl-model", "rnn")
+    tab.wait("() => gradscope.config.model === 'rnn'")
+    assert tab.eval("[gradscope.config.residual, gradscope.config.dataset]") == [False, "adding"]
+    assert all(s["disabled"] and s["note"] for s in tab.eval(STATE, MLP_ONLY).values())
