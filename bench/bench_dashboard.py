@@ -68,9 +68,9 @@ SNAPSHOT = """() => {
 def start_server(data_dir: Path, cpus):
     """`serve()` in its own process on a socket bound here (pinned to `cpus` when given)."""
     sock = socket.create_server(("127.0.0.1", 0))
-    code = ("import sys, uvicorn; sys.path.insert(0, %r); from gradscope.server import Settings, create_app; "
-            "app = create_app(Settings(data_dir=%r, idle_pause_s=3600), warm_compile=False); "
-            "uvicorn.run(app, fd=%d, log_level='warning')" % (str(BACKEND), str(data_dir), sock.fileno()))
+    code = (f"import sys, uvicorn; sys.path.insert(0, {str(BACKEND)!r}); from gradscope.server import Settings, create_app; "
+            f"app = create_app(Settings(data_dir={str(data_dir)!r}, idle_pause_s=3600), warm_compile=False); "
+            f"uvicorn.run(app, fd={sock.fileno()}, log_level='warning')")
     pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
     proc = subprocess.Popen([sys.executable, "-W", "ignore", "-c", code], pass_fds=[sock.fileno()], preexec_fn=pin,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -21,7 +21,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference_step  # noqa: E402
-
 from gradscope.core.train import make_chunk  # noqa: E402
 from gradscope.engine import UNROLL, CompileCache, Trainer, knobs_of  # noqa: E402
 

@@ -66,7 +66,7 @@ async def viewer(ws_url: str, counts: list, errors: list, stop: asyncio.Event) -
             while not stop.is_set():
                 try:
                     text = await asyncio.wait_for(ws.recv(), timeout=1.0)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     continue
                 if text.startswith('{"type":"stats"'):
                     counts[-1] += 1

@@ -29,8 +29,8 @@ def start_server(data_dir: Path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    code = ("import sys; sys.path.insert(0, %r); from gradscope.server import serve; "
-            "serve('127.0.0.1', %d, %r, max_running=9, idle_pause_s=3600, warm_compile=False)" % (str(BACKEND), port, str(data_dir)))
+    code = (f"import sys; sys.path.insert(0, {str(BACKEND)!r}); from gradscope.server import serve; "
+            f"serve('127.0.0.1', {port}, {str(data_dir)!r}, max_running=9, idle_pause_s=3600, warm_compile=False)")
     proc = subprocess.Popen([sys.executable, "-W", "ignore::DeprecationWarning", "-c", code],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

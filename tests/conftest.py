@@ -180,7 +180,7 @@ class ServerProcess:
         watch.files.append(self.log_path)
         self.proc = None
 
-    def start(self) -> "ServerProcess":
+    def start(self) -> ServerProcess:
         with socket.socket() as probe:  # a free port; uvicorn binds it itself
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]

@@ -99,9 +99,8 @@ def test_http_answers_a_set_that_does_not_fit_the_model_with_422(client):
 
 
 def test_a_running_recurrent_session_streams_time_statistics_and_takes_live_switches(live_server):
-    from test_server_ws import create, of_type, ws_connect
-
     from conftest import recv_until
+    from test_server_ws import create, of_type, ws_connect
 
     srv = live_server()
     d = create(srv, **{**SMALL, "depth": 2})

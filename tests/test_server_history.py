@@ -1,9 +1,9 @@
 """The bounded history: every step up to a budget, then min/max/mean buckets; spikes survive."""
 from __future__ import annotations
 
-import numpy as np
-
 import json
+
+import numpy as np
 
 from gradscope.server import history as history_module
 from gradscope.server.history import History, rows_to_json, rows_to_wire

@@ -16,8 +16,17 @@ from gradscope.core.initializers import INITIALIZERS
 from gradscope.core.network import H_EDGES, Z_EDGES
 from gradscope.core.recurrent import MODELS, RECURRENT_INITIALIZERS, RNN_ACTIVATIONS
 from gradscope.core.sequences import TASKS, length_error
-from gradscope.core.train import (CLIP_MODES, GLOBAL_STATS, HIDDEN_STATS, HIST_EDGES, HIST_STATS, LAYER_STATS, OPTIMIZER_NAMES,
-                                  SPARSE_STATS, VAL_EVERY)
+from gradscope.core.train import (
+    CLIP_MODES,
+    GLOBAL_STATS,
+    HIDDEN_STATS,
+    HIST_EDGES,
+    HIST_STATS,
+    LAYER_STATS,
+    OPTIMIZER_NAMES,
+    SPARSE_STATS,
+    VAL_EVERY,
+)
 from gradscope.core.train_rnn import describe as describe_recurrent
 
 ACTIVATION_NAMES = tuple(ACTIVATIONS)

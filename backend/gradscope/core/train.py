@@ -14,8 +14,22 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gradscope.core.network import (BN_MOMENTUM, Knobs, Shape, activation_stats, biases, bin_counts, dropout_masks, forward, init_bn_state,
-                                    kernels, layer_slopes, mean_slopes, rrelu_slopes, zero_taps)
+from gradscope.core.network import (
+    BN_MOMENTUM,
+    Knobs,
+    Shape,
+    activation_stats,
+    biases,
+    bin_counts,
+    dropout_masks,
+    forward,
+    init_bn_state,
+    kernels,
+    layer_slopes,
+    mean_slopes,
+    rrelu_slopes,
+    zero_taps,
+)
 
 OPTIMIZERS = {
     # Each at learning rate 1: the live learning rate scales the update afterwards,

@@ -24,7 +24,19 @@ import numpy as np
 import optax
 
 from gradscope.core import sequences
-from gradscope.core.recurrent import CARRY_GATE, GATES, RECURRENT_INITIALIZERS, RNN_ACTIVATIONS, RecurrentShape, forward, gate_radii, init_power, readout, theory_factor, zero_eps
+from gradscope.core.recurrent import (
+    CARRY_GATE,
+    GATES,
+    RECURRENT_INITIALIZERS,
+    RNN_ACTIVATIONS,
+    RecurrentShape,
+    forward,
+    gate_radii,
+    init_power,
+    readout,
+    theory_factor,
+    zero_eps,
+)
 from gradscope.core.train import CLIP_MODES, OPTIMIZERS, _clip, _clip_effect
 
 GLOBAL_STATS = ("loss", "accuracy", "penalty", "baseline", "global_grad_norm", "clipped_global_grad_norm", "nonfinite",

@@ -50,7 +50,7 @@ class Frame:
         return self._text
 
     @staticmethod
-    def merged_text(frames: list["Frame"], cache: dict | None = None) -> str:
+    def merged_text(frames: list[Frame], cache: dict | None = None) -> str:
         """One message for a run of chunks; clients in step share the encoding via `cache`."""
         if len(frames) == 1:
             return frames[0].text
