@@ -70,11 +70,14 @@ def check_pair_panels(tab, depth):
         np.testing.assert_allclose(chain["y"][2 * k], delta[:depth] / h, rtol=1e-9)
         np.testing.assert_allclose(chain["y"][2 * k + 1], h / u_next, rtol=1e-9)
         assert np.all(np.asarray(chain["y"][2 * k]) <= 1 + 1e-9)  # tanh's slope is at most 1
-    for name in ("a", "b"):
+    for k, name in enumerate(("a", "b")):
         panel = tab.page.locator(f"#cmp-diagnosis-{name}")
         assert panel.get_attribute("data-level") in ("ok", "warn", "bad")
         assert panel.locator(".diag-title").inner_text().strip()
-        assert panel.locator("li").count() >= 1
+        # each panel reads its own run: its per-layer slope factor is that run's geometric mean
+        line = next(t for t in panel.locator("li").all_inner_texts() if t.startswith("Per layer back: slope factor"))
+        expected = float(np.exp(np.mean(np.log(chain["y"][2 * k]))))
+        assert float(line.split()[5]) == pytest.approx(expected, rel=0.06)  # printed to 2 digits
 
 
 def test_compare_from_a_session_steps_both_in_lockstep_and_the_link_opens_as_viewer(server, browser):  # noqa: F811
