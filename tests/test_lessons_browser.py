@@ -46,8 +46,11 @@ def test_a_lesson_from_prediction_to_verdict(server, browser):  # noqa: F811
 
 def check_pair_panels(tab, depth):
     """The heat maps, the chain-rule factors and the diagnoses of A and B hold each run's own data."""
-    tab.wait("() => { const c = gradscope.compare; c.dirty = true; return c.runs.every(r => "
-             "c.heat.maps[r.name].grid && c.heat.maps[r.name].grid.steps.at(-1) === r.series.lastStep); }")
+    # every step's stats are in (the status message may come first), then one more draw
+    tab.wait("""() => { const c = gradscope.compare;
+        if (!c.runs.every(r => r.series.latest && r.series.latest.step === r.step - 1)) return false;
+        if (!window.pairAsked) { window.pairAsked = true; c.dirty = true; return false; }
+        return !c.dirty; }""")
     for name in ("a", "b"):
         heat = tab.eval(f"""() => {{ const c = gradscope.compare, r = c.runs.find(r => r.name === '{name}'),
             m = c.heat.maps['{name}'], el = document.getElementById('cmp-heatmap-{name}');
