@@ -2,6 +2,11 @@
 // colour pair, lockstep Play/Pause/Step when this browser holds both tokens. Page: /compare/{a}/{b}.
 import { SessionSocket } from "./socket.js";
 import { Series } from "./series.js";
+import { chainFactors } from "./charts/factors.js";
+import { ImageHeatmap, VIRIDIS } from "./charts/imagemap.js";
+import { OI, StickyLogRange, StickyRange, baseLayout, layers, log10 } from "./charts/plot.js";
+import { READS, diagnose, renderDiagnosis } from "./diagnosis.js";
+import { diagnoseTime } from "./timediagnosis.js";
 
 const Plotly = window.Plotly;
 export const COLORS = { a: "#0072B2", b: "#E69F00" };  // Okabe-Ito blue / orange, as in the dashboard
@@ -16,7 +21,7 @@ export const CHARTS = {
   clip: { title: "Global gradient norm (dotted: after clipping)", kind: "time", stat: "global_grad_norm", extra: "clipped_global_grad_norm", log: true },
 };
 // a lesson's `look` names a dashboard chart; these are the compare view's closest
-const LOOK = { profile: "profile", heatmap: "profile", hist: "profile", acts: "acts", ratio: "ratio", loss: "loss", clip: "clip", boundary: "loss" };
+const LOOK = { profile: "profile", heatmap: "heatmap", chain: "chain", hist: "profile", acts: "acts", ratio: "ratio", loss: "loss", clip: "clip", boundary: "loss" };
 
 async function api(method, path, body, headers = {}) {
   const res = await fetch(path, { method, headers: { "Content-Type": "application/json", ...headers },
@@ -30,7 +35,9 @@ async function api(method, path, body, headers = {}) {
 class Run {
   constructor(name, id, onChange) {
     const history = Object.values(CHARTS).filter((c) => c.kind === "time").flatMap((c) => [c.stat, c.extra].filter(Boolean));
-    const latest = Object.values(CHARTS).filter((c) => c.kind === "layer").flatMap((c) => [c.stat, c.extra].filter(Boolean));
+    history.push("grad_norm");  // the heat map: every layer's gradient norm at every kept step
+    // the diagnosis and the chain-rule factors read the latest step's norms (baseline: timediagnosis.js)
+    const latest = [...Object.values(CHARTS).filter((c) => c.kind === "layer").flatMap((c) => [c.stat, c.extra].filter(Boolean)), ...READS, "baseline"];
     Object.assign(this, { name, id, onChange, series: new Series({ history, latest }, 600), status: "connecting", step: 0, config: null });
     this.token = localStorage.getItem(tokenKey(id));
   }
@@ -96,10 +103,38 @@ export class CompareView {
       grid.append(card);
       this.el[name] = card.querySelector(".chart");
     }
+    this.buildPairs(grid);
     this.root.querySelector("#cmp-play").addEventListener("click", () => this.control(this.anyRunning() ? "pause" : "play"));
     this.root.querySelector("#cmp-step").addEventListener("click", () => this.control("step"));
     this.root.querySelector("#cmp-link").hidden = !paired;
     this.root.querySelector("#cmp-link").addEventListener("click", () => this.copyLink());
+  }
+
+  /** The cards that show A and B in two panels (heat maps, diagnoses) and the chain-rule factors. */
+  buildPairs(grid) {
+    const card = (name, title, cls, inner) => {
+      const el = document.createElement("article");
+      el.className = `card cmp-card ${cls}`;
+      el.dataset.chart = name;
+      el.innerHTML = `<header><h2>${title}</h2></header>${inner}`;
+      if (name === this.look) el.classList.add("highlight");
+      grid.append(el);
+      return el;
+    };
+    const panels = (kind) => this.runs.map((r) => `<div class="cmp-panel" data-run="${r.name}" style="border-color: ${COLORS[r.name]}">
+      <h3>${r.name.toUpperCase()}</h3><div class="${kind}" id="cmp-${kind === "chart" ? "heatmap" : "diagnosis"}-${r.name}"></div></div>`).join("");
+    const heat = card("heatmap", "Layer × step: log10 ‖dL/dW‖ (one colour scale for both)", "cmp-wide", `<div class="cmp-panels">${panels("chart")}</div>`);
+    card("chain", "Chain-rule factors per hidden layer (solid: slope, dashed: weight)", "", '<div class="chart" id="cmp-chain"></div>');
+    this.el.heatmap = heat;  // the look's scroll target (start())
+    this.el.chain = this.root.querySelector("#cmp-chain");
+    this.chainRange = new StickyLogRange();  // log10 units; always spans the guides at 0.25 and 1
+    const diag = card("diagnosis", "Diagnosis", "cmp-wide", `<div class="cmp-panels">${panels("diagnosis")}</div>`);
+    this.heat = { range: new StickyRange(1, 0.7), maps: {}, shown: {} };  // shown: the range each map's colour bar has
+    for (const r of this.runs) {
+      this.heat.maps[r.name] = new ImageHeatmap(heat.querySelector(`#cmp-heatmap-${r.name}`), { scale: VIRIDIS, zmin: -6, zmax: 0,
+        xtitle: "step", ytitle: "layer", colorbar: "log10", hovertemplate: "step %{x:.0f}<br>layer %{y}<br>log10 %{z:.2f}<extra></extra>" });
+      this.el[`diagnosis-${r.name}`] = diag.querySelector(`#cmp-diagnosis-${r.name}`);
+    }
   }
 
   async start() {
@@ -165,6 +200,57 @@ export class CompareView {
         showlegend: true, legend: { orientation: "h", y: 1.12 },
         xaxis: { title: { text: spec.kind === "layer" ? "layer" : "step" } }, yaxis: { type: spec.log ? "log" : "linear" } };
       Plotly.react(this.el[name], traces, layout, { displaylogo: false, displayModeBar: false, responsive: true });
+    }
+    this.drawHeatmaps();
+    this.drawChain(now);
+    this.drawDiagnoses();
+  }
+
+  /** Both heat maps on one colour range (sticky, whole decades), so equal colours mean equal norms. */
+  drawHeatmaps() {
+    const logs = (r) => r.series.h.grad_norm.map((g) => (g || []).map(log10));
+    const all = this.runs.map(logs);
+    const zr = this.heat.range.update(all.flat(2));
+    this.runs.forEach((r, k) => {
+      const map = this.heat.maps[r.name], rows = (r.series.latest && r.series.latest.grad_norm || []).length;
+      if (!rows || !r.series.step.length) return;
+      if (!map.y || map.y.length !== rows) map.reset(layers(rows));
+      if (zr || this.heat.shown[r.name] !== this.heat.range.range) {
+        this.heat.shown[r.name] = this.heat.range.range;
+        [map.opts.zmin, map.opts.zmax] = this.heat.range.range;
+        Plotly.restyle(map.el, { zmin: map.opts.zmin, zmax: map.opts.zmax }, [0]);
+      }
+      map.draw(r.series.step, (row, i) => (all[k][i][row] ?? null));
+    });
+  }
+
+  /** Slope factor delta/h and weight factor h/u (charts/factors.js) of each run, guides at 1 and 0.25. */
+  drawChain(now) {
+    const traces = this.runs.flatMap((r) => {
+      if (!r.series.latest) return [];
+      const f = chainFactors(r.series.latest), x = layers(f.slope.length), tag = r.name.toUpperCase(), color = COLORS[r.name];
+      return [{ x, y: f.slope, name: `${tag} slope`, mode: "lines+markers", line: { color } },
+        { x, y: f.weight, name: `${tag} weight`, mode: "lines+markers", line: { color, dash: "dash" } }];
+    });
+    this.chainRange.update([...traces.flatMap((t) => t.y), 0.25, 1]);
+    // the guides of charts/chain.js, in grey and vermilion here: orange is run B
+    const guide = (y, color) => ({ type: "line", xref: "paper", x0: 0, x1: 1, yref: "y", y0: y, y1: y, line: { color, width: 1.2, dash: "dot" } });
+    const label = (y, text, color) => ({ xref: "paper", x: 1, yref: "y", y: Math.log10(y), text, showarrow: false,
+      xanchor: "right", yanchor: "bottom", font: { size: 10, color } });
+    Plotly.react(this.el.chain, traces, baseLayout({ datarevision: now, hovermode: "closest",
+      shapes: [guide(1, OI.grey), guide(0.25, OI.vermilion)],
+      annotations: [label(1, "1: passes unchanged", OI.grey), label(0.25, "0.25: sigmoid's ceiling", OI.vermilion)],
+      xaxis: { title: { text: "hidden layer (input → output)", standoff: 4 } }, yaxis: { type: "log", exponentformat: "power", range: this.chainRange.range } }),
+    { displaylogo: false, displayModeBar: false, responsive: true });
+  }
+
+  /** Each run's diagnosis (as the dashboard reads it); the fixes are for the run's own page. */
+  drawDiagnoses() {
+    for (const r of this.runs) {
+      if (!r.config || !r.series.latest) continue;
+      const mlp = (r.config.model || "mlp") === "mlp";
+      const result = mlp ? diagnose(r.config, r.series.latest) : diagnoseTime(r.config, r.series.latest);
+      renderDiagnosis(this.el[`diagnosis-${r.name}`], result, { canFix: false, onFix: () => {} });
     }
   }
 }

@@ -5,6 +5,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from test_dashboard import SMALL, Tab, browser, server  # noqa: F401  (fixtures)
@@ -43,6 +44,45 @@ def test_a_lesson_from_prediction_to_verdict(server, browser):  # noqa: F811
     assert tab.errors == [] and tab.external == []
 
 
+def check_pair_panels(tab, depth):
+    """The heat maps, the chain-rule factors and the diagnoses of A and B hold each run's own data."""
+    # every step's stats are in (the status message may come first), then one more draw
+    tab.wait("""() => { const c = gradscope.compare;
+        if (!c.runs.every(r => r.series.latest && r.series.latest.step === r.step - 1)) return false;
+        if (!window.pairAsked) { window.pairAsked = true; c.dirty = true; return false; }
+        return !c.dirty; }""")
+    for name in ("a", "b"):
+        heat = tab.eval(f"""() => {{ const c = gradscope.compare, r = c.runs.find(r => r.name === '{name}'),
+            m = c.heat.maps['{name}'], el = document.getElementById('cmp-heatmap-{name}');
+            return {{ z: m.grid.z, last: r.series.h.grad_norm.at(-1), images: el.layout.images.length,
+                      zmin: el.data[0].zmin, zmax: el.data[0].zmax }}; }}""")
+        assert heat["images"] == 1 and len(heat["z"]) == depth + 1  # one row per weight matrix
+        # the last column is log10 of the last kept step's per-layer gradient norms
+        np.testing.assert_allclose([row[-1] for row in heat["z"]], np.log10(heat["last"]), rtol=1e-9)
+        assert heat["zmin"] <= min(min(row) for row in heat["z"]) and max(max(row) for row in heat["z"]) <= heat["zmax"]
+        if name == "a":
+            shared = (heat["zmin"], heat["zmax"])
+    assert (heat["zmin"], heat["zmax"]) == shared  # one colour scale for both
+    chain = tab.eval("""() => ({ names: Array.from(document.getElementById('cmp-chain').data, t => t.name),
+        y: Array.from(document.getElementById('cmp-chain').data, t => t.y),
+        latest: gradscope.compare.runs.map(r => [r.series.latest.delta_norm, r.series.latest.h_grad_norm, r.series.latest.u_grad_norm]) })""")
+    assert chain["names"] == ["A slope", "A weight", "B slope", "B weight"]
+    for k, (delta, h, u) in enumerate(chain["latest"]):
+        delta, h, u = map(np.asarray, (delta, h, u))
+        u_next = np.append(u[1:], delta[depth])  # the output layer's u is its z
+        np.testing.assert_allclose(chain["y"][2 * k], delta[:depth] / h, rtol=1e-9)
+        np.testing.assert_allclose(chain["y"][2 * k + 1], h / u_next, rtol=1e-9)
+        assert np.all(np.asarray(chain["y"][2 * k]) <= 1 + 1e-9)  # tanh's slope is at most 1
+    for k, name in enumerate(("a", "b")):
+        panel = tab.page.locator(f"#cmp-diagnosis-{name}")
+        assert panel.get_attribute("data-level") in ("ok", "warn", "bad")
+        assert panel.locator(".diag-title").inner_text().strip()
+        # each panel reads its own run: its per-layer slope factor is that run's geometric mean
+        line = next(t for t in panel.locator("li").all_inner_texts() if t.startswith("Per layer back: slope factor"))
+        expected = float(np.exp(np.mean(np.log(chain["y"][2 * k]))))
+        assert float(line.split()[5]) == pytest.approx(expected, rel=0.06)  # printed to 2 digits
+
+
 def test_compare_from_a_session_steps_both_in_lockstep_and_the_link_opens_as_viewer(server, browser):  # noqa: F811
     tab = Tab(browser).open(f"{server}/?{SMALL}&activation=tanh")
     wait(tab, "() => window.gradscope && gradscope.dashboard.series.step.length >= 5")
@@ -66,6 +106,7 @@ def test_compare_from_a_session_steps_both_in_lockstep_and_the_link_opens_as_vie
     page.click("#cmp-play")
     tab.wait("() => gradscope.compare.runs.every(r => r.status === 'paused')")
     tab.wait("() => { const [a, b] = gradscope.compare.runs; return a.step === b.step; }")
+    check_pair_panels(tab, depth=6)
     SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     link = page.url
