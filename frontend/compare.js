@@ -166,9 +166,12 @@ export class CompareView {
   async control(action) {
     if (!this.owner) return null;
     const [a, b] = this.runs;
+    const seq = (this.controlSeq = (this.controlSeq || 0) + 1);
     const r = b
       ? await api("POST", `/api/compare/${a.id}/${b.id}/control`, { action }, { Authorization: `Bearer ${a.token}`, "X-Token-B": b.token })
       : await api("POST", `/api/sessions/${a.id}/control`, { action }, { Authorization: `Bearer ${a.token}` });
+    // Two quick clicks are two requests whose answers may cross: only the newest one's state counts.
+    if (seq !== this.controlSeq) return r;
     if (r.ok && b) for (const run of this.runs) Object.assign(run, r.data[run.name]);
     else if (r.ok) { a.step = r.data.step + (action === "step" ? 1 : 0); a.status = r.data.applied.status; }
     this.changed();
