@@ -139,3 +139,25 @@ export function highlightShape(x) {
   return [{ type: "rect", xref: "x", x0: x - 0.5, x1: x + 0.5, yref: "paper", y0: 0, y1: 1,
     fillcolor: OI.yellow, opacity: 0.35, line: { width: 0 }, layer: "below" }];
 }
+
+/** The faded earlier curves of a profile-like chart: a snapshot of its curve every `everyMs`. */
+export class Trail {
+  constructor(everyMs) {
+    this.every = everyMs;
+    this.curves = [];
+    this.at = 0;
+  }
+
+  /** Keep `curve` when a snapshot is due; `older` is TRAIL curves, oldest first ([] where none yet). */
+  update(now, curve) {
+    const snap = now - this.at > this.every;
+    if (snap) {
+      this.at = now;
+      this.curves.push(curve);
+      if (this.curves.length > TRAIL + 1) this.curves.shift();
+    }
+    const older = this.curves.slice(0, -1);
+    while (older.length < TRAIL) older.unshift([]);
+    return { snap, older };
+  }
+}

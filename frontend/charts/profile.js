@@ -1,7 +1,7 @@
 // The gradient profile: ||dL/dW|| and ||dL/dz|| per layer now, faded earlier curves, the theory
 // curve, and the clipped norms when clipping is on. The live view: redrawn up to 20 times a second.
 import { Chart } from "./chart.js";
-import { OI, PLOT_CONFIG, Plotly, StickyLogRange, TRAIL, animateTraces, baseLayout, layerTick, layers, logAxisKeys, pos } from "./plot.js";
+import { OI, PLOT_CONFIG, Plotly, StickyLogRange, TRAIL, Trail, animateTraces, baseLayout, layerTick, layers, logAxisKeys, pos } from "./plot.js";
 
 const SNAPSHOT_MS = 700;  // one faded curve per 0.7 s
 
@@ -15,8 +15,7 @@ export class ProfileChart extends Chart {
 
   reset() {
     const D = this.view.config.depth, x = layers(D + 1), markers = D <= 20;  // 51 marker paths per curve cost more than the line
-    this.trail = [];
-    this.snapAt = 0;
+    this.trail = new Trail(SNAPSHOT_MS);
     this.range = new StickyLogRange();
     const line = (name, color, width, extra = {}) => ({ x, y: [], mode: markers ? "lines+markers" : "lines", name,
       line: { color, width }, marker: { size: 5 }, ...extra });
@@ -44,14 +43,7 @@ export class ProfileChart extends Chart {
     const v = this.view, s = v.series.latest, D = v.config.depth;
     const g = (s.grad_norm || []).map(pos), d = (s.delta_norm || []).map(pos);
     const c = v.config.clip_mode === "none" ? [] : (s.clipped_grad_norm || []).map(pos);
-    const snap = now - this.snapAt > SNAPSHOT_MS;
-    if (snap) {
-      this.snapAt = now;
-      this.trail.push(g);
-      if (this.trail.length > TRAIL + 1) this.trail.shift();
-    }
-    const trail = this.trail.slice(0, -1);
-    while (trail.length < TRAIL) trail.unshift([]);
+    const { snap, older: trail } = this.trail.update(now, g);
     const anchor = g[D];
     const theory = v.theory && anchor ? v.theory(anchor) : [];
     const seen = [...g, ...d, ...c, ...trail.flat()].filter((x) => x !== null);

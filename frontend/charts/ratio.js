@@ -1,6 +1,6 @@
 // Update ratio ||dW||/||W|| per layer, with the healthy band around 1e-3.
 import { Chart } from "./chart.js";
-import { OI, PLOT_CONFIG, Plotly, StickyLogRange, TRAIL, animateTraces, baseLayout, layerTick, layers, logAxisKeys, pos } from "./plot.js";
+import { OI, PLOT_CONFIG, Plotly, StickyLogRange, TRAIL, Trail, animateTraces, baseLayout, layerTick, layers, logAxisKeys, pos } from "./plot.js";
 
 const SNAPSHOT_MS = 700;
 
@@ -13,8 +13,7 @@ export class RatioChart extends Chart {
 
   reset() {
     const D = this.view.config.depth, x = layers(D + 1);
-    this.trail = [];
-    this.snapAt = 0;
+    this.trail = new Trail(SNAPSHOT_MS);
     this.range = new StickyLogRange();
     Plotly.newPlot(this.el, [
       ...layers(TRAIL, 0).map((i) => ({ x, y: [], mode: "lines", showlegend: false, hoverinfo: "skip",
@@ -36,14 +35,7 @@ export class RatioChart extends Chart {
 
   draw(now) {
     const r = (this.view.series.latest.update_ratio || []).map(pos);
-    const snap = now - this.snapAt > SNAPSHOT_MS;
-    if (snap) {
-      this.snapAt = now;
-      this.trail.push(r);
-      if (this.trail.length > TRAIL + 1) this.trail.shift();
-    }
-    const trail = this.trail.slice(0, -1);
-    while (trail.length < TRAIL) trail.unshift([]);
+    const { snap, older: trail } = this.trail.update(now, r);
     const range = this.range.update([...r, 1e-4, 1e-2]);
     if (range) Plotly.relayout(this.el, logAxisKeys("yaxis", range));
     // the faded curves change at snapshots only

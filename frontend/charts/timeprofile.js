@@ -1,7 +1,7 @@
 // The time profile (recurrent models): ‖dL/dh_t‖ over the time steps of the sequence, now and
 // faded earlier, with the theory line from W_hh's spectral radius and the units' RMS slope.
 import { Chart } from "./chart.js";
-import { OI, PLOT_CONFIG, Plotly, StickyLogRange, TRAIL, animateTraces, baseLayout, layers, logAxisKeys, pos } from "./plot.js";
+import { OI, PLOT_CONFIG, Plotly, StickyLogRange, TRAIL, Trail, animateTraces, baseLayout, layers, logAxisKeys, pos } from "./plot.js";
 
 const SNAPSHOT_MS = 700;  // one faded curve per 0.7 s
 export const RECURRENT = ["rnn", "lstm", "gru"];
@@ -26,8 +26,7 @@ export class TimeProfileChart extends Chart {
 
   reset() {
     const { seq_len: T, depth: L } = this.view.config, x = layers(T);
-    this.trail = [];
-    this.snapAt = 0;
+    this.trail = new Trail(SNAPSHOT_MS);
     this.range = new StickyLogRange();
     Plotly.newPlot(this.el, [
       ...layers(TRAIL, 0).map((i) => ({ x, y: [], mode: "lines", name: i === 0 ? "earlier" : undefined,
@@ -43,13 +42,7 @@ export class TimeProfileChart extends Chart {
     const v = this.view, s = v.series.latest, { seq_len: T, depth: L } = v.config;
     const curves = (s.time_delta_norm || []).map((row) => (row || []).map(pos));
     const top = curves[L - 1] || [];
-    if (now - this.snapAt > SNAPSHOT_MS) {
-      this.snapAt = now;
-      this.trail.push(top);
-      if (this.trail.length > TRAIL + 1) this.trail.shift();
-    }
-    const trail = this.trail.slice(0, -1);
-    while (trail.length < TRAIL) trail.unshift([]);
+    const { older: trail } = this.trail.update(now, top);
     const theory = timeTheory(top[T - 1], (s.theory_factor || [])[L - 1], T);
     const seen = [...curves.flat(), ...trail.flat()].filter((y) => y !== null);
     const floor = Math.min(...seen) / 1e3;  // the line may fall off a cliff: show where it heads, not all of it

@@ -1,6 +1,6 @@
 // Per layer now: distance from the initial weights and the weights' norm.
 import { Chart } from "./chart.js";
-import { OI, PLOT_CONFIG, Plotly, StickyLogRange, TRAIL, animateTraces, axis, baseLayout, layerTick, layers, logAxisKeys, pos } from "./plot.js";
+import { OI, PLOT_CONFIG, Plotly, StickyLogRange, TRAIL, Trail, animateTraces, axis, baseLayout, layerTick, layers, logAxisKeys, pos } from "./plot.js";
 
 const SNAPSHOT_MS = 1500;
 
@@ -13,8 +13,7 @@ export class WeightsChart extends Chart {
 
   reset() {
     const D = this.view.config.depth, x = layers(D + 1), mode = D <= 20 ? "lines+markers" : "lines";
-    this.trail = [];
-    this.snapAt = 0;
+    this.trail = new Trail(SNAPSHOT_MS);
     this.range = new StickyLogRange();
     this.range2 = new StickyLogRange();
     Plotly.newPlot(this.el, [
@@ -29,14 +28,7 @@ export class WeightsChart extends Chart {
 
   draw(now) {
     const s = this.view.series.latest, dist = (s.init_distance || []).map(pos), norm = (s.weight_norm || []).map(pos);
-    const snap = now - this.snapAt > SNAPSHOT_MS;
-    if (snap) {
-      this.snapAt = now;
-      this.trail.push(dist);
-      if (this.trail.length > TRAIL + 1) this.trail.shift();
-    }
-    const trail = this.trail.slice(0, -1);
-    while (trail.length < TRAIL) trail.unshift([]);
+    const { snap, older: trail } = this.trail.update(now, dist);
     const r1 = this.range.update([...dist, ...trail.flat()]), r2 = this.range2.update(norm);
     if (r1 || r2) Plotly.relayout(this.el, { ...(r1 ? logAxisKeys("yaxis", r1) : {}), ...(r2 ? logAxisKeys("yaxis2", r2, 3) : {}) });
     // the faded curves change at snapshots only
