@@ -10,18 +10,16 @@ import pytest
 from gradscope.config import ConfigError
 from gradscope.core.initializers import INITIALIZERS, init_kernel, kernel_variance
 from gradscope.core.network import Knobs
-from gradscope.core.train import _clip
+from gradscope.core.train import clip_gradients
 from gradscope.engine import CompileCache, Trainer
 from gradscope.records import iter_records, to_wire
 
 SMALL = dict(depth=3, width=16, batch_size=32)
 
 
-@pytest.fixture(scope="module")
-def cache():
-    c = CompileCache(background=False)
-    yield c
-    c.close()
+@pytest.fixture
+def cache(compile_cache):
+    return compile_cache  # the run's shared cache: executables built once for every module
 
 
 def test_chunk_shapes_and_step_counter(cache):
@@ -147,12 +145,12 @@ def test_histogram_counts_log10_magnitudes_and_samples_large_layers():
 def test_value_and_norm_clipping_on_gradient_trees():
     grads = {"a": jnp.array([3.0, -0.2, 0.7]), "b": jnp.array([[-5.0, 0.1]])}
     kn = lambda mode, c: Knobs(np.float32(0.01), np.bool_(False), np.bool_(False), np.int32(mode), np.float32(c), np.float32(0.1), np.float32(0), np.float32(0), np.float32(0))
-    clipped = _clip(grads, kn(1, 0.5))
+    clipped = clip_gradients(grads, kn(1, 0.5))
     assert max(float(jnp.abs(v).max()) for v in jax.tree.leaves(clipped)) <= 0.5
     assert float(clipped["a"][1]) == pytest.approx(-0.2)
     for c in (0.3, 100.0):
-        assert float(optax.tree.norm(_clip(grads, kn(2, c)))) == pytest.approx(min(float(optax.tree.norm(grads)), c), rel=1e-6)
-    assert jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), _clip(grads, kn(0, 0.1)), grads))
+        assert float(optax.tree.norm(clip_gradients(grads, kn(2, c)))) == pytest.approx(min(float(optax.tree.norm(grads)), c), rel=1e-6)
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), clip_gradients(grads, kn(0, 0.1)), grads))
 
 
 @pytest.mark.parametrize("name", INITIALIZERS)

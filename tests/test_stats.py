@@ -9,18 +9,16 @@ import pytest
 
 from gradscope.core.network import H_EDGES, Z_EDGES, bin_counts, dropout_masks
 from gradscope.core.train import SPARSE_STATS, VAL_EVERY
-from gradscope.engine import CompileCache, Trainer, knobs_of
+from gradscope.engine import Trainer, knobs_of
 from gradscope.records import iter_records
 from reference import forward_backward, unpack
 
 SMALL = dict(depth=4, width=16, batch_size=32)
 
 
-@pytest.fixture(scope="module")
-def cache():
-    c = CompileCache(background=False)
-    yield c
-    c.close()
+@pytest.fixture
+def cache(compile_cache):
+    return compile_cache  # the run's shared cache: executables built once for every module
 
 
 def step0_batch(tr):

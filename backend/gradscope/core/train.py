@@ -106,7 +106,7 @@ def _count_nonfinite(arrays):
     return jnp.concatenate([bad(first, None)[None], bad(hidden, (1, 2)), bad(out, None)[None]])
 
 
-def _clip(grads, knobs):
+def clip_gradients(grads, knobs):
     """optax's clip (by value) or clip_by_global_norm, chosen by the traced clip_mode.
 
     A select rather than lax.switch: all three are elementwise, so XLA fuses them into
@@ -118,7 +118,7 @@ def _clip(grads, knobs):
     return jax.tree.map(pick, grads, by_value, by_norm)
 
 
-def _clip_effect(grads, clipped):
+def clip_effect(grads, clipped):
     """Cosine between the raw and the clipped gradient (1 when nothing changed), and the
     fraction of entries that clipping changed (NaN entries do not count as changed)."""
     g, c = jax.tree.leaves(grads), jax.tree.leaves(clipped)
@@ -170,7 +170,7 @@ def _statistics(state, params, grads, clipped, tap_norms, aux):
     w_before, w_after = kernels(state.params), kernels(params)
     weight_norm = _per_layer_norm(w_before)
     global_norm = optax.tree.norm(grads)
-    cosine, fraction = _clip_effect(grads, clipped)
+    cosine, fraction = clip_effect(grads, clipped)
     return {
         "loss": loss,
         "accuracy": acc,
@@ -235,7 +235,7 @@ def make_step(act, optimizer, shape: Shape, unroll=1, with_stats=True):
         masks = dropout_masks(knobs, draw["drop"], shape, shape.batch)
         (grads, tap_norms), aux = grad_fn(state.params, zero_taps(shape), state.bn_state, x, y, knobs, draw["slopes"], masks)
 
-        clipped = _clip(grads, knobs)
+        clipped = clip_gradients(grads, knobs)
         updates, opt_state = opt.update(clipped, state.opt_state, state.params)
         params = jax.tree.map(lambda p, u: p + knobs.learning_rate * u, state.params, updates)
         _, _, _, (_, _, _, mu, var), _ = aux

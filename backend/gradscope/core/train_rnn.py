@@ -37,7 +37,7 @@ from gradscope.core.recurrent import (
     theory_factor,
     zero_eps,
 )
-from gradscope.core.train import CLIP_MODES, OPTIMIZERS, _clip, _clip_effect
+from gradscope.core.train import CLIP_MODES, OPTIMIZERS, clip_effect, clip_gradients
 
 GLOBAL_STATS = ("loss", "accuracy", "penalty", "baseline", "global_grad_norm", "clipped_global_grad_norm", "nonfinite",
                 "clip_cosine", "clip_fraction")
@@ -144,7 +144,7 @@ def make_step(model, act, optimizer, shape: RecurrentShape):
         key, k_batch = jax.random.split(state.key)
         x, y = sequences.sample(shape.task, shape.seq_len, shape.batch, k_batch, pool_x, pool_y)
         (grads, deltas), (loss, penalty, acc, aux) = grad_fn(state.params, zero_eps(shape, shape.batch), x, y, knobs)
-        clipped = _clip(grads, knobs)
+        clipped = clip_gradients(grads, knobs)
         updates, opt_state = opt.update(clipped, state.opt_state, state.params)
         params = jax.tree.map(lambda p, u: p + knobs.learning_rate * u, state.params, updates)
 
@@ -152,7 +152,7 @@ def make_step(model, act, optimizer, shape: RecurrentShape):
         update_norm = _norms(jax.tree.map(jnp.subtract, params, state.params), gates)
         global_norm = optax.tree.norm(grads)
         radius, power = gate_radii(state.params, model, state.power)
-        cosine, fraction = _clip_effect(grads, clipped)
+        cosine, fraction = clip_effect(grads, clipped)
         stats = {
             "loss": loss, "accuracy": acc, "penalty": penalty, "baseline": baseline,
             "global_grad_norm": global_norm, "clipped_global_grad_norm": optax.tree.norm(clipped),
