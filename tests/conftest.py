@@ -237,6 +237,7 @@ def ws_open(srv, sid: str, token: str | None = None, **kw):
     from websockets.sync.client import connect
 
     protocols = ["gradscope"] + ([f"bearer.{token}"] if token else [])
+    kw.setdefault("max_size", None)  # a browser takes any frame size; a catch-up frame after a restart can pass 1 MiB
     return connect(f"{srv.ws_url}/api/sessions/{sid}/ws", subprotocols=protocols, open_timeout=30, **kw)
 
 
