@@ -3,6 +3,9 @@
 /** Close code for a session that does not exist (any more): never reconnect to it. */
 export const GONE = 4404;
 
+/** How long a request made while the socket (re)connects waits for it before failing, ms. */
+export const QUEUE_WAIT = 10000;
+
 export class SessionSocket {
   /**
    * @param {string} url  ws(s)://host/api/sessions/{id}/ws
@@ -14,6 +17,7 @@ export class SessionSocket {
     this.protocols = ["gradscope", ...(token ? [`bearer.${token}`] : [])];
     this.handlers = new Map();
     this.pending = new Map();
+    this.queued = [];  // requests made before the socket opened: sent on open, failed after QUEUE_WAIT
     this.nextId = 1;
     this.ws = null;
     this.closed = false;
@@ -35,7 +39,7 @@ export class SessionSocket {
     this.closed = false;
     const ws = new WebSocket(this.url, this.protocols);
     this.ws = ws;
-    ws.onopen = () => { this.retry = 0; this.emit("open", {}); };
+    ws.onopen = () => { this.retry = 0; this.emit("open", {}); this.flush(); };
     ws.onmessage = (ev) => this.receive(ev.data);
     ws.onerror = () => {};  // onclose follows and handles it
     ws.onclose = (ev) => {
@@ -44,6 +48,7 @@ export class SessionSocket {
       if (gone) this.closed = true;  // deleted: reconnecting would only be told so again
       this.emit("close", { code: ev.code, gone });
       this.failPending(gone ? "session deleted" : "connection closed");
+      if (gone) this.failQueued("session deleted");
       if (!this.closed) {
         const delay = Math.min(5000, 250 * 2 ** this.retry++);
         setTimeout(() => { if (!this.closed) this.connect(); }, delay);
@@ -69,17 +74,40 @@ export class SessionSocket {
     this.pending.clear();
   }
 
+  failQueued(reason) {
+    for (const q of this.queued.splice(0)) { clearTimeout(q.timer); q.resolve({ type: "error", message: reason }); }
+  }
+
+  /** Send what was asked while the socket was connecting, in order. */
+  flush() {
+    for (const q of this.queued.splice(0)) { clearTimeout(q.timer); this.send(q.message, q.resolve); }
+  }
+
   get isOpen() {
     return this.ws !== null && this.ws.readyState === WebSocket.OPEN;
   }
 
-  /** Send a message with a fresh id; resolves with its ack or error message. */
-  request(message) {
-    if (!this.isOpen) return Promise.resolve({ type: "error", message: "not connected" });
+  send(message, resolve) {
     const id = this.nextId++;
+    this.pending.set(id, { resolve });
+    this.ws.send(JSON.stringify({ ...message, id }));
+  }
+
+  /**
+   * Send a message with a fresh id; resolves with its ack or error message. A request made while
+   * the socket connects or reconnects (a click right after the page opened) waits for it, up to
+   * QUEUE_WAIT ms, instead of being dropped.
+   */
+  request(message) {
+    if (this.closed || this.ws === null) return Promise.resolve({ type: "error", message: "not connected" });
     return new Promise((resolve) => {
-      this.pending.set(id, { resolve });
-      this.ws.send(JSON.stringify({ ...message, id }));
+      if (this.isOpen) { this.send(message, resolve); return; }
+      const q = { message, resolve };
+      q.timer = setTimeout(() => {
+        const i = this.queued.indexOf(q);
+        if (i >= 0) { this.queued.splice(i, 1); resolve({ type: "error", message: "not connected" }); }
+      }, QUEUE_WAIT);
+      this.queued.push(q);
     });
   }
 
@@ -93,6 +121,7 @@ export class SessionSocket {
 
   close() {
     this.closed = true;
+    this.failQueued("connection closed");
     if (this.ws) this.ws.close();
   }
 }

@@ -210,6 +210,26 @@ def test_activation_toggle_marks_and_changes_profile(server, tabs):
     tab.page.screenshot(path=str(SCREENSHOT))
 
 
+def test_a_change_made_while_the_socket_connects_is_sent_once_it_opens(server, tabs):
+    """A click in the moment between the page's history and its WebSocket opening (or during a
+    reconnect) is queued and sent on open, not dropped with "not connected"."""
+    tab = tabs().open(f"{server}/?{SMALL}")
+    tab.wait_running(5)
+    sid = session_id(tab)
+    reply = tab.eval("""async (id) => {
+      const { SessionSocket } = await import('/static/socket.js');
+      const token = localStorage.getItem(`gradscope.token.${id}`);
+      const sock = new SessionSocket(`ws://${location.host}/api/sessions/${id}/ws`, token).connect();
+      const opened = sock.isOpen;  // false: the handshake has not happened yet
+      const r = await sock.set({ learning_rate: 0.05 });
+      sock.close();
+      return { opened, r };
+    }""", sid)
+    assert reply["opened"] is False
+    assert reply["r"]["type"] == "ack", reply
+    tab.wait("() => gradscope.config.learning_rate === 0.05")
+
+
 def test_viewer_cannot_control_and_can_fork(server, tabs):
     owner = tabs().open(f"{server}/?{SMALL}")
     owner.wait_running(5)
