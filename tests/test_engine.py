@@ -10,8 +10,9 @@ import pytest
 from gradscope.config import ConfigError
 from gradscope.core.initializers import INITIALIZERS, init_kernel, kernel_variance
 from gradscope.core.network import Knobs
-from gradscope.core.train import clip_gradients
-from gradscope.engine import CompileCache, Trainer
+from gradscope.config import make_config
+from gradscope.core.train import GENERIC, clip_gradients
+from gradscope.engine import CompileCache, Trainer, spec_of
 from gradscope.records import iter_records, to_wire
 
 SMALL = dict(depth=3, width=16, batch_size=32)
@@ -88,10 +89,13 @@ def test_background_warm_covers_every_activation_and_optimizer():
 
     Trainer(SMALL, cache=Recorder(background=False), warm=True)
     chunks = [k for k in queued if k[0] == "chunk"]
-    acts = [k[1] for k in chunks if k[2] == "sgd"]
-    opts = [k[2] for k in chunks if k[1] == "sigmoid"]
+    # first the running activation's generic build (it serves any knob change at once), then the others
+    assert chunks[0][1:3] == ("sigmoid", "sgd") and chunks[0][-1] == GENERIC
+    acts = [k[1] for k in chunks[1:] if k[2] == "sgd"]
+    opts = [k[2] for k in chunks[1:] if k[1] == "sigmoid"]
     assert acts[0] == "relu" and sorted(acts + ["sigmoid"]) == sorted(ACTIVATION_NAMES)
     assert sorted(opts + ["sgd"]) == sorted(OPTIMIZER_NAMES)
+    assert all(k[-1] == GENERIC for k in chunks)
     # The decision boundary's predict function for every activation, its own first.
     predicts = [k[1] for k in queued if k[0] == "predict"]
     assert predicts[0] == "sigmoid" and sorted(predicts) == sorted(ACTIVATION_NAMES)
@@ -227,9 +231,77 @@ def test_prewarm_builds_the_first_session_in_the_background():
     try:
         prewarm(pool, SMALL)
         queued = sorted(k[0] for k in pool._futures)
-        assert queued == ["chunk", "predict"]
+        # the build for the config's knob values, the generic build, the decision boundary
+        assert queued == ["chunk", "chunk", "predict"]
+        specs = {k[-1] for k in pool._futures if k[0] == "chunk"}
+        assert specs == {GENERIC, spec_of(make_config(SMALL))}
         tr = Trainer(SMALL, cache=pool)  # waits for the queued compile instead of starting its own
-        assert sorted(k[0] for k in pool._futures) == ["chunk", "predict"]
+        assert sorted(k[0] for k in pool._futures) == ["chunk", "chunk", "predict"]
         assert tr.run(2)["loss"].shape == (2,)
     finally:
         pool.close()
+
+
+KNOBBED = dict(SMALL, batchnorm=True, residual=True, clip_mode="norm", clip_value=0.5, l2=1e-3, dropout=0.2)
+
+
+@pytest.mark.parametrize("config", [SMALL, KNOBBED], ids=["defaults", "every-knob"])
+def test_a_build_for_the_knob_values_trains_as_the_generic_build_does(cache, config):
+    """The executable specialized for the structural knobs (BatchNorm, residual, dropout,
+    clipping, penalties as constants) computes the same run as the one that takes them traced."""
+    own = Trainer(config, cache=cache, specialize=True)
+    generic = Trainer(config, cache=cache, specialize=False)
+    assert own._executable() is not generic._executable()
+    a, b = own.run(6), generic.run(6)
+    for name in ("loss", "grad_norm", "delta_norm", "update_ratio", "act_std"):
+        np.testing.assert_allclose(a[name], b[name], rtol=2e-5, atol=1e-7, err_msg=name)
+    for x, y in zip(jax.tree.leaves(own.state), jax.tree.leaves(generic.state)):
+        np.testing.assert_allclose(np.asarray(x, np.float64), np.asarray(y, np.float64), rtol=2e-5, atol=1e-6)
+
+
+def test_a_knob_change_trains_at_once_and_moves_to_its_own_build_when_ready():
+    pool = CompileCache(background=True)
+    try:
+        tr = Trainer(SMALL, cache=pool, warm=True)
+        first = tr._executable()
+        tr.run(2)
+        tr.update({"batchnorm": True})
+        assert tr.run(2)["loss"].shape == (2,)  # trains on the generic build (or its own, if already built)
+        own = tr._key(tr.config.activation, tr.config.optimizer, spec_of(tr.config))
+        pool.get(own, None)  # queued by the change: wait for its background compile
+        assert tr._executable() is pool.built(own) and tr._executable() is not first
+        assert tr.run(2)["loss"].shape == (2,)
+    finally:
+        pool.close()
+
+
+def test_measuring_every_kth_step_keeps_the_run_and_summarizes_the_steps_between(cache):
+    """Rows at every k-th step (and the last of each call) carry that step's statistics,
+    exactly as a run measuring every step has them; loss and accuracy average the steps a
+    row covers; the training itself does not depend on what is measured."""
+    every, dense = Trainer(SMALL, cache=cache, stats_every=4), Trainer(SMALL, cache=cache)
+    a = every.run(10)
+    b = dense.run(10)
+    assert a["step"].tolist() == [3, 7, 9] and a["count"].tolist() == [4, 4, 2]
+    assert b["step"].tolist() == list(range(10)) and (b["count"] == 1).all()
+    for name in ("grad_norm", "delta_norm", "weight_norm", "hist", "z_hist", "init_distance"):
+        np.testing.assert_allclose(a[name], b[name][[3, 7, 9]], rtol=1e-6, err_msg=name)
+    np.testing.assert_allclose(a["loss"], [b["loss"][:4].mean(), b["loss"][4:8].mean(), b["loss"][8:].mean()], rtol=1e-6)
+    np.testing.assert_allclose(a["accuracy"][2], b["accuracy"][8:].mean(), rtol=1e-6)
+    assert np.isfinite(a["val_loss"][0]) and np.isnan(a["val_loss"][1:]).all()  # step 0 is a held-out step
+    assert a["val_loss"][0] == b["val_loss"][0]
+    for x, y in zip(jax.tree.leaves(every.state.params), jax.tree.leaves(dense.state.params)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_a_run_that_breaks_between_measured_steps_ends_at_that_step_measured(cache):
+    config = dict(SMALL, activation="linear", init="standard_normal", init_gain=3.0, learning_rate=10.0)
+    dense = Trainer(config, cache=cache).run(40)
+    bad = np.flatnonzero(dense["nonfinite"])
+    assert bad.size, "this setup must diverge within 40 steps"
+    first = int(dense["step"][bad[0]])
+    tr = Trainer(config, cache=cache, stats_every=64)
+    rows = tr.run(40)
+    assert rows["nonfinite"][-1] and not rows["nonfinite"][:-1].any()
+    assert int(rows["step"][-1]) == first and tr.step == first + 1  # stopped there, that step measured
+    np.testing.assert_array_equal(rows["nonfinite_count"][-1], dense["nonfinite_count"][bad[0]])

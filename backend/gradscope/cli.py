@@ -65,7 +65,7 @@ def cmd_run(args) -> int:
 
     vs = parse_pairs(args.vs) if args.vs else None
     cache = CompileCache(background=False)  # A and B share executables
-    trainer = Trainer(config, cache=cache)
+    trainer = Trainer(config, cache=cache, specialize=True)  # one config: the build for its values
     header = {"config": config.model_dump(), "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()], "version": __version__}
     if config.model != "mlp":  # recurrent runs: the names of the per-group columns, the gates, the task's baseline
         from gradscope.engine_rnn import header as recurrent_header

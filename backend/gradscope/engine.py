@@ -21,7 +21,17 @@ from gradscope import engine_rnn
 from gradscope.config import LIVE_KEYS, RESET_KEYS, Config, make_config, parse_changes
 from gradscope.core import datasets
 from gradscope.core.network import Knobs, Shape, init_params
-from gradscope.core.train import CLIP_MODES, OPTIMIZER_NAMES, init_state, make_chunk, make_predict, reset_optimizer
+from gradscope.core.train import (
+    CLIP_MODES,
+    GENERIC,
+    OPTIMIZER_NAMES,
+    PER_STEP_STATS,
+    Spec,
+    init_state,
+    make_chunk,
+    make_predict,
+    reset_optimizer,
+)
 
 GRID = 48  # the decision boundary's grid is GRID x GRID points
 
@@ -55,6 +65,12 @@ def knobs_of(config: Config) -> Knobs:
     )
 
 
+def spec_of(config: Config) -> Spec:
+    """The structural knob values of `config`, for the executable built for them."""
+    return Spec(batchnorm=bool(config.batchnorm), residual=bool(config.residual), dropout=config.dropout > 0,
+                clip_mode=CLIP_MODES.index(config.clip_mode), l1=config.l1 > 0, l2=config.l2 > 0)
+
+
 def shape_of(config: Config) -> Shape:
     if engine_rnn.is_recurrent(config):
         return engine_rnn.shape_of(config)
@@ -75,6 +91,7 @@ class CompileCache:
     """
 
     def __init__(self, background=True):
+        self.background = background
         self._lock = threading.Lock()
         self._futures: dict = {}
         self._tasks: dict = {}  # key -> the pool's future of its background compile
@@ -98,6 +115,12 @@ class CompileCache:
             fut.set_exception(exc)
             with self._lock:
                 self._futures.pop(key, None)
+
+    def built(self, key):
+        """The executable if it is compiled, else None (queues nothing)."""
+        with self._lock:
+            fut = self._futures.get(key)
+        return fut.result() if fut is not None and fut.done() and fut.exception() is None else None
 
     def ready(self, key, args):
         """The executable if built; else None, queueing its compile (in the background where
@@ -138,21 +161,22 @@ class CompileCache:
 
 
 def _compile(key, args):
-    """key: ("chunk", act, optimizer, shape, n_train, n_val, K) or ("predict", act, shape, rows)."""
+    """key: ("chunk", act, optimizer, shape, n_train, n_val, K, spec) (recurrent: no spec)
+    or ("predict", act, shape, rows)."""
     if key[0] == "predict":
         _, act, shape, _ = key
         return jax.jit(make_predict(act, shape, UNROLL)).lower(*args).compile()
-    _, act, optimizer, shape, _, _, steps = key
-    if isinstance(shape, engine_rnn.RecurrentShape):
+    if isinstance(key[3], engine_rnn.RecurrentShape):
         return engine_rnn.compile_chunk(key, args)
-    return jax.jit(make_chunk(act, optimizer, shape, steps, UNROLL)).lower(*args).compile()
+    _, act, optimizer, shape, _, _, steps, spec = key
+    return jax.jit(make_chunk(act, optimizer, shape, steps, UNROLL, spec=spec)).lower(*args).compile()
 
 
 def max_chunk_steps(shape: Shape) -> int:
     """K, the scan length compiled: about twice the steps a 30 ms call can fit, by a cost model."""
     n_in, d, w, c, b = shape
     flops = 6 * b * (n_in * w + (d - 1) * w * w + w * c) + 20 * d * w * w
-    seconds = flops / 20e9 + d * 10e-6
+    seconds = flops / 100e9 + d * 10e-6
     k = 2 ** int(np.ceil(np.log2(max(2 * TARGET_CHUNK_SECONDS / seconds, 1))))
     return int(min(k, MAX_CHUNK_STEPS))
 
@@ -175,6 +199,46 @@ def _initial_state(seed, shape, init, gain, optimizer):
     return init_state(k_train, params, shape, optimizer)
 
 
+def _rows(out: dict, n: int) -> dict:
+    """A chunk's host output (n steps ran) -> one row per measured step (see Trainer.run)."""
+    m = int(out.pop("rows"))
+    scalars = {k: np.asarray(out.pop(k))[:n] for k in PER_STEP_STATS if k in out}
+    rows = {k: np.asarray(v)[:m] for k, v in out.items()}
+    ends = _measured_indices(n, rows)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    count = ends - starts + 1
+    rows["count"] = count.astype(np.int64)
+    for k, v in scalars.items():
+        if k == "nonfinite":
+            rows[k] = np.add.reduceat(v.astype(np.int64), starts) > 0
+        elif k in ("val_loss", "val_accuracy"):
+            seen = np.isfinite(v)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rows[k] = (np.add.reduceat(np.where(seen, v, 0.0), starts) / np.add.reduceat(seen, starts)).astype(np.float32)
+        else:
+            rows[k] = (np.add.reduceat(v.astype(np.float64), starts) / count).astype(np.float32)
+        rows[f"_{k}"] = v  # per step, for _unmeasured_break; dropped before returning
+    return rows
+
+
+def _measured_indices(n: int, rows: dict) -> np.ndarray:
+    """Indices within a call of n steps of its measured steps (the last step always is)."""
+    steps = np.asarray(rows["step"], np.int64)
+    return steps - (steps[-1] - (n - 1))
+
+
+def _unmeasured_break(rows: dict):
+    """The number of steps to the first non-finite step if it was not measured, else None;
+    strips the per-step copies `_rows` kept."""
+    per_step = {k: rows.pop(k) for k in [k for k in rows if k.startswith("_")]}
+    bad = np.flatnonzero(per_step["_nonfinite"]) if "_nonfinite" in per_step else []
+    if len(bad) == 0:
+        return None
+    first = int(bad[0])
+    measured = _measured_indices(len(per_step["_nonfinite"]), rows)
+    return None if first in set(measured.tolist()) else first + 1
+
+
 def prewarm(cache: CompileCache, config: Config | dict | None = None) -> None:
     """Queue the compiles a first session of `config` (default: the default config) needs,
     its chunk first, then its decision-boundary predict, on the cache's background thread.
@@ -183,7 +247,10 @@ def prewarm(cache: CompileCache, config: Config | dict | None = None) -> None:
     shape, (x, y), (x_val, y_val), state = _setup(config)
     k = max_chunk_steps(shape)
     chunk_key = ("chunk", config.activation, config.optimizer, shape, int(x.shape[0]), int(x_val.shape[0]), k)
-    cache.warm([chunk_key], (state, knobs_of(config), x, y, x_val, y_val, np.int32(0)))
+    args = (state, knobs_of(config), x, y, x_val, y_val, np.int32(0), np.int32(1))
+    # the build for the config's values first (the first session trains on it), then the
+    # generic one that serves any knob change while that change's own build compiles
+    cache.warm([chunk_key + (spec_of(config),), chunk_key + (GENERIC,)], args)
     rows = jax.ShapeDtypeStruct((GRID * GRID, shape.n_in), jnp.float32)
     cache.warm([("predict", config.activation, shape, GRID * GRID)], (state.params, state.bn_state, knobs_of(config), rows))
 
@@ -191,11 +258,23 @@ def prewarm(cache: CompileCache, config: Config | dict | None = None) -> None:
 class Trainer:
     """One run: data, parameters, optimizer state and the config; trains in compiled chunks."""
 
-    def __init__(self, config: Config | dict | None = None, *, chunk_steps: int | None = None, cache: CompileCache | None = None, warm=False):
-        """`warm`: compile the other activations and optimizers in the background too."""
+    def __init__(self, config: Config | dict | None = None, *, chunk_steps: int | None = None, cache: CompileCache | None = None,
+                 warm=False, stats_every: int | None = 1, specialize: bool | None = None):
+        """`warm`: compile the other activations and optimizers in the background too.
+
+        `stats_every`: measure every k-th step (and the last of each call); None: once per
+        chunk of `chunk_steps` steps, about 30 times a second (a server's choice: the page
+        draws no more). Rows then cover several steps: see `run`.
+        `specialize`: train on an executable built for the structural knobs' current values
+        (BatchNorm, residual, dropout on, clip mode, L1/L2 on) while one is built, on the
+        generic build otherwise. Default: where the cache compiles in the background (a
+        change then never waits: the generic build serves until the new one is ready)."""
         self._fixed_k = chunk_steps
         self._cache = cache or CompileCache(background=warm)
         self._warm = warm
+        self.stats_every = stats_every
+        self.specialize = self._cache.background if specialize is None else specialize
+        self._built_spec = None  # the spec the first executable was built for (compiled in the caller)
         self._build(config if isinstance(config, Config) else make_config(config))
 
     # -- construction -------------------------------------------------------
@@ -212,6 +291,7 @@ class Trainer:
         else:
             self.shape, (self.x, self.y), (self.x_val, self.y_val), self.state = _setup(config)
             self.max_steps = self._fixed_k or max_chunk_steps(self.shape)
+        self._built_spec = None
         self.chunk_steps = self._fixed_k or self._calibrate()
         self._warm_others()
 
@@ -225,6 +305,7 @@ class Trainer:
             keys = [self._key(a, opt) for a in engine_rnn.warm_order(self.config.model, WARM_ORDER) if a != act]
             self._cache.warm(keys + [self._key(act, o) for o in OPTIMIZER_NAMES if o != opt], self._args(0))
             return
+        self._cache.warm([self._key(act, opt)], self._args(0))  # serves any knob change at once
         self._cache.warm([self._predict_key(act)], self._predict_args(GRID * GRID))
         for a in WARM_ORDER:
             if a != act:
@@ -232,14 +313,16 @@ class Trainer:
                 self._cache.warm([self._predict_key(a)], self._predict_args(GRID * GRID))
         self._cache.warm([self._key(act, o) for o in OPTIMIZER_NAMES if o != opt], self._args(0))
 
-    def _key(self, act, optimizer):
+    def _key(self, act, optimizer, spec=GENERIC):
         if engine_rnn.is_recurrent(self.config):
             act = engine_rnn.cache_activation(self.shape, act)
-        return ("chunk", act, optimizer, self.shape, int(self.x.shape[0]), int(self.x_val.shape[0]), self.max_steps)
+            return ("chunk", act, optimizer, self.shape, int(self.x.shape[0]), int(self.x_val.shape[0]), self.max_steps)
+        return ("chunk", act, optimizer, self.shape, int(self.x.shape[0]), int(self.x_val.shape[0]), self.max_steps, spec)
 
-    def _args(self, n):
-        knobs = engine_rnn.knobs_of(self.config) if engine_rnn.is_recurrent(self.config) else knobs_of(self.config)
-        return (self.state, knobs, self.x, self.y, self.x_val, self.y_val, np.int32(n))
+    def _args(self, n, every=1):
+        if engine_rnn.is_recurrent(self.config):
+            return (self.state, engine_rnn.knobs_of(self.config), self.x, self.y, self.x_val, self.y_val, np.int32(n))
+        return (self.state, knobs_of(self.config), self.x, self.y, self.x_val, self.y_val, np.int32(n), np.int32(every))
 
     def _predict_key(self, act, rows=GRID * GRID):
         return ("predict", act, self.shape, rows)
@@ -248,16 +331,33 @@ class Trainer:
         return (self.state.params, self.state.bn_state, knobs_of(self.config), jax.ShapeDtypeStruct((rows, self.shape.n_in), jnp.float32))
 
     def _executable(self):
-        return self._cache.get(self._key(self.config.activation, self.config.optimizer), self._args(0))
+        """The build for the current knob values if compiled, else the generic one.
+
+        A new run compiles (in the caller) the build for its values; a later knob change
+        trains on the generic build (warmed in the background, or compiled here once) while
+        the new values' build compiles in the background."""
+        act, opt = self.config.activation, self.config.optimizer
+        if engine_rnn.is_recurrent(self.config) or not self.specialize:
+            return self._cache.get(self._key(act, opt), self._args(0))
+        spec = spec_of(self.config)
+        own, generic = self._key(act, opt, spec), self._key(act, opt)
+        exe = self._cache.built(own)
+        if exe is not None:
+            return exe
+        if self._built_spec is None or self._built_spec == (act, opt, spec):
+            self._built_spec = (act, opt, spec)
+            return self._cache.get(own, self._args(0))
+        self._cache.warm([own], self._args(0))
+        return self._cache.built(generic) or self._cache.get(generic, self._args(0))
 
     def _calibrate(self):
         """Steps per call so that one call takes about TARGET_CHUNK_SECONDS (cached per shape)."""
         ckey = (self.shape, int(self.x.shape[0]))
         if ckey not in self._cache.chunk_steps:
             probe, n = self._executable(), min(8, self.max_steps)
-            jax.block_until_ready(probe(*self._args(n)))  # first call: allocation, not steady state
+            jax.block_until_ready(probe(*self._args(n, n)))  # first call: allocation, not steady state
             t0 = time.perf_counter()
-            jax.block_until_ready(probe(*self._args(n)))  # sync point: timing only
+            jax.block_until_ready(probe(*self._args(n, n)))  # sync point: timing only
             per_step = (time.perf_counter() - t0) / n
             self._cache.chunk_steps[ckey] = int(np.clip(round(TARGET_CHUNK_SECONDS / per_step), 1, self.max_steps))
         return self._cache.chunk_steps[ckey]
@@ -267,21 +367,49 @@ class Trainer:
     def step(self) -> int:
         return int(self.state.step)
 
+    @property
+    def every(self) -> int:
+        """Steps between measured steps (see `stats_every`)."""
+        return max(1, int(self.chunk_steps if self.stats_every is None else self.stats_every))
+
     def run(self, steps: int | None = None) -> dict:
         """Train `steps` steps (default: one chunk of K) and return their statistics.
 
-        Returns numpy arrays with a leading (steps,) axis: globals (steps,), per-layer
-        (steps, depth+1), hidden-layer (steps, depth), `hist` (steps, depth+1, bins).
+        Returns numpy arrays with a leading axis of rows, one per measured step (every
+        `every`-th step and the last): `count` steps each row covers (the steps since the
+        previous row, its own included), `step` the measured step. Per-layer statistics,
+        norms and histograms are that step's; `loss` and `accuracy` are means over the row's
+        steps, `nonfinite` whether any of them went non-finite, `val_loss`/`val_accuracy`
+        the held-out evaluation made among them (NaN if none). With `every` 1 a row is a
+        step. Globals (rows,), per-layer (rows, depth+1), hidden-layer (rows, depth), `hist`
+        (rows, depth+1, bins). A run that goes non-finite between measured steps ends at the
+        first non-finite step, measured: the step and layer where it broke are reported.
         """
         steps = self.chunk_steps if steps is None else int(steps)
+        recurrent = engine_rnn.is_recurrent(self.config)
         parts, done = [], 0
         while done < steps:
             n = min(steps - done, self.max_steps)
-            self.state, stats = self._executable()(*self._args(n))
-            parts.append((n, stats))
+            before = self.state
+            self.state, out = self._executable()(*self._args(n, self.every))
+            if recurrent:
+                parts.append((n, out))
+                done += n
+                continue
+            out = _rows(jax.device_get(out), n)
+            broke = _unmeasured_break(out)
+            if broke is not None:  # train again to the step that broke, measuring it
+                self.state = before
+                self.state, out = self._executable()(*self._args(broke, self.every))
+                parts.append((broke, _rows(jax.device_get(out), broke)))
+                break
+            parts.append((n, out))
             done += n
-        host = jax.device_get(parts)  # the one device->host transfer per call
-        return {name: np.concatenate([p[name][:n] for n, p in host]) for name in host[0][1]}
+        if recurrent:
+            host = jax.device_get(parts)  # the one device->host transfer per call
+            stats = {name: np.concatenate([p[name][:n] for n, p in host]) for name in host[0][1]}
+            return {**stats, "count": np.ones(len(stats["step"]), np.int64)}
+        return {name: np.concatenate([p[name] for _, p in parts]) for name in parts[0][1]}
 
     def update(self, changes: dict) -> dict:
         """Apply config changes; live keys keep weights and step, others re-initialize.

@@ -41,6 +41,12 @@ class Shape(NamedTuple):
     batch: int
 
 
+def fixed(value):
+    """A knob's value when it is baked into the executable as a Python constant (see
+    `train.Spec`), None when it is traced (any value, set while training)."""
+    return value if isinstance(value, (bool, int, float)) else None
+
+
 class Knobs(NamedTuple):
     """Everything the user can change mid-run without a recompile: traced scalars."""
 
@@ -91,6 +97,11 @@ def _tap_bwd(_, g):
 tap.defvjp(_tap_fwd, _tap_bwd)
 
 
+def _tap(x, probe):
+    """`tap`, or x itself where the step measures nothing (probe None)."""
+    return x if probe is None else tap(x, probe)
+
+
 def zero_taps(shape: Shape):
     """The norm probes: u (D,), z (D+1,) with the logits last, h (D,)."""
     d = shape.depth
@@ -121,14 +132,19 @@ def mean_slopes(act, slopes):
     return jnp.mean(slopes, axis=(1, 2))
 
 
-def dropout_masks(knobs, key, shape: Shape, batch: int):
+def dropout_masks(knobs, key, shape: Shape, batch: int, on=None):
     """Inverted-dropout multipliers (D, B, W): 0 or 1/(1-rate); all ones when the rate is 0.
+    None (no multiply at all) where the executable is built with dropout off (`on` False).
 
-    Drawing D*B*W random bits costs about as much as a whole step on CPU, so they are
-    drawn only while dropout is on (one cond per step)."""
+    Drawing D*B*W random bits costs about as much as a whole step on CPU, so a build for
+    any rate draws them only while dropout is on (one cond per step)."""
+    if on is False:
+        return None
     keep = 1.0 - knobs.dropout
     dims = (shape.depth, batch, shape.width)
     draw = lambda: jax.random.bernoulli(key, keep, dims).astype(jnp.float32) / keep
+    if on is True:
+        return draw()
     return jax.lax.cond(knobs.dropout > 0, draw, lambda: jnp.ones(dims, jnp.float32))
 
 
@@ -175,9 +191,11 @@ def _dense_bn(h, w, b, gamma, beta, mean_rs, var_rs, knobs, train, u_tap):
     BatchNorm as one per-feature scale and shift, z = u * s + t, chosen per feature (W,)
     rather than per entry: with BatchNorm off (s = 1, t = 0) the (B, W) work is one fused
     multiply-add, where selecting between two (B, W) results cost 1.4x a plain layer."""
-    a = tap(h @ w + b, u_tap)  # (B, W): u_l
+    a = _tap(h @ w + b, u_tap)  # (B, W): u_l
     mu = a.mean(axis=0)
     var = jnp.mean(jnp.square(a - mu), axis=0)  # biased variance, as BatchNorm uses in training
+    if fixed(knobs.batchnorm) is False:  # built without BatchNorm: nothing to select
+        return a, mu, var
     m, v = (mu, var) if train else (mean_rs, var_rs)
     scale = jnp.where(knobs.batchnorm, gamma * jax.lax.rsqrt(v + BN_EPS), 1.0)
     shift = jnp.where(knobs.batchnorm, beta - m * scale, 0.0)
@@ -187,22 +205,25 @@ def _dense_bn(h, w, b, gamma, beta, mean_rs, var_rs, knobs, train, u_tap):
 def forward(act, params, bn_state, x, taps, slopes, masks, knobs, *, train, stats=True, unroll=1):
     """x (B, n_in) -> logits (B, C), aux: batch moments mu, var (D, W) and (when `stats`)
     z_l and h_l stacked (D, B, W) for activation_stats. `masks`: (D, B, W) dropout
-    multipliers or None (evaluation)."""
+    multipliers or None (evaluation). `taps`: the norm probes (zero_taps), or None where
+    the step measures nothing."""
     phi = ACTIVATIONS[act]
     bn = params["bn"]
 
     def layer(h_in, w, b, l, t, mask, residual):
         z, mu, var = _dense_bn(h_in, w, b, bn["gamma"][l], bn["beta"][l], bn_state["mean"][l], bn_state["var"][l], knobs, train, t[0])
-        z = tap(z, t[1])
+        z = _tap(z, t[1])
         h = phi(z, slopes[l])
         if mask is not None:
             h = h * mask
-        if residual:
+        if residual and fixed(knobs.residual) is None:
             h = jnp.where(knobs.residual, h_in + h, h)
-        h = tap(h, t[2])
+        elif residual and fixed(knobs.residual):
+            h = h_in + h
+        h = _tap(h, t[2])
         return h, ((mu, var, z, h) if stats else (mu, var))
 
-    site = lambda sl: (taps["u"][sl], taps["z"][:-1][sl], taps["h"][sl])
+    site = lambda sl: (None, None, None) if taps is None else (taps["u"][sl], taps["z"][:-1][sl], taps["h"][sl])
     first_mask = None if masks is None else masks[0]
     h, first_aux = layer(x, params["first"]["w"], params["first"]["b"], 0, site(0), first_mask, False)
 
@@ -213,7 +234,7 @@ def forward(act, params, bn_state, x, taps, slopes, masks, knobs, *, train, stat
     d = params["prelu"].shape[0]
     xs = (params["hidden"]["w"], params["hidden"]["b"], jnp.arange(1, d), site(slice(1, None)), None if masks is None else masks[1:])
     h, hidden_aux = jax.lax.scan(body, h, xs, unroll=max(1, min(unroll, d - 1)))
-    logits = tap(h @ params["out"]["w"] + params["out"]["b"], taps["z"][-1])
+    logits = _tap(h @ params["out"]["w"] + params["out"]["b"], None if taps is None else taps["z"][-1])
     aux = jax.tree.map(lambda f, r: jnp.concatenate([f[None], r]), first_aux, hidden_aux)
     return logits, aux
 

@@ -22,6 +22,7 @@ from gradscope.core.network import (
     biases,
     bin_counts,
     dropout_masks,
+    fixed,
     forward,
     init_bn_state,
     kernels,
@@ -53,6 +54,9 @@ HIDDEN_STATS = ("act_mean", "act_std", "saturation", "dead", "h_grad_norm", "u_g
 HIST_STATS = ("hist", "z_hist", "h_hist")  # int counts: (D+1, 32), (D, NZ), (D, NH) per step
 # Recorded every VAL_EVERY steps and NaN in between: history buckets average their finite values.
 SPARSE_STATS = ("val_loss", "val_accuracy")
+# Recorded at every step, measured or not (a row's are averaged over the steps it covers);
+# every other statistic is measured at the row's step (see make_chunk).
+PER_STEP_STATS = ("loss", "accuracy", "nonfinite") + SPARSE_STATS
 STAT_NAMES = ("step",) + GLOBAL_STATS + LAYER_STATS + HIDDEN_STATS + HIST_STATS
 
 
@@ -107,15 +111,19 @@ def _count_nonfinite(arrays):
 
 
 def clip_gradients(grads, knobs):
-    """optax's clip (by value) or clip_by_global_norm, chosen by the traced clip_mode.
+    """optax's clip (by value) or clip_by_global_norm, chosen by the clip_mode knob: one of
+    them where the executable is built for that mode (Spec), else a traced choice.
 
     A select rather than lax.switch: all three are elementwise, so XLA fuses them into
     one pass, where a conditional would materialize every gradient buffer.
     """
-    by_value = optax.clip(knobs.clip_value).update(grads, optax.EmptyState())[0]
-    by_norm = optax.clip_by_global_norm(knobs.clip_value).update(grads, optax.EmptyState())[0]
+    mode = fixed(knobs.clip_mode)
+    by_value = lambda: optax.clip(knobs.clip_value).update(grads, optax.EmptyState())[0]
+    by_norm = lambda: optax.clip_by_global_norm(knobs.clip_value).update(grads, optax.EmptyState())[0]
+    if mode is not None:
+        return (lambda: grads, by_value, by_norm)[mode]()
     pick = lambda g, v, n: jnp.where(knobs.clip_mode == 1, v, jnp.where(knobs.clip_mode == 2, n, g))
-    return jax.tree.map(pick, grads, by_value, by_norm)
+    return jax.tree.map(pick, grads, by_value(), by_norm())
 
 
 def clip_effect(grads, clipped):
@@ -129,18 +137,31 @@ def clip_effect(grads, clipped):
     return cosine, changed / total
 
 
-def make_loss(act, shape: Shape, unroll):
+def make_loss(act, shape: Shape, unroll, measure=True):
     """loss_fn(params, taps, bn_state, x, y, knobs, drawn, masks) -> (loss, aux); its gradient
     with respect to `taps` is the per-layer gradient norms (network.tap). `drawn`: this
-    step's RReLU slopes (ignored by the other activations)."""
+    step's RReLU slopes (ignored by the other activations).
+
+    `measure` False: the loss of a step that records only its loss and accuracy (`taps`
+    None, no activation statistics): aux is (data_loss, penalty, accuracy, (mu, var))."""
+    def penalty_of(params, knobs):
+        ks, penalty = kernels(params), jnp.zeros(())
+        if fixed(knobs.l1) != 0.0:  # an L1 term unless built without one
+            penalty = penalty + knobs.l1 * sum(jnp.abs(k).sum() for k in ks)
+        if fixed(knobs.l2) != 0.0:
+            penalty = penalty + knobs.l2 * sum(jnp.square(k).sum() for k in ks)
+        return penalty
+
     def loss_fn(params, taps, bn_state, x, y, knobs, drawn, masks):
         slopes = layer_slopes(act, params, knobs, drawn, shape.depth, train=True)
-        logits, (mu, var, z, h) = forward(act, params, bn_state, x, taps, slopes, masks, knobs, train=True, unroll=unroll)
-        aux = (*activation_stats(act, z, h, slopes), mu, var)
+        logits, fwd = forward(act, params, bn_state, x, taps, slopes, masks, knobs, train=True, stats=measure, unroll=unroll)
         data_loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-        ks = kernels(params)
-        penalty = knobs.l1 * sum(jnp.abs(k).sum() for k in ks) + knobs.l2 * sum(jnp.square(k).sum() for k in ks)
+        penalty = penalty_of(params, knobs)
         accuracy = (logits.argmax(-1) == y).mean()
+        if not measure:
+            return data_loss + penalty, (data_loss, penalty, accuracy, fwd)
+        mu, var, z, h = fwd
+        aux = (*activation_stats(act, z, h, slopes), mu, var)
         return data_loss + penalty, (data_loss, penalty, accuracy, aux, mean_slopes(act, slopes))
     return loss_fn
 
@@ -149,7 +170,7 @@ def make_predict(act, shape: Shape, unroll=1):
     """Evaluation-mode logits: running BatchNorm statistics, rrelu at its mean slope, no dropout."""
     def predict(params, bn_state, knobs, x):
         slopes = layer_slopes(act, params, knobs, None, shape.depth, train=False)
-        return forward(act, params, bn_state, x, zero_taps(shape), slopes, None, knobs, train=False, stats=False, unroll=unroll)[0]
+        return forward(act, params, bn_state, x, None, slopes, None, knobs, train=False, stats=False, unroll=unroll)[0]
     return predict
 
 
@@ -164,18 +185,16 @@ def make_validate(act, shape: Shape, unroll=1):
     return validate
 
 
-def _statistics(state, params, grads, clipped, tap_norms, aux):
-    """Everything measured from one step's gradient, before its update (see GLOBAL_STATS...)."""
-    loss, penalty, acc, (moments, z_hist, h_hist, _, _), neg_slope = aux
-    w_before, w_after = kernels(state.params), kernels(params)
+def _statistics(state, update, grads, clipped, tap_norms, aux):
+    """Everything measured from one step's gradient at its parameters, before the update
+    `update` (the change the optimizer makes to them). See LAYER_STATS, HIDDEN_STATS..."""
+    _, penalty, _, (moments, z_hist, h_hist, _, _), neg_slope = aux
+    w_before = kernels(state.params)
     weight_norm = _per_layer_norm(w_before)
-    global_norm = optax.tree.norm(grads)
     cosine, fraction = clip_effect(grads, clipped)
     return {
-        "loss": loss,
-        "accuracy": acc,
         "penalty": penalty,
-        "global_grad_norm": global_norm,
+        "global_grad_norm": optax.tree.norm(grads),
         "clipped_global_grad_norm": optax.tree.norm(clipped),
         "clip_cosine": cosine,
         "clip_fraction": fraction,
@@ -186,7 +205,7 @@ def _statistics(state, params, grads, clipped, tap_norms, aux):
         "h_grad_norm": tap_norms["h"],
         "bias_grad_norm": _per_layer_norm(biases(grads)),
         "weight_norm": weight_norm,
-        "update_ratio": _per_layer_norm(tuple(a - b for a, b in zip(w_after, w_before))) / weight_norm,
+        "update_ratio": _per_layer_norm(kernels(update)) / weight_norm,
         "init_distance": _per_layer_norm(tuple(a - b for a, b in zip(w_before, state.w0))) / _per_layer_norm(state.w0),
         "nonfinite_count": _count_nonfinite(kernels(grads)),
         "act_mean": moments[:, 0],
@@ -198,7 +217,6 @@ def _statistics(state, params, grads, clipped, tap_norms, aux):
         "z_hist": z_hist,
         "h_hist": h_hist,
         "step": state.step,
-        "nonfinite": ~(jnp.isfinite(loss) & jnp.isfinite(global_norm) & jnp.isfinite(optax.tree.norm(params))),
     }
 
 
@@ -221,39 +239,108 @@ def make_draws(act, shape: Shape):
     return draws
 
 
-def make_step(act, optimizer, shape: Shape, unroll=1, with_stats=True):
-    """One optimizer step: step(state, knobs, x_all, y_all, x_val, y_val, draw) -> (state, stats),
-    `draw` one row of make_draws' output.
-    `with_stats`: True for every statistic, False for the loss alone, or a collection of the
-    names to keep (the benchmark's ablations; XLA drops the others' work as dead code)."""
-    grad_fn = jax.grad(make_loss(act, shape, unroll), argnums=(0, 1), has_aux=True)
+class Spec(NamedTuple):
+    """The structural knobs an executable is built for, as constants; None: traced, so
+    that executable serves any value. The engine trains on the build for the current
+    values (`specialize`) once it is compiled, and on the generic build (all None) in
+    the meantime, so a change never waits for a compile. A build for its values skips
+    what the others need: BatchNorm's selects and moments, the residual select, the
+    dropout draw's cond, the unused clipping branches, the penalty's reductions."""
+
+    batchnorm: bool | None = None
+    residual: bool | None = None
+    dropout: bool | None = None  # whether dropout is on (its rate stays traced)
+    clip_mode: int | None = None
+    l1: bool | None = None  # whether the L1 penalty is on (its weight stays traced)
+    l2: bool | None = None
+
+
+GENERIC = Spec()
+
+
+def specialize(knobs: Knobs, spec: Spec) -> Knobs:
+    """`knobs` with the values `spec` fixes replaced by Python constants (network.fixed)."""
+    out = {}
+    if spec.batchnorm is not None:
+        out["batchnorm"] = bool(spec.batchnorm)
+    if spec.residual is not None:
+        out["residual"] = bool(spec.residual)
+    if spec.clip_mode is not None:
+        out["clip_mode"] = int(spec.clip_mode)
+    if spec.dropout is False:
+        out["dropout"] = 0.0
+    if spec.l1 is False:
+        out["l1"] = 0.0
+    if spec.l2 is False:
+        out["l2"] = 0.0
+    return knobs._replace(**out)
+
+
+def make_step(act, optimizer, shape: Shape, unroll=1, with_stats=True, spec: Spec = GENERIC, measure=True):
+    """One optimizer step: step(state, knobs, x_all, y_all, x_val, y_val, draw) ->
+    (state, scalars, row): `scalars` the per-step statistics (PER_STEP_STATS), `row` the
+    measured ones (every other statistic; None where `measure` is False: a step that only
+    trains, with no norm probes, activation statistics or histograms). `draw` is one row
+    of make_draws' output. `with_stats`: True for every statistic, False for the loss
+    alone, or a collection of the names to keep (the benchmark's ablations; XLA drops the
+    others' work as dead code)."""
+    grad_fn = jax.grad(make_loss(act, shape, unroll, measure), argnums=(0, 1) if measure else 0, has_aux=True)
     validate = make_validate(act, shape, unroll)
     opt = OPTIMIZERS[optimizer]()
+    keep = set(STAT_NAMES if with_stats is True else with_stats or ()) | {"loss", "step"}
 
     def step(state: TrainState, knobs: Knobs, x_all, y_all, x_val, y_val, draw):
+        knobs = specialize(knobs, spec)
         x, y = x_all[draw["idx"]], y_all[draw["idx"]]  # (B, n_in), (B,)
-        masks = dropout_masks(knobs, draw["drop"], shape, shape.batch)
-        (grads, tap_norms), aux = grad_fn(state.params, zero_taps(shape), state.bn_state, x, y, knobs, draw["slopes"], masks)
+        masks = dropout_masks(knobs, draw["drop"], shape, shape.batch, on=spec.dropout)
+        if measure:
+            (grads, tap_norms), aux = grad_fn(state.params, zero_taps(shape), state.bn_state, x, y, knobs, draw["slopes"], masks)
+            loss, _, acc, (_, _, _, mu, var), _ = aux
+        else:
+            grads, aux = grad_fn(state.params, None, state.bn_state, x, y, knobs, draw["slopes"], masks)
+            loss, _, acc, (mu, var) = aux
 
         clipped = clip_gradients(grads, knobs)
         updates, opt_state = opt.update(clipped, state.opt_state, state.params)
-        params = jax.tree.map(lambda p, u: p + knobs.learning_rate * u, state.params, updates)
-        _, _, _, (_, _, _, mu, var), _ = aux
-        bn_state = {
-            "mean": BN_MOMENTUM * state.bn_state["mean"] + (1 - BN_MOMENTUM) * mu,
-            "var": BN_MOMENTUM * state.bn_state["var"] + (1 - BN_MOMENTUM) * var,
-        }
-        new_state = TrainState(params, opt_state, bn_state, state.key, state.step + 1, state.w0)
-        keep = set(STAT_NAMES if with_stats is True else with_stats or ()) | {"loss", "step"}
-        stats = {k: v for k, v in _statistics(state, params, grads, clipped, tap_norms, aux).items() if k in keep}
+        update = jax.tree.map(lambda u: knobs.learning_rate * u, updates)
+        row = None
+        old = state.params
+        if measure:
+            row = {k: v for k, v in _statistics(state, update, grads, clipped, tap_norms, aux).items() if k in keep}
+            # the statistics read the weights before the update: computed first, so the
+            # update can be written in place instead of into a copy of the weights
+            row, old = jax.lax.optimization_barrier((row, old))
+        params = jax.tree.map(jnp.add, old, update)
+        bn_state = _running_moments(state.bn_state, mu, var, knobs)
+        # Non-finite: the loss, and at a measured step the gradient too. A step that only
+        # trains checks the loss alone (a pass over every gradient costs 4% of a step at
+        # width 256): a non-finite gradient makes the next step's loss non-finite.
+        finite = jnp.isfinite(loss) & (jnp.isfinite(row["global_grad_norm"]) if measure and "global_grad_norm" in row else True)
+        scalars = {"loss": loss, "accuracy": acc, "nonfinite": ~finite}
         if keep & set(SPARSE_STATS):
             # Held-out evaluation at fixed steps; a cond, so the other steps skip the forward pass.
             nan = jnp.full((), jnp.nan, jnp.float32)
             val = lambda: validate(state.params, state.bn_state, knobs, x_val, y_val)
-            stats["val_loss"], stats["val_accuracy"] = jax.lax.cond(state.step % VAL_EVERY == 0, val, lambda: (nan, nan))
-        return new_state, stats
+            scalars["val_loss"], scalars["val_accuracy"] = jax.lax.cond(state.step % VAL_EVERY == 0, val, lambda: (nan, nan))
+        new_state = TrainState(params, opt_state, bn_state, state.key, state.step + 1, state.w0)
+        return new_state, scalars, row
 
     return step
+
+
+def _running_moments(bn_state, mu, var, knobs):
+    """BatchNorm's running statistics, tracked while BatchNorm is on (frozen while it is
+    off: a build without BatchNorm then computes no batch moments at all)."""
+    on = fixed(knobs.batchnorm)
+    if on is False:
+        return bn_state
+    new = {
+        "mean": BN_MOMENTUM * bn_state["mean"] + (1 - BN_MOMENTUM) * mu,
+        "var": BN_MOMENTUM * bn_state["var"] + (1 - BN_MOMENTUM) * var,
+    }
+    if on is True:
+        return new
+    return jax.tree.map(lambda a, b: jnp.where(knobs.batchnorm, a, b), new, bn_state)
 
 
 def _packer(example: dict):
@@ -278,27 +365,48 @@ def _packer(example: dict):
     return pack, unpack
 
 
-def make_chunk(act, optimizer, shape: Shape, steps: int, unroll=1, with_stats=True):
-    """Up to K = `steps` training steps in one loop; the traced `n` says how many run.
+def make_chunk(act, optimizer, shape: Shape, steps: int, unroll=1, with_stats=True, spec: Spec = GENERIC):
+    """Up to K = `steps` training steps in one loop; the traced `n` says how many run and
+    the traced `every` which of them are measured.
 
-    Stats are stacked along a leading (K,) axis; rows from n on are left zero (the
-    caller slices them off), so one executable serves any chunk length up to K. A
-    fori_loop with a traced bound runs exactly n steps: no per-step cond, no wasted steps.
+    chunk(state, knobs, x_all, y_all, x_val, y_val, n, every) -> (state, out): `out` has
+    the per-step statistics (PER_STEP_STATS) with a leading (K,) axis, every other
+    statistic in rows (K,) of which the first `out["rows"]` are filled: one per measured
+    step, the steps (i+1) % every == 0 and the last one (i = n-1). The steps in between
+    only train: a loop of its own with no norm probes, activation statistics, histograms
+    or weight reductions (those cost as much as the training itself at the default size);
+    the page draws at most about 30 frames a second, so measuring a few steps per call
+    shows everything it can draw. `every` = 1 measures every step.
+    Rows and steps past what ran are left zero (the caller slices them off).
     """
-    step = make_step(act, optimizer, shape, unroll, with_stats)
+    full = make_step(act, optimizer, shape, unroll, with_stats, spec)
+    plain = make_step(act, optimizer, shape, unroll, with_stats, spec, measure=False)
     make = make_draws(act, shape)
 
-    def chunk(state, knobs, x_all, y_all, x_val, y_val, n):
+    def chunk(state, knobs, x_all, y_all, x_val, y_val, n, every):
+        n, every = jnp.minimum(n, steps), jnp.maximum(every, 1)
         draws = make(state.key, state.step, steps, x_all.shape[0])
-        run = lambda s, i: step(s, knobs, x_all, y_all, x_val, y_val, jax.tree.map(lambda a: a[i], draws))
-        pack, unpack = _packer(jax.eval_shape(run, state, 0)[1])
-        rows = jax.tree.map(lambda a: jnp.zeros((steps,) + a.shape, a.dtype), jax.eval_shape(lambda s: pack(run(s, 0)[1]), state))
+        pick = lambda i: jax.tree.map(lambda a: a[i], draws)
+        example = jax.eval_shape(lambda s: full(s, knobs, x_all, y_all, x_val, y_val, pick(0)), state)
+        pack, unpack = _packer(example[2])
+        rows = jax.tree.map(lambda a: jnp.zeros((steps,) + a.shape, a.dtype), jax.eval_shape(pack, example[2]))
+        per_step = jax.tree.map(lambda a: jnp.zeros((steps,) + a.shape, a.dtype), example[1])
+        write = lambda buf, vals, i: jax.tree.map(lambda b, v: jax.lax.dynamic_update_index_in_dim(b, v, i, 0), buf, vals)
 
-        def body(i, carry):
-            s, rows = carry
-            s, stats = run(s, i)
-            return s, jax.tree.map(lambda r, v: jax.lax.dynamic_update_index_in_dim(r, v, i, 0), rows, pack(stats))
-        state, rows = jax.lax.fori_loop(0, jnp.minimum(n, steps), body, (state, rows))
-        return state, unpack(rows)
+        def train_only(i, carry):
+            s, per_step = carry
+            s, scalars, _ = plain(s, knobs, x_all, y_all, x_val, y_val, pick(i))
+            return s, write(per_step, scalars, i)
+
+        def group(j, carry):
+            s, per_step, rows = carry
+            last = jnp.minimum((j + 1) * every, n) - 1  # the measured step of row j
+            s, per_step = jax.lax.fori_loop(j * every, last, train_only, (s, per_step))
+            s, scalars, row = full(s, knobs, x_all, y_all, x_val, y_val, pick(last))
+            return s, write(per_step, scalars, last), write(rows, pack(row), j)
+
+        measured = (n + every - 1) // every
+        state, per_step, rows = jax.lax.fori_loop(0, measured, group, (state, per_step, rows))
+        return state, {**per_step, **unpack(rows), "rows": measured}
 
     return chunk

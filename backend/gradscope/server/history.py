@@ -1,4 +1,4 @@
-"""Bounded per-session history: every step up to a budget, then min/max/mean buckets.
+"""Bounded per-session history: every engine row up to a budget, then min/max/mean buckets.
 
 Rows are columnar numpy arrays with a leading row axis: `step` (last step of the row),
 `count` (steps in the row), each statistic's mean, and for every statistic but the
@@ -31,12 +31,13 @@ def is_hist(key: str) -> bool:
 
 
 def _rows_from_stats(stats: dict) -> dict:
-    """Raw engine chunk (K steps) -> K rows of count 1."""
-    mean = {k: np.asarray(v) for k, v in stats.items() if k != "step"}
+    """Raw engine rows -> history rows; each covers `count` steps (the engine's: 1 per
+    step when it measures every step, else the steps since the previous measured one)."""
+    mean = {k: np.asarray(v) for k, v in stats.items() if k not in ("step", "count")}
     step = np.asarray(stats["step"], dtype=np.int64)
+    count = np.asarray(stats["count"], np.int64) if "count" in stats else np.ones(len(step), np.int64)
     mm = {k: v for k, v in mean.items() if not is_hist(k)}
-    return {"step": step, "count": np.ones(len(step), np.int64),
-            "mean": mean, "min": dict(mm), "max": dict(mm)}
+    return {"step": step, "count": count, "mean": mean, "min": dict(mm), "max": dict(mm)}
 
 
 def _concat(parts: list[dict]) -> dict | None:

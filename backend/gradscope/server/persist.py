@@ -25,7 +25,7 @@ class Persistence:
         self.tr.load_bytes(blob)
         saved = self.tr.config
         if any(getattr(saved, k) != getattr(target, k) for k in RESET_KEYS):
-            self.tr = Trainer(target, chunk_steps=self.settings.chunk_steps, cache=self.manager.cache,
+            self.tr = Trainer(target, chunk_steps=self.settings.chunk_steps, stats_every=self.settings.stats_every, cache=self.manager.cache,
                               warm=self.manager.warm)  # the weights belong to an older shape
             self._ring.clear()
             return

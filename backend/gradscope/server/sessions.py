@@ -143,7 +143,7 @@ class Session(Persistence):
 
     def _build(self) -> None:
         target = self.config0 if self._schedule else self.config
-        self.tr = Trainer(target, chunk_steps=self.settings.chunk_steps, cache=self.manager.cache,
+        self.tr = Trainer(target, chunk_steps=self.settings.chunk_steps, stats_every=self.settings.stats_every, cache=self.manager.cache,
                           warm=self.manager.warm)
         for step, blob in self._checkpoints:  # the persisted rewind checkpoints, oldest first
             self._ring.append((step, self.tr.load_bytes(blob)))

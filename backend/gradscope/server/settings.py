@@ -33,6 +33,7 @@ class Settings:
     create_rate: float = 0.5                # creates + forks per second per client address...
     create_burst: int = 60                  # ...after a burst of this many (429 beyond)
     chunk_steps: int | None = None          # fixed K (tests); None: the engine calibrates
+    stats_every: int | None = None          # measure every k-th step; None: once per chunk (~30/s)
     frontend_dir: Path | None = None        # None: the packaged or repo frontend/
     lessons_dirs: tuple[Path, ...] = ()     # extra lesson files (`gradscope serve --lessons DIR`)
 
