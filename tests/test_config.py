@@ -34,7 +34,7 @@ def test_meta_lists_statistics_bins_and_bounds():
     from gradscope.records import STAT_NAMES
     m = meta()
     groups = m["stats"]
-    assert ["step", *groups["global"], *groups["layer"], *groups["hidden"], *groups["hist"]] == list(STAT_NAMES)
+    assert ["step", "count", *groups["global"], *groups["layer"], *groups["hidden"], *groups["hist"]] == list(STAT_NAMES)
     assert set(groups["sparse"]) <= set(groups["global"])
     assert m["z_edges"] == list(Z_EDGES) and len(m["z_edges"]) == 49 and m["z_edges"][0] == -6.0
     assert m["h_edges"] == sorted(m["h_edges"]) and len(m["h_edges"]) == len(H_EDGES)

@@ -7,10 +7,9 @@ import numpy as np
 import optax
 import pytest
 
-from gradscope.config import ConfigError
+from gradscope.config import ConfigError, make_config
 from gradscope.core.initializers import INITIALIZERS, init_kernel, kernel_variance
 from gradscope.core.network import Knobs
-from gradscope.config import make_config
 from gradscope.core.train import GENERIC, clip_gradients
 from gradscope.engine import CompileCache, Trainer, spec_of
 from gradscope.records import iter_records, to_wire

@@ -48,7 +48,7 @@ def test_restart_keeps_history_and_owner_resumes(live_server):
         assert hello["role"] == "owner" and hello["step"] == step
         command(ws, 3, type="control", action="play")
         stats = recv_until(ws, lambda m: m["type"] == "stats")
-        assert stats["step"][0] == step  # training continues exactly where it stopped
+        assert stats["step"][0] - stats["count"][0] + 1 == step  # training continues exactly where it stopped
         command(ws, 4, type="control", action="pause")
     r = httpx.delete(f"{srv2.url}/api/sessions/{a['id']}", headers={"Authorization": f"Bearer {a['token']}"}, timeout=120)
     assert r.status_code == 204

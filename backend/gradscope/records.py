@@ -6,7 +6,7 @@ import numpy as np
 
 from gradscope.core.train import HIST_STATS, STAT_NAMES
 
-INT_STATS = ("step", "nonfinite", "nonfinite_count") + HIST_STATS
+INT_STATS = ("step", "count", "nonfinite", "nonfinite_count") + HIST_STATS
 
 
 def _clean(value):

@@ -3,10 +3,16 @@ import { Chart } from "./chart.js";
 import { OI, PLOT_CONFIG, Plotly, StickyLogRange, animateTraces, axis, baseLayout, ema, logAxisKeys } from "./plot.js";
 import { firstVisible, stepRange } from "./timeaxis.js";
 
-/** (x, y) of the non-null entries of `y` (the held-out numbers are null on most steps). */
-function present(x, y) {
+/**
+ * (x, y) of the non-null entries of `y` (the held-out numbers are null on most rows), at the
+ * step of the evaluation: the last multiple of `every` at or before the row's step (a row
+ * covers the steps since the previous measured one, and the evaluation ran among them).
+ */
+function present(x, y, every) {
   const xs = [], ys = [];
-  for (let i = 0; i < y.length; i++) if (typeof y[i] === "number") { xs.push(x[i]); ys.push(y[i]); }
+  for (let i = 0; i < y.length; i++) {
+    if (typeof y[i] === "number") { xs.push(every > 0 ? Math.floor(x[i] / every) * every : x[i]); ys.push(y[i]); }
+  }
   return { x: xs, y: ys };
 }
 
@@ -32,7 +38,8 @@ export class ValChart extends Chart {
 
   draw() {
     const S = this.view.series, x = S.step, h = S.h;
-    const vl = present(x, h.val_loss), va = present(x, h.val_accuracy);
+    const every = this.view.meta.val_every || 0;
+    const vl = present(x, h.val_loss, every), va = present(x, h.val_accuracy, every);
     const keys = {}, xr = stepRange(x, this.view.windowMode, this.xrange);
     if (xr) { this.xrange = xr; keys["xaxis.range"] = xr; }
     const i0 = firstVisible(x, this.xrange[0]);

@@ -57,7 +57,8 @@ SPARSE_STATS = ("val_loss", "val_accuracy")
 # Recorded at every step, measured or not (a row's are averaged over the steps it covers);
 # every other statistic is measured at the row's step (see make_chunk).
 PER_STEP_STATS = ("loss", "accuracy", "nonfinite") + SPARSE_STATS
-STAT_NAMES = ("step",) + GLOBAL_STATS + LAYER_STATS + HIDDEN_STATS + HIST_STATS
+# `count`: the steps a row covers (1 where every step is measured; see engine.Trainer.run)
+STAT_NAMES = ("step", "count") + GLOBAL_STATS + LAYER_STATS + HIDDEN_STATS + HIST_STATS
 
 
 class TrainState(NamedTuple):
