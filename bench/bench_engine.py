@@ -218,6 +218,9 @@ def size_report(width, quick):
     return rates, step_flops(tr.shape), torch_rates, steps
 
 
+GOALS = {64: (0.75, 0.15, 8.0), 256: (0.85, 0.05, 3.0)}  # vs reference, statistics cost, vs PyTorch
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="skip PyTorch, the specialized build and depth 200")
