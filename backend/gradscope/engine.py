@@ -26,6 +26,7 @@ from gradscope.core.train import (
     GENERIC,
     OPTIMIZER_NAMES,
     PER_STEP_STATS,
+    SPARSE_STATS,
     Spec,
     init_state,
     make_chunk,
@@ -199,8 +200,9 @@ def _initial_state(seed, shape, init, gain, optimizer):
     return init_state(k_train, params, shape, optimizer)
 
 
-def _rows(out: dict, n: int) -> dict:
-    """A chunk's host output (n steps ran) -> one row per measured step (see Trainer.run)."""
+def _rows(out: dict, n: int) -> tuple[dict, np.ndarray]:
+    """A chunk's host output (n steps ran) -> (one row per measured step, see Trainer.run;
+    the per-step non-finite flags)."""
     m = int(out.pop("rows"))
     scalars = {k: np.asarray(out.pop(k))[:n] for k in PER_STEP_STATS if k in out}
     rows = {k: np.asarray(v)[:m] for k, v in out.items()}
@@ -211,14 +213,13 @@ def _rows(out: dict, n: int) -> dict:
     for k, v in scalars.items():
         if k == "nonfinite":
             rows[k] = np.add.reduceat(v.astype(np.int64), starts) > 0
-        elif k in ("val_loss", "val_accuracy"):
+        elif k in SPARSE_STATS:
             seen = np.isfinite(v)
             with np.errstate(invalid="ignore", divide="ignore"):
                 rows[k] = (np.add.reduceat(np.where(seen, v, 0.0), starts) / np.add.reduceat(seen, starts)).astype(np.float32)
         else:
             rows[k] = (np.add.reduceat(v.astype(np.float64), starts) / count).astype(np.float32)
-        rows[f"_{k}"] = v  # per step, for _unmeasured_break; dropped before returning
-    return rows
+    return rows, scalars["nonfinite"]
 
 
 def _measured_indices(n: int, rows: dict) -> np.ndarray:
@@ -227,16 +228,12 @@ def _measured_indices(n: int, rows: dict) -> np.ndarray:
     return steps - (steps[-1] - (n - 1))
 
 
-def _unmeasured_break(rows: dict):
-    """The number of steps to the first non-finite step if it was not measured, else None;
-    strips the per-step copies `_rows` kept."""
-    per_step = {k: rows.pop(k) for k in [k for k in rows if k.startswith("_")]}
-    bad = np.flatnonzero(per_step["_nonfinite"]) if "_nonfinite" in per_step else []
-    if len(bad) == 0:
+def _unmeasured_break(rows: dict, nonfinite: np.ndarray):
+    """The number of steps to the first non-finite step if it was not measured, else None."""
+    bad = np.flatnonzero(nonfinite)
+    if len(bad) == 0 or bad[0] in _measured_indices(len(nonfinite), rows):
         return None
-    first = int(bad[0])
-    measured = _measured_indices(len(per_step["_nonfinite"]), rows)
-    return None if first in set(measured.tolist()) else first + 1
+    return int(bad[0]) + 1
 
 
 def prewarm(cache: CompileCache, config: Config | dict | None = None) -> None:
@@ -396,12 +393,12 @@ class Trainer:
                 parts.append((n, out))
                 done += n
                 continue
-            out = _rows(jax.device_get(out), n)
-            broke = _unmeasured_break(out)
+            out, nonfinite = _rows(jax.device_get(out), n)
+            broke = _unmeasured_break(out, nonfinite)
             if broke is not None:  # train again to the step that broke, measuring it
                 self.state = before
                 self.state, out = self._executable()(*self._args(broke, self.every))
-                parts.append((broke, _rows(jax.device_get(out), broke)))
+                parts.append((broke, _rows(jax.device_get(out), broke)[0]))
                 break
             parts.append((n, out))
             done += n
