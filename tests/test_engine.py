@@ -252,8 +252,12 @@ def test_a_build_for_the_knob_values_trains_as_the_generic_build_does(cache, con
     generic = Trainer(config, cache=cache, specialize=False)
     assert own._executable() is not generic._executable()
     a, b = own.run(6), generic.run(6)
-    for name in ("loss", "grad_norm", "delta_norm", "update_ratio", "act_std"):
-        np.testing.assert_allclose(a[name], b[name], rtol=2e-5, atol=1e-7, err_msg=name)
+    assert set(a) == set(b)
+    for name in a:  # every statistic, the clipping ones included (a build without clipping skips their passes)
+        # which entries a scaling by nearly 1 leaves bit-identical depends on rounding: the
+        # changed fraction agrees to a percent, not to float precision
+        atol = 0.01 if name == "clip_fraction" else 1e-7
+        np.testing.assert_allclose(a[name], b[name], rtol=2e-5, atol=atol, err_msg=name)
     for x, y in zip(jax.tree.leaves(own.state), jax.tree.leaves(generic.state)):
         np.testing.assert_allclose(np.asarray(x, np.float64), np.asarray(y, np.float64), rtol=2e-5, atol=1e-6)
 

@@ -131,6 +131,20 @@ def test_clip_cosine_and_fraction(cache):
     assert (by_value["clip_cosine"] < 0.999).all() and (0 < by_value["clip_fraction"]).all() and (by_value["clip_fraction"] < 1).all()
 
 
+@pytest.mark.parametrize("specialize", [False, True], ids=["generic", "specialized"])
+def test_nonfinite_count_is_zero_until_a_gradient_breaks_then_counts_its_entries(cache, specialize):
+    tr = Trainer(dict(SMALL, activation="tanh"), cache=cache, specialize=specialize)
+    assert (tr.run(2)["nonfinite_count"] == 0).all()
+    w = np.array(tr.state.params["out"]["w"])
+    w[0, 0] = np.inf  # an infinite logit: the loss and every hidden layer's gradient entries are NaN
+    tr.state = tr.state._replace(params={**tr.state.params, "out": {**tr.state.params["out"], "w": jnp.asarray(w)}})
+    s = tr.run(1)
+    d, width, n_in = tr.shape.depth, tr.shape.width, tr.shape.n_in
+    sizes = [n_in * width] + [width * width] * (d - 1) + [width * tr.shape.classes]
+    counts = s["nonfinite_count"][0].tolist()
+    assert s["nonfinite"][0] and counts[:-1] == sizes[:-1] and 0 < counts[-1] <= sizes[-1]
+
+
 @pytest.mark.parametrize("edges", [Z_EDGES, H_EDGES], ids=["z", "h"])
 def test_bin_counts_match_numpy_histogram_with_open_ends(edges):
     v = np.random.default_rng(0).normal(0, 3, 2000).astype(np.float32)

@@ -186,21 +186,30 @@ def make_validate(act, shape: Shape, unroll=1):
     return validate
 
 
-def _statistics(state, update, grads, clipped, tap_norms, aux):
+def _statistics(state, update, grads, clipped, tap_norms, aux, clip_mode=None):
     """Everything measured from one step's gradient at its parameters, before the update
-    `update` (the change the optimizer makes to them). See LAYER_STATS, HIDDEN_STATS..."""
+    `update` (the change the optimizer makes to them). See LAYER_STATS, HIDDEN_STATS...
+    `clip_mode` 0: built without clipping (`clipped` is `grads`), so the clipped norms are
+    the raw ones and clip_effect's two passes over the gradient are skipped."""
     _, penalty, _, (moments, z_hist, h_hist, _, _), neg_slope = aux
     w_before = kernels(state.params)
     weight_norm = _per_layer_norm(w_before)
-    cosine, fraction = clip_effect(grads, clipped)
+    grad_norm, global_norm = _per_layer_norm(kernels(grads)), optax.tree.norm(grads)
+    if clip_mode == 0:
+        clipped_norm, clipped_global, (cosine, fraction) = grad_norm, global_norm, (jnp.ones(()), jnp.zeros(()))
+    else:
+        clipped_norm, clipped_global = _per_layer_norm(kernels(clipped)), optax.tree.norm(clipped)
+        cosine, fraction = clip_effect(grads, clipped)
+    # counted only when something is non-finite (a pass over every gradient otherwise spent on zeros)
+    nonfinite = jax.lax.cond(jnp.isfinite(global_norm), lambda g: jnp.zeros((len(weight_norm),), jnp.int32), _count_nonfinite, kernels(grads))
     return {
         "penalty": penalty,
-        "global_grad_norm": optax.tree.norm(grads),
-        "clipped_global_grad_norm": optax.tree.norm(clipped),
+        "global_grad_norm": global_norm,
+        "clipped_global_grad_norm": clipped_global,
         "clip_cosine": cosine,
         "clip_fraction": fraction,
-        "grad_norm": _per_layer_norm(kernels(grads)),
-        "clipped_grad_norm": _per_layer_norm(kernels(clipped)),
+        "grad_norm": grad_norm,
+        "clipped_grad_norm": clipped_norm,
         "delta_norm": tap_norms["z"],
         "u_grad_norm": tap_norms["u"],
         "h_grad_norm": tap_norms["h"],
@@ -208,7 +217,7 @@ def _statistics(state, update, grads, clipped, tap_norms, aux):
         "weight_norm": weight_norm,
         "update_ratio": _per_layer_norm(kernels(update)) / weight_norm,
         "init_distance": _per_layer_norm(tuple(a - b for a, b in zip(w_before, state.w0))) / _per_layer_norm(state.w0),
-        "nonfinite_count": _count_nonfinite(kernels(grads)),
+        "nonfinite_count": nonfinite,
         "act_mean": moments[:, 0],
         "act_std": moments[:, 1],
         "saturation": moments[:, 2],
@@ -307,7 +316,7 @@ def make_step(act, optimizer, shape: Shape, unroll=1, with_stats=True, spec: Spe
         row = None
         old = state.params
         if measure:
-            row = {k: v for k, v in _statistics(state, update, grads, clipped, tap_norms, aux).items() if k in keep}
+            row = {k: v for k, v in _statistics(state, update, grads, clipped, tap_norms, aux, spec.clip_mode).items() if k in keep}
             # the statistics read the weights before the update: computed first, so the
             # update can be written in place instead of into a copy of the weights
             row, old = jax.lax.optimization_barrier((row, old))
