@@ -210,7 +210,8 @@ print(t1 - t0, time.perf_counter() - t1)
 def first_frame_seconds(depth):
     """From Trainer construction to the first chunk's statistics, in a fresh process
     (empty compile cache); the import of jax and gradscope is reported apart."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "backend")}
+    paths = [str(Path(__file__).resolve().parents[1] / "backend"), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}  # the caller's path kept
     out = subprocess.run([sys.executable, "-c", FIRST_FRAME, str(depth)], capture_output=True, text=True, env=env, check=True)
     imports, frame = map(float, out.stdout.split())
     return imports, frame

@@ -3,7 +3,9 @@
     python bench/bench_server.py [--depth 6 --width 32 --batch 64 --seconds 5]
 
 set -> first frame reflecting it (p50/p95), frames/s to 1 and 10 clients, steps/s of one
-session vs eight at once, and history bytes per session after 100,000 steps.
+session vs eight at once, history bytes per session after 100,000 steps, and the first
+frame on a fresh server (empty compile cache): from `POST /api/sessions` to the first
+stats frame, right after the server answers and once its start-up compiles are done.
 """
 from __future__ import annotations
 
@@ -24,13 +26,14 @@ from websockets.sync.client import connect
 BACKEND = Path(__file__).resolve().parents[1] / "backend"
 
 
-def start_server(data_dir: Path):
-    """`serve()` in its own process, so the clients here do not share its GIL."""
+def start_server(data_dir: Path, warm_compile=False):
+    """`serve()` in its own process, so the clients here do not share its GIL. No persistent
+    compile cache (the CLI's `serve` enables one; the Python entry point does not)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     code = (f"import sys; sys.path.insert(0, {str(BACKEND)!r}); from gradscope.server import serve; "
-            f"serve('127.0.0.1', {port}, {str(data_dir)!r}, max_running=9, idle_pause_s=3600, warm_compile=False)")
+            f"serve('127.0.0.1', {port}, {str(data_dir)!r}, max_running=9, idle_pause_s=3600, warm_compile={warm_compile})")
     proc = subprocess.Popen([sys.executable, "-W", "ignore::DeprecationWarning", "-c", code],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -104,14 +107,37 @@ def control(url, d, action):
     r.raise_for_status()
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--depth", type=int, default=6)
-    ap.add_argument("--width", type=int, default=32)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--steps", type=int, default=100_000)
-    args = ap.parse_args()
+def first_frame(depth: int, settle: float) -> float:
+    """Seconds from `POST /api/sessions` ({"depth": depth}, the rest default) to the first
+    stats frame, on a fresh server process with an empty compile cache, `settle` seconds
+    after it first answers (0: at once; its start-up compiles of the default setup are then
+    still running)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, url, ws_url = start_server(Path(tmp), warm_compile=True)
+        try:
+            time.sleep(settle)
+            t0 = time.perf_counter()
+            d = httpx.post(f"{url}/api/sessions", json={"depth": depth}, timeout=120).json()
+            with connect(f"{ws_url}/api/sessions/{d['id']}/ws", max_size=None) as ws:
+                recv_until(ws, lambda m: m["type"] == "stats")
+            return time.perf_counter() - t0
+        finally:
+            proc.terminate()
+            proc.wait(60)
+
+
+def first_frame_rows(repeats=3):
+    rows = []
+    for depth in (10, 200):
+        for settle in (0.0, 10.0):
+            seconds = [first_frame(depth, settle) for _ in range(repeats)]
+            when = "right after it answers" if settle == 0 else f"{settle:.0f} s after it answers"
+            rows.append((f"fresh server, POST -> first stats frame, depth {depth}, {when}",
+                         f"median {np.median(seconds):.2f} s (runs: {', '.join(f'{x:.2f}' for x in seconds)})"))
+    return rows
+
+
+def serving_rows(args):
     cfg = {"depth": args.depth, "width": args.width, "batch_size": args.batch}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,7 +173,23 @@ def main():
         finally:
             proc.terminate()
             proc.wait(60)
-    print(f"| measure ({args.depth}x{args.width}, batch {args.batch}) | result |\n|---|---|")
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--depth", type=int, default=6)
+    ap.add_argument("--width", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--steps", type=int, default=100_000)
+    ap.add_argument("--first-frame-only", action="store_true", help="only the fresh-server first frames")
+    ap.add_argument("--no-first-frame", action="store_true", help="skip the fresh-server first frames (12 server starts)")
+    args = ap.parse_args()
+    rows = [] if args.no_first_frame else first_frame_rows()
+    if not args.first_frame_only:
+        rows += serving_rows(args)
+    print(f"| measure ({args.depth}x{args.width}, batch {args.batch}; first frames at width 64, batch 128) | result |\n|---|---|")
     for k, v in rows:
         print(f"| {k} | {v} |")
 
