@@ -136,6 +136,18 @@ class CompileCache:
             self.warm([key], args)
         return None
 
+    def start(self, key, args):
+        """Start compiling `key` now on a thread of its own (not behind the queued background
+        compiles): `get` then waits for it. Where there is no background pool, nothing:
+        the caller's `get` compiles it."""
+        if self._pool is None:
+            return
+        with self._lock:
+            if key in self._futures:
+                return
+            fut = self._futures[key] = Future()
+        threading.Thread(target=self._fill, args=(key, args, fut), name="gradscope-compile-first", daemon=True).start()
+
     def warm(self, keys, args):
         """Queue background compiles of `keys` (each with the same example `args`); a key
         counts as built from here on, so `get` waits for it instead of compiling it twice."""
@@ -182,13 +194,25 @@ def max_chunk_steps(shape: Shape) -> int:
     return int(min(k, MAX_CHUNK_STEPS))
 
 
-def _setup(config: Config):
-    """Shape, training split, held-out split and the initial TrainState of `config`."""
+def _data(config: Config):
+    """Shape, training split and held-out split of `config`."""
     shape = shape_of(config)
     data = datasets.load(config.dataset, noise=config.noise, seed=config.seed, input_dim=config.input_dim)
     (x, y), (x_val, y_val) = datasets.split(*data, seed=config.seed)
-    state = _initial_state(np.int32(config.seed), shape, config.init, config.init_gain, config.optimizer)
-    return shape, (jnp.asarray(x), jnp.asarray(y)), (jnp.asarray(x_val), jnp.asarray(y_val)), state
+    return shape, (jnp.asarray(x), jnp.asarray(y)), (jnp.asarray(x_val), jnp.asarray(y_val))
+
+
+def _initial(config: Config, shape: Shape, abstract=False):
+    """The initial TrainState of `config` (`abstract`: its shapes and dtypes only, traced
+    without compiling or running anything, for compiling the chunk ahead of it)."""
+    make = lambda seed: _initial_state(seed, shape, config.init, config.init_gain, config.optimizer)
+    return jax.eval_shape(make, np.int32(config.seed)) if abstract else make(np.int32(config.seed))
+
+
+def _setup(config: Config):
+    """Shape, training split, held-out split and the initial TrainState of `config`."""
+    shape, train, val = _data(config)
+    return shape, train, val, _initial(config, shape)
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
@@ -286,8 +310,14 @@ class Trainer:
             self.state = engine_rnn.new_state(config, self.shape)
             self.max_steps = self._fixed_k or engine_rnn.max_chunk_steps(self.shape)
         else:
-            self.shape, (self.x, self.y), (self.x_val, self.y_val), self.state = _setup(config)
+            self.shape, (self.x, self.y), (self.x_val, self.y_val) = _data(config)
             self.max_steps = self._fixed_k or max_chunk_steps(self.shape)
+            if self.specialize:
+                # the first executable compiles from the state's shapes on a thread of its
+                # own while the initial weights compile and run here (two cores, not one after the other)
+                self.state = _initial(config, self.shape, abstract=True)
+                self._cache.start(self._key(config.activation, config.optimizer, spec_of(config)), self._args(0))
+            self.state = _initial(config, self.shape)
         self._built_spec = None
         self.chunk_steps = self._fixed_k or self._calibrate()
         self._warm_others()
