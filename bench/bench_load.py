@@ -27,8 +27,9 @@ from websockets.asyncio.client import connect
 SERVE = """
 import sys
 from gradscope.server import serve
+overrides = {"history_bytes": int(sys.argv[4])} if int(sys.argv[4]) else {}
 serve(port=int(sys.argv[1]), data_dir=sys.argv[2], warm_compile=False, max_running=int(sys.argv[3]),
-      max_sessions_per_client=10_000, create_burst=10_000)
+      max_sessions_per_client=10_000, create_burst=10_000, **overrides)
 """
 
 
@@ -39,13 +40,15 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start_server(data_dir: str, log_path: str, max_running: int) -> tuple[subprocess.Popen, str]:
+def start_server(data_dir: str, log_path: str, max_running: int, history_bytes: int = 0) -> tuple[subprocess.Popen, str]:
+    """The server in its own process (`history_bytes` 0: the default budget per session)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "backend")}
+    paths = [str(Path(__file__).resolve().parents[1] / "backend"), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-c", SERVE, str(port), data_dir, str(max_running)],
+        proc = subprocess.Popen([sys.executable, "-c", SERVE, str(port), data_dir, str(max_running), str(history_bytes)],
                                 stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -54,7 +57,9 @@ def start_server(data_dir: str, log_path: str, max_running: int) -> tuple[subpro
             httpx.get(f"{url}/api/health", timeout=5).raise_for_status()
             return proc, url
         except httpx.TransportError:
-            if time.monotonic() > deadline or proc.poll() is not None:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the server exited: {Path(log_path).read_text(errors='replace')[-2000:]}") from None
+            if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)  # a benchmark's startup poll
 
@@ -79,7 +84,7 @@ async def viewer(ws_url: str, counts: list, errors: list, stop: asyncio.Event) -
 async def run(args) -> dict:
     data = tempfile.mkdtemp(prefix="gradscope-load-")
     log_path = os.path.join(data, "server.log")
-    proc, url = start_server(data, log_path, args.sessions)
+    proc, url = start_server(data, log_path, args.sessions, args.history_bytes)
     errors: list[str] = []
     try:
         async with httpx.AsyncClient(timeout=120) as http:
@@ -101,7 +106,10 @@ async def run(args) -> dict:
                 for c in counts:
                     c.append(0)
                 health = (await http.get(f"{url}/api/health")).json()
+                infos = [(await http.get(f"{url}/api/sessions/{s['id']}")).json() for s in sessions]
                 windows.append({"t": round(time.monotonic() - t0), "rss_mb": round(rss_mb(proc.pid), 1),
+                                "history_mb": round(sum(i["history_bytes"] for i in infos) / 2**20, 1),
+                                "steps": sum(i["step"] for i in infos),
                                 "fps_min": round(min(per), 1), "fps_median": round(statistics.median(per), 1),
                                 "fps_max": round(max(per), 1), "running": health["running"],
                                 "writes_pending": health.get("writes_pending")})
@@ -122,6 +130,8 @@ async def run(args) -> dict:
             "windows_with_a_starved_viewer": sum(w["fps_min"] == 0 for w in windows),
             "rss_after_warmup_mb": warm[0]["rss_mb"], "rss_end_mb": windows[-1]["rss_mb"],
             "rss_growth_after_warmup_mb": round(windows[-1]["rss_mb"] - warm[0]["rss_mb"], 1),
+            "rss_last_half_mb": [min(w["rss_mb"] for w in windows[len(windows) // 2:]), max(w["rss_mb"] for w in windows[len(windows) // 2:])],
+            "history_end_mb": windows[-1]["history_mb"],
             "steps_trained_total": sum(steps), "errors": errors[:20], "error_count": len(errors)}
 
 
@@ -135,6 +145,7 @@ def main() -> None:
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--history-bytes", type=int, default=0, help="per-session history budget (0: the server's default)")
     summary = asyncio.run(run(p.parse_args()))
     print(json.dumps(summary, indent=1))
 
