@@ -107,6 +107,11 @@ def test_compare_from_a_session_steps_both_in_lockstep_and_the_link_opens_as_vie
     tab.wait("() => gradscope.compare.runs.every(r => r.status === 'paused')")
     tab.wait("() => { const [a, b] = gradscope.compare.runs; return a.step === b.step; }")
     check_pair_panels(tab, depth=6)
+    acc = tab.eval("""() => ({ names: Array.from(document.getElementById('cmp-accuracy').data, t => t.name),
+        y: Array.from(document.getElementById('cmp-accuracy').data, t => t.y.at(-1)),
+        want: gradscope.compare.runs.map(r => r.series.h.accuracy.at(-1)) })""")
+    assert acc["names"] == ["A accuracy", "B accuracy"] and acc["y"] == acc["want"]  # spirals: a classification
+    assert all(0 <= a <= 1 for a in acc["y"])
     SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     link = page.url
@@ -115,3 +120,35 @@ def test_compare_from_a_session_steps_both_in_lockstep_and_the_link_opens_as_vie
     assert viewer.page.is_disabled("#cmp-step") and viewer.page.is_disabled("#cmp-play")
     assert "learning_rate 0.5" in viewer.page.inner_text(".cmp-runs")
     assert tab.errors == [] and viewer.errors == [] and tab.external == []
+
+
+def test_compare_with_an_existing_session_by_its_link_and_open_each_runs_own_page(server, browser):  # noqa: F811
+    """The Compare dialog's second field: another session's link. This browser owns A, not B:
+    no lockstep controls, a link to each run's own page (the owner's controls on A's, a viewer's on B's)."""
+    other = Tab(browser).open(f"{server}/?{SMALL}&activation=relu")  # someone else's session: its token stays there
+    wait(other, "() => window.gradscope && gradscope.dashboard.series.step.length >= 3")
+    bid = other.eval("gradscope.id")
+    tab = Tab(browser).open(f"{server}/?{SMALL}&activation=tanh")
+    wait(tab, "() => window.gradscope && gradscope.dashboard.series.step.length >= 3")
+    aid, page = tab.eval("gradscope.id"), tab.page
+    page.click("#btn-compare")
+    page.fill("#compare-link", f"{server}/s/{bid}?x=1")
+    page.click("#compare-go")
+    page.wait_for_url(f"**/compare/{aid}/{bid}", timeout=SLOW)
+    wait(tab, "() => gradscope.compare && gradscope.compare.runs.every(r => r.role)")
+    assert tab.eval("gradscope.compare.runs.map(r => [r.id, r.role])") == [[aid, "owner"], [bid, "viewer"]]
+    assert page.is_disabled("#cmp-step") and page.is_disabled("#cmp-play")  # lockstep needs both tokens
+    assert "activation relu" in page.inner_text(".cmp-runs")
+    links = page.eval_on_selector_all(".cmp-open", "els => els.map(e => [e.getAttribute('href'), e.target])")
+    assert links == [[f"/s/{aid}", "_blank"], [f"/s/{bid}", "_blank"]]
+    wait(tab, "() => gradscope.compare.runs.every(r => r.series.latest)")  # both runs' charts have data
+    assert tab.eval("Array.from(document.getElementById('cmp-profile').data, t => t.name)") == ["A grad_norm", "B grad_norm"]
+    for k, (sid, role) in enumerate(((aid, "owner"), (bid, "viewer"))):
+        with tab.context.expect_page() as opened:
+            page.locator(".cmp-open").nth(k).click()
+        own = opened.value
+        own.wait_for_function("id => window.gradscope && gradscope.id === id && gradscope.socket", arg=sid, timeout=SLOW)
+        own.wait_for_function("r => document.getElementById('role').dataset.role === r", arg=role, timeout=SLOW)
+        assert own.is_disabled("#btn-play") == (role == "viewer")  # the owner controls A on its own page
+        own.close()
+    assert tab.errors == [] and other.errors == [] and tab.external == [] and other.external == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_dashboard import browser, server, tabs  # noqa: F401  (fixtures)
+from test_dashboard import SHOTS, browser, server, tabs  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.browser
 
@@ -34,3 +34,51 @@ def test_time_profile_theory_line_diagnosis_and_the_lstm_fix(server, tabs):  # n
                                " && gradscope.dashboard.info.gateSaturation[0].length === 4", timeout=240_000, polling=200)
     assert tab.eval(
         "document.getElementById('chart-gates').data.map(t => t.x.join(''))") == ["ifgo"]
+
+
+def test_compare_two_recurrent_runs_time_profiles_heat_maps_and_diagnoses(server, tabs):  # noqa: F811
+    """Run B with orthogonal W_hh at gain 1 against A's gain-0.5 Glorot (a reset key: B starts
+    over from the seed and is brought level with A): one time-profile chart in the A/B colours,
+    a time heat map per run, each run's diagnosis in time steps; the MLP-only cards hidden."""
+    tab = tabs().open(f"{server}/?{RNN}")
+    tab.wait_running(5)
+    page = tab.page
+    page.click("#btn-compare")
+    page.fill("#compare-changes", "init=orthogonal, init_gain=1")
+    page.click("#compare-go")
+    page.wait_for_url("**/compare/**", timeout=120_000)
+    tab.wait("() => gradscope.compare && gradscope.compare.runs.every(r => r.role === 'owner')")
+    page.click("#cmp-step")  # B is first brought level with A, one step at a time
+    tab.page.wait_for_function("""() => { const [a, b] = gradscope.compare.runs;
+        return a.step === b.step && a.step > 0 && [a, b].every(r => r.series.latest && r.series.latest.step === r.step - 1); }""",
+                               timeout=240_000, polling=200)
+    cards = "() => Object.fromEntries(Array.from(document.querySelectorAll('.cmp-card'), c => [c.dataset.chart, !c.hidden]))"
+    assert tab.eval(cards) == {"time": True, "profile": False, "acts": False, "ratio": False, "loss": True, "accuracy": False,
+                               "clip": True, "heatmap": True, "chain": False, "diagnosis": True}
+    assert "adding is a regression: no accuracy" in page.inner_text("#cmp-sub-loss")
+    tab.eval("gradscope.compare.dirty = true")  # one more draw after the last stats
+    tab.wait("() => !gradscope.compare.dirty && document.getElementById('cmp-time').data.length === 4")
+    time = tab.eval("""() => ({ names: Array.from(document.getElementById('cmp-time').data, t => t.name),
+        colors: Array.from(document.getElementById('cmp-time').data, t => t.line.color),
+        y: Array.from(document.getElementById('cmp-time').data, t => t.y),
+        axis: document.getElementById('cmp-time').layout.yaxis.type,
+        latest: gradscope.compare.runs.map(r => r.series.latest.time_delta_norm[0]) })""")
+    assert time["names"] == ["A ‖dL/dh_t‖", "A theory", "B ‖dL/dh_t‖", "B theory"] and time["axis"] == "log"
+    assert time["colors"] == ["#0072B2", "#0072B2", "#E69F00", "#E69F00"]
+    a, b = time["y"][0], time["y"][2]
+    assert a == time["latest"][0] and b == time["latest"][1] and len(a) == len(b) == 30
+    assert a[0] / a[-1] < 1e-3 and b[0] / b[-1] > 1e3 * (a[0] / a[-1])  # gain 0.5 vanishes, orthogonal keeps it
+    assert time["y"][1][-1] == pytest.approx(a[-1]) and time["y"][3][-1] == pytest.approx(b[-1])  # theory anchored at T
+    for name in ("a", "b"):
+        heat = tab.eval(f"""() => {{ const m = gradscope.compare.heat.maps['{name}'];
+            return {{ rows: m.y.length, kind: m.kind, ytitle: document.getElementById('cmp-heatmap-{name}').layout.yaxis.title.text,
+                      images: document.getElementById('cmp-heatmap-{name}').layout.images.length }}; }}""")
+        assert heat == {"rows": 30, "kind": "time", "ytitle": "time step", "images": 1}
+    assert page.inner_text("[data-chart=heatmap] h2").startswith("Time step × training step")
+    tab.wait("() => document.querySelector('#cmp-diagnosis-a .diag-title').textContent === 'Vanishing gradients through time'")
+    for name in ("a", "b"):
+        text = page.inner_text(f"#cmp-diagnosis-{name}")
+        assert "step 1 receives" in text and "of the gradient at step 30" in text, text
+    assert "Vanishing" not in page.inner_text("#cmp-diagnosis-b .diag-title")
+    page.screenshot(path=str(SHOTS / "compare-recurrent.png"), full_page=True)
+    assert tab.errors == [] and tab.external == []
