@@ -82,3 +82,75 @@ def test_compare_two_recurrent_runs_time_profiles_heat_maps_and_diagnoses(server
     assert "Vanishing" not in page.inner_text("#cmp-diagnosis-b .diag-title")
     page.screenshot(path=str(SHOTS / "compare-recurrent.png"), full_page=True)
     assert tab.errors == [] and tab.external == []
+
+
+def changed(tab, key, value, steps=10, label=None):
+    """Until the switch is acknowledged (the config shows it and its event label, `label` or
+    the key's name, is on the charts) and `steps` more steps have been drawn after it; returns
+    the step it took effect."""
+    tab.wait("([k, v]) => gradscope.config[k] === v", [key, value])
+    label = tab.wait("k => gradscope.dashboard.info.labels.find(l => l.includes(k))", label or f": {key} ")
+    at = int(label.split(":")[0].split()[1])
+    tab.wait("n => gradscope.dashboard.series.latest.step >= n", at + steps)
+    return at
+
+
+def test_live_switches_on_a_running_recurrent_session_and_the_cliff_view(server, tabs):  # noqa: F811
+    tab = tabs().open(f"{server}/?{RNN}")
+    tab.wait_running(5)
+    page = tab.page
+    # the time profile's mean factor per step back, (‖dL/dh_1‖ / ‖dL/dh_30‖)^(1/29): about 0.5 under tanh
+    per_step = "() => { const p = gradscope.dashboard.series.latest.time_delta_norm[0]; return Math.pow(p[0] / p[29], 1 / 29); }"
+    before = tab.eval(per_step)
+    page.select_option("#ctl-activation", "relu")  # ReLU's RMS slope is about 0.75 here, tanh's about 0.97
+    changed(tab, "activation", "relu", label="tanh -> relu")
+    assert tab.eval(per_step) < 0.9 * before  # the profile falls faster
+    assert page.input_value("#ctl-activation") == "relu"
+    page.locator("[data-card=clip]").scroll_into_view_if_needed()  # offscreen charts skip their redraws
+    assert tab.eval("document.getElementById('chart-clip').layout.shapes.filter(s => s.yref === 'y').length") == 0  # no threshold
+    page.select_option("#ctl-clip_mode", "norm")
+    changed(tab, "clip_mode", "norm")
+    page.fill("#ctl-clip_value", "-2")  # a log10 slider: 1e-2, below every global norm of this run
+    at = changed(tab, "clip_value", 0.01, steps=20)
+    tab.wait("n => { const d = document.getElementById('chart-clip').data; return d[1].x.at(-1) >= n; }", at + 20)
+    clip = tab.eval("""() => { const el = document.getElementById('chart-clip');
+        return { names: el.data.slice(0, 2).map(t => t.name), x: el.data[0].x, before: el.data[0].y, after: el.data[1].y,
+                 shapes: el.layout.shapes.filter(s => s.yref === 'y'), notes: el.layout.annotations.map(a => a.text) }; }""")
+    assert clip["names"] == ["before clipping", "after clipping"]
+    assert [(s["y0"], s["y1"], s["line"]["dash"]) for s in clip["shapes"]] == [(0.01, 0.01, "dash")] and "norm cap" in clip["notes"]
+    later = [i for i, x in enumerate(clip["x"]) if x > at]
+    assert later and all(clip["before"][i] > 0.01 for i in later)
+    assert all(clip["after"][i] == pytest.approx(0.01, rel=1e-3) for i in later)  # on the line: the cliff cut off
+    assert any(b > 0.05 and a == pytest.approx(b, rel=1e-6) for b, a, x in zip(clip["before"], clip["after"], clip["x"]) if x < at)
+    page.select_option("#ctl-optimizer", "adam")
+    at = changed(tab, "optimizer", "adam")
+    assert page.input_value("#ctl-optimizer") == "adam" and tab.eval("gradscope.status") == "running"
+    assert any(lab.startswith(f"step {at}: optimizer sgd -> adam") for lab in tab.eval("gradscope.dashboard.info.labels"))
+    assert tab.eval("document.getElementById('chart-loss').layout.shapes.length") >= 4  # one marker per switch
+
+
+@pytest.mark.parametrize("query,title,fix,config", [
+    (RNN, "Vanishing gradients through time", "orthogonal", {"init": "orthogonal", "init_gain": 1}),
+    # clipped too: unclipped, this IRNN diverges within 100 steps at SGD 0.1 (with it, it learns `adding`)
+    (RNN, "Vanishing gradients through time", "irnn", {"activation": "relu", "init": "identity", "init_gain": 1, "clip_mode": "norm", "clip_value": 1}),
+    # orthogonal W_hh at gain 4 (width 16): step 1 gets 1e4-1e5 times step 30's gradient, the global norm
+    # 1e4-1e6; Adam's small steps (1e-5 per entry) keep it so (with SGD the first step saturates every unit)
+    (RNN.replace("init=glorot_normal&init_gain=0.5", "init=orthogonal&init_gain=4&optimizer=adam&learning_rate=0.00001"),
+     "Exploding gradients through time",
+     "clip_norm", {"clip_mode": "norm", "clip_value": 1}),
+])
+def test_one_click_fixes_apply_their_changes(server, tabs, query, title, fix, config):  # noqa: F811
+    tab = tabs().open(f"{server}/?{query}")
+    tab.wait_running(3)
+    tab.wait("t => gradscope.diagnosis && gradscope.diagnosis.title === t", title)
+    before = tab.eval("gradscope.config")
+    tab.page.click(f"button[data-fix={fix}]")
+    tab.wait("c => Object.entries(c).every(([k, v]) => gradscope.config[k] === v)", config)
+    tab.wait("() => gradscope.dashboard.info.labels.length > 0")
+    last = tab.eval("gradscope.dashboard.info.labels.at(-1)")
+    assert all(k in last for k, v in config.items() if k != "activation" and before[k] != v), last  # its event on the charts
+    tab.wait("n => gradscope.dashboard.series.latest && gradscope.dashboard.series.latest.step >= n", 5)
+    assert tab.eval("gradscope.status") == "running"
+    if fix == "clip_norm":
+        tab.page.locator("[data-card=clip]").scroll_into_view_if_needed()
+        tab.wait("() => document.getElementById('chart-clip').layout.shapes.some(s => s.yref === 'y' && s.y0 === 1)")
