@@ -7,6 +7,7 @@ import { OI, StickyLogRange, StickyRange, baseLayout, layers, log10 } from "./ch
 import { READS, diagnose, fixChanges, renderDiagnosis } from "./diagnosis.js";
 import { diagnoseTime } from "./timediagnosis.js";
 import { CHARTS, COLORS, applies, chainTraces, clipShapes, heatRows, layerTraces, reads, timeProfileTraces, timeTraces } from "./comparecharts.js";
+import { RunKnobs } from "./compareknobs.js";
 import { Run, api, tokenKey } from "./comparerun.js";
 
 export { CHARTS, COLORS };
@@ -87,13 +88,14 @@ export class CompareView {
       return el;
     };
     const panels = (kind) => this.runs.map((r) => `<div class="cmp-panel" data-run="${r.name}" style="border-color: ${COLORS[r.name]}">
-      <h3>${r.name.toUpperCase()}</h3><div class="${kind}" id="cmp-${kind === "chart" ? "heatmap" : "diagnosis"}-${r.name}"></div></div>`).join("");
+      <h3>${r.name.toUpperCase()}</h3>${kind === "chart" ? "" : `<div class="cmp-knobs" id="cmp-knobs-${r.name}"></div>`}
+      <div class="${kind}" id="cmp-${kind === "chart" ? "heatmap" : "diagnosis"}-${r.name}"></div></div>`).join("");
     const heat = card("heatmap", HEAT.layer.title, "cmp-wide", `<div class="cmp-panels">${panels("chart")}</div>`);
     card("chain", "Chain-rule factors per hidden layer (solid: slope, dashed: weight)", "", '<div class="chart" id="cmp-chain"></div>');
     this.el.heatmap = heat;  // the look's scroll target (start())
     this.el.chain = this.root.querySelector("#cmp-chain");
     this.chainRange = new StickyLogRange();  // log10 units; always spans the guides at 0.25 and 1
-    const diag = card("diagnosis", "Diagnosis", "cmp-wide", `<div class="cmp-panels">${panels("diagnosis")}</div>`);
+    const diag = card("diagnosis", "Each run: its live knobs and diagnosis", "cmp-wide", `<div class="cmp-panels">${panels("diagnosis")}</div>`);
     this.heat = { range: new StickyRange(1, 0.7), maps: {}, shown: {} };  // shown: the range each map's colour bar has
     for (const r of this.runs) {
       this.heat.maps[r.name] = new ImageHeatmap(heat.querySelector(`#cmp-heatmap-${r.name}`), { scale: VIRIDIS, zmin: -6, zmax: 0,
@@ -105,6 +107,7 @@ export class CompareView {
   async start() {
     const [meta] = await Promise.all([api("GET", "/api/meta"), ...this.runs.map((r) => r.open())]);
     if (meta.ok && meta.data) this.meta = { ...meta.data, ...(meta.data.meta || {}) };
+    this.knobs = this.runs.map((r) => new RunKnobs(this.root.querySelector(`#cmp-knobs-${r.name}`), r, this.meta));
     this.fitModels();
     this.renderStatus();
     if (this.look) this.el[this.look].closest(".card").scrollIntoView({ block: "center" });
@@ -153,6 +156,7 @@ export class CompareView {
       const diff = r.name === "b" && r.config && this.runs[0].config ? describeDiff(this.runs[0].config, r.config) : "";
       box.children[k].firstChild.textContent = `${r.name.toUpperCase()}${diff ? ` (${diff})` : ""}: ${r.status}, step ${r.step} `;
     });
+    for (const k of this.knobs || []) k.sync();
     for (const b of this.root.querySelectorAll(".cmp-transport button")) b.disabled = !this.owner;
     this.root.querySelector("#cmp-play").textContent = this.anyRunning() ? "❚❚ Pause" : "▶ Play";
   }
