@@ -58,7 +58,10 @@ export class Run {
     this.socket.on("event", (m) => {
       const ev = m.event || {};
       if (ev.kind === "reset") this.series.clear();
-      if (ev.kind === "change" || ev.kind === "reset" || ev.kind === "rewind") this.setConfig({ ...this.config, ...(ev.config || {}), ...newValues(ev.changes) }, ev.kind === "reset");
+      // a rewind restores its checkpoint's config, then applies again the live knobs set since (`reapplied`)
+      if (ev.kind === "change" || ev.kind === "reset" || ev.kind === "rewind") {
+        this.setConfig({ ...this.config, ...(ev.config || {}), ...newValues(ev.changes), ...newValues(ev.reapplied) }, ev.kind === "reset");
+      }
       this.onChange();
     });
     this.socket.connect();
