@@ -1,63 +1,26 @@
 // The compare view: two runs (or one, for a lesson without a B) in the same charts, A and B in one
-// colour pair, lockstep Play/Pause/Step when this browser holds both tokens. Page: /compare/{a}/{b}.
-import { SessionSocket } from "./socket.js";
-import { Series } from "./series.js";
-import { chainFactors } from "./charts/factors.js";
+// colour pair, lockstep Play/Pause/Step when this browser holds both tokens, and a link to each
+// run's own page (its controls). MLP pairs see the per-layer charts, recurrent pairs the time
+// profile and time heat maps; each card lists the models it applies to. Page: /compare/{a}/{b}.
 import { ImageHeatmap, VIRIDIS } from "./charts/imagemap.js";
 import { OI, StickyLogRange, StickyRange, baseLayout, layers, log10 } from "./charts/plot.js";
-import { READS, diagnose, renderDiagnosis } from "./diagnosis.js";
+import { READS, diagnose, fixChanges, renderDiagnosis } from "./diagnosis.js";
 import { diagnoseTime } from "./timediagnosis.js";
+import { CHARTS, COLORS, applies, chainTraces, clipShapes, heatRows, layerTraces, reads, timeProfileTraces, timeTraces } from "./comparecharts.js";
+import { RunKnobs } from "./compareknobs.js";
+import { Run, api, tokenKey } from "./comparerun.js";
 
+export { CHARTS, COLORS };
 const Plotly = window.Plotly;
-export const COLORS = { a: "#0072B2", b: "#E69F00" };  // Okabe-Ito blue / orange, as in the dashboard
-const tokenKey = (id) => `gradscope.token.${id}`;
 const FONT = { family: "Inter, system-ui, sans-serif", size: 11, color: "#39404a" };
-// chart name -> what it plots: "layer" charts read the latest per-layer values, "time" ones the series
-export const CHARTS = {
-  profile: { title: "Gradient profile: ‖dL/dW‖ per layer", kind: "layer", stat: "grad_norm", log: true },
-  acts: { title: "Activations: std per hidden layer (dotted: dead share)", kind: "layer", stat: "act_std", extra: "dead" },
-  ratio: { title: "Update ratio ‖Δw‖/‖w‖ per layer", kind: "layer", stat: "update_ratio", log: true },
-  loss: { title: "Loss", kind: "time", stat: "loss" },
-  clip: { title: "Global gradient norm (dotted: after clipping)", kind: "time", stat: "global_grad_norm", extra: "clipped_global_grad_norm", log: true },
-};
 // a lesson's `look` names a dashboard chart; these are the compare view's closest
-const LOOK = { profile: "profile", heatmap: "heatmap", chain: "chain", hist: "profile", acts: "acts", ratio: "ratio", loss: "loss", clip: "clip", boundary: "loss" };
-
-async function api(method, path, body, headers = {}) {
-  const res = await fetch(path, { method, headers: { "Content-Type": "application/json", ...headers },
-    body: body === undefined ? undefined : JSON.stringify(body) });
-  let data = null;
-  try { data = await res.json(); } catch { data = null; }
-  return { ok: res.ok, status: res.status, data };
-}
-
-/** One run of the pair: its series, socket and status. */
-class Run {
-  constructor(name, id, onChange) {
-    const history = Object.values(CHARTS).filter((c) => c.kind === "time").flatMap((c) => [c.stat, c.extra].filter(Boolean));
-    history.push("grad_norm");  // the heat map: every layer's gradient norm at every kept step
-    // the diagnosis and the chain-rule factors read the latest step's norms (baseline: timediagnosis.js)
-    const latest = [...Object.values(CHARTS).filter((c) => c.kind === "layer").flatMap((c) => [c.stat, c.extra].filter(Boolean)), ...READS, "baseline"];
-    Object.assign(this, { name, id, onChange, series: new Series({ history, latest }, 600), status: "connecting", step: 0, config: null });
-    this.token = localStorage.getItem(tokenKey(id));
-  }
-
-  async open() {
-    const s = await api("GET", `/api/sessions/${this.id}`);
-    if (!s.ok) throw new Error(`run ${this.name.toUpperCase()} (${this.id}): ${s.status}`);
-    Object.assign(this, { config: s.data.config, status: s.data.status, step: s.data.step });
-    const h = await api("GET", `/api/sessions/${this.id}/history?max_points=600`);
-    if (h.ok && h.data && h.data.step && h.data.step.length) this.series.append(h.data);
-    const proto = location.protocol === "https:" ? "wss" : "ws";
-    // commands go over HTTP with the tokens; the socket only watches (the token, where the
-    // socket module takes one, makes the hello say "owner")
-    this.socket = new SessionSocket(`${proto}://${location.host}/api/sessions/${this.id}/ws`, this.token);
-    this.socket.on("hello", (m) => { this.role = m.role; this.status = m.status; this.step = m.step; this.onChange(); });
-    this.socket.on("stats", (m) => { this.series.append(m); this.step = m.step[m.step.length - 1] + 1; this.onChange(); });
-    this.socket.on("status", (m) => { this.status = m.status; this.step = m.step; this.onChange(); });
-    this.socket.connect();
-  }
-}
+const LOOK = { profile: "profile", heatmap: "heatmap", chain: "chain", hist: "profile", acts: "acts", ratio: "ratio", loss: "loss",
+  clip: "clip", boundary: "loss", val: "accuracy", time: "time", timeheat: "heatmap" };
+// the heat maps' two kinds (comparerun.js heatRows): layers of an MLP, time steps of a recurrent model
+const HEAT = {
+  layer: { title: "Layer × step: log10 ‖dL/dW‖", ytitle: "layer", hover: "layer" },
+  time: { title: "Time step × training step: log10 ‖dL/dh_t‖ of the top layer", ytitle: "time step", hover: "time step" },
+};
 
 export class CompareView {
   /** @param {HTMLElement} root  @param {{a: string, b?: string, look?: string}} opts */
@@ -65,8 +28,10 @@ export class CompareView {
     this.root = root;
     this.look = opts.look ? LOOK[opts.look] : null;
     this.listeners = [];
-    this.runs = [new Run("a", opts.a, () => this.changed())];
-    if (opts.b) this.runs.push(new Run("b", opts.b, () => this.changed()));
+    this.meta = {};
+    // the diagnoses read these from the latest step (baseline: timediagnosis.js)
+    const keep = reads([...READS, "baseline"]);
+    this.runs = [opts.a, opts.b].filter(Boolean).map((id, k) => new Run("ab"[k], id, keep, () => this.changed()));
     this.dirty = true;
     this.build();
   }
@@ -85,7 +50,8 @@ export class CompareView {
     this.root.innerHTML = `
       <div class="cmp-bar">
         <div class="cmp-runs"></div>
-        <div class="cmp-transport" role="group" aria-label="both runs">
+        <div class="cmp-transport" role="group" aria-label="both runs"
+             title="Play and Step drive both runs in lockstep when this browser owns both; each run's own page has its controls">
           <button id="cmp-play" type="button" class="primary">▶ Play</button>
           <button id="cmp-step" type="button">Step</button>
         </div>
@@ -98,7 +64,7 @@ export class CompareView {
       const card = document.createElement("article");
       card.className = "card cmp-card";
       card.dataset.chart = name;
-      card.innerHTML = `<header><h2>${spec.title}</h2></header><div class="chart" id="cmp-${name}"></div>`;
+      card.innerHTML = `<header><h2>${spec.title}</h2><span class="sub" id="cmp-sub-${name}"></span></header><div class="chart" id="cmp-${name}"></div>`;
       if (name === this.look) card.classList.add("highlight");
       grid.append(card);
       this.el[name] = card.querySelector(".chart");
@@ -122,23 +88,27 @@ export class CompareView {
       return el;
     };
     const panels = (kind) => this.runs.map((r) => `<div class="cmp-panel" data-run="${r.name}" style="border-color: ${COLORS[r.name]}">
-      <h3>${r.name.toUpperCase()}</h3><div class="${kind}" id="cmp-${kind === "chart" ? "heatmap" : "diagnosis"}-${r.name}"></div></div>`).join("");
-    const heat = card("heatmap", "Layer × step: log10 ‖dL/dW‖ (one colour scale for both)", "cmp-wide", `<div class="cmp-panels">${panels("chart")}</div>`);
+      <h3>${r.name.toUpperCase()}</h3>${kind === "chart" ? "" : `<div class="cmp-knobs" id="cmp-knobs-${r.name}"></div>`}
+      <div class="${kind}" id="cmp-${kind === "chart" ? "heatmap" : "diagnosis"}-${r.name}"></div></div>`).join("");
+    const heat = card("heatmap", HEAT.layer.title, "cmp-wide", `<div class="cmp-panels">${panels("chart")}</div>`);
     card("chain", "Chain-rule factors per hidden layer (solid: slope, dashed: weight)", "", '<div class="chart" id="cmp-chain"></div>');
     this.el.heatmap = heat;  // the look's scroll target (start())
     this.el.chain = this.root.querySelector("#cmp-chain");
     this.chainRange = new StickyLogRange();  // log10 units; always spans the guides at 0.25 and 1
-    const diag = card("diagnosis", "Diagnosis", "cmp-wide", `<div class="cmp-panels">${panels("diagnosis")}</div>`);
+    const diag = card("diagnosis", "Each run: its live knobs and diagnosis", "cmp-wide", `<div class="cmp-panels">${panels("diagnosis")}</div>`);
     this.heat = { range: new StickyRange(1, 0.7), maps: {}, shown: {} };  // shown: the range each map's colour bar has
     for (const r of this.runs) {
       this.heat.maps[r.name] = new ImageHeatmap(heat.querySelector(`#cmp-heatmap-${r.name}`), { scale: VIRIDIS, zmin: -6, zmax: 0,
-        xtitle: "step", ytitle: "layer", colorbar: "log10", hovertemplate: "step %{x:.0f}<br>layer %{y}<br>log10 %{z:.2f}<extra></extra>" });
+        xtitle: "step", ytitle: "layer", colorbar: "log10" });
       this.el[`diagnosis-${r.name}`] = diag.querySelector(`#cmp-diagnosis-${r.name}`);
     }
   }
 
   async start() {
-    await Promise.all(this.runs.map((r) => r.open()));
+    const [meta] = await Promise.all([api("GET", "/api/meta"), ...this.runs.map((r) => r.open())]);
+    if (meta.ok && meta.data) this.meta = { ...meta.data, ...(meta.data.meta || {}) };
+    this.knobs = this.runs.map((r) => new RunKnobs(this.root.querySelector(`#cmp-knobs-${r.name}`), r, this.meta));
+    this.fitModels();
     this.renderStatus();
     if (this.look) this.el[this.look].closest(".card").scrollIntoView({ block: "center" });
     const loop = (now) => { if (this.dirty && now - (this.drawn || 0) > 150) this.draw(now); requestAnimationFrame(loop); };
@@ -178,63 +148,93 @@ export class CompareView {
     return r;
   }
 
+  /** Each run's chip: what it changes from A, its status and step (text only: the link stays clickable). */
   renderStatus() {
     const box = this.root.querySelector(".cmp-runs");
-    box.replaceChildren(...this.runs.map((r) => {
-      const span = document.createElement("span");
-      span.className = "cmp-run";
-      span.dataset.run = r.name;
-      span.style.borderColor = COLORS[r.name];
+    if (!box.children.length) box.replaceChildren(...this.runs.map((r) => runChip(r)));
+    this.runs.forEach((r, k) => {
       const diff = r.name === "b" && r.config && this.runs[0].config ? describeDiff(this.runs[0].config, r.config) : "";
-      span.textContent = `${r.name.toUpperCase()}${diff ? ` (${diff})` : ""}: ${r.status}, step ${r.step}`;
-      return span;
-    }));
+      box.children[k].firstChild.textContent = `${r.name.toUpperCase()}${diff ? ` (${diff})` : ""}: ${r.status}, step ${r.step} `;
+    });
+    for (const k of this.knobs || []) k.sync();
     for (const b of this.root.querySelectorAll(".cmp-transport button")) b.disabled = !this.owner;
     this.root.querySelector("#cmp-play").textContent = this.anyRunning() ? "❚❚ Pause" : "▶ Play";
+  }
+
+  /**
+   * Which cards apply to the runs' models (a card none fits is hidden; one that a run skips says
+   * why in its header), and the heat maps' kind. Again whenever a run's model or shape changes.
+   */
+  fitModels() {
+    const notes = [];
+    for (const [name, spec] of Object.entries(CHARTS)) {
+      const fits = this.runs.filter((r) => r.config && spec.models.includes(r.model));
+      const skipped = fits.filter((r) => !applies(spec, r, this.meta)), shown = fits.length > skipped.length;
+      const reasons = [...new Set(skipped.map((r) => spec.skip(r, this.meta)))];  // "A, B: adding is a regression: no accuracy"
+      const why = reasons.map((w) => `${skipped.filter((r) => spec.skip(r, this.meta) === w).map((r) => r.name.toUpperCase()).join(", ")}: ${w}`);
+      this.el[name].closest(".card").hidden = !shown;
+      this.root.querySelector(`#cmp-sub-${name}`).textContent = shown ? why.join(" · ") : "";
+      if (!shown && why.length) notes.push(...why);
+    }
+    this.root.querySelector("#cmp-sub-loss").textContent = notes.join(" · ");  // e.g. adding: no accuracy card
+    const mlp = this.runs.some((r) => r.config && r.model === "mlp"), rec = this.runs.some((r) => r.config && r.recurrent);
+    this.el.chain.closest(".card").hidden = !mlp;
+    const title = [mlp && HEAT.layer.title, rec && HEAT.time.title].filter(Boolean).join(" · ") || HEAT.layer.title;
+    this.el.heatmap.querySelector("h2").textContent = `${title} (one colour scale for both)`;
+    for (const r of this.runs) r.reshaped = false;
   }
 
   draw(now) {
     this.drawn = now;
     this.dirty = false;
+    if (this.runs.some((r) => r.reshaped)) this.fitModels();
+    const T = Math.max(2, ...this.runs.map((r) => (r.recurrent ? r.config.seq_len : 0)));
     for (const [name, spec] of Object.entries(CHARTS)) {
-      const traces = this.runs.flatMap((r) => (spec.kind === "layer" ? layerTraces(r, spec) : timeTraces(r, spec)));
+      if (this.el[name].closest(".card").hidden) continue;
+      const fits = this.runs.filter((r) => applies(spec, r, this.meta));
+      const traces = fits.flatMap((r) => (spec.kind === "layer" ? layerTraces(r, spec) : spec.kind === "time" ? timeTraces(r, spec) : timeProfileTraces(r)));
+      const xaxis = spec.kind === "timeprofile" ? { title: { text: "time step (first → last)" }, range: [0.5, T + 0.5] }
+        : { title: { text: spec.kind === "layer" ? "layer" : "step" } };
       // the series grow in place: datarevision tells Plotly.react the data changed
       const layout = { datarevision: now, margin: { l: 50, r: 10, t: 8, b: 32 }, font: FONT, paper_bgcolor: "rgba(0,0,0,0)",
-        showlegend: true, legend: { orientation: "h", y: 1.12 },
-        xaxis: { title: { text: spec.kind === "layer" ? "layer" : "step" } }, yaxis: { type: spec.log ? "log" : "linear" } };
+        showlegend: true, legend: { orientation: "h", y: 1.12 }, shapes: name === "clip" ? clipShapes(this.runs) : [],
+        xaxis, yaxis: { type: spec.log ? "log" : "linear", exponentformat: "power", ...(name === "accuracy" ? { range: [0, 1.02], tickformat: ".0%" } : {}) } };
       Plotly.react(this.el[name], traces, layout, { displaylogo: false, displayModeBar: false, responsive: true });
     }
     this.drawHeatmaps();
-    this.drawChain(now);
+    if (!this.el.chain.closest(".card").hidden) this.drawChain(now);
     this.drawDiagnoses();
   }
 
-  /** Both heat maps on one colour range (sticky, whole decades), so equal colours mean equal norms. */
+  /**
+   * Each run's heat map (layer × step for an MLP, time step × training step for a recurrent
+   * model), all on one colour range (sticky, whole decades), so equal colours mean equal norms.
+   */
   drawHeatmaps() {
-    const logs = (r) => r.series.h.grad_norm.map((g) => (g || []).map(log10));
-    const all = this.runs.map(logs);
-    const zr = this.heat.range.update(all.flat(2));
+    const rows = this.runs.map(heatRows);
+    const logs = this.runs.map((r, k) => r.series.step.map((_, i) => layers(rows[k].n, 0).map((row) => log10(rows[k].value(row, i)))));
+    const zr = this.heat.range.update(logs.flat(2));
     this.runs.forEach((r, k) => {
-      const map = this.heat.maps[r.name], rows = (r.series.latest && r.series.latest.grad_norm || []).length;
-      if (!rows || !r.series.step.length) return;
-      if (!map.y || map.y.length !== rows) map.reset(layers(rows));
+      const map = this.heat.maps[r.name], { kind, n } = rows[k], h = HEAT[kind];
+      if (!n || !r.series.step.length) return;
+      if (!map.y || map.y.length !== n || map.kind !== kind) {
+        Object.assign(map.opts, { ytitle: h.ytitle, hovertemplate: `step %{x:.0f}<br>${h.hover} %{y}<br>log10 %{z:.2f}<extra></extra>` });
+        map.kind = kind;
+        map.reset(layers(n));
+        this.heat.shown[r.name] = null;
+      }
       if (zr || this.heat.shown[r.name] !== this.heat.range.range) {
         this.heat.shown[r.name] = this.heat.range.range;
         [map.opts.zmin, map.opts.zmax] = this.heat.range.range;
         Plotly.restyle(map.el, { zmin: map.opts.zmin, zmax: map.opts.zmax }, [0]);
       }
-      map.draw(r.series.step, (row, i) => (all[k][i][row] ?? null));
+      map.draw(r.series.step, (row, i) => logs[k][i][row] ?? null);
     });
   }
 
-  /** Slope factor delta/h and weight factor h/u (charts/factors.js) of each run, guides at 1 and 0.25. */
+  /** Slope factor delta/h and weight factor h/u (charts/factors.js) of each MLP run, guides at 1 and 0.25. */
   drawChain(now) {
-    const traces = this.runs.flatMap((r) => {
-      if (!r.series.latest) return [];
-      const f = chainFactors(r.series.latest), x = layers(f.slope.length), tag = r.name.toUpperCase(), color = COLORS[r.name];
-      return [{ x, y: f.slope, name: `${tag} slope`, mode: "lines+markers", line: { color } },
-        { x, y: f.weight, name: `${tag} weight`, mode: "lines+markers", line: { color, dash: "dash" } }];
-    });
+    const traces = this.runs.flatMap(chainTraces);
     this.chainRange.update([...traces.flatMap((t) => t.y), 0.25, 1]);
     // the guides of charts/chain.js, in grey and vermilion here: orange is run B
     const guide = (y, color) => ({ type: "line", xref: "paper", x0: 0, x1: 1, yref: "y", y0: y, y1: y, line: { color, width: 1.2, dash: "dot" } });
@@ -247,36 +247,27 @@ export class CompareView {
     { displaylogo: false, displayModeBar: false, responsive: true });
   }
 
-  /** Each run's diagnosis (as the dashboard reads it); the fixes are for the run's own page. */
+  /** Each run's diagnosis (as the dashboard reads it); its fixes apply to that run where this browser owns it. */
   drawDiagnoses() {
     for (const r of this.runs) {
       if (!r.config || !r.series.latest) continue;
-      const mlp = (r.config.model || "mlp") === "mlp";
-      const result = mlp ? diagnose(r.config, r.series.latest) : diagnoseTime(r.config, r.series.latest);
-      renderDiagnosis(this.el[`diagnosis-${r.name}`], result, { canFix: false, onFix: () => {} });
+      const result = r.recurrent ? diagnoseTime(r.config, r.series.latest) : diagnose(r.config, r.series.latest);
+      renderDiagnosis(this.el[`diagnosis-${r.name}`], result, { canFix: Boolean(r.token), onFix: (name) => r.set(fixChanges(name, r.config)) });
     }
   }
 }
 
-function layerTraces(run, spec) {
-  const latest = run.series.latest;
-  if (!latest || !latest[spec.stat]) return [];
-  const y = latest[spec.stat];
-  const x = y.map((_, i) => i + 1);
-  const tag = run.name.toUpperCase();
-  const out = [{ x, y, name: `${tag} ${spec.stat}`, mode: "lines+markers", line: { color: COLORS[run.name] } }];
-  if (spec.extra && latest[spec.extra]) {
-    out.push({ x, y: latest[spec.extra], name: `${tag} ${spec.extra}`, mode: "lines", line: { color: COLORS[run.name], dash: "dot" } });
-  }
-  return out;
-}
-
-function timeTraces(run, spec) {
-  const s = run.series;
-  const tag = run.name.toUpperCase();
-  const out = [{ x: s.step, y: s.h[spec.stat], name: `${tag} ${spec.stat}`, mode: "lines", line: { color: COLORS[run.name] } }];
-  if (spec.extra) out.push({ x: s.step, y: s.h[spec.extra], name: `${tag} clipped`, mode: "lines", line: { color: COLORS[run.name], dash: "dot" } });
-  return out;
+/** A run's chip in the bar: its status text, then a link to its own page (its controls, for its owner). */
+function runChip(r) {
+  const span = document.createElement("span");
+  Object.assign(span, { className: "cmp-run" });
+  span.dataset.run = r.name;
+  span.style.borderColor = COLORS[r.name];
+  const open = document.createElement("a");
+  Object.assign(open, { className: "cmp-open", href: r.href, target: "_blank", textContent: `${r.name.toUpperCase()}'s page ↗`,
+    title: r.token ? "This run's own page, with its controls (you own it)" : "This run's own page (as a viewer)" });
+  span.append(document.createTextNode(""), open);
+  return span;
 }
 
 /** "activation tanh, init he_normal": what B's config changes from A's. */

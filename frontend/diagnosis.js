@@ -26,7 +26,10 @@ export const FIXES = {
   // recurrent models (timediagnosis.js)
   lstm: { label: "Switch to LSTM", changes: { model: "lstm" } },
   orthogonal: { label: "Orthogonal W_hh, gain 1", changes: { init: "orthogonal", init_gain: 1.0 } },
-  irnn: { label: "ReLU + identity W_hh (IRNN)", changes: { activation: "relu", init: "identity", init_gain: 1.0 } },
+  // Le, Jaitly & Hinton (2015) clip the IRNN's gradient: without it, ReLU + identity on `adding`
+  // at the default SGD rate diverges within 100 steps; clipped by norm at 1 it learns the task
+  irnn: { label: "ReLU + identity W_hh + clip (IRNN)", changes: { activation: "relu", init: "identity", init_gain: 1.0 },
+          clip: { clip_mode: "norm", clip_value: 1.0 } },
 };
 
 /** The steepest slope of `config`'s activation: the most its slope factor can be without dropout. */
@@ -131,7 +134,8 @@ export function diagnose(config, s) {
 /** Changes that apply fix `name` to `config`. */
 export function fixChanges(name, config) {
   if (name === "lower_lr") return { learning_rate: +(config.learning_rate / 10).toPrecision(2) };
-  return { ...FIXES[name].changes };
+  const clip = FIXES[name].clip && config.clip_mode === "none" ? FIXES[name].clip : {};  // a clipping run keeps its own
+  return { ...FIXES[name].changes, ...clip };
 }
 
 /** Render `diagnose(...)` into `root`; fix buttons call `onFix(name)` and are rebuilt only when the fixes change. */

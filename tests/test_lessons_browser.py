@@ -107,11 +107,65 @@ def test_compare_from_a_session_steps_both_in_lockstep_and_the_link_opens_as_vie
     tab.wait("() => gradscope.compare.runs.every(r => r.status === 'paused')")
     tab.wait("() => { const [a, b] = gradscope.compare.runs; return a.step === b.step; }")
     check_pair_panels(tab, depth=6)
+    acc = tab.eval("""() => ({ names: Array.from(document.getElementById('cmp-accuracy').data, t => t.name),
+        y: Array.from(document.getElementById('cmp-accuracy').data, t => t.y.at(-1)),
+        want: gradscope.compare.runs.map(r => r.series.h.accuracy.at(-1)) })""")
+    assert acc["names"] == ["A accuracy", "B accuracy"] and acc["y"] == acc["want"]  # spirals: a classification
+    assert all(0 <= a <= 1 for a in acc["y"])
     SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
+    # B's own knobs, on the compare page: its learning rate only; the server has it, the chip says it
+    assert page.input_value("#cmp-knob-b-learning_rate") == "0.5" and page.input_value("#cmp-knob-a-clip_mode") == "none"
+    page.fill("#cmp-knob-b-learning_rate", "0.05")
+    page.press("#cmp-knob-b-learning_rate", "Tab")
+    tab.wait("() => gradscope.compare.runs[1].config.learning_rate === 0.05")
+    rates = tab.eval("""async () => Promise.all(gradscope.compare.runs.map(async r =>
+        (await (await fetch(`/api/sessions/${r.id}`)).json()).config.learning_rate))""")
+    assert rates == [0.1, 0.05] and "learning_rate 0.05" in page.inner_text(".cmp-runs")
+    page.select_option("#cmp-knob-a-activation", "relu")
+    tab.wait("() => gradscope.compare.runs[0].config.activation === 'relu'")
+    assert "activation tanh" in page.inner_text(".cmp-runs")  # B's difference from A is now its activation
+    assert page.is_disabled("#cmp-knob-a-clip_value") and not page.is_disabled("#cmp-knob-b-clip_value")  # A does not clip
     link = page.url
     viewer = Tab(browser).open(link)
     wait(viewer, "() => gradscope.compare && gradscope.compare.runs.every(r => r.role === 'viewer')")
     assert viewer.page.is_disabled("#cmp-step") and viewer.page.is_disabled("#cmp-play")
-    assert "learning_rate 0.5" in viewer.page.inner_text(".cmp-runs")
+    assert "learning_rate 0.05" in viewer.page.inner_text(".cmp-runs")
+    assert viewer.page.is_disabled("#cmp-knob-a-learning_rate") and viewer.page.is_disabled("#cmp-knob-b-learning_rate")
     assert tab.errors == [] and viewer.errors == [] and tab.external == []
+
+
+def test_compare_with_an_existing_session_by_its_link_and_open_each_runs_own_page(server, browser):  # noqa: F811
+    """The Compare dialog's second field: another session's link. This browser owns A, not B:
+    no lockstep controls, a link to each run's own page (the owner's controls on A's, a viewer's on B's)."""
+    other = Tab(browser).open(f"{server}/?{SMALL}&activation=relu")  # someone else's session: its token stays there
+    wait(other, "() => window.gradscope && gradscope.dashboard.series.step.length >= 3")
+    bid = other.eval("gradscope.id")
+    tab = Tab(browser).open(f"{server}/?{SMALL}&activation=tanh")
+    wait(tab, "() => window.gradscope && gradscope.dashboard.series.step.length >= 3")
+    aid, page = tab.eval("gradscope.id"), tab.page
+    page.click("#btn-compare")
+    page.fill("#compare-link", f"{server}/s/{bid}?x=1")
+    page.click("#compare-go")
+    page.wait_for_url(f"**/compare/{aid}/{bid}", timeout=SLOW)
+    wait(tab, "() => gradscope.compare && gradscope.compare.runs.every(r => r.role)")
+    assert tab.eval("gradscope.compare.runs.map(r => [r.id, r.role])") == [[aid, "owner"], [bid, "viewer"]]
+    assert page.is_disabled("#cmp-step") and page.is_disabled("#cmp-play")  # lockstep needs both tokens
+    # each run's knobs: A's for its owner, B's shown but not changeable here
+    knobs = "r => ['activation', 'learning_rate', 'clip_mode'].map(k => document.getElementById(`cmp-knob-${r}-${k}`).disabled)"
+    assert tab.eval(knobs, "a") == [False, False, False] and tab.eval(knobs, "b") == [True, True, True]
+    assert page.input_value("#cmp-knob-b-activation") == "relu" and page.input_value("#cmp-knob-a-activation") == "tanh"
+    assert "activation relu" in page.inner_text(".cmp-runs")
+    links = page.eval_on_selector_all(".cmp-open", "els => els.map(e => [e.getAttribute('href'), e.target])")
+    assert links == [[f"/s/{aid}", "_blank"], [f"/s/{bid}", "_blank"]]
+    wait(tab, "() => gradscope.compare.runs.every(r => r.series.latest)")  # both runs' charts have data
+    assert tab.eval("Array.from(document.getElementById('cmp-profile').data, t => t.name)") == ["A grad_norm", "B grad_norm"]
+    for k, (sid, role) in enumerate(((aid, "owner"), (bid, "viewer"))):
+        with tab.context.expect_page() as opened:
+            page.locator(".cmp-open").nth(k).click()
+        own = opened.value
+        own.wait_for_function("id => window.gradscope && gradscope.id === id && gradscope.socket", arg=sid, timeout=SLOW)
+        own.wait_for_function("r => document.getElementById('role').dataset.role === r", arg=role, timeout=SLOW)
+        assert own.is_disabled("#btn-play") == (role == "viewer")  # the owner controls A on its own page
+        own.close()
+    assert tab.errors == [] and other.errors == [] and tab.external == [] and other.external == []

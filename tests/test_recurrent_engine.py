@@ -115,6 +115,11 @@ def test_a_running_recurrent_session_streams_time_statistics_and_takes_live_swit
         assert ack["applied"]["kind"] == "live"
         after = recv_until(ws, lambda m: m["type"] == "stats" and m["step"][0] > ack["step"])
         assert all(abs(v - 1e-4) < 1e-8 for v in after["clipped_global_grad_norm"])
+        ws.send(json.dumps({"type": "set", "id": "o", "changes": {"optimizer": "sgd", "learning_rate": 0.05}}))
+        ack = recv_until(ws, of_type("ack", id="o"))
+        assert ack["applied"] == {"kind": "live", "changes": {"optimizer": ["adam", "sgd"], "learning_rate": [0.01, 0.05]}}
+        after = recv_until(ws, lambda m: m["type"] == "stats" and m["step"][0] > ack["step"])
+        assert all(v is not None for v in after["loss"])  # trains on under SGD, from the same weights (live)
         ws.send(json.dumps({"type": "set", "id": "b", "changes": {"batchnorm": True}}))
         err = recv_until(ws, of_type("error", id="b"))
         assert err["field"] == "batchnorm" and err["choices"] == [False]

@@ -1,0 +1,95 @@
+// The compare view's traces: A and B in one colour pair, each chart built from the runs' series
+// (comparerun.js). Pure data in, Plotly trace objects out; compare.js draws them.
+import { chainFactors } from "./charts/factors.js";
+import { layers, pos } from "./charts/plot.js";
+import { timeTheory } from "./charts/timeprofile.js";
+
+export const COLORS = { a: "#0072B2", b: "#E69F00" };  // Okabe-Ito blue / orange, as in the dashboard
+const MLP = ["mlp"], RNN = ["rnn", "lstm", "gru"], ALL = [...MLP, ...RNN];
+const regression = (run, meta) => Boolean(((meta.recurrent || {}).tasks || {})[run.config.dataset]?.regression);
+
+/**
+ * chart name -> what it plots. kind "layer": the latest per-layer values; "time": the series over
+ * training steps; "timeprofile": the latest ‖dL/dh_t‖ over the time steps. `models`: the models a
+ * run must have for its traces to be drawn (a card none of the runs fits is hidden); `skip(run,
+ * meta)`: why a run that fits the model still has no trace (said in the card's header), or "".
+ */
+export const CHARTS = {
+  time: { title: "Time profile: ‖dL/dh_t‖ per time step, top layer (dotted: theory)", kind: "timeprofile", models: RNN, log: true },
+  profile: { title: "Gradient profile: ‖dL/dW‖ per layer", kind: "layer", stat: "grad_norm", log: true, models: MLP },
+  acts: { title: "Activations: std per hidden layer (dotted: dead share)", kind: "layer", stat: "act_std", extra: "dead", models: MLP },
+  ratio: { title: "Update ratio ‖Δw‖/‖w‖ per layer", kind: "layer", stat: "update_ratio", log: true, models: MLP },
+  loss: { title: "Loss", kind: "time", stat: "loss", models: ALL },
+  accuracy: { title: "Accuracy", kind: "time", stat: "accuracy", models: ALL,
+    skip: (run, meta) => (regression(run, meta) ? `${run.config.dataset} is a regression: no accuracy` : "") },
+  clip: { title: "Global gradient norm (dotted: after clipping, dashed: threshold)", kind: "time", stat: "global_grad_norm",
+    extra: "clipped_global_grad_norm", log: true, models: ALL },
+};
+
+/** Whether `run` has something to draw on chart `spec` (its config known). */
+export function applies(spec, run, meta) {
+  return Boolean(run.config) && spec.models.includes(run.model) && !(spec.skip && spec.skip(run, meta));
+}
+
+/** What the series keep: every time chart's statistics, and the latest step's for the rest. */
+export function reads(extraLatest) {
+  const stats = (kind) => Object.values(CHARTS).filter((c) => c.kind === kind).flatMap((c) => [c.stat, c.extra].filter(Boolean));
+  // the heat maps: every layer's gradient norm (MLP), every time step's (recurrent), at every kept step
+  const history = [...stats("time"), "grad_norm", "time_delta_norm"];
+  return { history, latest: [...stats("layer"), "theory_factor", "forget_gate_mean", ...extraLatest] };
+}
+
+export function layerTraces(run, spec) {
+  const latest = run.series.latest;
+  if (!latest || !latest[spec.stat]) return [];
+  const y = latest[spec.stat], x = layers(y.length), tag = run.name.toUpperCase(), color = COLORS[run.name];
+  const out = [{ x, y, name: `${tag} ${spec.stat}`, mode: "lines+markers", line: { color } }];
+  if (spec.extra && latest[spec.extra]) out.push({ x, y: latest[spec.extra], name: `${tag} ${spec.extra}`, mode: "lines", line: { color, dash: "dot" } });
+  return out;
+}
+
+export function timeTraces(run, spec) {
+  const s = run.series, tag = run.name.toUpperCase(), color = COLORS[run.name];
+  const out = [{ x: s.step, y: s.h[spec.stat], name: `${tag} ${spec.stat}`, mode: "lines", line: { color } }];
+  if (spec.extra) out.push({ x: s.step, y: s.h[spec.extra], name: `${tag} clipped`, mode: "lines", line: { color, dash: "dot" } });
+  return out;
+}
+
+/** The clipping threshold of each clipping run, dashed in its colour (a norm cap or a per-entry cap). */
+export function clipShapes(runs) {
+  return runs.filter((r) => r.config && r.config.clip_mode !== "none").map((r) => ({ type: "line", xref: "paper", x0: 0, x1: 1,
+    yref: "y", y0: r.config.clip_value, y1: r.config.clip_value, line: { color: COLORS[r.name], width: 1.3, dash: "dash" } }));
+}
+
+/**
+ * The top layer's ‖dL/dh_t‖ over t = 1..T at the latest step, and (Elman RNN) the theory line
+ * ‖dL/dh_T‖ · theory_factor^(T − t), cut where it falls 1e3 below the measured curve's minimum.
+ */
+export function timeProfileTraces(run) {
+  const s = run.series.latest, L = run.config.depth;
+  if (!s || !s.time_delta_norm) return [];
+  const row = (s.time_delta_norm[L - 1] || []).map(pos), T = row.length, x = layers(T), tag = run.name.toUpperCase(), color = COLORS[run.name];
+  const out = [{ x, y: row, name: `${tag} ‖dL/dh_t‖`, mode: "lines", line: { color, width: 2.2 } }];
+  const seen = row.filter((v) => v !== null), floor = seen.length ? Math.min(...seen) / 1e3 : 0;
+  const theory = timeTheory(row[T - 1], (s.theory_factor || [])[L - 1], T);
+  if (theory.length) out.push({ x, y: theory.map((v) => (v !== null && v > floor ? v : null)), name: `${tag} theory`, mode: "lines", line: { color, dash: "dot", width: 1.4 } });
+  return out;
+}
+
+/** Slope factor delta/h and weight factor h/u (charts/factors.js) of an MLP run. */
+export function chainTraces(run) {
+  if (!run.series.latest || run.model !== "mlp") return [];
+  const f = chainFactors(run.series.latest), x = layers(f.slope.length), tag = run.name.toUpperCase(), color = COLORS[run.name];
+  return [{ x, y: f.slope, name: `${tag} slope`, mode: "lines+markers", line: { color } },
+    { x, y: f.weight, name: `${tag} weight`, mode: "lines+markers", line: { color, dash: "dash" } }];
+}
+
+/** The heat map of a run: rows and their values at every kept step, log10. */
+export function heatRows(run) {
+  const S = run.series, latest = S.latest || {};
+  if (run.recurrent) {
+    const top = run.config.depth - 1, n = ((latest.time_delta_norm || [])[top] || []).length;
+    return { kind: "time", n, value: (row, i) => { const c = S.h.time_delta_norm[i]; return c && c[top] ? c[top][row] : null; } };
+  }
+  return { kind: "layer", n: (latest.grad_norm || []).length, value: (row, i) => (S.h.grad_norm[i] || [])[row] };
+}

@@ -1,0 +1,74 @@
+// Each run's live knobs on the compare page: activation, learning rate, clipping. A lecturer
+// changes B's rate without leaving the comparison; the change is a marker on B's charts as on
+// its own page. Enabled where this browser owns the run (its token); a viewer sees the values.
+
+// [config key, label, widget]; the choices come from /api/meta, as the control panel's do
+const KNOBS = [
+  ["activation", "activation", "select"],
+  ["learning_rate", "learning rate", "number"],
+  ["clip_mode", "clipping", "select"],
+  ["clip_value", "at", "number"],
+];
+
+const errorText = (r) => {
+  const d = r.data && r.data.detail;
+  if (Array.isArray(d) && d[0]) return `${d[0].field}: ${d[0].message}`;
+  return typeof d === "string" ? d : `HTTP ${r.status}`;
+};
+
+export class RunKnobs {
+  /**
+   * @param {HTMLElement} root  the run's knob row
+   * @param {import("./comparerun.js").Run} run
+   * @param {object} meta  /api/meta: activations, recurrent.activations, clip_modes
+   */
+  constructor(root, run, meta) {
+    Object.assign(this, { root, run, meta, inputs: {}, model: null });
+    root.replaceChildren();
+    for (const [key, label, kind] of KNOBS) {
+      const input = document.createElement(kind === "select" ? "select" : "input");
+      if (kind === "number") Object.assign(input, { type: "number", min: "0", step: "any" });
+      input.id = `cmp-knob-${run.name}-${key}`;
+      input.addEventListener("change", () => this.change(key, kind === "number" ? Number(input.value) : input.value));
+      const wrap = document.createElement("label");
+      wrap.className = "cmp-knob";
+      wrap.dataset.key = key;
+      wrap.append(`${label} `, input);
+      root.append(wrap);
+      this.inputs[key] = input;
+    }
+    this.error = document.createElement("span");
+    this.error.className = "cmp-knob-error";
+    root.append(this.error);
+  }
+
+  /** The activations the run's model takes: the MLP's, the Elman RNN's; none for LSTM and GRU (gates of their own). */
+  choices(key) {
+    if (key === "clip_mode") return this.meta.clip_modes || ["none", "value", "norm"];
+    if (this.run.model === "mlp") return this.meta.activations || [];
+    return this.run.model === "rnn" ? (this.meta.recurrent || {}).activations || [] : [];
+  }
+
+  /** Show the run's config (a knob being edited is left alone) and who may change it. */
+  sync() {
+    const c = this.run.config;
+    if (!c) return;
+    if (this.model !== this.run.model) {
+      this.model = this.run.model;
+      for (const key of ["activation", "clip_mode"]) this.inputs[key].replaceChildren(...this.choices(key).map((v) => new Option(v, v)));
+      this.inputs.activation.parentElement.hidden = !this.choices("activation").length;
+    }
+    for (const [key, input] of Object.entries(this.inputs)) {
+      if (document.activeElement !== input && input.value !== String(c[key])) input.value = String(c[key]);
+      input.disabled = !this.run.token || (key === "clip_value" && c.clip_mode === "none");
+    }
+    this.root.title = this.run.token ? "" : "You watch this run: its owner changes it (or fork it on its own page)";
+  }
+
+  async change(key, value) {
+    const r = await this.run.set({ [key]: value });
+    this.error.textContent = r.ok ? "" : errorText(r);
+    if (!r.ok) this.inputs[key].value = String(this.run.config[key]);  // back to what the run has
+    this.sync();
+  }
+}
