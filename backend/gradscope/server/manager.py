@@ -135,40 +135,59 @@ class SessionManager:
         self.store.update(s.id, config=s.config.model_dump(), status=s.status, step=s.step, events=events)
 
     # -- registry --------------------------------------------------------------------
+    def _running_ids(self) -> set[str]:
+        """Running sessions and places reserved for sessions about to run (under `_lock`)."""
+        return {sid for sid, s in list(self.sessions.items()) if s.status == "running"} | self.starting
+
     def running_count(self) -> int:
         with self._lock:  # also called from threads (create) while the loop reserves places
-            return len({sid for sid, s in list(self.sessions.items()) if s.status == "running"} | self.starting)
+            return len(self._running_ids())
 
-    def check_capacity(self, sid: str | None = None) -> None:
-        """Raises 429 when no further session may run; `sid` (on the event loop) reserves a
-        place for that session until `release`, so concurrent `play`s cannot overshoot."""
-        if self.running_count() >= self.settings.max_running:
+    def _check_room(self, sids) -> set[str]:
+        """Under `_lock`: the ids of `sids` not yet counted; 429 unless they fit."""
+        counted = self._running_ids()
+        new = set(sids) - counted
+        if len(counted) + len(new) > self.settings.max_running:
             raise ActionError(f"too many running sessions (limit {self.settings.max_running}); "
                               "pause one or try again later", status=429)
-        if sid is not None:
-            with self._lock:
-                self.starting.add(sid)
+        return new
 
-    def release(self, sid: str) -> None:
+    def reserve(self, *sids: str) -> tuple[str, ...]:
+        """Reserve running places for these sessions (existing ones, or `new_id()`s of sessions
+        about to be created) until `release`: 429 unless all of them fit. Count and reserve are
+        one step under the lock, so concurrent plays, forks and compares cannot overshoot.
+        Returns the ids it reserved (not those already counted): the ones to `release`."""
         with self._lock:
-            self.starting.discard(sid)
+            new = self._check_room(sids)
+            self.starting |= new
+        return tuple(new)
+
+    def release(self, *sids: str) -> None:
+        with self._lock:
+            self.starting.difference_update(sids)
+
+    @staticmethod
+    def new_id() -> str:
+        return secrets.token_urlsafe(9)
 
     def create(self, config: Config, *, paused: bool = False, parent: str | None = None,
                config0: Config | None = None, events: list | None = None, step: int = 0,
                weights: bytes | None = None, history: dict | None = None,
-               replay: list | None = None, client: str | None = None) -> tuple[Session, str]:
+               replay: list | None = None, client: str | None = None,
+               sid: str | None = None) -> tuple[Session, str]:
         """A new session and its owner token (shown once, stored hashed). Blocking: call it
-        from a thread; raises ActionError (429/507) at the limits."""
+        from a thread; raises ActionError (429/507) at the limits. `sid`: an id from `new_id()`
+        (already `reserve`d when it is to run)."""
         with self._create_lock:
             self.check_storage(client)
-            return self._create(config, paused, parent, config0, events, step, weights, history, replay, client)
+            return self._create(config, paused, parent, config0, events, step, weights, history, replay, client,
+                                sid or self.new_id())
 
-    def _create(self, config, paused, parent, config0, events, step, weights, history, replay, client):
+    def _create(self, config, paused, parent, config0, events, step, weights, history, replay, client, sid):
         with self._lock:
-            if not paused:
-                self.check_capacity()
+            if not paused:  # counted as running from the insert below, in the same locked step
+                self._check_room([sid])
             token = secrets.token_urlsafe(24)
-            sid = secrets.token_urlsafe(9)
             row = {"id": sid, "token_hash": hash_token(token), "config0": (config0 or config).model_dump(),
                    "config": config.model_dump(), "status": "paused" if paused else "running",
                    "step": step, "events": list(events or []), "parent": parent, "client": client}
