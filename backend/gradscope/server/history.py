@@ -172,6 +172,14 @@ class History:
         the session's lock, `select` from it outside; blocks are replaced, never written in place)."""
         return ([self.coarse] if self.coarse else []) + list(self.raw)
 
+    def frozen(self) -> History:
+        """A shallow copy that later appends do not change (take it under the session's lock,
+        read it outside: `arrays`, `rows` and `to_bytes` concatenate and can take a while)."""
+        copy = History.__new__(History)
+        copy.__dict__.update(self.__dict__)
+        copy.raw = list(self.raw)
+        return copy
+
     def rows(self, since: int = 0, max_points: int | None = None) -> dict | None:
         """All rows with step >= since, merged down to at most max_points rows."""
         return select(self.parts(), since, max_points)
@@ -191,7 +199,7 @@ class History:
         return pack(self.arrays())
 
     def arrays(self) -> dict:
-        """Flat copies of both tiers (fast; take it under the lock, `pack` it outside)."""
+        """Flat copies of both tiers (of a `frozen()` copy when others may append meanwhile)."""
         arrays = {"bucket": np.array([self.bucket])}
         for tier, rows in (("coarse", self.coarse), ("raw", _concat(self.raw))):
             if rows is None:
