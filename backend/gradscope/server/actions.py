@@ -22,7 +22,7 @@ async def apply_control(manager, s: Session, action) -> dict:
     if action not in ACTIONS:
         raise ActionError(f"unknown action {action!r}", choices=list(ACTIONS), status=422)
     if action == "play":
-        held = manager.reserve(s.id)  # its place until it runs (none needed if it already does)
+        held = manager.reserve(s.id)  # its place until it runs (already counted if it does)
         try:
             res = await s.call(s.set_running, True)
         finally:

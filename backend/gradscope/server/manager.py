@@ -8,6 +8,7 @@ import logging
 import secrets
 import threading
 import time
+from collections import Counter
 
 from gradscope.config import Config, meta
 from gradscope.engine import CompileCache, prewarm
@@ -41,7 +42,7 @@ class SessionManager:
         self._monitor: asyncio.Task | None = None
         self._create_lock = threading.Lock()  # count-then-insert of stored sessions, in threads only
         self._buckets: dict[str, RateLimit] = {}  # creates + forks per client address
-        self.starting: set[str] = set()      # sessions between a `play` admitted and running
+        self.starting: Counter = Counter()    # reserved running places: session id -> requests holding one
         self.deleting: set[str] = set()      # ids being deleted: never loaded again meanwhile
 
     # -- lifecycle -------------------------------------------------------------------
@@ -137,7 +138,7 @@ class SessionManager:
     # -- registry --------------------------------------------------------------------
     def _running_ids(self) -> set[str]:
         """Running sessions and places reserved for sessions about to run (under `_lock`)."""
-        return {sid for sid, s in list(self.sessions.items()) if s.status == "running"} | self.starting
+        return {sid for sid, s in list(self.sessions.items()) if s.status == "running"} | set(self.starting)
 
     def running_count(self) -> int:
         with self._lock:  # also called from threads (create) while the loop reserves places
@@ -153,18 +154,21 @@ class SessionManager:
         return new
 
     def reserve(self, *sids: str) -> tuple[str, ...]:
-        """Reserve running places for these sessions (existing ones, or `new_id()`s of sessions
-        about to be created) until `release`: 429 unless all of them fit. Count and reserve are
-        one step under the lock, so concurrent plays, forks and compares cannot overshoot.
-        Returns the ids it reserved (not those already counted): the ones to `release`."""
+        """Hold running places for these sessions (existing ones, or `new_id()`s of sessions
+        about to be created) until `release(*sids)`: 429 unless all of them fit. Count and
+        reserve are one step under the lock, so concurrent plays, forks and compares cannot
+        overshoot; a running session's place stays held while a request pauses it (compare)."""
         with self._lock:
-            new = self._check_room(sids)
-            self.starting |= new
-        return tuple(new)
+            self._check_room(sids)
+            self.starting.update(sids)
+        return sids
 
     def release(self, *sids: str) -> None:
         with self._lock:
-            self.starting.difference_update(sids)
+            self.starting.subtract(sids)
+            for sid in sids:
+                if self.starting.get(sid, 0) <= 0:
+                    self.starting.pop(sid, None)
 
     @staticmethod
     def new_id() -> str:
