@@ -174,14 +174,14 @@ class ServerMachine(RuleBasedStateMachine):
             self.ok(t, control("reset"), via_ws)
         return self.call("GET", f"/api/sessions/{t.id}").json()["step"]
 
-    def reach_checkpoint(self, t: Tracked, step: int) -> tuple[int, int]:
+    def reach_checkpoint(self, t: Tracked, step: int) -> int:
         """Single steps from `step` up to a multiple of K and one past it, so that a rewind
-        checkpoint lies behind: (its step, the step now)."""
+        checkpoint lies behind: its step."""
         while step % CHUNK:
             self.ok(t, control("step"))
             step += 1
         self.ok(t, control("step"))
-        return step, step + 1
+        return step
 
     # -- rules -------------------------------------------------------------------------
     @initialize(target=handles, sizes=SIZES, model=MODEL, live=LIVE, switches=SWITCHES, resize=SIZES,
@@ -230,12 +230,12 @@ class ServerMachine(RuleBasedStateMachine):
             return self.control(sid, "pause", via_ws)
         step = self.paused_at(t, via_ws)
         self.ok(t, {"type": "set", "changes": {"learning_rate": 0.05}})  # the steps below stay finite
-        first, step = self.reach_checkpoint(t, step)
+        first = self.reach_checkpoint(t, step)
         for i, name in enumerate(switches):
             if i == 1:
                 assert self.ok(t, control("rewind"), via_ws)["applied"]["to_step"] == first
                 self.ok(t, control("step"))
-                second, step = self.reach_checkpoint(t, first + 1)
+                second = self.reach_checkpoint(t, first + 1)
             other = name if name != t.config["optimizer"] else OPTIMIZERS[OPTIMIZERS.index(name) - 1]
             self.ok(t, {"type": "set", "changes": {"optimizer": other}}, via_ws)
             self.ok(t, control("step"))
