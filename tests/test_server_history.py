@@ -92,3 +92,23 @@ def test_sparse_stats_merge_over_finite_values_and_every_hist_skips_minmax():
     only_nan = History()
     only_nan.append({**chunk(0, 8, depth), "val_loss": np.full(8, np.nan, np.float32)})
     assert np.isnan(only_nan.rows(max_points=1)["mean"]["val_loss"]).all()  # not measured: NaN, no warning
+
+
+def test_a_frozen_copy_and_parts_ignore_later_appends_compaction_and_truncation():
+    """What a reader takes under the session's lock (`frozen()`, `parts()`) and reads outside
+    it stays the history of that moment while the worker appends, compacts and truncates."""
+    from gradscope.server.history import select
+
+    h = History(budget_bytes=60_000, bucket=4)
+    for start in range(0, 2000, 50):
+        h.append(chunk(start, 50))
+    frozen, parts = h.frozen(), h.parts()
+    expect = {k: v.copy() for k, v in h.arrays().items()}
+    for start in range(2000, 8000, 50):  # enough to compact the raw tier again
+        h.append(chunk(start, 50, spike_at=7000))
+    h.truncate(3000)
+    got = frozen.arrays()
+    assert got.keys() == expect.keys() and all(np.array_equal(got[k], expect[k]) for k in expect)
+    rows = select(parts)
+    assert rows["step"][-1] == 1999 and rows["count"].sum() == 2000 and rows["max"]["loss"].max() == 1.0
+    assert h.last_step < 3000 and h.rows()["count"].sum() == h.last_step + 1  # whole buckets go

@@ -92,3 +92,33 @@ def test_page_runs_under_its_csp_in_chromium(live_server):
             assert page.evaluate("typeof Plotly") == "object"
         finally:
             browser.close()
+
+
+def test_serve_flags_set_the_limits_and_the_expiry(monkeypatch, capsys, tmp_path):
+    """`gradscope serve --max-running ... --session-ttl-s ...` reach Settings under the same
+    names; `--help` lists them with their defaults; a bad value exits 2 naming the flag."""
+    import gradscope.engine
+    import gradscope.server
+    from gradscope import cli
+    from gradscope.server import Settings
+
+    seen = {}
+    monkeypatch.setattr(gradscope.server, "serve", lambda **kw: seen.update(kw))
+    monkeypatch.setattr(gradscope.engine, "enable_persistent_cache", lambda path: None)
+    flags = {"max-running": "3", "max-sessions": "40", "max-sessions-per-client": "7", "create-rate": "0.25",
+             "create-burst": "9", "session-ttl-s": "3600"}
+    argv = ["serve", "--data-dir", str(tmp_path)] + [x for k, v in flags.items() for x in (f"--{k}", v)]
+    assert cli.main(argv) == 0
+    settings = Settings(**{k: v for k, v in seen.items() if k not in ("host", "port", "allow_origins")})
+    assert (settings.max_running, settings.max_sessions, settings.max_sessions_per_client) == (3, 40, 7)
+    assert (settings.create_rate, settings.create_burst, settings.session_ttl_s) == (0.25, 9, 3600.0)
+    assert cli.main(["serve"]) == 0 and seen["max_running"] == Settings.max_running == 8
+    assert seen["session_ttl_s"] == Settings.session_ttl_s
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(f"--{k}" in text for k in flags) and "(default 1209600: 14 days)" in text
+    for bad in (["--max-running", "0"], ["--session-ttl-s", "soon"]):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(["serve", *bad])
+        assert exit_.value.code == 2 and bad[0] in capsys.readouterr().err

@@ -169,3 +169,41 @@ def test_delete_hangs_up_on_viewers(live_server):
         with pytest.raises(ConnectionClosed) as info:
             ws.recv(timeout=30)
         assert info.value.rcvd.code == 4404  # the page's "gone: stop reconnecting"
+
+
+WS_COUNTER = """window.__sockets = 0; const Native = window.WebSocket;
+window.WebSocket = class extends Native { constructor(...a) { super(...a); window.__sockets++; } };"""
+
+
+@pytest.mark.browser
+def test_the_page_stops_reconnecting_to_a_deleted_session_and_says_so(live_server):
+    """In Chromium, on a page's fake clock: a dropped socket reconnects once its backoff timer
+    fires; after a delete (close code 4404) no timer ever opens another, and the page shows 'deleted'."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    srv = live_server()
+    d = create(srv, paused=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.add_init_script(WS_COUNTER)
+            page.goto(f"{srv.url}/s/{d['id']}")
+            opened = "n => window.__sockets === n && gradscope.socket && gradscope.socket.ws.readyState === 1"
+            page.wait_for_function(opened, arg=1, timeout=120_000, polling=100)
+            page.clock.install()  # from here on the backoff timers fire only when the test says so
+            page.evaluate("gradscope.socket.ws.close()")  # an ordinary drop: the page reconnects
+            page.wait_for_function("() => gradscope.status === 'reconnecting'", timeout=60_000, polling=100)
+            page.clock.run_for(60_000)
+            page.wait_for_function(opened, arg=2, timeout=60_000, polling=100)
+            r = httpx.delete(f"{srv.url}/api/sessions/{d['id']}", headers={"Authorization": f"Bearer {d['token']}"},
+                             timeout=120)
+            assert r.status_code == 204
+            page.wait_for_function("() => gradscope.socket.closed && gradscope.status === 'deleted'",
+                                   timeout=60_000, polling=100)
+            page.clock.run_for(60_000)  # every backoff delay is at most 5 s: any reconnect would be made now
+            assert page.evaluate("window.__sockets") == 2
+            assert page.locator("#status").text_content() == "deleted" and errors == []
+        finally:
+            browser.close()

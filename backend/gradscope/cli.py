@@ -100,8 +100,35 @@ def cmd_serve(args) -> int:
     dirs = tuple(Path(d) for d in args.lessons)
     load_lessons(dirs)  # a broken lesson file stops the start, naming the file and the field
     enable_persistent_cache(_cache_dir())
-    serve(host=args.host, port=args.port, data_dir=args.data_dir, allow_origins=args.allow_origin, lessons_dirs=dirs)
+    limits = {name: getattr(args, name) for name, *_ in SERVE_LIMITS}
+    serve(host=args.host, port=args.port, data_dir=args.data_dir, allow_origins=args.allow_origin, lessons_dirs=dirs,
+          **limits)
     return 0
+
+
+# The serve flags for the limits: each is the Settings field of the same name (dashes for underscores).
+SERVE_LIMITS = (
+    ("max_running", int, "N", "sessions training at once (429 beyond)"),
+    ("max_sessions", int, "N", "stored sessions in total (507 beyond)"),
+    ("max_sessions_per_client", int, "N", "stored sessions per client address (429 beyond)"),
+    ("create_rate", float, "PER_S", "new sessions (creates, forks, compares, lesson runs) per second per client address"),
+    ("create_burst", int, "N", "...after a burst of this many (429 beyond)"),
+    ("session_ttl_s", float, "SECONDS", "delete a session nobody has changed or opened for this long"),
+)
+
+
+def _positive(kind):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def _cache_dir():
@@ -130,6 +157,13 @@ def build_parser():
     serve.add_argument("--allow-origin", action="append", default=[], help="accept WebSocket connections from this extra origin (repeatable)")
     serve.add_argument("--lessons", action="append", default=[], metavar="DIR",
                        help="load extra lesson files (*.json, *.toml) from this directory (repeatable)")
+    from gradscope.server.settings import Settings  # a dataclass: no FastAPI or JAX imported
+
+    for name, kind, metavar, text in SERVE_LIMITS:
+        default = getattr(Settings, name)
+        shown = f"{default:.0f}" if float(default).is_integer() else str(default)
+        serve.add_argument("--" + name.replace("_", "-"), type=_positive(kind), default=default, metavar=metavar,
+                           help=f"{text} (default {shown}{': 14 days' if name == 'session_ttl_s' else ''})")
     serve.set_defaults(func=cmd_serve)
     return parser
 

@@ -3,10 +3,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .app import create_app
 from .settings import Settings
 
 __all__ = ["Settings", "create_app", "serve", "main"]
+
+
+def __getattr__(name: str):
+    """`create_app` is imported on first use: the CLI reads `Settings` without FastAPI or JAX."""
+    if name == "create_app":
+        from .app import create_app
+
+        return create_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | Path = "data",
@@ -18,6 +26,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | Path = "dat
     `warm_compile=False` skips compiling the other activations in the background.
     """
     import uvicorn
+
+    from .app import create_app
 
     settings = Settings(data_dir=Path(data_dir), allow_origins=tuple(allow_origins or ()), **overrides)
     app = create_app(settings, warm_compile=warm_compile)

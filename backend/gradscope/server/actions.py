@@ -22,14 +22,11 @@ async def apply_control(manager, s: Session, action) -> dict:
     if action not in ACTIONS:
         raise ActionError(f"unknown action {action!r}", choices=list(ACTIONS), status=422)
     if action == "play":
-        if s.status == "running":
+        held = manager.reserve(s.id)  # its place until it runs (already counted if it does)
+        try:
             res = await s.call(s.set_running, True)
-        else:
-            manager.check_capacity(s.id)
-            try:
-                res = await s.call(s.set_running, True)
-            finally:
-                manager.release(s.id)
+        finally:
+            manager.release(*held)
     elif action == "pause":
         res = await s.call(s.set_running, False)
     elif action == "step":

@@ -20,6 +20,7 @@ from gradscope.compare import changed_keys
 from gradscope.config import Config
 from gradscope.lessons import Lesson, evaluate, load_lessons
 
+from .history import select
 from .manager import SessionManager
 from .routes import get_manager, get_session
 from .sessions import ActionError, Session, fork_event
@@ -88,29 +89,45 @@ async def start_compare(request: Request, body: CompareRequest | None = None, s:
     body = body or CompareRequest()
     if body.changes:
         changed_keys(s.config, body.changes)  # validate before anything is created (422 names the key)
+    client = _client(request)
+    manager.admit(client)  # B is a new session: the rate and stored-session limits of create
     owner = _owns(manager, s, _bearer(authorization))
-    if owner:
-        await s.call(s.set_running, False, "paused to compare")
-    if not body.paused:
-        _room_for(manager, 2 if owner else 1)
-    st = await s.call(s.fork_state)
-    b, token = manager.create(Config.model_validate(st["config"]), paused=True, parent=s.id, config0=s.config0,
-                              step=st["step"], events=st["events"] + [fork_event(st["events"], st["step"], s.id, "current")],
-                              weights=st["weights"], history=st["history"])
-    if body.changes:
-        await b.call(b.apply_changes, body.changes)
-    if owner:
-        pair(s, b)
-    if not body.paused:  # the owner's pair plays in lockstep; anyone else's B plays alone
-        await asyncio.gather(*(x.call(x.set_running, True, "compare") for x in ((s, b) if owner else (b,))))
+    bid = manager.new_id()
+    # the places of the runs that will play, held from before A pauses until both run again
+    held = () if body.paused else manager.reserve(*((s.id, bid) if owner else (bid,)))
+    try:
+        if owner:
+            await s.call(s.set_running, False, "paused to compare")
+        st = await s.call(s.fork_state)
+        b, token = await asyncio.to_thread(
+            manager.create, Config.model_validate(st["config"]), paused=True, parent=s.id, config0=s.config0,
+            step=st["step"], events=st["events"] + [fork_event(st["events"], st["step"], s.id, "current")],
+            weights=st["weights"], history=st["history"], client=client, sid=bid)
+        if body.changes:
+            await b.call(b.apply_changes, body.changes)
+        if owner:
+            pair(s, b)
+        if not body.paused:  # the owner's pair plays in lockstep; anyone else's B plays alone
+            await asyncio.gather(*(x.call(x.set_running, True, "compare") for x in ((s, b) if owner else (b,))))
+    finally:
+        manager.release(*held)
     return {"a": s.summary(), "b": b.summary(), "token": token, "paired": owner,
             "url": str(request.url_for("compare_page", a=s.id, b=b.id))}
+
+
+def _client(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+async def _two(manager: SessionManager, a: str, b: str) -> tuple[Session, Session]:
+    """Both sessions (404 if either is unknown), loaded from SQLite in a thread if need be."""
+    return await asyncio.to_thread(lambda: (get_session(a, manager), get_session(b, manager)))
 
 
 @router.get("/api/compare/{a}/{b}")
 async def read_compare(a: str, b: str, manager: SessionManager = Depends(get_manager)) -> dict:
     """Both sessions' summaries (for anyone with the link)."""
-    sa, sb = get_session(a, manager), get_session(b, manager)
+    sa, sb = await _two(manager, a, b)
     return {"a": sa.summary(), "b": sb.summary()}
 
 
@@ -118,28 +135,24 @@ async def read_compare(a: str, b: str, manager: SessionManager = Depends(get_man
 async def pair_control(a: str, b: str, body: PairControl, manager: SessionManager = Depends(get_manager),
                        authorization: str | None = Header(None), x_token_b: str | None = Header(None)) -> dict:
     """Owner of both (A's token as Bearer, B's in X-Token-B): play, pause or step both in lockstep."""
-    sa, sb = get_session(a, manager), get_session(b, manager)
+    sa, sb = await _two(manager, a, b)
     if sa is sb:
         raise HTTPException(422, "a and b must be two different sessions")
     if not _owns(manager, sa, _bearer(authorization)) or not _owns(manager, sb, x_token_b):
         raise HTTPException(403, "both owner tokens required: 'Authorization: Bearer TOKEN_A' and 'X-Token-B: TOKEN_B'")
     pair(sa, sb)
     if body.action == "play":
-        _room_for(manager, sum(s.status != "running" for s in (sa, sb)))
-        await asyncio.gather(sa.call(sa.set_running, True, "lockstep play"), sb.call(sb.set_running, True, "lockstep play"))
+        held = manager.reserve(sa.id, sb.id)
+        try:
+            await asyncio.gather(sa.call(sa.set_running, True, "lockstep play"), sb.call(sb.set_running, True, "lockstep play"))
+        finally:
+            manager.release(*held)
     else:
         await asyncio.gather(sa.call(sa.set_running, False, "lockstep pause"), sb.call(sb.set_running, False, "lockstep pause"))
         await _level(sa, sb)
         if body.action == "step":
             await asyncio.gather(sa.call(sa.single_step), sb.call(sb.single_step))
     return {"a": {"step": sa.step, "status": sa.status}, "b": {"step": sb.step, "status": sb.status}}
-
-
-def _room_for(manager: SessionManager, n: int) -> None:
-    """429 unless `n` more sessions may run."""
-    limit = manager.settings.max_running
-    if n and manager.running_count() + n > limit:
-        raise ActionError(f"too many running sessions (limit {limit}); pause one or try again later", status=429)
 
 
 async def _level(sa: Session, sb: Session) -> None:
@@ -196,23 +209,32 @@ async def start_lesson(request: Request, body: LessonStart | None = None, lesson
                        manager: SessionManager = Depends(get_manager)) -> dict:
     """Create the lesson's run A (and B, paired in lockstep); they pause at the lesson's last step."""
     body = body or LessonStart()
-    runs = ("a", "b") if lesson.vs is not None else ("a",)
-    if not body.paused:
-        _room_for(manager, len(runs))
-    made = {}
-    for run in runs:
-        s, token = manager.create(lesson.config("a"), paused=True, replay=_change_events(lesson))
-        s.stop_at = lesson.steps
-        if run == "b":
-            await s.call(s.apply_changes, lesson.vs)
-        made[run] = (s, token)
-    if "b" in made:
-        pair(made["a"][0], made["b"][0])
-    if not body.paused:
-        await asyncio.gather(*(s.call(s.set_running, True, f"lesson {lesson.id}") for s, _ in made.values()))
+    client = _client(request)
+    ids = {run: manager.new_id() for run in (("a", "b") if lesson.vs is not None else ("a",))}
+    for _ in ids:  # each run is a new session: the rate limit of create
+        manager.admit(client)
+    held = () if body.paused else manager.reserve(*ids.values())
+    made: dict[str, tuple[Session, str]] = {}
+    try:
+        for run, sid in ids.items():
+            made[run] = await asyncio.to_thread(manager.create, lesson.config("a"), paused=True, client=client,
+                                                replay=_change_events(lesson), sid=sid)
+            made[run][0].stop_at = lesson.steps
+            if run == "b":
+                await made[run][0].call(made[run][0].apply_changes, lesson.vs)
+        if "b" in made:
+            pair(made["a"][0], made["b"][0])
+        if not body.paused:
+            await asyncio.gather(*(s.call(s.set_running, True, f"lesson {lesson.id}") for s, _ in made.values()))
+    except ActionError:  # B refused (stored-session limit): no half of a lesson is left behind
+        for s, _ in made.values():
+            await manager.delete(s)
+        raise
+    finally:
+        manager.release(*held)
     out = {run: {**s.summary(), "token": token} for run, (s, token) in made.items()}
-    ids = [s.id for s, _ in made.values()]
-    url = request.url_for("compare_page", a=ids[0], b=ids[1]) if len(ids) == 2 else request.url_for("session_page", sid=ids[0])
+    sids = list(ids.values())
+    url = request.url_for("compare_page", a=sids[0], b=sids[1]) if len(sids) == 2 else request.url_for("session_page", sid=sids[0])
     return {"lesson": lesson.id, **out, "url": str(url)}
 
 
@@ -231,18 +253,19 @@ async def lesson_verdict(lesson: Lesson = Depends(get_lesson), a: str = Query(..
     """The verdict over sessions' recorded histories (`ready` once every run reached the last step)."""
     if lesson.vs is not None and b is None:
         raise HTTPException(422, "this lesson compares two runs: give ?a=SESSION&b=SESSION")
-    sessions = {"a": get_session(a, manager)}
-    if lesson.vs is not None:
-        sessions["b"] = get_session(b, manager)
+    runs = {"a": a, **({"b": b} if lesson.vs is not None else {})}
+    sessions = await asyncio.to_thread(lambda: {run: get_session(sid, manager) for run, sid in runs.items()})
     for run, s in sessions.items():
         if s.config.depth != lesson.config(run).depth:  # its layer indices would not fit
             raise HTTPException(422, f"session {s.id} (depth {s.config.depth}) is not run {run} of lesson {lesson.id}")
-    return evaluate(lesson, {run: _history(s) for run, s in sessions.items()})
+    return await asyncio.to_thread(lambda: evaluate(lesson, {run: _history(s) for run, s in sessions.items()}))
 
 
 def _history(s: Session) -> dict:
+    """Thread: the whole history's means (merged outside the lock that `summary` takes)."""
     with s.lock:
-        rows = s.history.rows()
+        parts = s.history.parts()
+    rows = select(parts)
     if rows is None:
         return {}
     return {"step": rows["step"], **rows["mean"]}

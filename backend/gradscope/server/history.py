@@ -167,20 +167,22 @@ class History:
         self.raw_rows = len(self.raw[0]["step"])
 
     # -- reading ---------------------------------------------------------------------
+    def parts(self) -> list[dict]:
+        """The row blocks of both tiers, oldest first: a cheap copy of the list (take it under
+        the session's lock, `select` from it outside; blocks are replaced, never written in place)."""
+        return ([self.coarse] if self.coarse else []) + list(self.raw)
+
+    def frozen(self) -> History:
+        """A shallow copy that later appends do not change (take it under the session's lock,
+        read it outside: `arrays`, `rows` and `to_bytes` concatenate and can take a while)."""
+        copy = History.__new__(History)
+        copy.__dict__.update(self.__dict__)
+        copy.raw = list(self.raw)
+        return copy
+
     def rows(self, since: int = 0, max_points: int | None = None) -> dict | None:
         """All rows with step >= since, merged down to at most max_points rows."""
-        rows = _concat([p for p in ([self.coarse] if self.coarse else []) + self.raw])
-        if rows is None:
-            return None
-        sel = rows["step"] >= since
-        rows = rows if sel.all() else _take(rows, sel)
-        n = len(rows["step"])
-        if n == 0:
-            return None
-        if max_points and n > max_points:
-            per = math.ceil(n / max_points)
-            rows = merge(rows, np.arange(0, n, per))
-        return rows
+        return select(self.parts(), since, max_points)
 
     @property
     def last_step(self) -> int | None:
@@ -197,7 +199,7 @@ class History:
         return pack(self.arrays())
 
     def arrays(self) -> dict:
-        """Flat copies of both tiers (fast; take it under the lock, `pack` it outside)."""
+        """Flat copies of both tiers (of a `frozen()` copy when others may append meanwhile)."""
         arrays = {"bucket": np.array([self.bucket])}
         for tier, rows in (("coarse", self.coarse), ("raw", _concat(self.raw))):
             if rows is None:
@@ -230,6 +232,23 @@ class History:
             else:
                 self.raw, self.raw_rows = [rows], len(rows["step"])
                 self.row_bytes = max(1, _nbytes(rows) // max(1, self.raw_rows))
+
+
+def select(parts: list[dict], since: int = 0, max_points: int | None = None) -> dict | None:
+    """Rows of `History.parts()` with step >= since, merged down to at most max_points rows
+    (concatenating and merging take a while: never under a lock that the event loop takes)."""
+    rows = _concat(parts)
+    if rows is None:
+        return None
+    sel = rows["step"] >= since
+    rows = rows if sel.all() else _take(rows, sel)
+    n = len(rows["step"])
+    if n == 0:
+        return None
+    if max_points and n > max_points:
+        per = math.ceil(n / max_points)
+        rows = merge(rows, np.arange(0, n, per))
+    return rows
 
 
 def pack(arrays: dict) -> bytes:

@@ -8,6 +8,7 @@ import logging
 import secrets
 import threading
 import time
+from collections import Counter
 
 from gradscope.config import Config, meta
 from gradscope.engine import CompileCache, prewarm
@@ -41,7 +42,7 @@ class SessionManager:
         self._monitor: asyncio.Task | None = None
         self._create_lock = threading.Lock()  # count-then-insert of stored sessions, in threads only
         self._buckets: dict[str, RateLimit] = {}  # creates + forks per client address
-        self.starting: set[str] = set()      # sessions between a `play` admitted and running
+        self.starting: Counter = Counter()    # reserved running places: session id -> requests holding one
         self.deleting: set[str] = set()      # ids being deleted: never loaded again meanwhile
 
     # -- lifecycle -------------------------------------------------------------------
@@ -135,40 +136,62 @@ class SessionManager:
         self.store.update(s.id, config=s.config.model_dump(), status=s.status, step=s.step, events=events)
 
     # -- registry --------------------------------------------------------------------
+    def _running_ids(self) -> set[str]:
+        """Running sessions and places reserved for sessions about to run (under `_lock`)."""
+        return {sid for sid, s in list(self.sessions.items()) if s.status == "running"} | set(self.starting)
+
     def running_count(self) -> int:
         with self._lock:  # also called from threads (create) while the loop reserves places
-            return len({sid for sid, s in list(self.sessions.items()) if s.status == "running"} | self.starting)
+            return len(self._running_ids())
 
-    def check_capacity(self, sid: str | None = None) -> None:
-        """Raises 429 when no further session may run; `sid` (on the event loop) reserves a
-        place for that session until `release`, so concurrent `play`s cannot overshoot."""
-        if self.running_count() >= self.settings.max_running:
+    def _check_room(self, sids) -> set[str]:
+        """Under `_lock`: the ids of `sids` not yet counted; 429 unless they fit."""
+        counted = self._running_ids()
+        new = set(sids) - counted
+        if len(counted) + len(new) > self.settings.max_running:
             raise ActionError(f"too many running sessions (limit {self.settings.max_running}); "
                               "pause one or try again later", status=429)
-        if sid is not None:
-            with self._lock:
-                self.starting.add(sid)
+        return new
 
-    def release(self, sid: str) -> None:
+    def reserve(self, *sids: str) -> tuple[str, ...]:
+        """Hold running places for these sessions (existing ones, or `new_id()`s of sessions
+        about to be created) until `release(*sids)`: 429 unless all of them fit. Count and
+        reserve are one step under the lock, so concurrent plays, forks and compares cannot
+        overshoot; a running session's place stays held while a request pauses it (compare)."""
         with self._lock:
-            self.starting.discard(sid)
+            self._check_room(sids)
+            self.starting.update(sids)
+        return sids
+
+    def release(self, *sids: str) -> None:
+        with self._lock:
+            self.starting.subtract(sids)
+            for sid in sids:
+                if self.starting.get(sid, 0) <= 0:
+                    self.starting.pop(sid, None)
+
+    @staticmethod
+    def new_id() -> str:
+        return secrets.token_urlsafe(9)
 
     def create(self, config: Config, *, paused: bool = False, parent: str | None = None,
                config0: Config | None = None, events: list | None = None, step: int = 0,
                weights: bytes | None = None, history: dict | None = None,
-               replay: list | None = None, client: str | None = None) -> tuple[Session, str]:
+               replay: list | None = None, client: str | None = None,
+               sid: str | None = None) -> tuple[Session, str]:
         """A new session and its owner token (shown once, stored hashed). Blocking: call it
-        from a thread; raises ActionError (429/507) at the limits."""
+        from a thread; raises ActionError (429/507) at the limits. `sid`: an id from `new_id()`
+        (already `reserve`d when it is to run)."""
         with self._create_lock:
             self.check_storage(client)
-            return self._create(config, paused, parent, config0, events, step, weights, history, replay, client)
+            return self._create(config, paused, parent, config0, events, step, weights, history, replay, client,
+                                sid or self.new_id())
 
-    def _create(self, config, paused, parent, config0, events, step, weights, history, replay, client):
+    def _create(self, config, paused, parent, config0, events, step, weights, history, replay, client, sid):
         with self._lock:
-            if not paused:
-                self.check_capacity()
+            if not paused:  # counted as running from the insert below, in the same locked step
+                self._check_room([sid])
             token = secrets.token_urlsafe(24)
-            sid = secrets.token_urlsafe(9)
             row = {"id": sid, "token_hash": hash_token(token), "config0": (config0 or config).model_dump(),
                    "config": config.model_dump(), "status": "paused" if paused else "running",
                    "step": step, "events": list(events or []), "parent": parent, "client": client}

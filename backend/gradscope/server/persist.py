@@ -36,8 +36,9 @@ class Persistence:
     def save(self, forget_checkpoints: bool = False) -> Future:
         """Worker: the row now; weights + the whole history through the writer thread
         (`forget_checkpoints`: after a reset, none of the stored ones is of this run)."""
-        with self.lock:  # references under the lock; compressing them happens on the writer
-            arrays = self.history.arrays()
+        with self.lock:  # references under the lock; concatenating and compressing outside it
+            frozen = self.history.frozen()
+        arrays = frozen.arrays()
         self._unsaved = []
         self._cp_step = -1
         self.manager.persist(self)

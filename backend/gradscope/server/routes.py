@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gradscope.config import Config
 
 from .actions import apply_control, apply_set
-from .history import jsonable, rows_to_json
+from .history import jsonable, rows_to_json, select
 from .manager import SessionManager
 from .sessions import Session, fork_event
 
@@ -90,10 +90,10 @@ async def read_history(s: Session = Depends(get_session), since: int = Query(0, 
                        max_points: int | None = Query(None, ge=1, le=1_000_000),
                        hist: bool = False) -> dict:
     """Recorded statistics from `since`, merged to at most `max_points` rows (min/max kept)."""
-    def body() -> bytes:  # merging and encoding can take a while: a thread, not the event loop
+    def body() -> bytes:  # merging and encoding take a while: a thread, outside the lock summary() takes
         with s.lock:
-            rows = s.history.rows(since, max_points)
-        return rows_to_json(rows, hist, session=s.id)
+            parts = s.history.parts()
+        return rows_to_json(select(parts, since, max_points), hist, session=s.id)
 
     return Response(await asyncio.to_thread(body), media_type="application/json")
 
@@ -103,7 +103,8 @@ async def export(s: Session = Depends(get_session), format: Literal["jsonl", "cs
     """The whole history as a JSON-lines or CSV download (means per row; `count` steps each)."""
     def all_rows():
         with s.lock:
-            return s.history.rows()
+            parts = s.history.parts()
+        return select(parts)
 
     rows = await asyncio.to_thread(all_rows)
     body = _jsonl(rows) if format == "jsonl" else _csv(rows)
@@ -151,22 +152,26 @@ async def fork(request: Request, body: ForkRequest | None = None, s: Session = D
     body = body or ForkRequest()
     client = request.client.host if request.client else None
     manager.admit(client)
-    if not body.paused:
-        manager.check_capacity()
+    sid = manager.new_id()
+    held = () if body.paused else manager.reserve(sid)  # its running place, from now until it runs
+    try:
+        new, token = await _fork(manager, s, body, client, sid)
+    finally:
+        manager.release(*held)
+    return _created(request, new, token)
+
+
+async def _fork(manager: SessionManager, s: Session, body: ForkRequest, client: str | None, sid: str):
     if body.source == "start":
         with s.lock:
             events = list(s.events)
-        new, token = await asyncio.to_thread(manager.create, s.config0, paused=body.paused, parent=s.id,
-                                             replay=events, events=[fork_event([], 0, s.id, "start")],
-                                             client=client)
-    else:
-        st = await s.call(s.fork_state)
-        events = st["events"] + [fork_event(st["events"], st["step"], s.id, "current")]
-        new, token = await asyncio.to_thread(
-            manager.create, Config.model_validate(st["config"]), paused=body.paused, parent=s.id,
-            config0=s.config0, step=st["step"], events=events, weights=st["weights"], history=st["history"],
-            client=client)
-    return _created(request, new, token)
+        return await asyncio.to_thread(manager.create, s.config0, paused=body.paused, parent=s.id, replay=events,
+                                       events=[fork_event([], 0, s.id, "start")], client=client, sid=sid)
+    st = await s.call(s.fork_state)
+    events = st["events"] + [fork_event(st["events"], st["step"], s.id, "current")]
+    return await asyncio.to_thread(
+        manager.create, Config.model_validate(st["config"]), paused=body.paused, parent=s.id, config0=s.config0,
+        step=st["step"], events=events, weights=st["weights"], history=st["history"], client=client, sid=sid)
 
 
 @router.post("/sessions/{sid}/config")

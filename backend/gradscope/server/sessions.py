@@ -368,6 +368,6 @@ class Session(Persistence):
     def fork_state(self) -> dict:
         """Worker: what a fork 'from current' starts with."""
         with self.lock:
-            arrays, events = self.history.arrays(), list(self.events)
-        return {"weights": self.tr.to_bytes(), "history": arrays,
+            frozen, events = self.history.frozen(), list(self.events)
+        return {"weights": self.tr.to_bytes(), "history": frozen.arrays(),
                 "config": self.tr.config.model_dump(), "step": self.tr.step, "events": events}
