@@ -262,6 +262,22 @@ def test_a_build_for_the_knob_values_trains_as_the_generic_build_does(cache, con
         np.testing.assert_allclose(np.asarray(x, np.float64), np.asarray(y, np.float64), rtol=2e-5, atol=1e-6)
 
 
+def test_queued_compiles_wait_while_a_run_is_built_and_what_it_waits_for_is_built_at_once():
+    """Background compiles hold off while a run is built (its first executable, its timing),
+    and a queued one that the run itself needs is built for it rather than left in the queue."""
+    pool = CompileCache(background=True)
+    try:
+        tr = Trainer(SMALL, cache=pool)
+        keys = [tr._key(act, "sgd") for act in ("relu", "tanh", "elu")]
+        with pool.foreground():
+            pool.warm(keys, tr._args(0))
+            needed = pool.get(keys[-1], tr._args(0))  # last in the queue: no waiting behind the others
+            assert needed is not None and pool.built(keys[0]) is None and pool.built(keys[1]) is None
+        assert pool.get(keys[0], None) is not None and pool.get(keys[1], None) is not None  # then the queue runs
+    finally:
+        pool.close()
+
+
 def test_a_knob_change_trains_at_once_and_moves_to_its_own_build_when_ready():
     pool = CompileCache(background=True)
     try:
