@@ -99,6 +99,26 @@ def test_compare_starts_b_from_a_state_and_steps_in_lockstep(live_server):
     assert ha["step"] == hb["step"] and ha["count"] == hb["count"] and sum(ha["count"]) == sa["step"]
 
 
+def test_a_restarted_b_catches_up_with_a_in_whole_calls(live_server):
+    """A compare with a reset key restarts B at step 0; the first pair pause brings it to A's
+    step in calls of up to a chunk each (one row per call), not one call per step."""
+    srv = live_server()
+    a = _create(srv, activation="tanh")
+    owner = _owner(a["token"])
+    _post(srv, f"/api/sessions/{a['id']}/control", {"action": "play"}, **owner)
+    with connect(f"{srv.ws_url}/api/sessions/{a['id']}/ws", open_timeout=30) as ws:
+        recv_until(ws, lambda m: m["type"] == "stats" and m["step"][-1] >= 300)
+    _post(srv, f"/api/sessions/{a['id']}/control", {"action": "pause"}, **owner)
+    c = _post(srv, f"/api/sessions/{a['id']}/compare", {"changes": {"init": "he_normal"}}, **owner).json()
+    assert c["b"]["step"] == 0
+    r = _post(srv, f"/api/compare/{a['id']}/{c['b']['id']}/control", {"action": "pause"}, **owner, **{"X-Token-B": c["token"]})
+    sa, sb = r.json()["a"], r.json()["b"]
+    assert sb["step"] == sa["step"] >= 300
+    hb = _history(srv, c["b"]["id"])
+    k = 16  # the test server's chunk
+    assert sum(hb["count"]) == sb["step"] and len(hb["step"]) <= sb["step"] // k + 2
+
+
 def test_the_compare_link_opens_as_a_viewer_of_both(live_server):
     srv = live_server()
     a = _create(srv)
