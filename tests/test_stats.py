@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gradscope.core.network import H_EDGES, Z_EDGES, bin_counts, dropout_masks
-from gradscope.core.train import SPARSE_STATS, VAL_EVERY
+from gradscope.core.train import HIST_EDGES, SPARSE_STATS, VAL_EVERY
 from gradscope.engine import Trainer, knobs_of
 from gradscope.records import iter_records
 from reference import forward_backward, unpack
@@ -145,8 +145,9 @@ def test_nonfinite_count_is_zero_until_a_gradient_breaks_then_counts_its_entries
     assert s["nonfinite"][0] and counts[:-1] == sizes[:-1] and 0 < counts[-1] <= sizes[-1]
 
 
-@pytest.mark.parametrize("edges", [Z_EDGES, H_EDGES], ids=["z", "h"])
+@pytest.mark.parametrize("edges", [Z_EDGES, H_EDGES, HIST_EDGES], ids=["z", "h", "log-grad"])
 def test_bin_counts_match_numpy_histogram_with_open_ends(edges):
+    """Equal bins (z, log10|g|) are counted by arithmetic, unequal ones (h) by a search."""
     v = np.random.default_rng(0).normal(0, 3, 2000).astype(np.float32)
     v[:4] = [np.nan, np.inf, -np.inf, 1e9]
     ours = np.asarray(bin_counts(jnp.asarray(v), edges))
