@@ -134,6 +134,12 @@ class Tab:
         self.wait("n => window.gradscope && gradscope.dashboard.series.step.length >= n"
                   " && gradscope.dashboard.info.renders >= 1", steps)
 
+    def wait_steps(self, steps):
+        """Until the page is joined, streaming, and has drawn statistics of step `steps` or later
+        (rows cover a whole call each: their number says little about the steps trained)."""
+        self.wait("n => window.gradscope && gradscope.dashboard.series.step.length"
+                  " && gradscope.dashboard.series.latest.step >= n && gradscope.dashboard.info.renders >= 1", steps)
+
     def close(self):
         """Delete the session this tab owns (fewer runs competing for the CPU), then check the record."""
         self.page.evaluate("""async () => {
@@ -187,7 +193,9 @@ def test_page_loads_offline_and_charts_fill(server, tabs):
 
 def test_activation_toggle_marks_and_changes_profile(server, tabs):
     tab = tabs().open(f"{server}/?{SMALL}")
-    tab.wait_running(60)
+    # a few thousand sigmoid steps: trained far longer, sigmoid's biases can leave every ReLU
+    # unit dead after the switch (all gradients exactly 0: a real effect, not this test's point)
+    tab.wait_steps(2000)
     before = tab.eval("gradscope.dashboard.series.latest.grad_norm")
     tab.page.select_option("#ctl-activation", "relu")
     label = tab.wait("() => (gradscope.dashboard.info.labels || []).find(l => l.includes('sigmoid -> relu'))")
@@ -195,6 +203,7 @@ def test_activation_toggle_marks_and_changes_profile(server, tabs):
     assert tab.eval("gradscope.config.activation") == "relu"
     tab.wait("s => gradscope.dashboard.series.latest.step > s + 200", step)
     after = tab.eval("gradscope.dashboard.series.latest.grad_norm")
+    assert after[-1] > 0 and before[-1] > 0, (before, after)
     # sigmoid shrinks the gradient by ~4x per layer; relu with this init far less
     assert after[0] / after[-1] > 10 * before[0] / before[-1]
     # the marker is drawn on the time charts
