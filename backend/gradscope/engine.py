@@ -140,8 +140,6 @@ class CompileCache:
         with self._lock:  # at most a minute: a build in progress never holds the queue for good
             self._quiet.wait_for(lambda: self._busy == 0 or key in self._wanted, timeout=60.0)
         self._fill(key, args, fut)
-        with self._lock:
-            self._wanted.discard(key)
 
     def _fill(self, key, args, fut):
         try:
@@ -150,6 +148,9 @@ class CompileCache:
             fut.set_exception(exc)
             with self._lock:
                 self._futures.pop(key, None)
+        finally:
+            with self._lock:
+                self._wanted.discard(key)
 
     def built(self, key):
         """The executable if it is compiled, else None (queues nothing)."""

@@ -186,16 +186,16 @@ def make_validate(act, shape: Shape, unroll=1):
     return validate
 
 
-def _statistics(state, update, grads, clipped, tap_norms, aux, clip_mode=None):
+def _statistics(state, update, grads, clipped, tap_norms, aux):
     """Everything measured from one step's gradient at its parameters, before the update
     `update` (the change the optimizer makes to them). See LAYER_STATS, HIDDEN_STATS...
-    `clip_mode` 0: built without clipping (`clipped` is `grads`), so the clipped norms are
-    the raw ones and clip_effect's two passes over the gradient are skipped."""
+    In a build without clipping `clipped` is `grads` itself (clip_gradients): the clipped
+    norms are then the raw ones and clip_effect's two passes over the gradient are skipped."""
     _, penalty, _, (moments, z_hist, h_hist, _, _), neg_slope = aux
     w_before = kernels(state.params)
     weight_norm = _per_layer_norm(w_before)
     grad_norm, global_norm = _per_layer_norm(kernels(grads)), optax.tree.norm(grads)
-    if clip_mode == 0:
+    if clipped is grads:
         clipped_norm, clipped_global, (cosine, fraction) = grad_norm, global_norm, (jnp.ones(()), jnp.zeros(()))
     else:
         clipped_norm, clipped_global = _per_layer_norm(kernels(clipped)), optax.tree.norm(clipped)
@@ -316,7 +316,7 @@ def make_step(act, optimizer, shape: Shape, unroll=1, with_stats=True, spec: Spe
         row = None
         old = state.params
         if measure:
-            row = {k: v for k, v in _statistics(state, update, grads, clipped, tap_norms, aux, spec.clip_mode).items() if k in keep}
+            row = {k: v for k, v in _statistics(state, update, grads, clipped, tap_norms, aux).items() if k in keep}
             # the statistics read the weights before the update: computed first, so the
             # update can be written in place instead of into a copy of the weights
             row, old = jax.lax.optimization_barrier((row, old))

@@ -17,13 +17,12 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gradscope.compare import changed_keys
-from gradscope.config import Config
 from gradscope.lessons import Lesson, evaluate, load_lessons
 
 from .history import select
 from .manager import SessionManager
-from .routes import get_manager, get_session
-from .sessions import ActionError, Session, fork_event
+from .routes import client_of, fork_current, get_manager, get_session
+from .sessions import ActionError, Session
 
 router = APIRouter()
 WAIT_S = 0.05  # a held-back worker re-checks its commands this often (woken sooner by its partner)
@@ -89,7 +88,7 @@ async def start_compare(request: Request, body: CompareRequest | None = None, s:
     body = body or CompareRequest()
     if body.changes:
         changed_keys(s.config, body.changes)  # validate before anything is created (422 names the key)
-    client = _client(request)
+    client = client_of(request)
     manager.admit(client)  # B is a new session: the rate and stored-session limits of create
     owner = _owns(manager, s, _bearer(authorization))
     bid = manager.new_id()
@@ -98,11 +97,7 @@ async def start_compare(request: Request, body: CompareRequest | None = None, s:
     try:
         if owner:
             await s.call(s.set_running, False, "paused to compare")
-        st = await s.call(s.fork_state)
-        b, token = await asyncio.to_thread(
-            manager.create, Config.model_validate(st["config"]), paused=True, parent=s.id, config0=s.config0,
-            step=st["step"], events=st["events"] + [fork_event(st["events"], st["step"], s.id, "current")],
-            weights=st["weights"], history=st["history"], client=client, sid=bid)
+        b, token = await fork_current(manager, s, paused=True, client=client, sid=bid)
         if body.changes:
             await b.call(b.apply_changes, body.changes)
         if owner:
@@ -113,10 +108,6 @@ async def start_compare(request: Request, body: CompareRequest | None = None, s:
         manager.release(*held)
     return {"a": s.summary(), "b": b.summary(), "token": token, "paired": owner,
             "url": str(request.url_for("compare_page", a=s.id, b=b.id))}
-
-
-def _client(request: Request) -> str | None:
-    return request.client.host if request.client else None
 
 
 async def _two(manager: SessionManager, a: str, b: str) -> tuple[Session, Session]:
@@ -209,7 +200,7 @@ async def start_lesson(request: Request, body: LessonStart | None = None, lesson
                        manager: SessionManager = Depends(get_manager)) -> dict:
     """Create the lesson's run A (and B, paired in lockstep); they pause at the lesson's last step."""
     body = body or LessonStart()
-    client = _client(request)
+    client = client_of(request)
     ids = {run: manager.new_id() for run in (("a", "b") if lesson.vs is not None else ("a",))}
     for _ in ids:  # each run is a new session: the rate limit of create
         manager.admit(client)

@@ -73,7 +73,7 @@ async def create_session(request: Request, body: CreateSession | None = None,
     """Create a session; it trains at once unless `paused`."""
     body = body or CreateSession()
     config = Config.model_validate(body.model_dump(exclude={"paused"}))
-    client = request.client.host if request.client else None
+    client = client_of(request)
     manager.admit(client)
     s, token = await asyncio.to_thread(manager.create, config, paused=body.paused, client=client)
     return _created(request, s, token)
@@ -150,7 +150,7 @@ async def fork(request: Request, body: ForkRequest | None = None, s: Session = D
                manager: SessionManager = Depends(get_manager)) -> dict:
     """A new session owned by the caller: same config and timeline, from current weights or from the start."""
     body = body or ForkRequest()
-    client = request.client.host if request.client else None
+    client = client_of(request)
     manager.admit(client)
     sid = manager.new_id()
     held = () if body.paused else manager.reserve(sid)  # its running place, from now until it runs
@@ -167,11 +167,22 @@ async def _fork(manager: SessionManager, s: Session, body: ForkRequest, client: 
             events = list(s.events)
         return await asyncio.to_thread(manager.create, s.config0, paused=body.paused, parent=s.id, replay=events,
                                        events=[fork_event([], 0, s.id, "start")], client=client, sid=sid)
+    return await fork_current(manager, s, paused=body.paused, client=client, sid=sid)
+
+
+async def fork_current(manager: SessionManager, s: Session, *, paused: bool, client: str | None, sid: str):
+    """A new session from `s` as it is now (weights, optimizer state, history, step); the
+    snapshot on its worker, the store in a thread. Returns (session, token)."""
     st = await s.call(s.fork_state)
     events = st["events"] + [fork_event(st["events"], st["step"], s.id, "current")]
     return await asyncio.to_thread(
-        manager.create, Config.model_validate(st["config"]), paused=body.paused, parent=s.id, config0=s.config0,
+        manager.create, Config.model_validate(st["config"]), paused=paused, parent=s.id, config0=s.config0,
         step=st["step"], events=events, weights=st["weights"], history=st["history"], client=client, sid=sid)
+
+
+def client_of(request: Request) -> str | None:
+    """The client's address: what the per-client limits count by."""
+    return request.client.host if request.client else None
 
 
 @router.post("/sessions/{sid}/config")

@@ -353,34 +353,27 @@ class Session(Persistence):
         return {"step": self.tr.step, "status": self.status}
 
     def single_step(self) -> dict:
-        if self.status == "running":
-            self.set_running(False, detail="single step")
-        # a lesson's scheduled change lands on a single step as it does on a chunk
-        while self._schedule and self._schedule[0]["step"] <= self.tr.step and self._schedule[0]["kind"] == "change":
-            self._apply_scheduled(self._schedule.popleft())
         step = self.tr.step
-        if step % self.tr.chunk_steps == 0 and not (self._ring and self._ring[-1][0] >= step):
-            self._ring.append((step, self.tr.snapshot()))  # stepping by hand can be rewound too
-        self._record(self.tr.run(1))
-        self.flush()  # no housekeeping runs while paused
+        self.advance(1, detail="single step")
         return {"step": step, "status": self.status}
 
-    def advance(self, n: int) -> dict:
-        """Worker: `n` training steps while paused (a compare run catching up with its partner),
-        in whole calls up to each chunk boundary and scheduled change rather than a call per
-        step: a row, a frame and a flush per step made thousands of steps take seconds."""
+    def advance(self, n: int, detail: str = "catching up") -> dict:
+        """Worker: `n` training steps while paused (a Step; a compare run catching up with its
+        partner), in whole calls up to each chunk boundary and scheduled change rather than a
+        call per step: a row, a frame and a flush per step made thousands of steps take seconds."""
         if self.status == "running":
-            self.set_running(False, detail="catching up")
+            self.set_running(False, detail=detail)
         target = self.tr.step + n
         while self.tr.step < target:
+            # a lesson's scheduled change lands on steps taken by hand as it does on a chunk
             while self._schedule and self._schedule[0]["step"] <= self.tr.step and self._schedule[0]["kind"] == "change":
                 self._apply_scheduled(self._schedule.popleft())
             step, k = self.tr.step, self.tr.chunk_steps
             if step % k == 0 and not (self._ring and self._ring[-1][0] >= step):
-                self._ring.append((step, self.tr.snapshot()))  # rewindable as single steps are
+                self._ring.append((step, self.tr.snapshot()))  # steps taken by hand can be rewound too
             stop = min([target, step + k - step % k] + [e["step"] for e in self._schedule if e["step"] > step])
             self._record(self.tr.run(stop - step))
-        self.flush()
+        self.flush()  # no housekeeping runs while paused
         return {"step": self.tr.step, "status": self.status}
 
     def fork_state(self) -> dict:
