@@ -44,7 +44,7 @@ export class RunKnobs {
 
   /** The activations the run's model takes: the MLP's, the Elman RNN's; none for LSTM and GRU (gates of their own). */
   choices(key) {
-    if (key === "clip_mode") return this.meta.clip_modes || ["none", "value", "norm"];
+    if (key === "clip_mode") return this.meta.clip_modes || [];
     if (this.run.model === "mlp") return this.meta.activations || [];
     return this.run.model === "rnn" ? (this.meta.recurrent || {}).activations || [] : [];
   }
