@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import secrets
 import threading
 import time
 from collections import deque
@@ -17,7 +18,7 @@ from concurrent.futures import Future
 
 import numpy as np
 
-from gradscope.config import LIVE_KEYS, Config
+from gradscope.config import LIVE_KEYS, Config, ConfigError
 from gradscope.engine import Trainer
 
 from .history import History
@@ -37,6 +38,16 @@ class ActionError(Exception):
 
     def as_dict(self) -> dict:
         return {"field": self.field, "message": self.message, "choices": self.choices}
+
+
+def _answer(fut: Future, result=None, exc: BaseException | None = None) -> None:
+    """Settle a command's future; one nobody waits for any more (cancelled) is left as it is."""
+    if fut.done():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
 
 
 def fork_event(events: list, step: int, source: str, start: str) -> dict:
@@ -124,22 +135,34 @@ class Session(Persistence):
         try:
             self._build()
         except Exception as exc:  # a failed build leaves a paused session that reports why
-            log.exception("session %s failed to start", self.id)
-            self._set_status("paused", "paused", detail=f"failed to start: {exc}")
+            self._fault("failed to start", exc)
         while not self._closing:
-            self._drain(block=self.status != "running" or self.tr is None)
-            if self._closing or self.status != "running" or self.tr is None:
-                continue
             try:
+                self._drain(block=self.status != "running" or self.tr is None)
+                if self._closing or self.status != "running" or self.tr is None:
+                    continue
                 self._train_once()
                 self._housekeeping()
-            except Exception as exc:
-                log.exception("session %s: training failed", self.id)
-                self._set_status("paused", "paused", detail=f"training failed: {exc}")
+            except Exception as exc:  # nothing a client or a run does may end this thread
+                self._fault("training failed" if self.status == "running" else "a command failed", exc)
         with self._submit_lock:  # nobody will run these any more; nothing can be queued after
             self._accepting = False
             while not self._commands.empty():
-                self._commands.get_nowait()[2].set_exception(ActionError("this session is closed", status=410))
+                _answer(self._commands.get_nowait()[2], exc=ActionError("this session is closed", status=410))
+
+    def _fault(self, what: str, exc: Exception) -> str:
+        """A bug met on the worker: logged under an error id, told to the session's clients as an
+        `error` event (the id, not the internals), a running session paused; the worker goes on
+        answering its commands. Returns the id."""
+        eid = secrets.token_hex(6)
+        log.error("server fault %s: session %s: %s", eid, self.id, what, exc_info=exc)
+        try:
+            self._event("error", detail=f"{what}: internal server error (error id {eid}); the session goes on")
+            if self.status == "running":
+                self._set_status("paused", "paused", detail=what)
+        except Exception:  # reporting failed too: the log has it, the worker must live on
+            log.exception("session %s: reporting a fault failed", self.id)
+        return eid
 
     def _build(self) -> None:
         target = self.config0 if self._schedule else self.config
@@ -167,12 +190,19 @@ class Session(Persistence):
             return
         while True:
             fn, args, fut = item
-            try:
-                if self.tr is None and fn is not self._stop:
-                    raise ActionError("this session could not start its trainer", status=409)
-                fut.set_result(fn(*args))
-            except Exception as exc:
-                fut.set_exception(exc)
+            # False: the caller went away (a socket closed, a request cancelled) before it ran: dropped
+            if fut.set_running_or_notify_cancel():
+                try:
+                    if self.tr is None and fn is not self._stop:
+                        raise ActionError("this session could not start its trainer", status=409)
+                    result = fn(*args)
+                except (ActionError, ConfigError) as exc:
+                    _answer(fut, exc=exc)
+                except Exception as exc:  # a bug: logged and an `error` event here, its id to the caller
+                    eid = self._fault(f"{getattr(fn, '__name__', 'a command')} failed", exc)
+                    _answer(fut, exc=ActionError(f"internal server error (error id {eid})", field="message", status=500))
+                else:
+                    _answer(fut, result)
             try:
                 item = self._commands.get_nowait()
             except queue.Empty:
