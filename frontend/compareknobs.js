@@ -1,6 +1,8 @@
 // Each run's live knobs on the compare page: activation, learning rate, clipping. A lecturer
 // changes B's rate without leaving the comparison; the change is a marker on B's charts as on
 // its own page. Enabled where this browser owns the run (its token); a viewer sees the values.
+import { activationsOf } from "./models.js";
+import { errorText } from "./net.js";
 
 // [config key, label, widget]; the choices come from /api/meta, as the control panel's do
 const KNOBS = [
@@ -9,12 +11,6 @@ const KNOBS = [
   ["clip_mode", "clipping", "select"],
   ["clip_value", "at", "number"],
 ];
-
-const errorText = (r) => {
-  const d = r.data && r.data.detail;
-  if (Array.isArray(d) && d[0]) return `${d[0].field}: ${d[0].message}`;
-  return typeof d === "string" ? d : `HTTP ${r.status}`;
-};
 
 export class RunKnobs {
   /**
@@ -42,11 +38,10 @@ export class RunKnobs {
     root.append(this.error);
   }
 
-  /** The activations the run's model takes: the MLP's, the Elman RNN's; none for LSTM and GRU (gates of their own). */
+  /** The activations the run's model takes (models.js: none for a gated cell), or the clip modes. */
   choices(key) {
     if (key === "clip_mode") return this.meta.clip_modes || [];
-    if (this.run.model === "mlp") return this.meta.activations || [];
-    return this.run.model === "rnn" ? (this.meta.recurrent || {}).activations || [] : [];
+    return activationsOf(this.meta, this.run.model);
   }
 
   /** Show the run's config (a knob being edited is left alone) and who may change it. */
