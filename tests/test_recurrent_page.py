@@ -109,6 +109,13 @@ def test_compare_two_recurrent_runs_time_profiles_heat_maps_and_diagnoses(server
         text = page.inner_text(f"#cmp-diagnosis-{name}")
         assert "step 1 receives" in text and "of the gradient at step 30" in text, text
     assert "Vanishing" not in page.inner_text("#cmp-diagnosis-b .diag-title")
+    # the picture: a few hundred steps more in lockstep (what it shows then is not checked: see the docstring)
+    page.click("#cmp-play")
+    tab.wait("() => gradscope.compare.runs.every(r => r.step >= 600)")
+    page.click("#cmp-play")
+    tab.wait("() => gradscope.compare.runs.every(r => r.status === 'paused')")
+    tab.eval("gradscope.compare.dirty = true")
+    tab.wait("() => !gradscope.compare.dirty")
     page.screenshot(path=str(SHOTS / "compare-recurrent.png"), full_page=True)
     assert tab.errors == [] and tab.external == []
 
