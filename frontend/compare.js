@@ -185,6 +185,7 @@ export class CompareView {
   /** "running, step 120" · "catching up: step 800 of 3969" · "running, waits for B (lockstep)" */
   runState(r) {
     const other = this.runs.find((o) => o !== r), behind = this.lagging(r);
+    if (r.compiling) return `compiling ${r.compiling.what}…, step ${r.step}`;  // never "running" while it compiles
     if (behind && (this.busy || r.status === "running" || other.status === "running")) return `catching up: step ${r.step} of ${other.step}`;
     if (behind) return `${r.status} at step ${r.step}, ${behind} behind ${other.name.toUpperCase()}: it catches up on Play or Step`;
     if (other && r.status === "running" && this.lagging(other)) return `running, waits for ${other.name.toUpperCase()} at step ${r.step} (lockstep)`;

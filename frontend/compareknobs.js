@@ -3,6 +3,7 @@
 // its own page. Enabled where this browser owns the run (its token); a viewer sees the values.
 import { activationsOf } from "./models.js";
 import { errorText } from "./net.js";
+import { compileKeys } from "./compiling.js";
 
 // [config key, label, widget]; the choices come from /api/meta, as the control panel's do
 const KNOBS = [
@@ -61,7 +62,11 @@ export class RunKnobs {
   }
 
   async change(key, value) {
+    // a change that may compile says so at once (the answer comes when the compile is done)
+    if (compileKeys(this.meta).has(key)) this.error.textContent = `applying ${key} ${value}…`;
+    this.error.classList.toggle("busy-note", compileKeys(this.meta).has(key));
     const r = await this.run.set({ [key]: value });
+    this.error.classList.remove("busy-note");
     this.error.textContent = r.ok ? "" : errorText(r);
     if (!r.ok) this.inputs[key].value = String(this.run.config[key]);  // back to what the run has
     this.sync();

@@ -44,11 +44,14 @@ export class Run {
     this.socket = new SessionSocket(`${proto}://${location.host}/api/sessions/${this.id}/ws`, this.token);
     this.socket.on("hello", (m) => {
       if (m.config) this.setConfig(m.config, false);
+      if ("compiling" in m) this.compiling = m.compiling;
       Object.assign(this, { role: m.role, status: m.status, step: m.step });
       this.onChange();
     });
     this.socket.on("stats", (m) => { this.series.append(m); this.step = m.step[m.step.length - 1] + 1; this.onChange(); });
     this.socket.on("status", (m) => { this.status = m.status; this.step = m.step; this.onChange(); });
+    // {what, since} while the server compiles for this run (compiling.js on the session page)
+    this.socket.on("compile", (m) => { this.compiling = m.state === "end" ? null : m; this.onChange(); });
     // a change made on the run's own page: live ones update the config shown, a reset (model,
     // sequence length, ...) starts its series over
     this.socket.on("event", (m) => {
