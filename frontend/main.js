@@ -16,6 +16,7 @@ import { CompileIndicator, compileKeys } from "./compiling.js";
 import { DivergedBanner } from "./banner.js";
 import { initTheme } from "./theme.js";
 import { isRecurrent } from "./models.js";
+import { retheme } from "./charts/plot.js";
 
 const $ = (id) => document.getElementById(id);
 const tokenKey = (id) => `gradscope.token.${id}`;
@@ -49,7 +50,11 @@ const banner = new DivergedBanner($("banner"), {
   onFix: (changes) => applyFix(changes),
 });
 onReachability((ok) => { notice.reachability(ok); showStatus(); });
-initTheme($("btn-theme"), () => { dashboard.retheme(); if (app.compare) app.compare.dirty = true; });
+initTheme($("btn-theme"), () => {
+  dashboard.retheme();
+  for (const gd of document.querySelectorAll("#extra-root .js-plotly-plot")) retheme(gd);  // the compare view's heat maps
+  if (app.compare) app.compare.dirty = true;  // its other charts are drawn afresh with the theme's colours
+});
 
 /** The page's tables of names and limits, from the server (asked again until it answers). */
 async function loadMeta() {
