@@ -3,16 +3,17 @@
 // run's own page (its controls). MLP pairs see the per-layer charts, recurrent pairs the time
 // profile and time heat maps; each card lists the models it applies to. Page: /compare/{a}/{b}.
 import { ImageHeatmap, VIRIDIS } from "./charts/imagemap.js";
-import { OI, StickyLogRange, StickyRange, baseLayout, layers, log10 } from "./charts/plot.js";
+import { LogAxis } from "./charts/logaxis.js";
+import { OI, PLOT_CONFIG, StickyRange, baseLayout, layers, logz, palette } from "./charts/plot.js";
 import { READS, diagnose, fixChanges, renderDiagnosis } from "./diagnosis.js";
 import { diagnoseTime } from "./timediagnosis.js";
-import { CHARTS, COLORS, applies, chainTraces, clipShapes, heatRows, layerTraces, reads, timeProfileTraces, timeTraces } from "./comparecharts.js";
+import { CHARTS, COLORS, applies, chainTraces, clipShapes, fits, heatRows, layerTraces, reads, timeProfileTraces, timeTraces } from "./comparecharts.js";
 import { RunKnobs } from "./compareknobs.js";
-import { Run, api, tokenKey } from "./comparerun.js";
+import { Run, api } from "./comparerun.js";
+import { persistent } from "./net.js";
 
 export { CHARTS, COLORS };
 const Plotly = window.Plotly;
-const FONT = { family: "Inter, system-ui, sans-serif", size: 11, color: "#39404a" };
 // a lesson's `look` names a dashboard chart; these are the compare view's closest
 const LOOK = { profile: "profile", heatmap: "heatmap", chain: "chain", hist: "profile", acts: "acts", ratio: "ratio", loss: "loss",
   clip: "clip", boundary: "loss", val: "accuracy", time: "time", timeheat: "heatmap" };
@@ -64,7 +65,8 @@ export class CompareView {
       const card = document.createElement("article");
       card.className = "card cmp-card";
       card.dataset.chart = name;
-      card.innerHTML = `<header><h2>${spec.title}</h2><span class="sub" id="cmp-sub-${name}"></span></header><div class="chart" id="cmp-${name}"></div>`;
+      card.innerHTML = `<header><h2>${spec.title}</h2><span class="sub" id="cmp-sub-${name}"></span></header>
+        <div class="chart-wrap"><div class="chart" id="cmp-${name}"></div><div class="card-empty" hidden></div></div>`;
       if (name === this.look) card.classList.add("highlight");
       grid.append(card);
       this.el[name] = card.querySelector(".chart");
@@ -89,12 +91,12 @@ export class CompareView {
     };
     const panels = (kind) => this.runs.map((r) => `<div class="cmp-panel" data-run="${r.name}" style="border-color: ${COLORS[r.name]}">
       <h3>${r.name.toUpperCase()}</h3>${kind === "chart" ? "" : `<div class="cmp-knobs" id="cmp-knobs-${r.name}"></div>`}
-      <div class="${kind}" id="cmp-${kind === "chart" ? "heatmap" : "diagnosis"}-${r.name}"></div></div>`).join("");
+      <div class="chart-wrap"><div class="${kind}" id="cmp-${kind === "chart" ? "heatmap" : "diagnosis"}-${r.name}"></div>${kind === "chart" ? '<div class="card-empty" hidden></div>' : ""}</div></div>`).join("");
     const heat = card("heatmap", HEAT.layer.title, "cmp-wide", `<div class="cmp-panels">${panels("chart")}</div>`);
-    card("chain", "Chain-rule factors per hidden layer (solid: slope, dashed: weight)", "", '<div class="chart" id="cmp-chain"></div>');
+    card("chain", "Chain-rule factors per hidden layer (solid: slope, dashed: weight)", "", '<div class="chart-wrap"><div class="chart" id="cmp-chain"></div><div class="card-empty" hidden></div></div>');
     this.el.heatmap = heat;  // the look's scroll target (start())
     this.el.chain = this.root.querySelector("#cmp-chain");
-    this.chainRange = new StickyLogRange();  // log10 units; always spans the guides at 0.25 and 1
+    this.axes = { chain: new LogAxis({ start: [-1, 1] }) };  // the chain's always spans the guides at 0.25 and 1
     const diag = card("diagnosis", "Each run: its live knobs and diagnosis", "cmp-wide", `<div class="cmp-panels">${panels("diagnosis")}</div>`);
     this.heat = { range: new StickyRange(1, 0.7), maps: {}, shown: {} };  // shown: the range each map's colour bar has
     for (const r of this.runs) {
@@ -104,15 +106,23 @@ export class CompareView {
     }
   }
 
+  /** Join both runs and start drawing; returns the runs the server does not know (then nothing is drawn). */
   async start() {
-    const [meta] = await Promise.all([api("GET", "/api/meta"), ...this.runs.map((r) => r.open())]);
+    const [meta] = await Promise.all([persistent("GET", "/api/meta"), ...this.runs.map((r) => r.open())]);
     if (meta.ok && meta.data) this.meta = { ...meta.data, ...(meta.data.meta || {}) };
+    for (const r of this.runs) r.meta = this.meta;
+    const missing = this.runs.filter((r) => r.missing);
+    if (missing.length) {
+      for (const r of this.runs) if (r.socket) r.socket.close();
+      return missing;
+    }
     this.knobs = this.runs.map((r) => new RunKnobs(this.root.querySelector(`#cmp-knobs-${r.name}`), r, this.meta));
     this.fitModels();
     this.renderStatus();
     if (this.look) this.el[this.look].closest(".card").scrollIntoView({ block: "center" });
     const loop = (now) => { if (this.dirty && now - (this.drawn || 0) > 150) this.draw(now); requestAnimationFrame(loop); };
     requestAnimationFrame(loop);
+    return [];
   }
 
   /** Resolves once every run's socket said hello (it is then watched: no idle pause). */
@@ -137,9 +147,13 @@ export class CompareView {
     if (!this.owner) return null;
     const [a, b] = this.runs;
     const seq = (this.controlSeq = (this.controlSeq || 0) + 1);
+    this.busy = action !== "pause";  // a run that lags catches up now, before the pair steps or plays
+    this.changed();
+    // patient: bringing a run level can take a while (thousands of steps) and is not a silent server
     const r = b
-      ? await api("POST", `/api/compare/${a.id}/${b.id}/control`, { action }, { Authorization: `Bearer ${a.token}`, "X-Token-B": b.token })
-      : await api("POST", `/api/sessions/${a.id}/control`, { action }, { Authorization: `Bearer ${a.token}` });
+      ? await api("POST", `/api/compare/${a.id}/${b.id}/control`, { action }, { Authorization: `Bearer ${a.token}`, "X-Token-B": b.token }, { patient: true })
+      : await api("POST", `/api/sessions/${a.id}/control`, { action }, { Authorization: `Bearer ${a.token}` }, { patient: true });
+    if (seq === this.controlSeq) this.busy = false;
     // Two quick clicks are two requests whose answers may cross: only the newest one's state counts.
     if (seq !== this.controlSeq) return r;
     if (r.ok && b) for (const run of this.runs) Object.assign(run, r.data[run.name]);
@@ -154,11 +168,28 @@ export class CompareView {
     if (!box.children.length) box.replaceChildren(...this.runs.map((r) => runChip(r)));
     this.runs.forEach((r, k) => {
       const diff = r.name === "b" && r.config && this.runs[0].config ? describeDiff(this.runs[0].config, r.config) : "";
-      box.children[k].firstChild.textContent = `${r.name.toUpperCase()}${diff ? ` (${diff})` : ""}: ${r.status}, step ${r.step} `;
+      box.children[k].firstChild.textContent = `${r.name.toUpperCase()}${diff ? ` (${diff})` : ""}: ${this.runState(r)} `;
+      box.children[k].dataset.lag = String(Boolean(this.lagging(r)));
     });
     for (const k of this.knobs || []) k.sync();
     for (const b of this.root.querySelectorAll(".cmp-transport button")) b.disabled = !this.owner;
     this.root.querySelector("#cmp-play").textContent = this.anyRunning() ? "❚❚ Pause" : "▶ Play";
+  }
+
+  /** The run `r` is behind its partner by, or 0 (paired runs only). */
+  lagging(r) {
+    const other = this.runs.find((o) => o !== r);
+    return other && other.config && r.config ? Math.max(0, other.step - r.step) : 0;
+  }
+
+  /** "running, step 120" · "catching up: step 800 of 3969" · "running, waits for B (lockstep)" */
+  runState(r) {
+    const other = this.runs.find((o) => o !== r), behind = this.lagging(r);
+    if (r.compiling) return `compiling ${r.compiling.what}…, step ${r.step}`;  // never "running" while it compiles
+    if (behind && (this.busy || r.status === "running" || other.status === "running")) return `catching up: step ${r.step} of ${other.step}`;
+    if (behind) return `${r.status} at step ${r.step}, ${behind} behind ${other.name.toUpperCase()}: it catches up on Play or Step`;
+    if (other && r.status === "running" && this.lagging(other)) return `running, waits for ${other.name.toUpperCase()} at step ${r.step} (lockstep)`;
+    return `${r.status}, step ${r.step}`;
   }
 
   /**
@@ -168,8 +199,8 @@ export class CompareView {
   fitModels() {
     const notes = [];
     for (const [name, spec] of Object.entries(CHARTS)) {
-      const fits = this.runs.filter((r) => r.config && spec.models.includes(r.model));
-      const skipped = fits.filter((r) => !applies(spec, r, this.meta)), shown = fits.length > skipped.length;
+      const fitting = this.runs.filter((r) => fits(spec, r, this.meta));
+      const skipped = fitting.filter((r) => !applies(spec, r, this.meta)), shown = fitting.length > skipped.length;
       const reasons = [...new Set(skipped.map((r) => spec.skip(r, this.meta)))];  // "A, B: adding is a regression: no accuracy"
       const why = reasons.map((w) => `${skipped.filter((r) => spec.skip(r, this.meta) === w).map((r) => r.name.toUpperCase()).join(", ")}: ${w}`);
       this.el[name].closest(".card").hidden = !shown;
@@ -177,7 +208,7 @@ export class CompareView {
       if (!shown && why.length) notes.push(...why);
     }
     this.root.querySelector("#cmp-sub-loss").textContent = notes.join(" · ");  // e.g. adding: no accuracy card
-    const mlp = this.runs.some((r) => r.config && r.model === "mlp"), rec = this.runs.some((r) => r.config && r.recurrent);
+    const mlp = this.runs.some((r) => r.config && !r.recurrent), rec = this.runs.some((r) => r.config && r.recurrent);
     this.el.chain.closest(".card").hidden = !mlp;
     const title = [mlp && HEAT.layer.title, rec && HEAT.time.title].filter(Boolean).join(" · ") || HEAT.layer.title;
     this.el.heatmap.querySelector("h2").textContent = `${title} (one colour scale for both)`;
@@ -191,31 +222,57 @@ export class CompareView {
     const T = Math.max(2, ...this.runs.map((r) => (r.recurrent ? r.config.seq_len : 0)));
     for (const [name, spec] of Object.entries(CHARTS)) {
       if (this.el[name].closest(".card").hidden) continue;
-      const fits = this.runs.filter((r) => applies(spec, r, this.meta));
-      const traces = fits.flatMap((r) => (spec.kind === "layer" ? layerTraces(r, spec) : spec.kind === "time" ? timeTraces(r, spec) : timeProfileTraces(r)));
+      const runs = this.runs.filter((r) => applies(spec, r, this.meta));
+      let traces = runs.flatMap((r) => (spec.kind === "layer" ? layerTraces(r, spec) : spec.kind === "time" ? timeTraces(r, spec) : timeProfileTraces(r)));
       const xaxis = spec.kind === "timeprofile" ? { title: { text: "time step (first → last)" }, range: [0.5, T + 0.5] }
         : { title: { text: spec.kind === "layer" ? "layer" : "step" } };
+      let yaxis = { type: "linear", ...(name === "accuracy" ? { range: [0, 1.02], tickformat: ".0%" } : {}) }, floor = [];
+      if (spec.log) {  // zeros on the floor band (logaxis.js), not holes
+        const ax = (this.axes[name] ||= new LogAxis());
+        ax.update(traces.flatMap((t) => t.y));
+        traces = traces.map((t) => ({ ...t, y: ax.ys(t.y) }));
+        yaxis = { type: "log", ...ax.axis() };
+        floor = ax.shapes();
+      }
       // the series grow in place: datarevision tells Plotly.react the data changed
-      const layout = { datarevision: now, margin: { l: 50, r: 10, t: 8, b: 32 }, font: FONT, paper_bgcolor: "rgba(0,0,0,0)",
-        showlegend: true, legend: { orientation: "h", y: 1.12 }, shapes: name === "clip" ? clipShapes(this.runs) : [],
-        xaxis, yaxis: { type: spec.log ? "log" : "linear", exponentformat: "power", ...(name === "accuracy" ? { range: [0, 1.02], tickformat: ".0%" } : {}) } };
-      Plotly.react(this.el[name], traces, layout, { displaylogo: false, displayModeBar: false, responsive: true });
+      const layout = baseLayout({ datarevision: now, margin: { l: 50, r: 10, t: 8, b: 32 }, hovermode: "closest",
+        legend: { orientation: "h", y: 1.12 }, shapes: [...floor, ...(name === "clip" ? clipShapes(this.runs) : [])], xaxis, yaxis });
+      Plotly.react(this.el[name], traces, layout, PLOT_CONFIG);
+      this.say(this.el[name], traces.length ? "" : this.emptyText(runs));
     }
     this.drawHeatmaps();
     if (!this.el.chain.closest(".card").hidden) this.drawChain(now);
     this.drawDiagnoses();
   }
 
+  /** Why a chart of `runs` has no trace: a run still catching up, or no statistics yet. */
+  emptyText(runs) {
+    const lag = runs.find((r) => this.lagging(r) && !r.series.latest);
+    if (lag) return `${lag.name.toUpperCase()}: ${this.runState(lag)}`;
+    const paused = runs.every((r) => r.status === "paused");
+    return paused ? "No statistics yet: press Play or Step." : "Waiting for the first steps…";
+  }
+
+  /** Show `text` over the chart `el` (its .card-empty sibling); "" hides it. */
+  say(el, text) {
+    const box = el.parentElement.querySelector(".card-empty");
+    if (!box) return;
+    if (box.textContent !== text) box.textContent = text;
+    box.hidden = !text;
+  }
+
   /**
    * Each run's heat map (layer × step for an MLP, time step × training step for a recurrent
    * model), all on one colour range (sticky, whole decades), so equal colours mean equal norms.
+   * A run with no statistics yet says why (catching up with its partner, paused).
    */
   drawHeatmaps() {
     const rows = this.runs.map(heatRows);
-    const logs = this.runs.map((r, k) => r.series.step.map((_, i) => layers(rows[k].n, 0).map((row) => log10(rows[k].value(row, i)))));
+    const logs = this.runs.map((r, k) => r.series.step.map((_, i) => layers(rows[k].n, 0).map((row) => logz(rows[k].value(row, i)))));
     const zr = this.heat.range.update(logs.flat(2));
     this.runs.forEach((r, k) => {
       const map = this.heat.maps[r.name], { kind, n } = rows[k], h = HEAT[kind];
+      this.say(map.el, n && r.series.step.length ? "" : this.emptyText([r]));
       if (!n || !r.series.step.length) return;
       if (!map.y || map.y.length !== n || map.kind !== kind) {
         Object.assign(map.opts, { ytitle: h.ytitle, hovertemplate: `step %{x:.0f}<br>${h.hover} %{y}<br>log10 %{z:.2f}<extra></extra>` });
@@ -234,17 +291,18 @@ export class CompareView {
 
   /** Slope factor delta/h and weight factor h/u (charts/factors.js) of each MLP run, guides at 1 and 0.25. */
   drawChain(now) {
+    const ax = this.axes.chain, p = palette();
     const traces = this.runs.flatMap(chainTraces);
-    this.chainRange.update([...traces.flatMap((t) => t.y), 0.25, 1]);
+    ax.update([...traces.flatMap((t) => t.y), 0.25, 1]);
     // the guides of charts/chain.js, in grey and vermilion here: orange is run B
     const guide = (y, color) => ({ type: "line", xref: "paper", x0: 0, x1: 1, yref: "y", y0: y, y1: y, line: { color, width: 1.2, dash: "dot" } });
     const label = (y, text, color) => ({ xref: "paper", x: 1, yref: "y", y: Math.log10(y), text, showarrow: false,
       xanchor: "right", yanchor: "bottom", font: { size: 10, color } });
-    Plotly.react(this.el.chain, traces, baseLayout({ datarevision: now, hovermode: "closest",
-      shapes: [guide(1, OI.grey), guide(0.25, OI.vermilion)],
-      annotations: [label(1, "1: passes unchanged", OI.grey), label(0.25, "0.25: sigmoid's ceiling", OI.vermilion)],
-      xaxis: { title: { text: "hidden layer (input → output)", standoff: 4 } }, yaxis: { type: "log", exponentformat: "power", range: this.chainRange.range } }),
-    { displaylogo: false, displayModeBar: false, responsive: true });
+    Plotly.react(this.el.chain, traces.map((t) => ({ ...t, y: ax.ys(t.y) })), baseLayout({ datarevision: now, hovermode: "closest",
+      shapes: [...ax.shapes(), guide(1, p.floor), guide(0.25, OI.vermilion)],
+      annotations: [label(1, "1: passes unchanged", p.floor), label(0.25, "0.25: sigmoid's ceiling", OI.vermilion)],
+      xaxis: { title: { text: "hidden layer (input → output)", standoff: 4 } }, yaxis: { type: "log", ...ax.axis() } }), PLOT_CONFIG);
+    this.say(this.el.chain, traces.length ? "" : this.emptyText(this.runs));
   }
 
   /** Each run's diagnosis (as the dashboard reads it); its fixes apply to that run where this browser owns it. */
@@ -273,23 +331,4 @@ function runChip(r) {
 /** "activation tanh, init he_normal": what B's config changes from A's. */
 export function describeDiff(a, b) {
   return Object.keys(b).filter((k) => a[k] !== b[k]).map((k) => `${k} ${b[k]}`).join(", ");
-}
-
-/** Compare button on a session page: run B from this session's very state with `changes`. */
-export async function startCompare(app, changes) {
-  const headers = app.token ? { Authorization: `Bearer ${app.token}` } : {};
-  const r = await api("POST", `/api/sessions/${app.id}/compare`, { changes, paused: true }, headers);
-  if (r.ok) localStorage.setItem(tokenKey(r.data.b.id), r.data.token);
-  return r;
-}
-
-/** "learning_rate=0.5, activation=relu" -> {learning_rate: 0.5, activation: "relu"} */
-export function parseChanges(text) {
-  const out = {};
-  for (const part of text.split(/[,\n]/).map((s) => s.trim()).filter(Boolean)) {
-    const [k, ...rest] = part.split("=");
-    const v = rest.join("=").trim();
-    out[k.trim()] = v === "true" ? true : v === "false" ? false : v !== "" && !Number.isNaN(Number(v)) ? Number(v) : v;
-  }
-  return out;
 }

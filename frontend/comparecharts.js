@@ -3,32 +3,36 @@
 import { chainFactors } from "./charts/factors.js";
 import { layers, pos } from "./charts/plot.js";
 import { timeTheory } from "./charts/timeprofile.js";
+import { emits } from "./models.js";
 
 export const COLORS = { a: "#0072B2", b: "#E69F00" };  // Okabe-Ito blue / orange, as in the dashboard
-const MLP = ["mlp"], RNN = ["rnn", "lstm", "gru"], ALL = [...MLP, ...RNN];
 const regression = (run, meta) => Boolean(((meta.recurrent || {}).tasks || {})[run.config.dataset]?.regression);
 
 /**
  * chart name -> what it plots. kind "layer": the latest per-layer values; "time": the series over
- * training steps; "timeprofile": the latest ‖dL/dh_t‖ over the time steps. `models`: the models a
- * run must have for its traces to be drawn (a card none of the runs fits is hidden); `skip(run,
- * meta)`: why a run that fits the model still has no trace (said in the card's header), or "".
+ * training steps; "timeprofile": the latest ‖dL/dh_t‖ over the time steps. `requires`: the
+ * statistics a run's model must emit for its traces to be drawn (models.js; a card none of the
+ * runs fits is hidden); `skip(run, meta)`: why a run that fits still has no trace (said in the
+ * card's header), or "".
  */
 export const CHARTS = {
-  time: { title: "Time profile: ‖dL/dh_t‖ per time step, top layer (dotted: theory)", kind: "timeprofile", models: RNN, log: true },
-  profile: { title: "Gradient profile: ‖dL/dW‖ per layer", kind: "layer", stat: "grad_norm", log: true, models: MLP },
-  acts: { title: "Activations: std per hidden layer (dotted: dead share)", kind: "layer", stat: "act_std", extra: "dead", models: MLP },
-  ratio: { title: "Update ratio ‖Δw‖/‖w‖ per layer", kind: "layer", stat: "update_ratio", log: true, models: MLP },
-  loss: { title: "Loss", kind: "time", stat: "loss", models: ALL },
-  accuracy: { title: "Accuracy", kind: "time", stat: "accuracy", models: ALL,
+  time: { title: "Time profile: ‖dL/dh_t‖ per time step, top layer (dotted: theory)", kind: "timeprofile", requires: ["time_delta_norm"], log: true },
+  profile: { title: "Gradient profile: ‖dL/dW‖ per layer", kind: "layer", stat: "grad_norm", log: true, requires: ["delta_norm"] },
+  acts: { title: "Activations: std per hidden layer (dotted: dead share)", kind: "layer", stat: "act_std", extra: "dead", requires: ["act_std"] },
+  ratio: { title: "Update ratio ‖Δw‖/‖w‖ per layer", kind: "layer", stat: "update_ratio", log: true, requires: ["update_ratio", "delta_norm"] },
+  loss: { title: "Loss", kind: "time", stat: "loss", requires: ["loss"] },
+  accuracy: { title: "Accuracy", kind: "time", stat: "accuracy", requires: ["accuracy"],
     skip: (run, meta) => (regression(run, meta) ? `${run.config.dataset} is a regression: no accuracy` : "") },
   clip: { title: "Global gradient norm (dotted: after clipping, dashed: threshold)", kind: "time", stat: "global_grad_norm",
-    extra: "clipped_global_grad_norm", log: true, models: ALL },
+    extra: "clipped_global_grad_norm", log: true, requires: ["global_grad_norm"] },
 };
 
-/** Whether `run` has something to draw on chart `spec` (its config known). */
+/** Whether `run`'s model emits what chart `spec` requires (its config known). */
+export const fits = (spec, run, meta) => Boolean(run.config) && emits(meta, run.model, spec.requires);
+
+/** Whether `run` has something to draw on chart `spec`. */
 export function applies(spec, run, meta) {
-  return Boolean(run.config) && spec.models.includes(run.model) && !(spec.skip && spec.skip(run, meta));
+  return fits(spec, run, meta) && !(spec.skip && spec.skip(run, meta));
 }
 
 /** What the series keep: every time chart's statistics, and the latest step's for the rest. */
@@ -36,7 +40,7 @@ export function reads(extraLatest) {
   const stats = (kind) => Object.values(CHARTS).filter((c) => c.kind === kind).flatMap((c) => [c.stat, c.extra].filter(Boolean));
   // the heat maps: every layer's gradient norm (MLP), every time step's (recurrent), at every kept step
   const history = [...stats("time"), "grad_norm", "time_delta_norm"];
-  return { history, latest: [...stats("layer"), "theory_factor", "forget_gate_mean", ...extraLatest] };
+  return { history, latest: [...stats("layer"), "theory_factor", "forget_gate_mean", "gate_mean", "slope_rms", ...extraLatest] };
 }
 
 export function layerTraces(run, spec) {
@@ -78,7 +82,7 @@ export function timeProfileTraces(run) {
 
 /** Slope factor delta/h and weight factor h/u (charts/factors.js) of an MLP run. */
 export function chainTraces(run) {
-  if (!run.series.latest || run.model !== "mlp") return [];
+  if (!run.series.latest || !run.series.latest.h_grad_norm) return [];
   const f = chainFactors(run.series.latest), x = layers(f.slope.length), tag = run.name.toUpperCase(), color = COLORS[run.name];
   return [{ x, y: f.slope, name: `${tag} slope`, mode: "lines+markers", line: { color } },
     { x, y: f.weight, name: `${tag} weight`, mode: "lines+markers", line: { color, dash: "dash" } }];

@@ -1,6 +1,9 @@
 // Each run's live knobs on the compare page: activation, learning rate, clipping. A lecturer
 // changes B's rate without leaving the comparison; the change is a marker on B's charts as on
 // its own page. Enabled where this browser owns the run (its token); a viewer sees the values.
+import { activationsOf } from "./models.js";
+import { errorText } from "./net.js";
+import { compileKeys } from "./compiling.js";
 
 // [config key, label, widget]; the choices come from /api/meta, as the control panel's do
 const KNOBS = [
@@ -9,12 +12,6 @@ const KNOBS = [
   ["clip_mode", "clipping", "select"],
   ["clip_value", "at", "number"],
 ];
-
-const errorText = (r) => {
-  const d = r.data && r.data.detail;
-  if (Array.isArray(d) && d[0]) return `${d[0].field}: ${d[0].message}`;
-  return typeof d === "string" ? d : `HTTP ${r.status}`;
-};
 
 export class RunKnobs {
   /**
@@ -42,11 +39,10 @@ export class RunKnobs {
     root.append(this.error);
   }
 
-  /** The activations the run's model takes: the MLP's, the Elman RNN's; none for LSTM and GRU (gates of their own). */
+  /** The activations the run's model takes (models.js: none for a gated cell), or the clip modes. */
   choices(key) {
     if (key === "clip_mode") return this.meta.clip_modes || [];
-    if (this.run.model === "mlp") return this.meta.activations || [];
-    return this.run.model === "rnn" ? (this.meta.recurrent || {}).activations || [] : [];
+    return activationsOf(this.meta, this.run.model);
   }
 
   /** Show the run's config (a knob being edited is left alone) and who may change it. */
@@ -66,7 +62,11 @@ export class RunKnobs {
   }
 
   async change(key, value) {
+    // a change that may compile says so at once (the answer comes when the compile is done)
+    if (compileKeys(this.meta).has(key)) this.error.textContent = `applying ${key} ${value}…`;
+    this.error.classList.toggle("busy-note", compileKeys(this.meta).has(key));
     const r = await this.run.set({ [key]: value });
+    this.error.classList.remove("busy-note");
     this.error.textContent = r.ok ? "" : errorText(r);
     if (!r.ok) this.inputs[key].value = String(this.run.config[key]);  // back to what the run has
     this.sync();

@@ -2,18 +2,11 @@
 // watches it, and this browser's owner token for it (if any). No Plotly here.
 import { SessionSocket } from "./socket.js";
 import { Series } from "./series.js";
+import { persistent, request } from "./net.js";
+import { isRecurrent } from "./models.js";
 
-export const RECURRENT = ["rnn", "lstm", "gru"];
 export const tokenKey = (id) => `gradscope.token.${id}`;
-
-/** fetch with JSON in and out: {ok, status, data}; `token` goes in the Authorization header. */
-export async function api(method, path, body, headers = {}) {
-  const res = await fetch(path, { method, headers: { "Content-Type": "application/json", ...headers },
-    body: body === undefined ? undefined : JSON.stringify(body) });
-  let data = null;
-  try { data = await res.json(); } catch { data = null; }
-  return { ok: res.ok, status: res.status, data };
-}
+export const api = request;
 
 /** {key: [old, new]} or {key: new} -> {key: new} */
 const newValues = (changes) => Object.fromEntries(Object.entries(changes || {}).map(([k, v]) => [k, Array.isArray(v) ? v[1] : v]));
@@ -31,14 +24,17 @@ export class Run {
     this.reshaped = true;  // the view re-checks which cards apply and redraws its maps afresh
   }
 
-  get model() { return (this.config && this.config.model) || "mlp"; }
-  get recurrent() { return RECURRENT.includes(this.model); }
+  get model() { return this.config && this.config.model; }
+  /** Whether the run goes through time (`meta`: /api/meta, set by the compare view once loaded). */
+  get recurrent() { return isRecurrent(this.meta || {}, this.model); }
   /** The run's own session page: its owner controls it there (the page reads the same stored token). */
   get href() { return `/s/${encodeURIComponent(this.id)}`; }
 
+  /** Join the run: its summary, history and socket. False (and `missing`) when the server does not know it. */
   async open() {
-    const s = await api("GET", `/api/sessions/${this.id}`);
-    if (!s.ok) throw new Error(`run ${this.name.toUpperCase()} (${this.id}): ${s.status}`);
+    const s = await persistent("GET", `/api/sessions/${encodeURIComponent(this.id)}`);
+    if (s.status === 404) { this.missing = true; this.status = "not found"; return false; }
+    if (!s.ok) throw new Error(`run ${this.name.toUpperCase()} (${this.id}): HTTP ${s.status}`);
     Object.assign(this, { config: s.data.config, status: s.data.status, step: s.data.step });
     const h = await api("GET", `/api/sessions/${this.id}/history?max_points=600`);
     if (h.ok && h.data && h.data.step && h.data.step.length) this.series.append(h.data);
@@ -48,11 +44,14 @@ export class Run {
     this.socket = new SessionSocket(`${proto}://${location.host}/api/sessions/${this.id}/ws`, this.token);
     this.socket.on("hello", (m) => {
       if (m.config) this.setConfig(m.config, false);
+      if ("compiling" in m) this.compiling = m.compiling;
       Object.assign(this, { role: m.role, status: m.status, step: m.step });
       this.onChange();
     });
     this.socket.on("stats", (m) => { this.series.append(m); this.step = m.step[m.step.length - 1] + 1; this.onChange(); });
     this.socket.on("status", (m) => { this.status = m.status; this.step = m.step; this.onChange(); });
+    // {what, since} while the server compiles for this run (compiling.js on the session page)
+    this.socket.on("compile", (m) => { this.compiling = m.state === "end" ? null : m; this.onChange(); });
     // a change made on the run's own page: live ones update the config shown, a reset (model,
     // sequence length, ...) starts its series over
     this.socket.on("event", (m) => {
@@ -65,6 +64,7 @@ export class Run {
       this.onChange();
     });
     this.socket.connect();
+    return true;
   }
 
   setConfig(config, reshaped) {
@@ -80,4 +80,23 @@ export class Run {
     this.onChange();
     return r;
   }
+}
+
+/** Compare button on a session page: run B from this session's very state with `changes`. */
+export async function startCompare(app, changes) {
+  const headers = app.token ? { Authorization: `Bearer ${app.token}` } : {};
+  const r = await api("POST", `/api/sessions/${app.id}/compare`, { changes, paused: true }, headers);
+  if (r.ok) localStorage.setItem(tokenKey(r.data.b.id), r.data.token);
+  return r;
+}
+
+/** "learning_rate=0.5, activation=relu" -> {learning_rate: 0.5, activation: "relu"} */
+export function parseChanges(text) {
+  const out = {};
+  for (const part of text.split(/[,\n]/).map((s) => s.trim()).filter(Boolean)) {
+    const [k, ...rest] = part.split("=");
+    const v = rest.join("=").trim();
+    out[k.trim()] = v === "true" ? true : v === "false" ? false : v !== "" && !Number.isNaN(Number(v)) ? Number(v) : v;
+  }
+  return out;
 }

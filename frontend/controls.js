@@ -1,5 +1,6 @@
 // The control panel: one widget per config key, each with a short account of what it does to gradients.
 import { formatValue } from "./state.js";
+import { activationsOf, isRecurrent } from "./models.js";
 
 const log = (min, max) => ({ kind: "log", min, max });
 const lin = (min, max, step) => ({ kind: "range", min, max, step });
@@ -46,7 +47,7 @@ export const PANEL = [
     ["batch_size", "Batch size", num(1, 4096),
       "Examples per step. Larger batches give less noisy gradients, and BatchNorm needs more than a handful. Restarts training."],
   ]],
-  ["Recurrent (issue 12)", [
+  ["Recurrent models", [
     ["model", "Model", { kind: "select" },
       "The network: the MLP, or a recurrent model (Elman RNN, LSTM, GRU) trained by backpropagation through time on a sequence task, where depth counts stacked recurrent layers (1-4). Restarts training."],
     ["seq_len", "Sequence length", num(2, 1000),
@@ -155,7 +156,7 @@ export class Controls {
   /** Show `config` in the widgets without reporting it as a change. */
   setConfig(config) {
     this.config = { ...config };
-    this.applyModel(config.model || "mlp");  // first: a menu's options must exist before its value is set
+    this.applyModel(config.model);  // first: a menu's options must exist before its value is set
     for (const [key, { input, value, spec }] of this.widgets) {
       const v = config[key];
       if (v === undefined) continue;
@@ -173,19 +174,21 @@ export class Controls {
   applyModel(model) {
     const meta = this.schema.meta;
     for (const [key, names] of Object.entries(this.menus(model))) this.offer(key, names || this.schema.choices[key]);
+    const recurrent = isRecurrent(meta, model);
     for (const key of meta.mlp_only_keys || []) {
       const label = this.widgets.has(key) && this.widgets.get(key).label;
-      this.inapplicable(key, model !== "mlp" && `${label} applies to the MLP only; the server refuses it for the recurrent models.`);
+      this.inapplicable(key, recurrent && `${label} applies to the MLP only; the server refuses it for the recurrent models.`);
     }
-    this.inapplicable("activation", !["mlp", "rnn"].includes(model)
-      && `The ${model.toUpperCase()} cell has fixed sigmoid gates and tanh; the activation applies to the MLP and the Elman RNN.`);
+    this.inapplicable("activation", !activationsOf(meta, model).length
+      && `The ${model.toUpperCase()} cell has fixed sigmoid gates and tanh; the activation applies to the models without gates.`);
   }
 
   /** {key: valid names for `model`} from meta, for the menus that depend on it (undefined: the full list). */
   menus(model) {
     const meta = this.schema.meta;
+    const acts = activationsOf(meta, model);
     return { dataset: (meta.datasets_by_model || {})[model], init: (meta.initializers_by_model || {})[model],
-             activation: model === "rnn" ? (meta.recurrent || {}).activations : undefined };
+             activation: acts.length ? acts : undefined };
   }
 
   /**
@@ -198,7 +201,7 @@ export class Controls {
     for (const [key, names] of Object.entries(this.menus(model))) {
       if (Array.isArray(names) && !names.includes(c[key])) out[key] = names.includes(d[key]) ? d[key] : names[0];
     }
-    if (model === "mlp") return out;
+    if (!isRecurrent(meta, model)) return out;
     for (const key of meta.mlp_only_keys || []) if (c[key]) out[key] = d[key];
     const [lo, hi] = (meta.limits || {}).recurrent_depth || [c.depth, c.depth];
     if (c.depth < lo || c.depth > hi) out.depth = Math.min(hi, Math.max(lo, c.depth));

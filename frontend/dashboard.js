@@ -2,8 +2,9 @@
 // redraws at most one chart per animation frame (the most overdue). What the charts share, the
 // view, is this object: config, meta, series, events, theory, the highlighted layer.
 import { Scheduler } from "./charts/scheduler.js";
-import { OI, eventLabel } from "./charts/plot.js";
+import { OI, eventLabel, palette, retheme } from "./charts/plot.js";
 import { Series } from "./series.js";
+import { emits } from "./models.js";
 
 const MARKER_CAP = 60, LABELLED = 4;
 
@@ -23,7 +24,7 @@ export class Dashboard {
   constructor(grid, table, extra = {}) {
     this.charts = new Map();
     this.cards = new Map();
-    this.active = {};  // chart name -> whether it applies to the current model (spec.models, default the MLP)
+    this.active = {};  // chart name -> whether it applies to the current model (it emits spec.requires)
     this.scheduler = new Scheduler();
     this.events = [];
     this.markers = { shapes: [], annotations: [] };
@@ -36,7 +37,9 @@ export class Dashboard {
     this.meta = {};
     this.drawn = {};  // series version each chart last drew
     this.visible = {};
-    this.info = { renders: 0, markers: 0, profile: null, frames: 0, busy: 0, labels: [] };
+    this.waiting = "Waiting for the first steps…";  // why the charts are empty before any statistics (main.js says)
+    this.emptyAt = 0;
+    this.info = { renders: 0, markers: 0, profile: null, frames: 0, busy: 0, labels: [], empty: {} };
     const io = new IntersectionObserver((entries) => {
       for (const e of entries) this.visible[e.target.dataset.chart] = e.isIntersecting;
     });
@@ -61,8 +64,10 @@ export class Dashboard {
       sel.addEventListener("change", () => this.charts.get(spec.name).onSelect(sel.value));
       header.append(sel);
     }
+    const empty = el("div", { class: "card-empty", id: `empty-${spec.name}`, role: "status" });
+    empty.hidden = true;
     return el("article", { class: `card span${spec.span || 2}`, "data-card": spec.name },
-      header, node, el("p", { class: "card-help" }, spec.help || ""));
+      header, el("div", { class: "chart-wrap" }, node, empty), el("p", { class: "card-help" }, spec.help || ""));
   }
 
   /** Header selects: their options for the current config, and their values. */
@@ -83,7 +88,7 @@ export class Dashboard {
     this.series.clear();
     if (this.layer !== null && this.layer > config.depth) this.layer = null;
     for (const [name, chart] of this.charts) {
-      this.active[name] = (chart.spec.models || ["mlp"]).includes(config.model || "mlp");
+      this.active[name] = emits(meta, config.model, chart.spec.requires);
       this.cards.get(name).hidden = !this.active[name];
       if (!this.active[name]) continue;
       delete chart.el.dataset.live;  // its next update is a full draw (plot.js animateTraces)
@@ -176,16 +181,40 @@ export class Dashboard {
     this.drawMarkers();
   }
 
+  /** Why every chart is still empty (no statistics yet): "waiting for the first steps", "compiling", ... */
+  setWaiting(text) {
+    this.waiting = text;
+  }
+
+  /** Say over each empty chart why it is empty; a chart with something to show says nothing. */
+  updateEmpties() {
+    for (const [name, chart] of this.charts) {
+      if (!this.active[name]) continue;
+      const why = this.series.latest === null && (chart.spec.history || chart.spec.latest) ? this.waiting : chart.emptyReason();
+      const box = document.getElementById(`empty-${name}`);
+      if (box.textContent !== (why || "")) box.textContent = why || "";
+      box.hidden = !why;
+      this.info.empty[name] = why || null;
+    }
+  }
+
+  /** The theme changed: every chart's colours, and the markers' labels. */
+  retheme() {
+    for (const [name, chart] of this.charts) if (this.active[name]) retheme(chart.el);
+    this.drawMarkers();
+  }
+
   /** Vertical marker lines on the time charts; the latest few carry their label. */
   drawMarkers() {
+    const p = palette();
     const evs = this.events.filter((e) => e.kind !== "paused" && e.kind !== "resumed").slice(-MARKER_CAP);
     const labelled = evs.slice(-LABELLED);
     this.markers = {
       shapes: evs.map((e) => ({ type: "line", xref: "x", x0: e.step, x1: e.step, yref: "paper", y0: 0, y1: 1,
-        line: { color: e.kind === "diverged" ? OI.vermilion : OI.black, width: 1, dash: "dot" }, opacity: 0.55 })),
+        line: { color: e.kind === "diverged" ? OI.vermilion : p.strong, width: 1, dash: "dot" }, opacity: 0.55 })),
       annotations: labelled.map((e, i) => ({ xref: "x", x: e.step, yref: "paper", y: 0.98 - 0.11 * (labelled.length - 1 - i),
-        text: eventLabel(e), showarrow: false, xanchor: "left", yanchor: "top", font: { size: 10, color: OI.black },
-        bgcolor: "rgba(255,255,255,0.85)", bordercolor: "#c9ced6", borderwidth: 1, borderpad: 2 })),
+        text: eventLabel(e), showarrow: false, xanchor: "left", yanchor: "top", font: { size: 10, color: p.strong },
+        bgcolor: p.label, bordercolor: p.line, borderwidth: 1, borderpad: 2 })),
     };
     this.info.markers = evs.length;
     this.info.labels = evs.map(eventLabel);
@@ -204,6 +233,7 @@ export class Dashboard {
   /** One animation frame: the most overdue charts redraw (see Scheduler). */
   render(now) {
     if (!this.config) return;
+    if (now - this.emptyAt > 250) { this.emptyAt = now; this.updateEmpties(); }
     this.info.busy += this.scheduler.frame(now, (n) => this.wants(n), (name) => {
       const chart = this.charts.get(name);
       chart.dirty = false;

@@ -1,17 +1,12 @@
 // Lessons: the menu, a lesson's page (/lessons/{id}: predict, run, verdict) and the extra pages'
 // routing (/lessons/{id}, /compare/{a}/{b}). The verdict is computed by the server (one evaluator).
-import { CompareView, parseChanges, startCompare } from "./compare.js";
+import { CompareView } from "./compare.js";
+import { parseChanges, startCompare } from "./comparerun.js";
+import { errorText, persistent, request as api } from "./net.js";
+import { queryParams, unexpectedParams } from "./pageparams.js";
 
 const $ = (id) => document.getElementById(id);
 const tokenKey = (id) => `gradscope.token.${id}`;
-
-async function api(method, path, body) {
-  const res = await fetch(path, { method, headers: { "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body) });
-  let data = null;
-  try { data = await res.json(); } catch { data = null; }
-  return { ok: res.ok, status: res.status, data };
-}
 
 const text = (tag, cls, content) => {
   const el = document.createElement(tag);
@@ -20,39 +15,58 @@ const text = (tag, cls, content) => {
   return el;
 };
 
-/** The page for /lessons/{id} or /compare/{a}/{b}; false on any other path (the dashboard's). */
-export async function openExtraPage() {
+/**
+ * The page for /lessons/{id} or /compare/{a}/{b}; false on any other path (the dashboard's).
+ * @param {import("./notice.js").Notice} notice  where unknown parameters and missing runs are said
+ */
+export async function openExtraPage(notice) {
   const lesson = location.pathname.match(/^\/lessons\/([^/]+)\/?$/);
   const pair = location.pathname.match(/^\/compare\/([^/]+)\/([^/]+)\/?$/);
   if (!lesson && !pair) return false;
-  document.querySelector(".layout").hidden = true;
-  for (const el of document.querySelectorAll(".transport, .runinfo, #btn-share, #btn-setup, #btn-fork, #btn-compare")) el.hidden = true;
+  document.body.dataset.page = pair ? "compare" : "lesson";
   const root = $("extra-root");
   root.hidden = false;
+  const params = queryParams(), u = unexpectedParams(params, pair ? "a comparison page" : "a lesson page");
+  if (u.items.length) notice.problems(u.title, u.items, u.actions);
   if (pair) {
     const view = new CompareView(root, { a: decodeURIComponent(pair[1]), b: decodeURIComponent(pair[2]) });
     window.gradscope.compare = view;
-    await view.start();
+    const missing = await view.start();
+    if (missing.length) {
+      root.replaceChildren();  // no empty cards: the notice says why there is nothing to show
+      notice.problems(missing.length === 1 ? "No such session" : "No such sessions", [...missing.map((r) => ({ field: `run ${r.name.toUpperCase()}`,
+        value: r.id, message: "the server does not know this session: it was deleted, or the link is mistyped" })), ...u.items],
+      [{ href: "/", text: "Start a new run" }, ...view.runs.filter((r) => !r.missing).map((r) => ({ href: r.href, text: `Open run ${r.name.toUpperCase()} alone` }))], "missing");
+    }
   } else {
-    await new LessonPage(root, decodeURIComponent(lesson[1])).open();
+    await new LessonPage(root, decodeURIComponent(lesson[1]), notice, u.items).open();
   }
   return true;
 }
 
 /** A lesson: claim, question (answered before running), the runs, the verdict. */
 class LessonPage {
-  constructor(root, id) {
-    Object.assign(this, { root, id, choice: null, view: null, verdict: null });
+  /** @param {object[]} extra  the link's other problems (its parameters), listed with a missing lesson */
+  constructor(root, id, notice, extra = []) {
+    Object.assign(this, { root, id, notice, extra, choice: null, view: null, verdict: null });
     window.gradscope.lesson = this;
   }
 
   async open() {
-    const r = await api("GET", `/api/lessons/${encodeURIComponent(this.id)}`);
-    if (!r.ok) { this.root.replaceChildren(text("p", "lesson-error", `Lesson ${this.id}: not found`)); return; }
+    const r = await persistent("GET", `/api/lessons/${encodeURIComponent(this.id)}`);
+    if (!r.ok) {
+      const all = await persistent("GET", "/api/lessons");
+      this.root.replaceChildren();
+      this.missing = true;
+      this.notice.problems(r.status === 404 ? "No such lesson" : `Lesson ${this.id}: ${errorText(r)}`,
+        [{ field: "lesson", value: this.id, message: "there is no lesson by that name; these are the lessons:" }, ...this.extra],
+        [...(all.ok ? all.data.map((l) => ({ href: `/lessons/${l.id}`, text: l.title })) : []), { href: "/", text: "Start the default run" }], "missing");
+      return;
+    }
     this.lesson = r.data;
     const box = text("section", "lesson");
     box.append(text("h1", null, this.lesson.title), text("p", "lesson-claim", this.lesson.claim));
-    if (this.lesson.source) box.append(text("p", "lesson-source", `Source: ${this.lesson.source}`));
+    if (this.lesson.source) box.append(text("p", "lesson-source", `References: ${this.lesson.source}`));
     box.append(this.questionForm(), text("div", "lesson-verdict"));
     const runs = text("div", "lesson-runs");
     this.root.replaceChildren(box, runs);
@@ -81,7 +95,7 @@ class LessonPage {
     for (const el of form.elements) el.disabled = true;
     // created paused and played once this page watches: a run nobody watches would idle-pause
     const r = await api("POST", `/api/lessons/${encodeURIComponent(this.id)}/start`, { paused: true });
-    if (!r.ok) { this.showError(`Could not start: ${JSON.stringify(r.data && r.data.detail)}`); return; }
+    if (!r.ok) { this.showError(`Could not start: ${errorText(r)}`); for (const el of form.elements) el.disabled = false; return; }
     this.runs = { a: r.data.a.id, b: r.data.b ? r.data.b.id : null };
     for (const key of ["a", "b"]) if (r.data[key]) localStorage.setItem(tokenKey(r.data[key].id), r.data[key].token);
     const holder = this.root.querySelector(".lesson-runs");
@@ -148,6 +162,6 @@ export function wireLessonsMenu(app) {
     if (link) { location.assign(`/compare/${app.id}/${link[1]}`); return; }
     const r = await startCompare(app, parseChanges($("compare-changes").value));
     if (r.ok) location.assign(`/compare/${app.id}/${r.data.b.id}`);
-    else $("compare-error").textContent = JSON.stringify(r.data && r.data.detail);
+    else $("compare-error").textContent = errorText(r);
   });
 }

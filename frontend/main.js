@@ -9,23 +9,24 @@ import { SLOPED, layerFactors, expectedProfile } from "./theory.js";
 import { diagnoseTime } from "./timediagnosis.js";
 import { toColumnar } from "./series.js";
 import { openExtraPage, wireLessonsMenu } from "./lessons.js";
+import { errorText, isAnswering, onReachability, persistent, problems, request } from "./net.js";
+import { Notice } from "./notice.js";
+import { countTitle, problemItems, queryParams, unexpectedParams, withoutFields } from "./pageparams.js";
+import { CompileIndicator, compileKeys } from "./compiling.js";
+import { DivergedBanner } from "./banner.js";
+import { initTheme } from "./theme.js";
+import { isRecurrent } from "./models.js";
+import { retheme } from "./charts/plot.js";
 
 const $ = (id) => document.getElementById(id);
 const tokenKey = (id) => `gradscope.token.${id}`;
 let schema = null, controls = null;  // built from /api/meta before anything else
 
 const app = { id: null, token: null, role: "viewer", config: null, status: "connecting", step: 0,
-              meta: {}, socket: null, copied: null, errors: [] };
+              meta: {}, socket: null, copied: null, errors: [], rewindTo: null, problems: null };
 window.gradscope = app;  // read by the browser tests and handy in the console
 
-async function api(method, path, body) {
-  const headers = { "Content-Type": "application/json" };
-  if (app.token) headers.Authorization = `Bearer ${app.token}`;
-  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  let data = null;
-  try { data = await res.json(); } catch { data = null; }
-  return { ok: res.ok, status: res.status, data };
-}
+const api = (method, path, body) => request(method, path, body, app.token ? { Authorization: `Bearer ${app.token}` } : {});
 
 let toastTimer = 0;
 function toast(text, isError = false) {
@@ -37,18 +38,32 @@ function toast(text, isError = false) {
   toastTimer = setTimeout(() => { t.hidden = true; }, isError ? 5000 : 2200);
   if (isError) app.errors.push(text);
 }
-const errorText = (r) => (r.data && (r.data.detail ? JSON.stringify(r.data.detail) : r.data.message)) || `HTTP ${r.status}`;
 
 const dashboard = new Dashboard($("grid"), CHARTS, { latest: [...READS, "baseline"] });  // baseline: timediagnosis.js
 app.dashboard = dashboard;
+const notice = new Notice($("notice"));
+app.notice = notice;
+const busy = new CompileIndicator($("busy"), () => showStatus());
+app.busy = busy;
+const banner = new DivergedBanner($("banner"), {
+  onRewind: (lr) => send("control", "rewind", { learning_rate: lr }),
+  onFix: (changes) => applyFix(changes),
+});
+onReachability((ok) => { notice.reachability(ok); showStatus(); });
+initTheme($("btn-theme"), () => {
+  dashboard.retheme();
+  for (const gd of document.querySelectorAll("#extra-root .js-plotly-plot")) retheme(gd);  // the compare view's heat maps
+  if (app.compare) app.compare.dirty = true;  // its other charts are drawn afresh with the theme's colours
+});
 
-/** The page's tables of names and limits, from the server. */
+/** The page's tables of names and limits, from the server (asked again until it answers). */
 async function loadMeta() {
-  const meta = await api("GET", "/api/meta");
+  const meta = await persistent("GET", "/api/meta");
   if (!meta.ok || !meta.data) throw new Error(`GET /api/meta: ${errorText(meta)}`);
   app.meta = { ...meta.data, ...(meta.data.meta || {}) };
   schema = new Schema(app.meta);
   app.schema = schema;
+  app.compileKeys = compileKeys(app.meta);
   controls = new Controls($("controls"), schema, (changes) => send("set", changes));
   app.controls = controls;
 }
@@ -63,25 +78,46 @@ function applyConfig(config, redraw) {
   } else {
     dashboard.updateConfig(app.config);
   }
-  if ((app.config.model || "mlp") === "mlp") updateTheory(true);  // recurrent models: the time profile draws its own theory line
+  if (!isRecurrent(app.meta, app.config.model)) updateTheory(true);  // recurrent models: the time profile draws its own theory line
   controls.setConfig(app.config);
+  showStatus();
 }
 
-function setStatus(status, step, diverged) {
+/** What the status pill says: the server's status, unless a compile or a silent server is the news. */
+function shownStatus() {
+  const final = ["not found", "deleted", "not started"].includes(app.status);
+  if (!final && !isAnswering()) return "not answering";
+  if (!final && app.status !== "diverged" && busy.busy) return busy.busy;  // never "running" while it compiles
+  return app.status;
+}
+
+/** Why the charts are empty before the first statistics arrive. */
+function waitingText(shown) {
+  if (shown === "compiling") return "Compiling: the first steps come as soon as it is done.";
+  if (shown === "not answering") return "The server is not answering: the charts fill in when it does.";
+  if (app.status === "paused") return app.role === "owner" ? `Paused at step ${app.step}: press Play or Step.` : `Paused at step ${app.step} by its owner.`;
+  if (app.status === "diverged") return "The run diverged before its first recorded step.";
+  return app.status === "running" ? "Waiting for the first steps…" : "Starting…";
+}
+
+function showStatus() {
+  const shown = shownStatus(), s = $("status");
+  s.dataset.status = shown;
+  s.textContent = shown;
+  $("btn-play").textContent = app.status === "running" ? "❚❚ Pause" : "▶ Play";
+  $("btn-rewind").hidden = app.rewindTo === null || app.rewindTo === undefined;
+  if (app.rewindTo !== null && app.rewindTo !== undefined) $("btn-rewind").title = `Back to step ${app.rewindTo}, the last finite checkpoint`;
+  dashboard.setWaiting(waitingText(shown));
+  if (app.status !== "diverged" || !app.config) { banner.hide(); return; }
+  banner.show({ config: app.config, meta: app.meta, step: app.step, diverged: app.diverged, rewindTo: app.rewindTo, canAct: app.role === "owner" });
+}
+
+function setStatus(status, step, diverged, rewindTo) {
   app.status = status;
   if (typeof step === "number") app.step = step;
-  const s = $("status");
-  s.dataset.status = status;
-  s.textContent = status;
-  $("btn-play").textContent = status === "running" ? "❚❚ Pause" : "▶ Play";
-  const banner = $("banner");
-  banner.hidden = status !== "diverged";
-  if (status === "diverged") {
-    const d = diverged || app.diverged || {};
-    const where = typeof d.layer === "number" ? `; layer ${d.layer + 1} went non-finite first` : "";
-    $("banner-text").textContent = `Training diverged at step ${d.step ?? app.step}${where}. Rewind to the last finite checkpoint, then lower the learning rate or clip.`;
-  }
   if (diverged) app.diverged = diverged;
+  if (rewindTo !== undefined) app.rewindTo = rewindTo;
+  showStatus();
 }
 
 function setRole(role) {
@@ -93,28 +129,47 @@ function setRole(role) {
   $("btn-fork").hidden = owner;
   controls.setEnabled(owner);
   $("diagnosis").replaceChildren();
+  showStatus();
 }
 
-async function send(kind, payload) {
-  if (app.role !== "owner" || !app.socket) return;
-  const reply = kind === "set" ? await app.socket.set(payload) : await app.socket.control(payload);
+/** "activation relu" for the keys of `changes` that may compile; null when none may. */
+function compileWhat(changes) {
+  const keys = Object.keys(changes).filter((k) => app.compileKeys.has(k));
+  return keys.length ? keys.map((k) => `${k} ${changes[k]}`).join(", ") : null;
+}
+
+async function send(kind, payload, extra = {}) {
+  if (app.role !== "owner" || !app.socket) return null;
+  const what = kind === "set" ? compileWhat(payload) : ["reset", "rewind"].includes(payload) ? payload : null;
+  const token = what ? busy.applying(what) : 0;
+  const reply = kind === "set" ? await app.socket.set(payload) : await app.socket.control(payload, extra);
+  busy.answered(token);
   if (reply.type === "error") {
     toast(`${reply.field ? reply.field + ": " : ""}${reply.message}`, true);
     controls.setConfig(app.config);
   } else if (reply.applied && typeof reply.applied === "object") {
     const changes = {};
-    for (const [k, v] of Object.entries(reply.applied)) if (schema.has(k)) changes[k] = Array.isArray(v) ? v[1] : v;
+    for (const [k, v] of Object.entries(reply.applied.changes || reply.applied)) if (schema.has(k)) changes[k] = Array.isArray(v) ? v[1] : v;
     if (Object.keys(changes).length) applyConfig({ ...app.config, ...changes }, false);
   }
   return reply;
+}
+
+/** A fix for a run that diverged with no checkpoint: the change, then new weights (the old ones are not finite). */
+async function applyFix(changes) {
+  const r = await send("set", changes);
+  if (!r || r.type === "error") return;
+  if (!(r.applied && r.applied.kind === "reset")) await send("control", "reset");
+  if (app.status !== "running") await send("control", "play");
 }
 
 function onEvent(ev) {
   if (!ev) return;
   dashboard.addEvent(ev);
   const changes = {};
-  for (const [k, v] of Object.entries(ev.changes || {})) if (schema.has(k)) changes[k] = Array.isArray(v) ? v[1] : v;
-  if (Object.keys(changes).length) applyConfig({ ...app.config, ...changes }, false);
+  for (const [k, v] of Object.entries({ ...(ev.changes || {}), ...(ev.reapplied || {}) })) if (schema.has(k)) changes[k] = Array.isArray(v) ? v[1] : v;
+  const config = ev.kind === "rewind" && ev.config ? { ...ev.config, ...changes } : { ...app.config, ...changes };
+  if (Object.keys(changes).length || ev.kind === "rewind") applyConfig(config, false);
   if (ev.kind === "diverged") setStatus("diverged", ev.step, { step: ev.first_step ?? ev.step, layer: ev.layer });
 }
 
@@ -133,7 +188,8 @@ function connect() {
     dashboard.setMeta(app.meta);
     setRole(m.role);
     if (m.config) applyConfig(m.config, false);
-    setStatus(m.status, m.step, m.diverged);
+    if ("compiling" in m) busy.compile(m.compiling);
+    setStatus(m.status, m.step, m.diverged, m.rewind_to);
     if (hellos++ > 0) await fetchHistory(dashboard.series.lastStep + 1);
   });
   sock.on("stats", (m) => {
@@ -142,32 +198,67 @@ function connect() {
     if (typeof last === "number") app.step = last;
   });
   sock.on("event", (m) => onEvent(m.event));
-  sock.on("status", (m) => setStatus(m.status, m.step, m.diverged));
+  sock.on("status", (m) => setStatus(m.status, m.step, m.diverged, m.rewind_to));
+  sock.on("compile", (m) => busy.compile(m));
   sock.on("boundary", (m) => dashboard.setBoundary(m));
   sock.on("close", (m) => setStatus(m.gone ? "deleted" : "reconnecting"));
   app.socket = sock;
   sock.connect();
 }
 
+/** This page shows no session: hide what would act on one, and say why and where to go. */
+function noSession(status, title, items, actions, kind) {
+  document.body.dataset.page = "nosession";
+  app.problems = items;
+  setStatus(status);
+  notice.problems(title, items, actions, kind);
+}
+
 async function join(id) {
   app.id = id;
   app.token = localStorage.getItem(tokenKey(id));
-  const s = await api("GET", `/api/sessions/${id}`);
+  const s = await persistent("GET", `/api/sessions/${id}`);
+  if (s.status === 404) {
+    app.errors.push(`Session ${id}: ${errorText(s)}`);
+    noSession("not found", "No such session", [{ field: "session", value: id,
+      message: "the server does not know it: it was deleted, or the link is mistyped" }],
+    [{ href: "/", text: "Start a new run" }, { text: "Browse the lessons", onClick: () => $("btn-lessons").click() }], "missing");
+    return;
+  }
   if (!s.ok) { setStatus("not found"); toast(`Session ${id}: ${errorText(s)}`, true); return; }
   setRole(app.token ? "owner" : "viewer");
   applyConfig(s.data.config, true);
   dashboard.setEvents(s.data.events || []);
-  setStatus(s.data.status, s.data.step, s.data.diverged);
+  if ("compiling" in s.data) busy.compile(s.data.compiling);
+  setStatus(s.data.status, s.data.step, s.data.diverged, s.data.rewind_to);
+  for (const [format, link] of [["jsonl", $("export-jsonl")], ["csv", $("export-csv")]]) link.href = `/api/sessions/${id}/export?format=${format}`;
   await fetchHistory();
   connect();
 }
 
 async function start() {
   await loadMeta();
+  const params = queryParams();
   const m = location.pathname.match(/^\/s\/([^/]+)/);
-  if (m) return join(decodeURIComponent(m[1]));
-  const r = await api("POST", "/api/sessions", schema.fromQuery(location.search));
-  if (!r.ok) { toast(`Could not start a session: ${errorText(r)}`, true); return; }
+  if (m) {
+    if (Object.keys(params).length) {
+      const u = unexpectedParams(params, "a session page", (k) => schema.has(k));
+      app.problems = u.items;
+      notice.problems(u.title, u.items, u.actions);
+    }
+    return join(decodeURIComponent(m[1]));
+  }
+  setStatus("starting");
+  const token = busy.applying("the first run");
+  const r = await persistent("POST", "/api/sessions", params);  // as text: the server parses and checks every key
+  busy.answered(token);
+  if (r.status === 422) {
+    const list = problems(r), fields = list.map((p) => p.field), rest = withoutFields(params, fields);
+    noSession("not started", `${countTitle(list.length)}: no run was started`, problemItems(list, params, app.meta),
+      [{ href: "/", text: "Start the default run" }, ...(rest ? [{ href: rest, text: "Start without the bad parameters" }] : [])]);
+    return;
+  }
+  if (!r.ok) { toast(`Could not start a session: ${errorText(r)}`, true); setStatus("not started"); return; }
   localStorage.setItem(tokenKey(r.data.id), r.data.token);
   history.replaceState(null, "", `/s/${r.data.id}`);
   return join(r.data.id);
@@ -183,9 +274,10 @@ function wireButtons() {
   $("btn-step").addEventListener("click", () => send("control", "step"));
   $("btn-reset").addEventListener("click", () => send("control", "reset"));
   $("btn-rewind").addEventListener("click", () => send("control", "rewind"));
-  $("banner-rewind").addEventListener("click", () => send("control", "rewind"));
   $("btn-share").addEventListener("click", () => copy(`${location.origin}/s/${app.id}`, "Session link"));
   $("btn-setup").addEventListener("click", () => copy(`${location.origin}/${schema.toQuery(app.config)}`, "Setup link"));
+  $("btn-export").addEventListener("click", () => { $("export-menu").hidden = !$("export-menu").hidden; });
+  $("btn-settings").addEventListener("click", () => document.body.classList.toggle("show-controls"));
   $("btn-fork").addEventListener("click", async () => {
     const r = await api("POST", `/api/sessions/${app.id}/fork`, {});
     if (!r.ok) { toast(`Fork failed: ${errorText(r)}`, true); return; }
@@ -215,7 +307,7 @@ function frame(now) {
   dashboard.render(now);
   if (now - lastDiag > 250 && app.config) {
     lastDiag = now;
-    const mlp = (app.config.model || "mlp") === "mlp";
+    const mlp = !isRecurrent(app.meta, app.config.model);
     if (mlp) updateTheory();
     const result = mlp ? diagnose(app.config, dashboard.series.latest) : diagnoseTime(app.config, dashboard.series.latest);
     app.diagnosis = result;
@@ -234,4 +326,4 @@ function frame(now) {
 wireButtons();
 wireLessonsMenu(app);
 requestAnimationFrame(frame);
-openExtraPage().then((extra) => extra || start()).catch((err) => toast(String(err), true));
+openExtraPage(notice).then((extra) => extra || start()).catch((err) => toast(String(err), true));

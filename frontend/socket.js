@@ -1,4 +1,5 @@
 // WebSocket client for one session: typed handlers, request ids, reconnect with backoff. No DOM.
+import { ANSWER_MS, reachable } from "./net.js";
 
 /** Close code for a session that does not exist (any more): never reconnect to it. */
 export const GONE = 4404;
@@ -39,17 +40,22 @@ export class SessionSocket {
     this.closed = false;
     const ws = new WebSocket(this.url, this.protocols);
     this.ws = ws;
-    ws.onopen = () => { this.retry = 0; this.emit("open", {}); this.flush(); };
+    // a socket that neither opens nor fails within ANSWER_MS: the server is not answering
+    clearTimeout(this.stall);
+    this.stall = setTimeout(() => { if (this.ws === ws && !this.isOpen) reachable(false); }, ANSWER_MS);
+    ws.onopen = () => { clearTimeout(this.stall); reachable(true); this.retry = 0; this.emit("open", {}); this.flush(); };
     ws.onmessage = (ev) => this.receive(ev.data);
     ws.onerror = () => {};  // onclose follows and handles it
     ws.onclose = (ev) => {
       if (this.ws !== ws) return;
+      clearTimeout(this.stall);
       const gone = ev.code === GONE;
       if (gone) this.closed = true;  // deleted: reconnecting would only be told so again
       this.emit("close", { code: ev.code, gone });
       this.failPending(gone ? "session deleted" : "connection closed");
       if (gone) this.failQueued("session deleted");
       if (!this.closed) {
+        if (this.retry >= 2) reachable(false);  // refused twice in a row: no server behind the address
         const delay = Math.min(5000, 250 * 2 ** this.retry++);
         setTimeout(() => { if (!this.closed) this.connect(); }, delay);
       }
@@ -115,12 +121,14 @@ export class SessionSocket {
     return this.request({ type: "set", changes });
   }
 
-  control(action) {
-    return this.request({ type: "control", action });
+  /** `extra`: the action's own fields (a rewind's `learning_rate`). */
+  control(action, extra = {}) {
+    return this.request({ type: "control", action, ...extra });
   }
 
   close() {
     this.closed = true;
+    clearTimeout(this.stall);
     this.failQueued("connection closed");
     if (this.ws) this.ws.close();
   }

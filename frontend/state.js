@@ -1,6 +1,7 @@
 // The run's configuration as one flat object and its URL form. The keys, their defaults, which
 // are live and the valid names all come from the server's `/api/meta` (one name everywhere):
-// nothing here is a copy of the backend's tables.
+// nothing here is a copy of the backend's tables. A link's parameters go to the server as the
+// text they are (pageparams.js): it parses them and names every one it refuses.
 
 // Which list of names in meta holds each named-choice key's valid values.
 const CHOICE_LISTS = { dataset: "datasets", init: "initializers", activation: "activations",
@@ -38,34 +39,6 @@ export class Schema {
   limits(key) {
     const l = (this.meta.limits || {})[key];
     return Array.isArray(l) ? l : null;
-  }
-
-  /** Parse one value of `key` from text; undefined when it does not parse (the server checks ranges). */
-  parseValue(key, text) {
-    if (!this.has(key) || text === null || text === undefined) return undefined;
-    const type = this.type(key);
-    if (type === "bool") {
-      const t = String(text).toLowerCase();
-      if (["1", "true", "yes", "on"].includes(t)) return true;
-      if (["0", "false", "no", "off"].includes(t)) return false;
-      return undefined;
-    }
-    if (type === "number") {
-      const n = text === "" ? NaN : Number(text);
-      return Number.isFinite(n) ? n : undefined;
-    }
-    return this.choices[key].includes(String(text)) ? String(text) : undefined;
-  }
-
-  /** The config keys named in a query string (`?activation=relu&depth=30`); unknown keys are dropped. */
-  fromQuery(search) {
-    const params = new URLSearchParams(search), out = {};
-    for (const key of this.keys) {
-      if (!params.has(key)) continue;
-      const value = this.parseValue(key, params.get(key));
-      if (value !== undefined) out[key] = value;
-    }
-    return out;
   }
 
   /** Query string (with `?`) that reproduces `config`: every key that differs from the default, and the seed. */

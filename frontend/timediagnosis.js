@@ -6,12 +6,16 @@ const sci = (v) => (v === 0 ? "0" : v >= 0.01 && v < 100 ? String(+Number(v).toP
   : Number(v).toExponential(0).replace("e+", "e"));
 const isNum = (v) => typeof v === "number" && Number.isFinite(v);
 
-/** The fixes for a gradient that vanishes through time, minus those already applied. */
-function vanishingFixes(config) {
-  const fixes = [];
-  if (config.model === "rnn") fixes.push("lstm");
+/**
+ * The fixes for a gradient that vanishes through time, minus those already applied. A model
+ * without gates (its statistics carry the units' slope_rms, not gate means) may switch to an
+ * LSTM (Hochreiter & Schmidhuber 1997) or become an IRNN (Le, Jaitly & Hinton 2015).
+ */
+function vanishingFixes(config, s) {
+  const fixes = [], ungated = s.slope_rms !== undefined && s.gate_mean === undefined;
+  if (ungated) fixes.push("lstm");
   if (!["orthogonal", "identity"].includes(config.init) || config.init_gain !== 1) fixes.push("orthogonal");
-  if (config.model === "rnn" && !(config.activation === "relu" && config.init === "identity")) fixes.push("irnn");
+  if (ungated && !(config.activation === "relu" && config.init === "identity")) fixes.push("irnn");
   return fixes;
 }
 
@@ -31,7 +35,7 @@ export function diagnoseTime(config, s) {
   const relation = `step 1 receives ${sci(ratio)} of the gradient at step ${T}`;
   let level = "ok", title = "Gradients reach the first time step", fixes = [];
   if (ratio < 1e-3) {
-    [level, title, fixes] = ["bad", "Vanishing gradients through time", vanishingFixes(config)];
+    [level, title, fixes] = ["bad", "Vanishing gradients through time", vanishingFixes(config, s)];
     lines.push(`${relation}: the network cannot learn dependencies that long.`);
   } else if (ratio > 1e3 || (s.global_grad_norm ?? 0) > 1e4) {
     [level, title, fixes] = ["bad", "Exploding gradients through time", config.clip_mode === "norm" ? ["lower_lr"] : ["clip_norm", "lower_lr"]];

@@ -4,7 +4,7 @@ import { OI, PLOT_CONFIG, Plotly, StickyRange, animateTraces, axis, baseLayout, 
 
 export class ActsChart extends Chart {
   static spec = {
-    name: "acts", title: "Activations", sub: "mean, std · bars: saturated, dead", span: 2, every: 200, share: 0.08, layers: true,
+    name: "acts", requires: ["act_std"], title: "Activations", sub: "mean, std · bars: saturated, dead", span: 2, every: 200, share: 0.08, layers: true,
     help: "Each hidden layer's outputs on this batch: their mean and spread, the fraction of units saturated (where the slope is nearly zero) and the fraction dead (never firing). Saturated and dead units pass almost no gradient back.",
     latest: ["act_mean", "act_std", "saturation", "dead"],
   };

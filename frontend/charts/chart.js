@@ -7,6 +7,7 @@ import { Plotly, highlightShape } from "./plot.js";
  *
  * spec fields:
  *   name      container id `chart-<name>` and the scheduler's key
+ *   requires  statistics the model must emit (models.js) for the chart to apply; the card hides otherwise
  *   title, sub, help   card header, subtitle and the one-paragraph explanation under the chart
  *   span, tall         grid columns (of 6) and height
  *   every, share       fastest redraw interval (ms) and the most of the main thread it may take
@@ -40,6 +41,12 @@ export class Chart {
   configChanged() {
     this.dirty = true;
   }
+
+  /**
+   * Why the chart shows nothing although the run has statistics (a dataset it does not apply
+   * to, data that come later), or null. The board says it over the chart.
+   */
+  emptyReason() { return null; }
 
   /** The header select changed to `value`. */
   onSelect() {}

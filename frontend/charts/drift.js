@@ -1,11 +1,11 @@
 // Distance from the initial weights, every layer over the whole run: log10 ||W_t - W_0|| / ||W_0||.
 import { Chart } from "./chart.js";
 import { ImageHeatmap, VIRIDIS } from "./imagemap.js";
-import { layers, log10 } from "./plot.js";
+import { layers, logz } from "./plot.js";
 
 export class DriftChart extends Chart {
   static spec = {
-    name: "drift", title: "Distance from init over time", sub: "log10 ‖W−W₀‖/‖W₀‖", span: 2, every: 300, share: 0.05, markers: true, labels: false,
+    name: "drift", requires: ["init_distance"], title: "Distance from init over time", sub: "log10 ‖W−W₀‖/‖W₀‖", span: 2, every: 300, share: 0.05, markers: true, labels: false,
     help: "How far each layer's weights have moved from where they started, over the run. With vanishing gradients the first layers (bottom rows) stay dark: they remain close to their random start while the last layers learn.",
     history: ["init_distance"],
   };
@@ -22,6 +22,6 @@ export class DriftChart extends Chart {
 
   draw() {
     const S = this.view.series, cols = S.h.init_distance;
-    this.map.draw(S.step, (row, i) => (cols[i] ? log10(cols[i][row]) : null));
+    this.map.draw(S.step, (row, i) => (cols[i] ? logz(cols[i][row]) : null));
   }
 }

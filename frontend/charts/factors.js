@@ -2,7 +2,8 @@
 // delta_l / delta_{l+1} = (u_{l+1} / delta_{l+1}) * (h_l / u_{l+1}) * (delta_l / h_l):
 // BatchNorm factor, weight factor, slope factor (docs/protocol.md). The output layer's u is its z.
 
-const ratio = (a, b) => (typeof a === "number" && typeof b === "number" && a > 0 && b > 0 ? a / b : null);
+// 0 / b is a real factor of 0 (a dead layer: nothing passes); a / 0 and non-finite ones have none
+const ratio = (a, b) => (typeof a === "number" && typeof b === "number" && a >= 0 && b > 0 && Number.isFinite(a / b) ? a / b : null);
 
 /**
  * @param {object} s  a step's record: delta_norm (D+1), h_grad_norm (D), u_grad_norm (D)

@@ -1,13 +1,13 @@
 // Layer x step: one statistic of every layer over the whole run, log10, as an image.
 import { Chart } from "./chart.js";
 import { ImageHeatmap, VIRIDIS } from "./imagemap.js";
-import { layers, log10 } from "./plot.js";
+import { layers, logz } from "./plot.js";
 
 const METRICS = [["grad_norm", "log10 grad_norm"], ["delta_norm", "log10 delta_norm"], ["update_ratio", "log10 update_ratio"]];
 
 export class HeatmapChart extends Chart {
   static spec = {
-    name: "heatmap", title: "Layer × step", span: 3, tall: true, every: 50, share: 0.2, markers: true, labels: false,
+    name: "heatmap", requires: ["delta_norm"], title: "Layer × step", span: 3, tall: true, every: 50, share: 0.2, markers: true, labels: false,
     help: "Every layer (rows, input at the bottom) at every step of the run (columns), coloured by the size of one statistic on a log scale. A vanishing gradient is a dark band along the first layers; a change of activation or initializer shows as a vertical seam at its marker.",
     history: METRICS.map(([k]) => k),
     select: { id: "heat-metric", label: "heatmap statistic", options: () => METRICS, value: (view, chart) => chart.metric },
@@ -33,6 +33,6 @@ export class HeatmapChart extends Chart {
 
   draw() {
     const S = this.view.series, cols = S.h[this.metric];
-    this.map.draw(S.step, (row, i) => (cols[i] ? log10(cols[i][row]) : null));
+    this.map.draw(S.step, (row, i) => (cols[i] ? logz(cols[i][row]) : null));
   }
 }

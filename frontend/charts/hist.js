@@ -12,7 +12,7 @@ export const centres = (edges) => edges.slice(0, -1).map((a, i) => (a + edges[i 
 
 export class HistChart extends Chart {
   static spec = {
-    name: "hist", title: "Gradient histogram", span: 2, every: 250, share: 0.05, markers: true, labels: false,
+    name: "hist", requires: ["hist"], title: "Gradient histogram", span: 2, every: 250, share: 0.05, markers: true, labels: false,
     help: "How the selected layer's weight gradients are spread, step by step: each column counts the entries in half-decade bins of |dL/dW|. A vanishing layer's mass slides down the scale; clipping by value piles it up at the threshold.",
     history: ["hist"],
     select: { id: "hist-layer", label: "histogram layer", options: layerOptions, value: (view) => String(view.layerOr(0)) },

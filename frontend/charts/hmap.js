@@ -6,7 +6,7 @@ import { Plotly, layers } from "./plot.js";
 
 export class HmapChart extends Chart {
   static spec = {
-    name: "hmap", title: "Activations over time", span: 2, every: 300, share: 0.05, markers: true, labels: false,
+    name: "hmap", requires: ["h_hist"], title: "Activations over time", span: 2, every: 300, share: 0.05, markers: true, labels: false,
     help: "How the selected hidden layer's outputs h are spread, step by step (each column a histogram). Sigmoid outputs crowding at 0 and 1, or tanh's at ±1, are saturated units; a band stuck at exactly 0 under ReLU is dead units.",
     history: ["h_hist"],
     select: { id: "hmap-layer", label: "layer of the activations chart", options: (view) => layerOptions(view).slice(0, -1),

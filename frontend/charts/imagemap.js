@@ -3,7 +3,7 @@
 // 20-40 ms for restyling a heatmap trace's z). An invisible heatmap trace over the same grid
 // carries the colour bar and the hover values; it is refreshed only while the pointer is over
 // the chart, at most once a second.
-import { PLOT_CONFIG, Plotly, StickyRange, baseLayout } from "./plot.js";
+import { OI, PLOT_CONFIG, Plotly, StickyRange, baseLayout } from "./plot.js";
 
 // Stops of matplotlib's viridis and cividis; the same arrays colour the canvas and the colour bar.
 export const VIRIDIS = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b", "#fde725"];
@@ -11,6 +11,7 @@ export const CIVIDIS = ["#00224e", "#123570", "#3b496c", "#575d6d", "#707173", "
 const HOVER_MS = 1000;
 const MAX_COLUMNS = 320;  // about one column per two pixels of a half-width card
 
+const ZERO = [0xD5, 0x5E, 0x00];  // an exact zero (-inf on a log scale): vermilion, a colour viridis and cividis never take
 const plotlyScale = (stops) => stops.map((c, i) => [i / (stops.length - 1), c]);
 
 /** 256 RGB triplets interpolated between `stops` (hex). */
@@ -67,6 +68,7 @@ export class ImageHeatmap {
     this.xrange = null;
     this.grid = null;
     this.hasImage = false;
+    this.zeros = false;
     this.hoverAt = 0;
     this.zrange = new StickyRange(1, 0.7);
     Plotly.newPlot(this.el, [{ type: "heatmap", x: [], y, z: [], opacity: 0, colorscale: plotlyScale(o.scale),
@@ -85,7 +87,8 @@ export class ImageHeatmap {
   /**
    * Show `value(row, i)` for every row and every sample i of the steps `x`.
    * @param {number[]} x  steps, increasing
-   * @param {(row: number, i: number) => number|null} value  null: no colour (a gap)
+   * @param {(row: number, i: number) => number|null} value  null: no colour (a gap); -Infinity: an
+   *   exact zero on a log scale (log10 0), painted in its own colour and named on the colour bar
    */
   draw(x, value) {
     if (!x.length) return;
@@ -94,9 +97,12 @@ export class ImageHeatmap {
     const z = Array.from({ length: R }, (_, r) => index.map((i) => value(r, i)));
     this.grid = { steps, z };
     const zr = o.autoz ? this.zrange.update(z.flat()) : null;
-    if (zr) {
-      [o.zmin, o.zmax] = zr;
-      Plotly.restyle(this.el, { zmin: o.zmin, zmax: o.zmax }, [0]);
+    const zeros = z.some((row) => row.includes(-Infinity));
+    if (zr || zeros !== this.zeros) {
+      if (zr) [o.zmin, o.zmax] = zr;
+      this.zeros = zeros;
+      const title = zeros ? `${o.colorbar}<br><span style="color:${OI.vermilion}">■</span> = 0` : o.colorbar;
+      Plotly.restyle(this.el, { zmin: o.zmin, zmax: o.zmax, "colorbar.title.text": title }, [0]);
     }
     const span = o.zmax - o.zmin;
     const cv = this.canvas;
@@ -106,7 +112,8 @@ export class ImageHeatmap {
     for (let r = 0; r < R; r++) {
       const row = z[r], base = (R - 1 - r) * C;  // canvas rows run top-down, the y axis bottom-up
       for (let c = 0; c < C; c++) {
-        const v = row[c];
+        const v = row[c], p0 = 4 * (base + c);
+        if (v === -Infinity) { px.set([...ZERO, 255], p0); continue; }
         if (v === null || v === undefined || !Number.isFinite(v)) continue;  // transparent
         const k = 3 * Math.round(255 * Math.min(1, Math.max(0, (v - o.zmin) / span))), p = 4 * (base + c);
         px[p] = this.lut[k]; px[p + 1] = this.lut[k + 1]; px[p + 2] = this.lut[k + 2]; px[p + 3] = 255;
@@ -128,11 +135,11 @@ export class ImageHeatmap {
     if (!this.hoverAt) this.refreshHover(true);
   }
 
-  /** The step axis grows in jumps of a quarter of the run, so its ticks are redrawn rarely. */
+  /** The step axis ends where the data do, give or take 2% (so its ticks are redrawn at each 2% of growth, not each draw). */
   stickyX(lo, hi) {
     const r = this.xrange;
-    if (r && r[0] <= lo && hi <= r[1] && lo - r[0] < 0.05 * (r[1] - r[0])) return null;
-    this.xrange = [lo, hi + Math.max(10, 0.25 * (hi - lo))];
+    if (r && r[0] === lo && hi <= r[1] && r[1] - hi <= 0.03 * (hi - lo)) return null;
+    this.xrange = [lo, hi + 0.02 * (hi - lo)];
     return this.xrange;
   }
 
@@ -141,6 +148,7 @@ export class ImageHeatmap {
     const now = performance.now();
     if (!this.grid || (!force && now - this.hoverAt < HOVER_MS)) return;
     this.hoverAt = now;
-    Plotly.restyle(this.el, { x: [this.grid.steps], y: [this.y], z: [this.grid.z] }, [0]);
+    const z = this.grid.z.map((row) => row.map((v) => (Number.isFinite(v) ? v : null)));
+    Plotly.restyle(this.el, { x: [this.grid.steps], y: [this.y], z: [z] }, [0]);
   }
 }

@@ -22,7 +22,7 @@ import { TimeProfileChart } from "./timeprofile.js";
 
 // Rows of the 6-column grid: spans 3+3, 3+3, then 2+2+2.
 export const CHARTS = [
-  TimeProfileChart,  // recurrent models only (spec.models), as are TimeHeatmapChart and GateChart
+  TimeProfileChart,  // models that emit time_delta_norm (spec.requires), as do TimeHeatmapChart and GateChart's
   TimeHeatmapChart, GateChart,
   ProfileChart, HeatmapChart,
   ChainChart, SlopeChart,

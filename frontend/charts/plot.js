@@ -1,5 +1,6 @@
-// Shared Plotly helpers for the chart modules: colours, the base layout, axis ranges that stay put,
-// and the cheapest update path Plotly offers for line charts (an animation frame with no redraw).
+// Shared Plotly helpers for the chart modules: colours (light and dark), the base layout, axis
+// ranges that stay put, and the cheapest update path Plotly offers for line charts (an animation
+// frame with no redraw).
 
 export const Plotly = window.Plotly;
 
@@ -7,31 +8,72 @@ export const Plotly = window.Plotly;
 export const OI = { blue: "#0072B2", orange: "#E69F00", green: "#009E73", vermilion: "#D55E00",
                     sky: "#56B4E9", purple: "#CC79A7", yellow: "#F0E442", black: "#222222", grey: "#8a8f98" };
 export const DIVERGING = [[0, OI.blue], [0.5, "#f4f4f4"], [1, OI.orange]];
-export const PLOT_CONFIG = { displaylogo: false, responsive: true, displayModeBar: false };
-export const FONT = { family: "Inter, system-ui, -apple-system, Segoe UI, sans-serif", size: 11, color: "#39404a" };
 export const TRAIL = 6;  // faded earlier curves on the per-layer charts
+
+const THEMES = {
+  light: { ink: "#39404a", strong: OI.black, plot: "#ffffff", grid: "#e7e9ee", zero: "#d5d9e0", line: "#c9ced6",
+           label: "rgba(255,255,255,0.85)", floor: "#8a8f98" },
+  dark: { ink: "#c9d1db", strong: "#e9edf2", plot: "#161b21", grid: "#2a313a", zero: "#3a434e", line: "#46505c",
+          label: "rgba(22,27,33,0.85)", floor: "#9aa5b3" },
+};
+
+/** The colours of the page's theme (theme.js sets `data-theme` on <html>). */
+export function palette() {
+  return THEMES[document.documentElement.dataset.theme === "dark" ? "dark" : "light"];
+}
+
+/** The chart font in the theme's ink. */
+export const font = (size = 11) => ({ family: "Inter, system-ui, -apple-system, Segoe UI, sans-serif", size, color: palette().ink });
+
+/** Download buttons only (PNG and SVG, named after the chart), shown while the pointer is over a chart. */
+function download(format) {
+  return { name: `download-${format}`, title: `Download as ${format.toUpperCase()}`,
+    icon: format === "png" ? Plotly.Icons.camera : Plotly.Icons.disk,
+    click: (gd) => Plotly.downloadImage(gd, { format, filename: `gradscope-${(gd.id || "chart").replace(/^(cmp|chart)-/, "")}`,
+                                              scale: format === "png" ? 2 : 1 }) };
+}
+export const PLOT_CONFIG = { displaylogo: false, responsive: true, displayModeBar: "hover",
+                             modeBarButtons: [[download("png"), download("svg")]] };
 
 export const pos = (v) => (typeof v === "number" && v > 0 && Number.isFinite(v) ? v : null);
 export const finite = (v) => (typeof v === "number" && Number.isFinite(v) ? v : null);
 export const log10 = (v) => (pos(v) === null ? null : Math.log10(v));
+/** log10 for the heat maps: an exact zero is -Infinity (painted as zero, imagemap.js), non-finite null (a gap). */
+export const logz = (v) => (v === 0 ? -Infinity : log10(v));
 /** [from, from + 1, ..., from + n - 1] */
 export const layers = (n, from = 1) => Array.from({ length: n }, (_, i) => i + from);
 
-const AXIS = { gridcolor: "#e7e9ee", zerolinecolor: "#d5d9e0", linecolor: "#c9ced6", automargin: true };
+const axisLook = () => { const p = palette(); return { gridcolor: p.grid, zerolinecolor: p.zero, linecolor: p.line, automargin: true }; };
 
 /** The layout every chart starts from; `extra.xaxis`/`extra.yaxis` are merged into the axis defaults. */
 export function baseLayout(extra = {}) {
   const { xaxis = {}, yaxis = {}, ...rest } = extra;
   return {
-    margin: { l: 52, r: 14, t: 6, b: 34 }, font: FONT, paper_bgcolor: "rgba(0,0,0,0)",
-    plot_bgcolor: "#ffffff", showlegend: true, hovermode: "x unified",
+    margin: { l: 52, r: 14, t: 6, b: 34 }, font: font(), paper_bgcolor: "rgba(0,0,0,0)",
+    plot_bgcolor: palette().plot, showlegend: true, hovermode: "x unified",
     legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom", font: { size: 10 }, bgcolor: "rgba(0,0,0,0)" },
-    xaxis: { ...AXIS, ...xaxis }, yaxis: { ...AXIS, ...yaxis }, ...rest,
+    xaxis: { ...axisLook(), ...xaxis }, yaxis: { ...axisLook(), ...yaxis }, ...rest,
   };
 }
 
+/**
+ * Apply the current theme to a drawn plot: its background, font, every axis' grid and lines,
+ * and the traces drawn in the theme's strongest ink (theory lines, the product curve).
+ */
+export function retheme(gd) {
+  if (!gd || !gd.layout || !gd.data) return;
+  const p = palette(), keys = { "font.color": p.ink, plot_bgcolor: p.plot };
+  for (const name of Object.keys(gd.layout).filter((k) => /^[xy]axis\d*$/.test(k))) {
+    Object.assign(keys, { [`${name}.gridcolor`]: p.grid, [`${name}.zerolinecolor`]: p.zero, [`${name}.linecolor`]: p.line });
+  }
+  Plotly.relayout(gd, keys);
+  const inks = new Set(Object.values(THEMES).map((t) => t.strong));
+  const strong = gd.data.map((t, i) => (t.line && inks.has(t.line.color) ? i : -1)).filter((i) => i >= 0);
+  if (strong.length) Plotly.restyle(gd, { "line.color": p.strong }, strong);
+}
+
 /** An axis spec with the shared look (for second axes). */
-export const axis = (extra = {}) => ({ ...AXIS, ...extra });
+export const axis = (extra = {}) => ({ ...axisLook(), ...extra });
 
 /** Tick spacing on the per-layer x axis: every layer up to 20, then every 5th. */
 export const layerTick = (n) => (n > 20 ? 5 : 1);
@@ -56,35 +98,6 @@ export function animateTraces(gd, data, traces) {
     mode: "immediate" }).catch(() => {});  // an animation cut short by the next one is expected
 }
 
-/**
- * A log axis range (log10 units) that moves only when the data leave it or leave more than
- * `spare` decades unused: the axis (ticks, grid, labels) is redrawn a few times a run,
- * not at every update. A new range leaves 1 to 3 decades spare, so noise does not flip it back.
- */
-export class StickyLogRange {
-  constructor(spare = 4, pad = 0.5) {
-    this.spare = spare;
-    this.pad = pad;
-    this.range = null;
-  }
-
-  /** The new [lo, hi] when `values` need one, else null (keep the current range). */
-  update(values) {
-    let lo = Infinity, hi = -Infinity;
-    for (const v of values) {
-      if (pos(v) === null) continue;
-      if (v < lo) lo = v;
-      if (v > hi) hi = v;
-    }
-    if (!Number.isFinite(lo)) return null;
-    const a = Math.log10(lo), b = Math.log10(hi), r = this.range;
-    if (r && r[0] <= a && b <= r[1] && (a - r[0]) + (r[1] - b) <= this.spare) return null;
-    const lo2 = Math.floor(a - this.pad), hi2 = Math.max(Math.ceil(b + this.pad), lo2 + 1);
-    this.range = [lo2, hi2];
-    return this.range;
-  }
-}
-
 /** The same for a linear axis, in steps of `quantum`. */
 export class StickyRange {
   constructor(quantum, spareFraction = 0.6) {
@@ -106,11 +119,6 @@ export class StickyRange {
     this.range = [Math.max(min, Math.floor(lo / q - 0.5) * q), Math.min(max, Math.ceil(hi / q + 0.5) * q)];
     return this.range;
   }
-}
-
-/** relayout keys for a log y axis over `range`: one tick every few decades. */
-export function logAxisKeys(name, range, ticks = 6) {
-  return { [`${name}.range`]: range, [`${name}.dtick`]: Math.max(1, Math.ceil((range[1] - range[0]) / ticks)) };
 }
 
 /** Exponential moving average that skips nulls (per-batch loss is noisy). */

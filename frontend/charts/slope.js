@@ -21,7 +21,7 @@ function flatRegions(grid, f) {
 
 export class SlopeChart extends Chart {
   static spec = {
-    name: "slope", title: "Slope under the inputs", span: 3, tall: true, every: 200, share: 0.06, layers: false,
+    name: "slope", requires: ["z_hist"], title: "Slope under the inputs", span: 3, tall: true, every: 200, share: 0.06, layers: false,
     help: "Backprop multiplies each unit's gradient by the activation's slope φ′(z) at that unit's input z. The bars are the selected layer's inputs on this batch, the curve is φ′, and the shaded band is where |φ′| < 0.05: inputs there pass back almost nothing. Sigmoid inputs that spread into the flat tails and tanh units saturating under large weights show up here; BatchNorm pulls them back to the middle.",
     latest: ["z_hist", "neg_slope"],
     select: { id: "slope-layer", label: "layer of the slope chart", options: (view) => layerOptions(view).slice(0, -1),

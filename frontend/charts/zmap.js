@@ -6,7 +6,7 @@ import { layers } from "./plot.js";
 
 export class ZmapChart extends Chart {
   static spec = {
-    name: "zmap", title: "Inputs z of every layer", sub: "now · log10(1 + count)", span: 2, every: 300, share: 0.05, layers: false,
+    name: "zmap", requires: ["z_hist"], title: "Inputs z of every layer", sub: "now · log10(1 + count)", span: 2, every: 300, share: 0.05, layers: false,
     help: "Each row is one hidden layer's histogram of z, the input of the activation, on this batch. Rows that spread into the flat tails of sigmoid or tanh (beyond about ±4) pass back little gradient; rows piled up at z < 0 under ReLU are dead units.",
     latest: ["z_hist"],
   };

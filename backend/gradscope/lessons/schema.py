@@ -114,7 +114,7 @@ class Change(_Strict):
 class Lesson(_Strict):
     id: str
     title: str
-    claim: str                  # what the literature (or a seed article) says
+    claim: str                  # what the literature (or an article the lesson checks) says
     source: str = ""            # where it says it
     explain: str = ""           # shown with the verdict: why it happens
     setup: dict                 # config keys for run A (validated)
