@@ -354,6 +354,32 @@ class ServerMachine(RuleBasedStateMachine):
         new = [e["kind"] for e in after["events"][len(before.json()["events"]):]]
         assert not set(new) & (set(COMMANDS) - ({"paused"} if role == "owner" else set())), new
 
+    @rule(sid=handles, msg=st.one_of(
+        st.one_of(LIVE, SIZES, INVALID).map(lambda c: {"type": "set", "changes": c}),
+        st.sampled_from(["play", "pause", "step", "reset"]).map(control)))
+    def disconnect_mid_command(self, sid, msg):
+        """The owner sends a command and closes the socket at once (a closed tab): whether the
+        command ran or was dropped, the session answers its next control and its config is
+        either the one before or the one asked for, nothing in between (issue 17's finding 1)."""
+        t = self.sessions[sid]
+        with ws_open(self.srv, t.id, t.token) as ws:
+            first = recv_until(ws, lambda m: m["type"] in ("hello", "error"), timeout=60)
+            if first["type"] == "error":
+                assert t.deleted and first["field"] == "session"
+                return
+            ws.send(json.dumps({**msg, "id": "gone"}))
+        r = self.call("POST", f"/api/sessions/{sid}/control", t.token, json={"action": "pause"}, timeout=120)
+        assert r.status_code == (404 if t.deleted else 200), r.text
+        if t.deleted:
+            return
+        config = self.call("GET", f"/api/sessions/{sid}").json()["config"]
+        if t.config is not None and config != t.config:
+            changes = msg.get("changes") or {}
+            assert msg["type"] == "set" and valid({**t.config, **changes}), (msg, t.config, config)
+            assert all(config[k] == v for k, v in changes.items()), (changes, config)
+        if t.config is not None:
+            t.config = config
+
     @rule(sid=handles)
     def slow_viewer(self, sid):
         """A viewer that connects and never reads: training and other clients go on."""
