@@ -12,6 +12,7 @@ import io
 import json
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import jax
@@ -25,7 +26,6 @@ from gradscope.core.network import Knobs, Shape, init_params
 from gradscope.core.train import (
     CLIP_MODES,
     GENERIC,
-    OPTIMIZER_NAMES,
     PER_STEP_STATS,
     SPARSE_STATS,
     Spec,
@@ -40,8 +40,12 @@ GRID = 48  # the decision boundary's grid is GRID x GRID points
 TARGET_CHUNK_SECONDS = 0.03
 MAX_CHUNK_STEPS = 256
 UNROLL = 1  # hidden layers per scan iteration: more compiles slower and ran no faster (bench/bench_engine.py)
-# The order in which other activations compile in the background: the usual fixes first.
+# The order in which other activations compile in the background: the usual fixes first
+# (relu: the README demo's next step), and how many of them per new shape. Each executable
+# held costs memory (CompileCache's bounds); every other switch compiles on demand, shown.
 WARM_ORDER = ("relu", "leaky_relu", "tanh", "elu", "selu", "gelu", "swish", "prelu", "rrelu", "sigmoid", "linear")
+WARM_ACTIVATIONS = 2
+DISK_CACHE_BYTES = 2 << 30  # the persistent compile cache on disk
 
 
 def enable_persistent_cache(path) -> None:
@@ -49,6 +53,7 @@ def enable_persistent_cache(path) -> None:
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    jax.config.update("jax_compilation_cache_max_size", DISK_CACHE_BYTES)  # least recently used out beyond
 
 
 def knobs_of(config: Config) -> Knobs:
@@ -85,41 +90,85 @@ def shape_of(config: Config) -> Shape:
     )
 
 
-class CompileCache:
-    """Ahead-of-time compiled chunks keyed by (activation, shape, n_data, K).
+# Bounds of a CompileCache: a server runs for days and meets hundreds of shapes; every
+# executable held keeps its machine code mapped (~1,000 mappings and ~10 MiB on CPU).
+CACHE_ENTRIES = 48
+CACHE_BYTES = 768 << 20
+EXECUTABLE_OVERHEAD = 8 << 20  # machine code, not reported by XLA's CPU memory analysis (bench/soak.py)
 
-    `get` compiles in the caller if nobody has; `warm` queues compiles on one
-    background thread. Safe to share between trainers and threads.
+
+def executable_bytes(exe) -> int:
+    """What a compiled executable holds, estimated: its buffers as XLA reports them plus its code."""
+    try:
+        m = exe.memory_analysis()
+        return int(m.temp_size_in_bytes + m.output_size_in_bytes + m.generated_code_size_in_bytes) + EXECUTABLE_OVERHEAD
+    except Exception:  # a backend without a memory analysis
+        return EXECUTABLE_OVERHEAD
+
+
+class CompileCache:
+    """Ahead-of-time compiled executables keyed by (kind, activation, optimizer, shape, ...),
+    least recently used first out beyond `max_entries` or `max_bytes`.
+
+    `get` compiles in the caller if nobody has; `warm` queues compiles on one background
+    thread. An evicted executable is dropped here (a trainer using it holds it for one call
+    at most) and freed; a later `get` compiles it again (from the persistent disk cache, where
+    one is on). Safe to share between trainers and threads.
     """
 
-    def __init__(self, background=True):
+    def __init__(self, background=True, max_entries: int = CACHE_ENTRIES, max_bytes: int = CACHE_BYTES):
         self.background = background
+        self.max_entries, self.max_bytes = max(1, int(max_entries)), int(max_bytes)
         self._lock = threading.Lock()
-        self._futures: dict = {}
-        self._tasks: dict = {}  # key -> the pool's future of its background compile
+        self._futures: OrderedDict = OrderedDict()  # key -> Future of its executable, least recent first
+        self._sizes: dict = {}  # key -> bytes, for the built ones
+        self._bytes = 0
+        self._tasks: dict = {}  # key -> the pool's future of its queued background compile
         self._busy = 0  # runs being built (first executable, calibration): queued compiles wait
         self._wanted: set = set()  # keys someone waits for: their background compile never waits
         self._quiet = threading.Condition(self._lock)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradscope-compile") if background else None
-        self.chunk_steps: dict = {}  # calibrated K per (shape, n_data)
+        self.chunk_steps: OrderedDict = OrderedDict()  # calibrated K per (shape, n_data), bounded below
+        self.compiles = self.evictions = 0
 
-    def get(self, key, args):
+    def stats(self) -> dict:
+        """Entries and estimated bytes held, compiles and evictions so far."""
+        with self._lock:
+            pending = sum(not f.done() for f in self._futures.values())
+            return {"entries": len(self._futures) - pending, "pending": pending, "bytes": self._bytes,
+                    "max_entries": self.max_entries, "max_bytes": self.max_bytes,
+                    "compiles": self.compiles, "evictions": self.evictions}
+
+    def get(self, key, args, on_wait=None):
         """The executable of `key`, compiled here from example `args` unless it is built or
-        compiling (then waited for); `args` None: only wait for a queued or running compile."""
+        compiling (then waited for); `args` None: only wait for a queued or running compile.
+        `on_wait(state, seconds)`: told "start" before waiting for a compile (here or anywhere)
+        and "end" with its seconds after, so a session can show what it waits for."""
         with self._lock:
             fut = self._futures.get(key)
             mine = fut is None
             if mine:
                 fut = self._futures[key] = Future()
-            elif args is not None and not fut.done() and key in self._tasks and self._tasks[key].cancel():
-                mine = True  # queued behind other background compiles, not started: built here instead
-                del self._tasks[key]
-            elif not fut.done():
-                self._wanted.add(key)  # started: it must not wait for the builds in progress
-                self._quiet.notify_all()
-        if mine:
-            self._fill(key, args, fut)
-        return fut.result()
+            else:
+                self._futures.move_to_end(key)
+                if args is not None and not fut.done() and key in self._tasks and self._tasks[key].cancel():
+                    mine = True  # queued behind other background compiles, not started: built here instead
+                    del self._tasks[key]
+                elif not fut.done():
+                    self._wanted.add(key)  # started: it must not wait for the builds in progress
+                    self._quiet.notify_all()
+        if fut.done():
+            return fut.result()
+        t0 = time.perf_counter()
+        if on_wait is not None:
+            on_wait("start", None)
+        try:
+            if mine:
+                self._fill(key, args, fut)
+            return fut.result()
+        finally:
+            if on_wait is not None:
+                on_wait("end", time.perf_counter() - t0)
 
     @contextlib.contextmanager
     def foreground(self):
@@ -139,36 +188,58 @@ class CompileCache:
     def _background(self, key, args, fut):
         with self._lock:  # at most a minute: a build in progress never holds the queue for good
             self._quiet.wait_for(lambda: self._busy == 0 or key in self._wanted, timeout=60.0)
+            self._tasks.pop(key, None)
         self._fill(key, args, fut)
 
     def _fill(self, key, args, fut):
         try:
-            fut.set_result(_compile(key, args))
+            exe = _compile(key, args)
         except BaseException as exc:  # surfaced to every waiter, then forgotten
-            fut.set_exception(exc)
             with self._lock:
-                self._futures.pop(key, None)
-        finally:
-            with self._lock:
+                if self._futures.get(key) is fut:
+                    del self._futures[key]
                 self._wanted.discard(key)
+            fut.set_exception(exc)
+            return
+        size = executable_bytes(exe)
+        with self._lock:
+            self._wanted.discard(key)
+            self.compiles += 1
+            if self._futures.get(key) is fut:  # (not dropped by `close` meanwhile)
+                self._sizes[key] = size
+                self._bytes += size
+                self._futures.move_to_end(key)
+                self._evict(keep=key)
+        fut.set_result(exe)
+
+    def _evict(self, keep) -> None:
+        """Under the lock: drop built executables, least recently used first, until within bounds."""
+        for key in list(self._futures):
+            if len(self._sizes) <= self.max_entries and self._bytes <= self.max_bytes:
+                break
+            if key == keep or key not in self._sizes:  # the newest stays; compiles in flight are not held yet
+                continue
+            del self._futures[key]
+            self._bytes -= self._sizes.pop(key)
+            self.evictions += 1
 
     def built(self, key):
         """The executable if it is compiled, else None (queues nothing)."""
         with self._lock:
             fut = self._futures.get(key)
+            if fut is not None and fut.done():
+                self._futures.move_to_end(key)
         return fut.result() if fut is not None and fut.done() and fut.exception() is None else None
 
     def ready(self, key, args):
         """The executable if built; else None, queueing its compile (in the background where
         there is a pool, here otherwise)."""
-        with self._lock:
-            fut = self._futures.get(key)
-        if fut is not None and fut.done():
-            return fut.result()
+        exe = self.built(key)
+        if exe is not None:
+            return exe
         if self._pool is None:
             return self.get(key, args)
-        if fut is None:
-            self.warm([key], args)
+        self.warm([key], args)
         return None
 
     def start(self, key, args):
@@ -193,7 +264,15 @@ class CompileCache:
                 if key in self._futures:
                     continue
                 fut = self._futures[key] = Future()
-            self._tasks[key] = self._pool.submit(self._background, key, args, fut)
+                self._tasks[key] = self._pool.submit(self._background, key, args, fut)
+
+    def remember_steps(self, key, k: int) -> None:
+        """A calibrated K, kept for the newest 4,096 shapes."""
+        with self._lock:
+            self.chunk_steps[key] = k
+            self.chunk_steps.move_to_end(key)
+            while len(self.chunk_steps) > 4096:
+                self.chunk_steps.popitem(last=False)
 
     def close(self):
         """Stop the background thread; waiters on compiles it never started get an error."""
@@ -206,6 +285,15 @@ class CompileCache:
                     fut = self._futures.pop(key, None)
                 if fut is not None and not fut.done():
                     fut.set_exception(RuntimeError("compile cache closed"))
+
+
+def describe_key(key) -> str:
+    """A compile as a person reads it: "relu, adam, depth 10 x width 32" or "the decision boundary (relu)"."""
+    if key[0] == "predict":
+        return f"the decision boundary ({key[1]})"
+    _, act, optimizer, shape = key[:4]
+    model = getattr(shape, "model", None)
+    return f"{model + ' ' if model else ''}{act}, {optimizer}, depth {shape.depth} x width {shape.width}"
 
 
 def _compile(key, args):
@@ -315,8 +403,8 @@ class Trainer:
     """One run: data, parameters, optimizer state and the config; trains in compiled chunks."""
 
     def __init__(self, config: Config | dict | None = None, *, chunk_steps: int | None = None, cache: CompileCache | None = None,
-                 warm=False, stats_every: int | None = 1, specialize: bool | None = None):
-        """`warm`: compile the other activations and optimizers in the background too.
+                 warm=False, stats_every: int | None = 1, specialize: bool | None = None, on_compile=None):
+        """`warm`: compile the next activations (WARM_ORDER) in the background too.
 
         `stats_every`: measure every k-th step (and the last of each call); None: once per
         chunk of `chunk_steps` steps, about 30 times a second (a server's choice: the page
@@ -324,7 +412,10 @@ class Trainer:
         `specialize`: train on an executable built for the structural knobs' current values
         (BatchNorm, residual, dropout on, clip mode, L1/L2 on) while one is built, on the
         generic build otherwise. Default: where the cache compiles in the background (a
-        change then never waits: the generic build serves until the new one is ready)."""
+        change then never waits: the generic build serves until the new one is ready).
+        `on_compile(what, state, seconds)`: told when this trainer starts ("start") and stops
+        ("end", with seconds) waiting for a compile; `what` names it for a person."""
+        self.on_compile = on_compile
         self._fixed_k = chunk_steps
         self._cache = cache or CompileCache(background=warm)
         self._warm = warm
@@ -362,22 +453,30 @@ class Trainer:
         self.chunk_steps = self._fixed_k or self._calibrate()
 
     def _warm_others(self):
-        """Queue background compiles: the decision boundary's predict, then every other
-        activation (chunk and predict) and optimizer not yet built."""
+        """Queue background compiles: the generic build and the decision boundary's predict,
+        then the next WARM_ACTIVATIONS activations of WARM_ORDER (relu first). Not every
+        activation and optimizer: per shape that was ~22 executables, and a server meeting
+        hundreds of shapes held them all (issue 17); the rest compile when chosen, shown."""
         if not self._warm:
             return
         act, opt = self.config.activation, self.config.optimizer
-        if engine_rnn.is_recurrent(self.config):  # no predict functions: only the valid activations' chunks
-            keys = [self._key(a, opt) for a in engine_rnn.warm_order(self.config.model, WARM_ORDER) if a != act]
-            self._cache.warm(keys + [self._key(act, o) for o in OPTIMIZER_NAMES if o != opt], self._args(0))
+        recurrent = engine_rnn.is_recurrent(self.config)
+        order = engine_rnn.warm_order(self.config.model, WARM_ORDER) if recurrent else WARM_ORDER
+        others = [a for a in order if a != act][:WARM_ACTIVATIONS]
+        if recurrent:  # no predict functions: the valid activations' chunks
+            self._cache.warm([self._key(a, opt) for a in others], self._args(0))
             return
         self._cache.warm([self._key(act, opt)], self._args(0))  # serves any knob change at once
         self._cache.warm([self._predict_key(act)], self._predict_args(GRID * GRID))
-        for a in WARM_ORDER:
-            if a != act:
-                self._cache.warm([self._key(a, opt)], self._args(0))
-                self._cache.warm([self._predict_key(a)], self._predict_args(GRID * GRID))
-        self._cache.warm([self._key(act, o) for o in OPTIMIZER_NAMES if o != opt], self._args(0))
+        for a in others:
+            self._cache.warm([self._key(a, opt)], self._args(0))
+            self._cache.warm([self._predict_key(a)], self._predict_args(GRID * GRID))
+
+    def _get(self, key, args):
+        """The executable of `key` from the cache, `on_compile` told while it is waited for."""
+        tell = self.on_compile
+        return self._cache.get(key, args, on_wait=None if tell is None else
+                               (lambda state, seconds: tell(describe_key(key), state, seconds)))
 
     def _key(self, act, optimizer, spec=GENERIC):
         if engine_rnn.is_recurrent(self.config):
@@ -404,7 +503,7 @@ class Trainer:
         the new values' build compiles in the background."""
         act, opt = self.config.activation, self.config.optimizer
         if engine_rnn.is_recurrent(self.config) or not self.specialize:
-            return self._cache.get(self._key(act, opt), self._args(0))
+            return self._get(self._key(act, opt), self._args(0))
         spec = spec_of(self.config)
         own, generic = self._key(act, opt, spec), self._key(act, opt)
         exe = self._cache.built(own)
@@ -412,9 +511,9 @@ class Trainer:
             return exe
         if self._built_spec is None or self._built_spec == (act, opt, spec):
             self._built_spec = (act, opt, spec)
-            return self._cache.get(own, self._args(0))
+            return self._get(own, self._args(0))
         self._cache.warm([own], self._args(0))
-        return self._cache.built(generic) or self._cache.get(generic, self._args(0))
+        return self._cache.built(generic) or self._get(generic, self._args(0))
 
     def _calibrate(self):
         """Steps per call so that one call takes about TARGET_CHUNK_SECONDS (cached per shape).
@@ -442,8 +541,8 @@ class Trainer:
             else:
                 t_short, t_long = seconds(short), seconds(long)
                 per_step = (t_long - t_short) / (long - short) if t_long > t_short else t_long / long
-            self._cache.chunk_steps[ckey] = int(np.clip(round(TARGET_CHUNK_SECONDS / per_step), 1, self.max_steps))
-        return self._cache.chunk_steps[ckey]
+            self._cache.remember_steps(ckey, int(np.clip(round(TARGET_CHUNK_SECONDS / per_step), 1, self.max_steps)))
+        return self._cache.chunk_steps.get(ckey, self.max_steps)
 
     # -- training -----------------------------------------------------------
     @property
@@ -565,7 +664,7 @@ class Trainer:
     def predict(self, x) -> np.ndarray:
         """Evaluation-mode class probabilities (running BatchNorm stats, rrelu's mean slope, no dropout)."""
         x = jnp.asarray(x, jnp.float32)
-        exe = self._cache.get(self._predict_key(self.config.activation, x.shape[0]), self._predict_args(x.shape[0]))
+        exe = self._get(self._predict_key(self.config.activation, x.shape[0]), self._predict_args(x.shape[0]))
         return self._probabilities(exe, x)
 
     def _probabilities(self, exe, x):
@@ -593,7 +692,7 @@ class Trainer:
         if self.config.dataset not in datasets.TWO_D:
             return None
         key, args = self._predict_key(self.config.activation, n * n), self._predict_args(n * n)
-        exe = self._cache.get(key, args) if wait else self._cache.ready(key, args)
+        exe = self._get(key, args) if wait else self._cache.ready(key, args)
         if exe is None:
             return None
         x = np.asarray(self.x)

@@ -17,10 +17,13 @@ async def apply_set(manager, s: Session, changes) -> dict:
     return {"step": res["step"], "applied": {"kind": res["kind"], "changes": res["changes"]}}
 
 
-async def apply_control(manager, s: Session, action) -> dict:
-    """play | pause | step | reset | rewind; returns the ack body."""
+async def apply_control(manager, s: Session, action, learning_rate=None) -> dict:
+    """play | pause | step | reset | rewind (`learning_rate`: the rate to resume with, rewind
+    only); returns the ack body."""
     if action not in ACTIONS:
         raise ActionError(f"unknown action {action!r}", choices=list(ACTIONS), status=422)
+    if learning_rate is not None and action != "rewind":
+        raise ActionError("only rewind takes a learning rate", field="learning_rate", choices=["rewind"], status=422)
     if action == "play":
         held = manager.reserve(s.id)  # its place until it runs (already counted if it does)
         try:
@@ -34,7 +37,7 @@ async def apply_control(manager, s: Session, action) -> dict:
     elif action == "reset":
         res = await s.call(s.apply_reset)
     else:
-        res = await s.call(s.apply_rewind)
+        res = await s.call(s.apply_rewind, None, None, learning_rate)
     return {"step": res["step"], "applied": {"action": action, **{k: v for k, v in res.items() if k != "step"}}}
 
 

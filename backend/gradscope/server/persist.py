@@ -10,7 +10,6 @@ from concurrent.futures import Future
 import numpy as np
 
 from gradscope.config import LIVE_KEYS, RESET_KEYS, Config
-from gradscope.engine import Trainer
 
 from .history import pack
 
@@ -25,8 +24,7 @@ class Persistence:
         self.tr.load_bytes(blob)
         saved = self.tr.config
         if any(getattr(saved, k) != getattr(target, k) for k in RESET_KEYS):
-            self.tr = Trainer(target, chunk_steps=self.settings.chunk_steps, stats_every=self.settings.stats_every, cache=self.manager.cache,
-                              warm=self.manager.warm)  # the weights belong to an older shape
+            self.tr = self._new_trainer(target)  # the weights belong to an older shape
             self._ring.clear()
             return
         live = {k: getattr(target, k) for k in LIVE_KEYS if getattr(saved, k) != getattr(target, k)}

@@ -41,6 +41,8 @@ class SetRequest(BaseModel):
 class ControlRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     action: Literal["play", "pause", "step", "reset", "rewind"]
+    learning_rate: float | None = Field(None, allow_inf_nan=False,
+                                        description="rewind only: the learning rate to resume with")
 
 
 def get_manager(request: Request) -> SessionManager:
@@ -196,7 +198,7 @@ async def set_config(body: SetRequest, s: Session = Depends(owned_session),
 async def control(body: ControlRequest, s: Session = Depends(owned_session),
                   manager: SessionManager = Depends(get_manager)) -> dict:
     """Owner: the HTTP twin of the WebSocket `control` message."""
-    return await apply_control(manager, s, body.action)
+    return await apply_control(manager, s, body.action, body.learning_rate)
 
 
 @router.delete("/sessions/{sid}", status_code=204)

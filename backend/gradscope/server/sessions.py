@@ -18,7 +18,7 @@ from concurrent.futures import Future
 
 import numpy as np
 
-from gradscope.config import LIVE_KEYS, Config, ConfigError
+from gradscope.config import LIVE_KEYS, Config, ConfigError, parse_changes
 from gradscope.engine import Trainer
 
 from .history import History
@@ -91,6 +91,7 @@ class Session(Persistence):
         self._flush_job: Future | None = None
         self._save_job: Future | None = None
         self.tr: Trainer | None = None
+        self.compiling: dict | None = None   # {"what", "since"} while a command or the run waits for a compile
         self.gate = None                     # compare lockstep: gate(session) -> may a chunk run now
         self.stop_at: int | None = None      # lessons: pause on reaching this step
 
@@ -128,7 +129,17 @@ class Session(Persistence):
             events, nbytes = list(self.events), self.history.nbytes
         return {"id": self.id, "config": self.config.model_dump(), "status": self.status,
                 "step": self.step, "diverged": self.diverged, "events": events,
-                "parent": self.parent, "viewers": self.hub.count, "history_bytes": nbytes}
+                "parent": self.parent, "viewers": self.hub.count, "history_bytes": nbytes,
+                "rewind_to": self.rewind_to, "compiling": self.compiling}
+
+    @property
+    def rewind_to(self) -> int | None:
+        """The step a `rewind` goes back to: the newest checkpoint before the divergence (or
+        before now); None where there is none (a run that diverged on its first step)."""
+        limit = (self.diverged or {}).get("step")
+        limit = self.step if limit is None else limit
+        found = [step for step, _ in list(self._ring) if step < limit]
+        return found[-1] if found else None
 
     # -- worker thread -----------------------------------------------------------------
     def _main(self) -> None:
@@ -166,8 +177,7 @@ class Session(Persistence):
 
     def _build(self) -> None:
         target = self.config0 if self._schedule else self.config
-        self.tr = Trainer(target, chunk_steps=self.settings.chunk_steps, stats_every=self.settings.stats_every, cache=self.manager.cache,
-                          warm=self.manager.warm)
+        self.tr = self._new_trainer(target)
         for step, blob in self._checkpoints:  # the persisted rewind checkpoints, oldest first
             self._ring.append((step, self.tr.load_bytes(blob)))
             self._cp_step = step
@@ -214,6 +224,22 @@ class Session(Persistence):
             self.save()
         elif not save and self._cp_job is not None:
             self._cp_job.cancel()
+
+    def _new_trainer(self, config: Config) -> Trainer:
+        return Trainer(config, chunk_steps=self.settings.chunk_steps, stats_every=self.settings.stats_every,
+                       cache=self.manager.cache, warm=self.manager.warm, on_compile=self._on_compile)
+
+    def _on_compile(self, what: str, state: str, seconds: float | None) -> None:
+        """Worker: the run or a command waits for a compile: every client is told at once, and
+        hello and the summary say so while it lasts (the page shows "compiling <what>... N s")."""
+        if state == "start":
+            self.compiling = {"what": what, "since": time.time()}
+            self.manager.emit(self.hub, {"type": "compile", "state": "start", **self.compiling})
+            return
+        since = (self.compiling or {}).get("since", time.time())
+        self.compiling = None
+        self.manager.emit(self.hub, {"type": "compile", "state": "end", "what": what, "since": since,
+                                     "seconds": round(float(seconds or 0.0), 3)})
 
     def _train_once(self) -> None:
         tr, step = self.tr, self.tr.step
@@ -288,7 +314,7 @@ class Session(Persistence):
             self.diverged = None
         ev = self._event(kind, detail=detail, **extra)
         self.manager.emit(self.hub, {"type": "status", "status": status, "step": self.step,
-                                     "diverged": self.diverged})
+                                     "diverged": self.diverged, "rewind_to": self.rewind_to})
         return ev
 
     def _after_reinit(self) -> None:
@@ -325,9 +351,13 @@ class Session(Persistence):
         self.save(forget_checkpoints=True)  # supersedes the stored rows and checkpoints of the forgotten run
         return {"step": step, "status": self.status}
 
-    def apply_rewind(self, snap=None, to_step: int | None = None) -> dict:
-        """Worker: back to the latest checkpoint before the divergence (or before now)."""
+    def apply_rewind(self, snap=None, to_step: int | None = None, learning_rate: float | None = None) -> dict:
+        """Worker: back to the latest checkpoint before the divergence (or before now), to
+        resume with `learning_rate` where one is given (the page offers a tenth of the rate
+        that diverged)."""
         step = self.tr.step
+        if learning_rate is not None:  # checked before anything changes
+            parse_changes(self.tr.config, {"learning_rate": learning_rate})
         if snap is None:
             limit = self.diverged["step"] if self.diverged else step
             found = [(s, sn) for s, sn in self._ring if s < limit]
@@ -343,23 +373,29 @@ class Session(Persistence):
         # keep what the owner last chose.
         later = {k: getattr(current, k) for k in LIVE_KEYS if getattr(restored, k) != getattr(current, k)}
         reapplied = self.tr.update(later)["changes"] if later else {}
+        changes, detail = {}, f"rewound from step {step} to {to_step}"
+        if learning_rate is not None and learning_rate != self.tr.config.learning_rate:
+            changes = self.tr.update({"learning_rate": learning_rate})["changes"]
+            old, new = changes["learning_rate"]
+            detail += f"; learning rate {old:g} -> {new:g}"
         self.config = self.tr.config
         while self._ring and self._ring[-1][0] > to_step:
             self._ring.pop()
         with self.lock:
             self.history.truncate(to_step)
             self.step = self.tr.step
-        self._event("rewind", detail=f"rewound from step {step} to {to_step}", step=step, to_step=to_step,
+        self._event("rewind", changes, detail=detail, step=step, to_step=to_step,
                     config=restored.model_dump(), reapplied=reapplied)
         self.diverged = None
         if self.status == "diverged":
             self._set_status("paused", "paused", detail="rewound after divergence")
         self.save()  # supersedes the stored rows and checkpoints past `to_step`
-        return {"step": step, "to_step": to_step, "status": self.status}
+        return {"step": step, "to_step": to_step, "status": self.status, "changes": changes}
 
     def _apply_scheduled(self, ev: dict) -> None:
         if ev["kind"] == "rewind":
-            self.apply_rewind(self._replay_snaps[ev["to_step"]], ev["to_step"])
+            lr = (ev.get("changes") or {}).get("learning_rate")
+            self.apply_rewind(self._replay_snaps[ev["to_step"]], ev["to_step"], lr[1] if lr else None)
         elif ev["changes"]:
             self.apply_changes({k: v[1] for k, v in ev["changes"].items()})
         else:

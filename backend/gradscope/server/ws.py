@@ -96,7 +96,8 @@ def _hello(manager, s, role: str) -> dict:
     info = s.summary()
     return {"type": "hello", "protocol": PROTOCOL, "session": s.id, "role": role,
             "config": info["config"], "status": info["status"], "step": info["step"],
-            "diverged": info["diverged"], "events": info["events"], "meta": manager.meta()}
+            "diverged": info["diverged"], "events": info["events"], "rewind_to": info["rewind_to"],
+            "compiling": info["compiling"], "meta": manager.meta()}
 
 
 def _error(mid, field: str, message: str, choices=None) -> dict:
@@ -155,7 +156,7 @@ async def _handle(manager, s, raw: str, owner: bool) -> dict:
         if kind == "set":
             body = await apply_set(manager, s, msg.get("changes"))
         else:
-            body = await apply_control(manager, s, msg.get("action"))
+            body = await apply_control(manager, s, msg.get("action"), msg.get("learning_rate"))
     except Exception as exc:
         err = error_body(exc)
         if err is None:  # a server fault: its details stay in the log, under an id
