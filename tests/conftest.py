@@ -85,10 +85,11 @@ def server_log():
 
 @pytest.fixture(scope="session")
 def compile_cache():
-    """One engine compile cache for the whole run: each shape/activation compiles once."""
+    """One engine compile cache for the whole run: each shape/activation compiles once (a
+    bound well above what the suite meets; the servers' own bound is tested on its own)."""
     from gradscope.engine import CompileCache
 
-    cache = CompileCache(background=False)
+    cache = CompileCache(background=False, max_entries=1000, max_bytes=1 << 40)
     yield cache
     cache.close()
 

@@ -34,7 +34,8 @@ class SessionManager:
         self.store = Store(settings.db_path)
         self.writer = Writer()               # big store writes, in order, off the loop and the workers
         self._own_cache = cache is None
-        self.cache = cache or CompileCache(background=warm)
+        self.cache = cache or CompileCache(background=warm, max_entries=settings.compile_cache_entries,
+                                           max_bytes=settings.compile_cache_mb << 20)
         self.sessions: dict[str, Session] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self._meta: dict | None = None
@@ -44,6 +45,7 @@ class SessionManager:
         self._buckets: dict[str, RateLimit] = {}  # creates + forks per client address
         self.starting: Counter = Counter()    # reserved running places: session id -> requests holding one
         self.deleting: set[str] = set()      # ids being deleted: never loaded again meanwhile
+        self.unloading: dict[str, threading.Event] = {}  # ids being saved out of memory: loaded after
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -77,6 +79,29 @@ class SessionManager:
                         and not s.idle_pending:
                     s.idle_pending = True
                     s.submit(s.idle_pause)
+            await self.unload_idle()
+
+    async def unload_idle(self) -> None:
+        """Save and drop from memory the paused sessions nobody has watched or commanded for
+        `unload_idle_s` (their worker, weights and history): a server that runs for days holds
+        the sessions in use, not every session ever opened. `get` loads one again."""
+        limit = self.settings.unload_idle_s
+        for s in list(self.sessions.values()):
+            if (s.status == "running" or s.hub.count or s.gate is not None or s.stop_at is not None
+                    or min(s.hub.idle_for(), time.monotonic() - s.last_command) < limit):
+                continue
+            with self._lock:
+                if self.sessions.get(s.id) is not s or s.id in self.starting or s.id in self.deleting:
+                    continue
+                del self.sessions[s.id]
+                done = self.unloading[s.id] = threading.Event()
+            try:
+                await asyncio.to_thread(s.close, True)
+                await asyncio.wrap_future(self.writer.submit(lambda: None))  # its save is on disk
+            finally:
+                with self._lock:
+                    del self.unloading[s.id]
+                done.set()
 
     async def expire(self) -> None:
         """Delete the sessions nobody has changed or opened for `session_ttl_s` (none that
@@ -212,6 +237,9 @@ class SessionManager:
         s = self.sessions.get(sid)
         if s is not None or sid in self.deleting:
             return s
+        unloading = self.unloading.get(sid)
+        if unloading is not None:  # being saved out of memory: loaded from what it saves
+            unloading.wait(60)
         row = self.store.get(sid)
         if row is None:
             return None

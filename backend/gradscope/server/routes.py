@@ -216,6 +216,6 @@ async def read_meta(manager: SessionManager = Depends(get_manager)) -> dict:
 
 @router.get("/health")
 async def health(manager: SessionManager = Depends(get_manager)) -> dict:
-    """Liveness, loaded and running sessions, store writes waiting."""
+    """Liveness, loaded and running sessions, store writes waiting, the compile cache's fill."""
     return {"ok": True, "sessions": len(manager.sessions), "running": manager.running_count(),
-            "writes_pending": manager.writer.backlog}
+            "writes_pending": manager.writer.backlog, "compile_cache": manager.cache.stats()}

@@ -83,6 +83,7 @@ class Session(Persistence):
         self._accepting = True               # False once the worker answered its last command
         self._submit_lock = threading.Lock()
         self.idle_pending = False            # an idle pause is queued (the monitor asks once)
+        self.last_command = time.monotonic()  # when a command was last submitted (unloading waits)
         self._last_save = self._last_boundary = self._last_flush = time.monotonic()
         self._checkpoints = list(checkpoints or [])   # (step, blob) persisted: the ring after a restart
         self._unsaved: list[dict] = []       # stats chunks not yet handed to the writer
@@ -104,6 +105,7 @@ class Session(Persistence):
     def submit(self, fn, *args) -> Future:
         """Run fn(*args) on the worker thread between chunks."""
         self.start()
+        self.last_command = time.monotonic()
         fut: Future = Future()
         with self._submit_lock:  # against the worker's last drain: queued means answered
             if self._accepting and not self._closing:
@@ -138,7 +140,8 @@ class Session(Persistence):
         before now); None where there is none (a run that diverged on its first step)."""
         limit = (self.diverged or {}).get("step")
         limit = self.step if limit is None else limit
-        found = [step for step, _ in list(self._ring) if step < limit]
+        # the ring, or before the trainer is built (a session loaded from disk) the stored checkpoints
+        found = sorted(step for step, _ in list(self._ring) + list(self._checkpoints) if step < limit)
         return found[-1] if found else None
 
     # -- worker thread -----------------------------------------------------------------

@@ -32,6 +32,10 @@ class Settings:
     session_ttl_s: float = 14 * 86400.0     # a session nobody has changed or opened this long is deleted
     create_rate: float = 0.5                # creates + forks per second per client address...
     create_burst: int = 60                  # ...after a burst of this many (429 beyond)
+    unload_idle_s: float = 600.0            # a paused session nobody watched or commanded this long leaves
+                                            # memory (saved; loaded again when next opened)
+    compile_cache_entries: int = 48         # compiled executables held in memory, least recently used out
+    compile_cache_mb: int = 768             # ...and their estimated size
     chunk_steps: int | None = None          # fixed K (tests); None: the engine calibrates
     stats_every: int | None = None          # measure every k-th step; None: once per chunk (~30/s)
     frontend_dir: Path | None = None        # None: the packaged or repo frontend/
