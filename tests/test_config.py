@@ -1,8 +1,11 @@
 """One name everywhere: the schema's choices are the registries' names."""
 
+import math
 from typing import get_args
 
-from gradscope.config import CONFIG_KEYS, LIVE_KEYS, RESET_KEYS, Config, meta
+import pytest
+
+from gradscope.config import CONFIG_KEYS, LIVE_KEYS, RESET_KEYS, Config, ConfigError, choices_of, make_config, meta, range_of
 from gradscope.core.activations import ACTIVATIONS
 from gradscope.core.datasets import DATASETS, load
 from gradscope.core.initializers import INITIALIZERS
@@ -40,3 +43,73 @@ def test_meta_lists_statistics_bins_and_bounds():
     assert m["h_edges"] == sorted(m["h_edges"]) and len(m["h_edges"]) == len(H_EDGES)
     assert m["bounds"]["dropout"] == [0.0, 0.9] and m["bounds"]["depth"] == [1, 256]
     assert "dropout" in m["live_keys"]
+
+
+FLOAT_KEYS = [k for k, f in Config.model_fields.items() if f.annotation is float]
+NUMERIC_KEYS = [k for k, f in Config.model_fields.items() if f.annotation in (int, float)]
+
+
+def errors_of(values) -> list[dict]:
+    with pytest.raises(ConfigError) as info:
+        make_config(values)
+    return info.value.as_dicts()
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, "nan", "inf", "-Infinity"])
+@pytest.mark.parametrize("key", FLOAT_KEYS)
+def test_non_finite_numbers_are_refused_as_such(key, value):
+    (err,) = errors_of({key: value})
+    assert err["field"] == key and err["message"].startswith("must be a finite number"), err
+
+
+@pytest.mark.parametrize("key", NUMERIC_KEYS)
+def test_a_number_out_of_range_is_told_the_range(key):
+    lo, hi = meta()["bounds"][key]
+    (err,) = errors_of({key: hi * 2 + 1 if hi is not None else lo - 1})
+    assert err["field"] == key and range_of(key) and range_of(key) in err["message"], err
+
+
+def test_every_bad_key_is_named_at_once_with_its_choices():
+    errs = errors_of({"activation": "relu6", "init": "he", "depth": 0, "learning_rate": -1, "colour": 1, "batchnorm": "maybe"})
+    by_field = {e["field"]: e for e in errs}
+    assert set(by_field) == {"activation", "init", "depth", "learning_rate", "colour", "batchnorm"}
+    for key in ("activation", "init", "batchnorm"):
+        assert by_field[key]["choices"] == choices_of(key)
+    assert "learning_rate" in by_field["colour"]["choices"]
+    assert "from 1 to 256" in by_field["depth"]["message"] and "> 0 and <= 10" in by_field["learning_rate"]["message"]
+
+
+def test_every_broken_cross_field_rule_is_named_with_the_bad_keys():
+    errs = errors_of({"model": "rnn", "dataset": "spirals", "activation": "prelu", "batchnorm": True, "depth": 9})
+    assert [e["field"] for e in errs] == ["dataset", "activation", "batchnorm", "depth"]
+    assert all(e["choices"] for e in errs)
+    # A bad key and a broken rule over good keys: both; a rule reading the bad key does not guess.
+    errs = errors_of({"model": "rnn", "dataset": "spirals", "activation": "bogus", "dropout": 0.5})
+    assert [e["field"] for e in errs] == ["activation", "dataset", "dropout"]
+    assert [e["field"] for e in errors_of({"model": "cnn", "dataset": "adding"})] == ["model"]
+
+
+def test_meta_names_the_keys_that_compile():
+    m = meta()
+    assert set(m["compile_keys"]) == set(RESET_KEYS) | {"activation", "optimizer"}
+    assert "model" in m["compile_keys"] and "learning_rate" not in m["compile_keys"]
+    assert set(m["compile_keys"]) <= set(CONFIG_KEYS)
+
+
+def test_meta_model_tables_agree_with_validation():
+    m = meta()
+    assert list(m["model_names"]) == m["models"] == list(m["activations_by_model"]) == list(m["datasets_by_model"])
+    assert m["model_names"]["mlp"] == "MLP" and m["activations_by_model"]["mlp"] == m["activations"]
+    for model in m["models"]:
+        base = {"model": model, "dataset": m["datasets_by_model"][model][0], "seq_len": 64}  # 64 fits every task
+        listed = m["activations_by_model"][model]
+        for name in m["activations"]:  # every listed one is accepted; an empty list: the model takes any and ignores it
+            if name in listed or not listed:
+                assert make_config({**base, "activation": name}).activation == name
+            else:
+                (err,) = errors_of({**base, "activation": name})
+                assert err["field"] == "activation" and err["choices"] == listed
+        for key, table in (("dataset", "datasets_by_model"), ("init", "initializers_by_model")):
+            for name in m[table][model]:
+                assert getattr(make_config({**base, key: name}), key) == name
+    assert m["activations_by_model"]["rnn"] == m["recurrent"]["activations"]

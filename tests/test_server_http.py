@@ -5,9 +5,10 @@ import csv
 import io
 import json
 
+import httpx
 import pytest
 
-from conftest import SMALL, TestClient
+from conftest import SMALL, TestClient, recv_until, ws_open
 
 
 def create(client, **body):
@@ -141,3 +142,83 @@ def test_running_session_limit_is_429(make_app):
         assert r.status_code == 200
         r = client.post(f"/api/sessions/{b['id']}/control", json={"action": "play"}, headers=auth(b["token"]))
         assert r.status_code == 200 and r.json()["applied"]["status"] == "running"
+
+
+def post_raw(srv, path, body: bytes, token=None):
+    headers = {"content-type": "application/json", **(auth(token) if token else {})}
+    return httpx.post(f"{srv.url}{path}", content=body, headers=headers, timeout=120)
+
+
+def test_non_finite_numbers_are_refused_naming_the_field(live_server):
+    srv = live_server()
+    for raw in ("NaN", "Infinity", "-Infinity", '"nan"', '"inf"'):
+        r = post_raw(srv, "/api/sessions", b'{"learning_rate": %s, "paused": true}' % raw.encode())
+        assert r.status_code == 422, (raw, r.text)
+        (err,) = r.json()["detail"]
+        assert err["field"] == "learning_rate" and "must be a finite number" in err["message"], (raw, err)
+    d = httpx.post(f"{srv.url}/api/sessions", json={**SMALL, "paused": True}, timeout=120).json()
+    r = post_raw(srv, f"/api/sessions/{d['id']}/config", b'{"changes": {"learning_rate": NaN, "l2": Infinity}}', d["token"])
+    assert r.status_code == 422
+    assert [(e["field"], "finite" in e["message"]) for e in r.json()["detail"]] == [("learning_rate", True), ("l2", True)]
+    with ws_open(srv, d["id"], d["token"]) as ws:
+        recv_until(ws, lambda m: m["type"] == "hello")
+        ws.send('{"type": "set", "id": 1, "changes": {"clip_value": -Infinity}}')
+        err = recv_until(ws, lambda m: m["type"] in ("error", "ack"))
+        assert err["type"] == "error" and err["field"] == "clip_value" and "finite" in err["message"], err
+    assert httpx.get(f"{srv.url}/api/sessions/{d['id']}", timeout=120).json()["config"]["learning_rate"] == 0.1
+
+
+def test_every_bad_field_is_listed_at_once(live_server):
+    srv = live_server()
+    body = {"activation": "relu6", "init": "he", "optimizer": "sgdd", "clip_mode": "clip", "dataset": "mnist",
+            "depth": 0, "learning_rate": 11, "colour": "red"}
+    r = httpx.post(f"{srv.url}/api/sessions", json=body, timeout=120)
+    assert r.status_code == 422
+    meta = httpx.get(f"{srv.url}/api/meta", timeout=120).json()
+    by_field = {e["field"]: e for e in r.json()["detail"]}
+    assert set(by_field) == set(body)
+    for key, names in (("activation", "activations"), ("optimizer", "optimizers"), ("clip_mode", "clip_modes"),
+                       ("dataset", "datasets"), ("init", "initializers")):
+        assert by_field[key]["choices"] == meta[names], key
+    assert "from 1 to 256" in by_field["depth"]["message"] and "<= 10" in by_field["learning_rate"]["message"]
+    assert "learning_rate" in by_field["colour"]["choices"]
+    # keys that do not fit the model, all of them, each with what it may be
+    r = httpx.post(f"{srv.url}/api/sessions", json={"model": "rnn", "dataset": "spirals", "activation": "prelu",
+                                                    "batchnorm": True, "depth": 9}, timeout=120)
+    assert r.status_code == 422
+    errs = r.json()["detail"]
+    assert [e["field"] for e in errs] == ["dataset", "activation", "batchnorm", "depth"]
+    assert errs[0]["choices"] == meta["datasets_by_model"]["rnn"] and errs[1]["choices"] == meta["activations_by_model"]["rnn"]
+
+
+def test_malformed_json_is_named_body_and_keys_by_their_names(live_server):
+    srv = live_server()
+    d = httpx.post(f"{srv.url}/api/sessions", json={**SMALL, "paused": True}, timeout=120).json()
+    for path, token in (("/api/sessions", None), (f"/api/sessions/{d['id']}/config", d["token"])):
+        for raw in (b"{not json", b'{"depth": 3,\n "width": }', b'{"depth": 3'):
+            r = post_raw(srv, path, raw, token)
+            assert r.status_code == 422, r.text
+            (err,) = r.json()["detail"]
+            assert err["field"] == "body" and "not valid JSON" in err["message"], err
+    r = post_raw(srv, "/api/sessions", b"[1, 2, 3]")
+    assert r.status_code == 422 and r.json()["detail"] == [{"field": "body", "message": "must be a JSON object", "choices": None}]
+    r = post_raw(srv, "/api/sessions", b'{"width": 16, "depth": "deep", "seq_len": [1]}')
+    assert sorted(e["field"] for e in r.json()["detail"]) == ["depth", "seq_len"]
+    r = httpx.post(f"{srv.url}/api/sessions/{d['id']}/fork", json={"from": "middle"}, timeout=120)
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "from"
+    assert r.json()["detail"][0]["choices"] == ["current", "start"]
+
+
+def test_meta_model_tables_and_compile_keys(live_server):
+    from gradscope.config import make_config
+
+    srv = live_server()
+    m = httpx.get(f"{srv.url}/api/meta", timeout=120).json()
+    assert set(m["reset_keys"]) | {"activation", "optimizer", "model"} == set(m["compile_keys"])
+    assert not {"learning_rate", "clip_value", "l2"} & set(m["compile_keys"])
+    assert set(m["model_names"]) == set(m["models"]) == set(m["activations_by_model"])
+    assert m["activations_by_model"]["mlp"] == m["activations"] and "prelu" not in m["activations_by_model"]["rnn"]
+    for model, names in m["activations_by_model"].items():  # each one accepted, by Config validation
+        base = {"model": model, "dataset": m["datasets_by_model"][model][0]}
+        for name in names:
+            assert make_config({**base, "activation": name}).activation == name

@@ -4,7 +4,8 @@ The `Literal` choices are the registry names themselves, so the schema, the URL,
 WebSocket messages and the engine can never disagree about what a name means.
 """
 
-from typing import Any, Literal, get_args, get_origin
+from collections.abc import Callable, Iterator
+from typing import Any, Literal, NamedTuple, get_args, get_origin
 
 import jax
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -14,7 +15,7 @@ from gradscope.core.activations import ACTIVATIONS
 from gradscope.core.datasets import DATASETS
 from gradscope.core.initializers import INITIALIZERS
 from gradscope.core.network import H_EDGES, Z_EDGES
-from gradscope.core.recurrent import MODELS, RECURRENT_INITIALIZERS, RNN_ACTIVATIONS
+from gradscope.core.recurrent import GATES, MODELS, RECURRENT_INITIALIZERS, RNN_ACTIVATIONS
 from gradscope.core.sequences import TASKS, length_error
 from gradscope.core.train import (
     CLIP_MODES,
@@ -46,13 +47,23 @@ LIMITS = {
 LIVE_KEYS = ("activation", "leaky_alpha", "batchnorm", "residual", "clip_mode", "clip_value", "optimizer", "learning_rate", "l1", "l2",
              "dropout")
 RESET_KEYS = ("model", "dataset", "input_dim", "noise", "depth", "width", "batch_size", "init", "init_gain", "seed", "seq_len", "forget_bias")
+# The live keys that pick compiled code rather than a traced number: their change compiles, like a reset's.
+CODE_KEYS = ("activation", "optimizer")
+COMPILE_KEYS = RESET_KEYS + CODE_KEYS
 ALL_DATASETS = DATASETS + tuple(t for t in TASKS if t not in DATASETS)
+
+# What each model takes. The gated cells (LSTM, GRU) have fixed sigmoid gates and tanh: they take no
+# activation (any value is accepted and ignored); the Elman RNN's one block ("h") is the live activation.
+MODEL_NAMES = {"mlp": "MLP", **{m: m.upper() for m in MODELS}}
+DATASETS_BY_MODEL = {"mlp": DATASETS, **{m: TASKS for m in MODELS}}
+INITIALIZERS_BY_MODEL = {"mlp": INITIALIZERS, **{m: RECURRENT_INITIALIZERS for m in MODELS}}
+ACTIVATIONS_BY_MODEL = {"mlp": ACTIVATION_NAMES, **{m: RNN_ACTIVATIONS if GATES[m] == ("h",) else () for m in MODELS}}
 
 
 class Config(BaseModel):
     """A run: data, architecture, initialization (reset keys) and the live knobs."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # NaN, Inf: "must be a finite number"
 
     model: Literal[("mlp",) + MODELS] = "mlp"
     dataset: Literal[ALL_DATASETS] = "spirals"
@@ -78,73 +89,149 @@ class Config(BaseModel):
     seq_len: int = Field(50, ge=LIMITS["seq_len"][0], le=LIMITS["seq_len"][1])
     forget_bias: float = Field(1.0, ge=-10.0, le=10.0)
 
-    @model_validator(mode="after")
-    def _bounded_size(self):
-        params = self.depth * self.width * self.width
-        if params > LIMITS["max_parameters"]:
-            raise ValueError(f"depth x width^2 = {params} exceeds {LIMITS['max_parameters']} weights; lower depth or width")
-        acts = self.depth * self.width * self.batch_size
-        if acts > LIMITS["max_activations"]:
-            raise ValueError(f"depth x width x batch_size = {acts} exceeds {LIMITS['max_activations']}; lower one of them")
-        return self
-
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _recurrent_depth_default(cls, data):
-        """A recurrent model given no depth gets one layer, not the MLP's default of 10."""
-        if isinstance(data, dict) and data.get("model", "mlp") in MODELS and "depth" not in data:
-            return {**data, "depth": 1}
-        return data
+    def _every_error(cls, data, handler):
+        """The per-key checks, then every cross-field rule (RULES), all in one ValidationError.
+        With bad keys, the rules that read only good ones still run (the bad ones at their defaults)."""
+        data = _recurrent_depth_default(data)
+        try:
+            config = handler(data)
+        except ValidationError as exc:
+            bad = {e["loc"][0] for e in exc.errors() if e["loc"]}
+            good = {k: v for k, v in data.items() if k not in bad} if isinstance(data, dict) and bad else None
+            try:
+                rest = handler(_recurrent_depth_default(good)) if good is not None else None
+            except ValidationError:
+                rest = None
+            broken = broken_rules(rest, skip=bad) if rest is not None else []
+            if not broken:
+                raise
+            raise _validation_error(cls.__name__, exc.errors(), broken) from None
+        broken = broken_rules(config)
+        if broken:
+            raise _validation_error(cls.__name__, [], broken)
+        return config
 
-    @model_validator(mode="after")
-    def _fits_model(self):
-        check_model(self)
-        return self
+
+def _recurrent_depth_default(data):
+    """A recurrent model given no depth gets one layer, not the MLP's default of 10."""
+    if isinstance(data, dict) and data.get("model", "mlp") in MODELS and "depth" not in data:
+        return {**data, "depth": 1}
+    return data
 
 
-# -- recurrent models: which keys apply to which model (issue 12) ---------------------
+def _validation_error(title: str, errors: list[dict], broken: list) -> ValidationError:
+    """pydantic's errors plus the broken rules' ConfigErrors (as value errors at their fields)."""
+    lines = [{"type": e["type"], "loc": e["loc"], "input": e["input"], **({"ctx": e["ctx"]} if "ctx" in e else {})}
+             for e in errors]
+    lines += [{"type": "value_error", "loc": (b.field,), "input": None, "ctx": {"error": b}} for b in broken]
+    return ValidationError.from_exception_data(title, lines)
+
+
+# -- cross-field rules: which keys fit which model, sizes (issues 12, 17) ------------------
 MLP_ONLY_KEYS = ("batchnorm", "residual", "dropout")  # refused for the recurrent models (the page greys them out)
 
 
-def check_model(c) -> None:
-    """Raise ConfigError naming the field when a key does not fit `c.model`."""
-    if c.model == "mlp":
-        if c.dataset not in DATASETS:
-            raise ConfigError("dataset", f"{c.dataset} is a sequence task: set model to one of {', '.join(MODELS)}", list(DATASETS))
-        if c.init == "identity":
-            raise ConfigError("init", "identity initializes W_hh of the recurrent models only", list(INITIALIZERS))
-        return
-    if c.dataset not in TASKS:
-        raise ConfigError("dataset", f"model {c.model} reads sequences; {c.dataset} is not a sequence task", list(TASKS))
-    for key in MLP_ONLY_KEYS:
-        if getattr(c, key):
-            raise ConfigError(key, f"does not apply to the recurrent model {c.model}", [0.0 if key == "dropout" else False])
-    if c.model == "rnn" and c.activation not in RNN_ACTIVATIONS:
-        raise ConfigError("activation", f"{c.activation} is not defined for the Elman RNN", list(RNN_ACTIVATIONS))
+class Rule(NamedTuple):
+    """A check over several keys: the keys it reads, and the errors of a config that breaks it."""
+
+    keys: tuple[str, ...]
+    check: Callable[[Any], Iterator["ConfigError"]]
+
+
+def _in_model_list(key: str, table: dict) -> Rule:
+    """`key`'s value is in `table[model]` (an empty list: the model ignores the key)."""
+    def check(c):
+        names, value = table[c.model], getattr(c, key)
+        if names and value not in names:
+            takers = [MODEL_NAMES[m] for m, ok in table.items() if value in ok]
+            also = f" ({', '.join(takers)} {'does' if len(takers) == 1 else 'do'})" if takers else ""
+            yield ConfigError(key, f"the {MODEL_NAMES[c.model]} does not take {key} {value}{also}", list(names))
+    return Rule(("model", key), check)
+
+
+def _mlp_only(c):
+    if c.model != "mlp":
+        for key in MLP_ONLY_KEYS:
+            if getattr(c, key):
+                yield ConfigError(key, f"does not apply to the recurrent model {c.model}", [0.0 if key == "dropout" else False])
+
+
+def _recurrent_depth(c):
     lo, hi = LIMITS["recurrent_depth"]
-    if not lo <= c.depth <= hi:
-        raise ConfigError("depth", f"recurrent models stack {lo} to {hi} layers", list(range(lo, hi + 1)))
-    bad = length_error(c.dataset, c.seq_len)
+    if c.model != "mlp" and not lo <= c.depth <= hi:
+        yield ConfigError("depth", f"recurrent models stack {lo} to {hi} layers", list(range(lo, hi + 1)))
+
+
+def _length(c):
+    bad = c.model != "mlp" and c.dataset in TASKS and length_error(c.dataset, c.seq_len)
     if bad:
-        raise ConfigError("seq_len", *bad)
-    acts = c.depth * c.seq_len * c.width * c.batch_size
+        yield ConfigError("seq_len", *bad)
+
+
+def _weights(c):
+    params = c.depth * c.width * c.width
+    if params > LIMITS["max_parameters"]:
+        yield ConfigError("depth", f"depth x width^2 = {params} exceeds {LIMITS['max_parameters']} weights; lower depth or width")
+
+
+def _activations(c):
+    if c.model == "mlp":
+        acts, key, what = c.depth * c.width * c.batch_size, "depth", "depth x width x batch_size"
+    else:
+        acts, key, what = c.depth * c.seq_len * c.width * c.batch_size, "seq_len", "depth x seq_len x width x batch_size"
     if acts > LIMITS["max_activations"]:
-        raise ConfigError("seq_len", f"depth x seq_len x width x batch_size = {acts} exceeds {LIMITS['max_activations']}; lower one of them")
+        yield ConfigError(key, f"{what} = {acts} exceeds {LIMITS['max_activations']}; lower one of them")
+
+
+# In order: a key keeps the first error a rule gives it.
+RULES = (
+    _in_model_list("dataset", DATASETS_BY_MODEL),
+    _in_model_list("init", INITIALIZERS_BY_MODEL),
+    _in_model_list("activation", ACTIVATIONS_BY_MODEL),
+    Rule(("model",) + MLP_ONLY_KEYS, _mlp_only),
+    Rule(("model", "depth"), _recurrent_depth),
+    Rule(("model", "dataset", "seq_len"), _length),
+    Rule(("depth", "width"), _weights),
+    Rule(("model", "depth", "width", "batch_size", "seq_len"), _activations),
+)
+
+
+def broken_rules(c, skip=frozenset()) -> list["ConfigError"]:
+    """Every cross-field error of `c`, one per key; rules reading a key in `skip` (a bad one) do not run."""
+    out = {}
+    for rule in RULES:
+        if not skip & set(rule.keys):
+            for err in rule.check(c):
+                if err.field not in skip:
+                    out.setdefault(err.field, err)
+    return list(out.values())
 
 
 CONFIG_KEYS = tuple(Config.model_fields)
 
 
 class ConfigError(ValueError):
-    """A bad config value: which field, why, and (for named choices) the valid ones."""
+    """A bad config value: which field, why, and (for named choices) the valid ones. `more`: the
+    request's other bad values, so that one answer lists them all (`as_dicts`)."""
 
-    def __init__(self, field: str, message: str, choices: list | None = None):
-        self.field, self.message, self.choices = field, message, choices
+    def __init__(self, field: str, message: str, choices: list | None = None, more: tuple = ()):
+        self.field, self.message, self.choices, self.more = field, message, choices, tuple(more)
         hint = f" (valid: {', '.join(map(str, choices))})" if choices else ""
-        super().__init__(f"{field}: {message}{hint}")
+        super().__init__("; ".join([f"{field}: {message}{hint}", *map(str, self.more)]))
+
+    @classmethod
+    def of(cls, errors: list["ConfigError"]) -> "ConfigError":
+        """One error carrying several: the first's field, message and choices, the rest in `more`."""
+        first, *rest = errors
+        return cls(first.field, first.message, first.choices, (*first.more, *rest))
 
     def as_dict(self):
         return {"field": self.field, "message": self.message, "choices": self.choices}
+
+    def as_dicts(self) -> list[dict]:
+        return [self.as_dict(), *(e.as_dict() for e in self.more)]
 
 
 def choices_of(field: str) -> list | None:
@@ -158,35 +245,59 @@ def choices_of(field: str) -> list | None:
     return None
 
 
+SYMBOLS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+
+
+def range_of(field: str) -> str:
+    """A numeric key's bounds as words: "from 1 to 256", "> 0 and <= 10"; "" where it has none."""
+    bounds = {op: getattr(m, op) for m in Config.model_fields[field].metadata for op in SYMBOLS if getattr(m, op, None) is not None}
+    text = {op: str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for op, v in bounds.items()}
+    if set(bounds) == {"ge", "le"}:
+        return f"from {text['ge']} to {text['le']}"
+    return " and ".join(f"{SYMBOLS[op]} {text[op]}" for op in SYMBOLS if op in bounds)
+
+
+NUMBER_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "int_parsing", "int_from_float",
+                 "int_type", "float_parsing", "float_type")
+
+
+def _message(field: str, err: dict) -> str:
+    kind, info = err["type"], Config.model_fields.get(field)
+    if info is not None and (kind == "finite_number" or kind in NUMBER_ERRORS):
+        what = "a finite number" if kind == "finite_number" else "an integer" if info.annotation is int else "a number"
+        return f"must be {what} {range_of(field)}".strip()
+    if kind == "literal_error":
+        shown = repr(err["input"])
+        return f"unknown {field} {shown if len(shown) <= 40 else shown[:37] + '...'}"
+    if kind in ("bool_parsing", "bool_type"):
+        return "must be true or false"
+    return err["msg"]
+
+
+def describe_error(err: dict, field: str | None = None) -> dict:
+    """One pydantic error of a Config as {"field", "message", "choices"}: the key by its name (`field`, or
+    the error's location), what it takes (a finite number, its range), its valid names where it has some."""
+    if isinstance(err.get("ctx", {}).get("error"), ConfigError):  # a cross-field rule's: it names its field
+        return err["ctx"]["error"].as_dict()
+    field = field or next((p for p in reversed(err["loc"]) if isinstance(p, str)), "config")
+    if err["type"] == "extra_forbidden":
+        return {"field": field, "message": "unknown key", "choices": list(CONFIG_KEYS)}
+    return {"field": field, "message": _message(field, err), "choices": choices_of(field)}
+
+
 def describe_errors(exc: ValidationError) -> list[dict]:
-    """pydantic errors as [{"field", "message", "choices"}], choices listed where they exist."""
-    out = []
-    for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "config"
-        if isinstance(err.get("ctx", {}).get("error"), ConfigError):  # raised by check_model: already names its field
-            out.append(err["ctx"]["error"].as_dict())
-        elif err["type"] == "extra_forbidden":
-            out.append({"field": field, "message": "unknown key", "choices": list(CONFIG_KEYS)})
-        else:
-            out.append({"field": field, "message": err["msg"], "choices": choices_of(field)})
-    return out
-
-
-def _first_error(exc: ValidationError) -> ConfigError:
-    err = describe_errors(exc)[0]
-    if err["field"] == "config":  # a cross-field limit: name the largest culprit
-        err["field"] = "depth"
-    return ConfigError(err["field"], err["message"], err["choices"])
+    """pydantic errors as [{"field", "message", "choices"}], every one of them."""
+    return [describe_error(err) for err in exc.errors()]
 
 
 def make_config(values: dict[str, Any] | None = None) -> Config:
-    """Validate a (partial) dict of config keys; raises ConfigError naming the first bad field."""
+    """Validate a (partial) dict of config keys; raises ConfigError naming the first bad field, the others in `more`."""
     if values is not None and not isinstance(values, dict):
         raise ConfigError("config", "must be an object of config keys", list(CONFIG_KEYS))
     try:
         return Config.model_validate(values or {})
     except ValidationError as exc:
-        raise _first_error(exc) from None
+        raise ConfigError.of([ConfigError(**d) for d in describe_errors(exc)]) from None
 
 
 def parse_changes(config: Config, changes: Any) -> Config:
@@ -217,14 +328,17 @@ def meta() -> dict:
         "initializers": list(RECURRENT_INITIALIZERS),  # identity: recurrent models only (see "recurrent")
         "datasets": list(ALL_DATASETS),  # which apply to which model: "datasets_by_model"
         "models": ["mlp", *MODELS],
-        "datasets_by_model": {"mlp": list(DATASETS), **{m: list(TASKS) for m in MODELS}},
-        "initializers_by_model": {"mlp": list(INITIALIZERS), **{m: list(RECURRENT_INITIALIZERS) for m in MODELS}},
+        "model_names": MODEL_NAMES,
+        "datasets_by_model": {m: list(names) for m, names in DATASETS_BY_MODEL.items()},
+        "initializers_by_model": {m: list(names) for m, names in INITIALIZERS_BY_MODEL.items()},
+        "activations_by_model": {m: list(names) for m, names in ACTIVATIONS_BY_MODEL.items()},  # []: the model ignores it
         "mlp_only_keys": list(MLP_ONLY_KEYS),
         "recurrent": describe_recurrent(),
         "optimizers": list(OPTIMIZER_NAMES),
         "clip_modes": list(CLIP_MODES),
         "live_keys": list(LIVE_KEYS),
         "reset_keys": list(RESET_KEYS),
+        "compile_keys": list(COMPILE_KEYS),  # a change compiles new code (the page says "compiling")
         "defaults": Config().model_dump(),
         "limits": LIMITS,
         "bounds": _bounds(),

@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 import gradscope
-from gradscope.config import CONFIG_KEYS, ConfigError, choices_of
+from gradscope.config import CONFIG_KEYS, ConfigError, choices_of, describe_error
 
 from . import compare, routes, ws
 from .manager import SessionManager
@@ -64,17 +64,30 @@ def create_app(settings: Settings | None = None, *, warm_compile: bool = True, c
     return app
 
 
+WHERE = ("body", "query", "path", "header", "cookie")
+NOT_AN_OBJECT = ("model_type", "model_attributes_type", "dict_type")
+
+
 def _validation_item(err: dict) -> dict:
-    if isinstance(err.get("ctx", {}).get("error"), ConfigError):  # config.check_model's rules name their own field
-        return err["ctx"]["error"].as_dict()
-    loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
-    field = loc[-1] if loc else "body"
-    if err.get("type") == "extra_forbidden" and field in CONFIG_KEYS + ("paused",):
-        return {"field": field, "message": err.get("msg", "invalid"), "choices": None}
-    if err.get("type") == "extra_forbidden":
+    """One request validation error as {"field", "message", "choices"}: the key by its name (never a
+    list index or a character position), or where the request went wrong ("body")."""
+    loc = list(err.get("loc", ()))
+    where = str(loc.pop(0)) if loc and loc[0] in WHERE else "body"
+    kind = err.get("type")
+    if kind == "json_invalid":  # loc: ("body", character position)
+        why = err.get("ctx", {}).get("error", "decode error")
+        at = f" at character {loc[0]}" if loc and isinstance(loc[0], int) else ""
+        return {"field": "body", "message": f"is not valid JSON ({why}{at})", "choices": None}
+    field = next((p for p in reversed(loc) if isinstance(p, str)), None)
+    if field is None:  # the body (or query) as a whole
+        message = "must be a JSON object" if kind in NOT_AN_OBJECT else err.get("msg", "invalid")
+        return {"field": where, "message": message, "choices": None}
+    if kind == "extra_forbidden" and field in CONFIG_KEYS + ("paused",):  # a config key where none is taken
+        return {"field": field, "message": "is not taken here", "choices": None}
+    if kind == "extra_forbidden":
         return {"field": field, "message": "unknown key", "choices": list(CONFIG_KEYS) + ["paused"]}
-    if field == "body" and err.get("type") == "value_error":
-        field = "depth"  # the cross-field size limit: depth x width x batch
+    if field in CONFIG_KEYS or isinstance(err.get("ctx", {}).get("error"), ConfigError):
+        return describe_error(err, field)
     choices = choices_of(field)
     if choices is None and "expected" in err.get("ctx", {}):
         choices = [c.strip(" '") for c in str(err["ctx"]["expected"]).replace(" or ", ",").split(",")]
@@ -88,7 +101,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ConfigError)
     async def config_error(request: Request, exc: ConfigError):
-        return JSONResponse({"detail": [exc.as_dict()]}, status_code=422)
+        return JSONResponse({"detail": exc.as_dicts()}, status_code=422)
 
     @app.exception_handler(ActionError)
     async def action_error(request: Request, exc: ActionError):
