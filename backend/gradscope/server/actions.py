@@ -43,6 +43,8 @@ async def apply_control(manager, s: Session, action, learning_rate=None) -> dict
 
 def error_body(exc: Exception) -> dict | None:
     """The `error` fields for a known failure, None for a bug."""
-    if isinstance(exc, (ConfigError, ActionError)):
+    if isinstance(exc, ConfigError):  # the first, as before, and every one of them
+        return {**exc.as_dict(), "errors": exc.as_dicts()}
+    if isinstance(exc, ActionError):
         return exc.as_dict()
     return None

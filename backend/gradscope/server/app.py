@@ -5,11 +5,13 @@ import logging
 import secrets
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import get_args
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 
 import gradscope
 from gradscope.config import CONFIG_KEYS, ConfigError, choices_of, describe_error
@@ -68,7 +70,17 @@ WHERE = ("body", "query", "path", "header", "cookie")
 NOT_AN_OBJECT = ("model_type", "model_attributes_type", "dict_type")
 
 
-def _validation_item(err: dict) -> dict:
+def _body_keys(request: Request) -> list[str] | None:
+    """The keys the route's body model takes (a fork, a control...), None where it is not one."""
+    field = getattr(request.scope.get("route"), "body_field", None)
+    annotation = getattr(getattr(field, "field_info", None), "annotation", None)
+    for model in get_args(annotation) or (annotation,):
+        if isinstance(model, type) and issubclass(model, BaseModel) and not set(model.model_fields) >= set(CONFIG_KEYS):
+            return [f.alias or name for name, f in model.model_fields.items()]
+    return None
+
+
+def _validation_item(err: dict, body_keys: list[str] | None = None) -> dict:
     """One request validation error as {"field", "message", "choices"}: the key by its name (never a
     list index or a character position), or where the request went wrong ("body")."""
     loc = list(err.get("loc", ()))
@@ -85,7 +97,7 @@ def _validation_item(err: dict) -> dict:
     if kind == "extra_forbidden" and field in CONFIG_KEYS + ("paused",):  # a config key where none is taken
         return {"field": field, "message": "is not taken here", "choices": None}
     if kind == "extra_forbidden":
-        return {"field": field, "message": "unknown key", "choices": list(CONFIG_KEYS) + ["paused"]}
+        return {"field": field, "message": "unknown key", "choices": body_keys or list(CONFIG_KEYS) + ["paused"]}
     if field in CONFIG_KEYS or isinstance(err.get("ctx", {}).get("error"), ConfigError):
         return describe_error(err, field)
     choices = choices_of(field)
@@ -97,7 +109,8 @@ def _validation_item(err: dict) -> dict:
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation(request: Request, exc: RequestValidationError):
-        return JSONResponse({"detail": [_validation_item(e) for e in exc.errors()]}, status_code=422)
+        keys = _body_keys(request)
+        return JSONResponse({"detail": [_validation_item(e, keys) for e in exc.errors()]}, status_code=422)
 
     @app.exception_handler(ConfigError)
     async def config_error(request: Request, exc: ConfigError):
