@@ -53,43 +53,61 @@ class _Progress:
 
 
 def cmd_run(args) -> int:
-    from gradscope.compare import branch, parse_pairs, run_lockstep
+    from gradscope.compare import branch, parse_pairs
     from gradscope.engine import CompileCache, Trainer, enable_persistent_cache
-    from gradscope.records import iter_records
+    from gradscope.records import jsonl_lines, run_header
 
     config = _load_config(args)
     if args.steps < 1 or args.every < 1:
         raise ConfigError("--steps" if args.steps < 1 else "--every", "must be a positive integer")
     enable_persistent_cache(_cache_dir())
-    import jax
 
     vs = parse_pairs(args.vs) if args.vs else None
     cache = CompileCache(background=False)  # A and B share executables
-    trainer = Trainer(config, cache=cache, specialize=True)  # one config: the build for its values
-    header = {"config": config.model_dump(), "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()], "version": __version__}
-    if config.model != "mlp":  # recurrent runs: the names of the per-group columns, the gates, the task's baseline
-        from gradscope.engine_rnn import header as recurrent_header
-
-        header["recurrent"] = recurrent_header(config)
-    trainers = {"a": trainer}
+    # one config: the build for its values; measured every k-th step, rows of k steps
+    trainers = {"a": Trainer(config, cache=cache, specialize=True, stats_every=args.every)}
+    header = run_header(config)
     if vs is not None:
-        trainers["b"], info = branch(trainer, vs, cache=cache)
+        trainers["b"], info = branch(trainers["a"], vs, cache=cache)
+        trainers["b"].stats_every = args.every
         header["vs"] = {"changes": info["changes"], "kind": info["kind"], "config": trainers["b"].config.model_dump()}
     out = open(args.out, "w") if args.out else sys.stdout
-    out.write(json.dumps(header) + "\n")
     progress = _Progress(args.steps)
     try:
-        for run, stats in run_lockstep(trainers, args.steps):
-            for record in iter_records(stats):
-                if record["step"] % args.every == 0:
-                    tagged = {"run": run, **record} if vs is not None else record
-                    out.write(json.dumps(tagged, allow_nan=False) + "\n")
-            progress.update(min(t.step for t in trainers.values()), float(stats["loss"][-1]))
+        out.writelines(jsonl_lines(header, _records(trainers, args.steps, args.every, progress)))
     finally:
         progress.close()
         if out is not sys.stdout:
             out.close()
     return 0
+
+
+def _records(trainers, steps, every, progress):
+    """The runs' records, each row `every` steps (`count`), tagged with the run's name when there are two."""
+    from gradscope.records import Blocks, iter_records
+
+    blocks = {name: Blocks(every, steps - 1) for name in trainers}
+    for run, stats in _chunks(trainers, steps, every):
+        rows = blocks[run].add(stats)
+        for record in iter_records(rows) if rows is not None else ():
+            yield {"run": run, **record} if len(trainers) > 1 else record
+        progress.update(min(t.step for t in trainers.values()), float(stats["loss"][-1]))
+
+
+def _chunks(trainers, steps, every):
+    """`run_lockstep`'s chunks, with every call ending on a multiple of `every` (or at `steps`)
+    and, except after a run broke off a call at a non-finite step, starting on one: the
+    engine's rows then end on the steps every-1, 2*every-1, ... (or on the last, or where it broke)."""
+    from gradscope.compare import run_lockstep
+
+    def stop(step, max_steps):
+        if step % every:  # back onto the grid after a break
+            return step - step % every + every
+        return step + every * max(1, max_steps // every)
+
+    while any(t.step < steps for t in trainers.values()):
+        target = min(stop(t.step, t.max_steps) for t in trainers.values() if t.step < steps)
+        yield from run_lockstep(trainers, min(target, steps))
 
 
 def cmd_serve(args) -> int:
@@ -140,12 +158,13 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"gradscope {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="train headless and write one JSON line per recorded step")
-    run.add_argument("--config", help="a JSON file of config keys")
+    run = sub.add_parser("run", help="train headless and write one JSON line per K steps")
+    run.add_argument("--config", help="a JSON file of config keys (default none: every key at its default)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config key (repeatable)")
     run.add_argument("--steps", type=int, required=True, help="training steps to run")
-    run.add_argument("--every", type=int, default=1, help="record every K-th step (default 1)")
-    run.add_argument("--out", help="write JSON Lines here instead of stdout")
+    run.add_argument("--every", type=int, default=1, metavar="K",
+                     help="one record per K steps (count K): loss and accuracy their means, the rest the K-th step's (default 1)")
+    run.add_argument("--out", help="write JSON Lines here (default stdout)")
     run.add_argument("--vs", action="append", default=[], metavar="KEY=VALUE",
                      help="also run B from A's very initial state with this change (repeatable); records get \"run\": \"a\"/\"b\"")
     run.set_defaults(func=cmd_run)
