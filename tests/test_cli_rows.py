@@ -1,11 +1,17 @@
-"""`gradscope run --every K` against `--every 1` (the oracle)."""
+"""`gradscope run --every K` against `--every 1` (the oracle), its progress bar."""
 import itertools
 import json
+import os
+import re
+import select
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from gradscope import cli
+from test_cli import BACKEND
 
 TINY = ("--set", "depth=2", "--set", "width=8", "--set", "batch_size=16")
 RNN = ("--set", "model=rnn", "--set", "dataset=adding", "--set", "seq_len=5", "--set", "depth=1",
@@ -87,3 +93,35 @@ def test_every_k_keeps_the_step_where_a_run_broke(monkeypatch, tmp_path):
     assert first_bad % 7 != 6, "choose a setup that breaks off the grid"
     assert first_bad in [r["step"] for r in rows]
     check_rows_against_every_step(rows, steps, 7)
+
+
+def _on_a_terminal(*args, tmp_path):
+    """`gradscope ...` in a subprocess whose stderr is a pseudo-terminal: what it wrote there."""
+    main, other = os.openpty()
+    env = {"GRADSCOPE_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu", "PYTHONPATH": BACKEND}
+    proc = subprocess.Popen([sys.executable, "-m", "gradscope", *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=other, env=env)
+    os.close(other)
+    got = b""
+    try:
+        while select.select([main], [], [], 300)[0]:  # readable: data, or the other end closed
+            try:
+                data = os.read(main, 4096)
+            except OSError:  # EIO: every writer closed the terminal
+                break
+            if not data:
+                break
+            got += data
+    finally:
+        os.close(main)
+    assert proc.wait(timeout=60) == 0, got.decode(errors="replace")
+    return got.decode(errors="replace")
+
+
+def test_progress_bar_on_a_terminal_and_quiet(tmp_path):
+    out = str(tmp_path / "run.jsonl")
+    shown = _on_a_terminal("run", *TINY, "--steps", "40", "--out", out, tmp_path=tmp_path)
+    last = shown.replace("\r\n", "\n").split("\r")[-1]  # the bar as it was left
+    assert re.search(r"\[#{30}\] 40/40 [\d,]+ steps/s ETA 0:00 loss [\d.e+-]+", last), repr(last)
+    quiet = _on_a_terminal("run", *TINY, "--steps", "40", "--out", out, "--quiet", tmp_path=tmp_path)
+    assert "steps/s" not in quiet and "ETA" not in quiet and "[#" not in quiet

@@ -5,8 +5,10 @@ The only module that reads argv and the environment.
 
 import argparse
 import json
+import math
 import os
 import sys
+import time
 from pathlib import Path
 
 from gradscope import __version__
@@ -36,20 +38,35 @@ def _load_config(args):
 
 
 class _Progress:
-    """A one-line progress bar on stderr, only when stderr is a terminal."""
+    """A one-line progress bar (steps done/total, steps/s, ETA, loss) on `stream` if it is a terminal."""
 
-    def __init__(self, total):
-        self.total, self.on = total, sys.stderr.isatty()
+    def __init__(self, total, stream=None, on=True):
+        self.total, self.stream = total, stream or sys.stderr
+        self.on = on and self.stream.isatty()
+        self.start, self.drawn = time.monotonic(), -math.inf
 
     def update(self, done, loss):
-        if self.on:
-            filled = int(30 * done / self.total)
-            sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total} loss {loss:.4g} ")
-            sys.stderr.flush()
+        now = time.monotonic()
+        if not self.on or (done < self.total and now - self.drawn < 0.1):  # ten redraws a second are plenty
+            return
+        self.drawn = now
+        rate = done / max(now - self.start, 1e-9)
+        eta = _clock((self.total - done) / rate) if rate > 0 else "?"
+        filled = int(30 * done / self.total)
+        self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total} {rate:,.0f} steps/s "
+                          f"ETA {eta} loss {loss:.4g}\x1b[K")
+        self.stream.flush()
 
     def close(self):
         if self.on:
-            sys.stderr.write("\n")
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _clock(seconds):
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def cmd_run(args) -> int:
@@ -72,7 +89,7 @@ def cmd_run(args) -> int:
         trainers["b"].stats_every = args.every
         header["vs"] = {"changes": info["changes"], "kind": info["kind"], "config": trainers["b"].config.model_dump()}
     out = open(args.out, "w") if args.out else sys.stdout
-    progress = _Progress(args.steps)
+    progress = _Progress(args.steps, on=not args.quiet)
     try:
         out.writelines(jsonl_lines(header, _records(trainers, args.steps, args.every, progress)))
     finally:
@@ -167,6 +184,7 @@ def build_parser():
     run.add_argument("--out", help="write JSON Lines here (default stdout)")
     run.add_argument("--vs", action="append", default=[], metavar="KEY=VALUE",
                      help="also run B from A's very initial state with this change (repeatable); records get \"run\": \"a\"/\"b\"")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar (shown only when stderr is a terminal)")
     run.set_defaults(func=cmd_run)
 
     serve = sub.add_parser("serve", help="start the live dashboard server")
