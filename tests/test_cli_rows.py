@@ -1,4 +1,4 @@
-"""`gradscope run --every K` against `--every 1` (the oracle), its progress bar."""
+"""`gradscope run --every K` against `--every 1` (the oracle), its progress bar, `serve --help`."""
 import itertools
 import json
 import os
@@ -125,3 +125,16 @@ def test_progress_bar_on_a_terminal_and_quiet(tmp_path):
     assert re.search(r"\[#{30}\] 40/40 [\d,]+ steps/s ETA 0:00 loss [\d.e+-]+", last), repr(last)
     quiet = _on_a_terminal("run", *TINY, "--steps", "40", "--out", out, "--quiet", tmp_path=tmp_path)
     assert "steps/s" not in quiet and "ETA" not in quiet and "[#" not in quiet
+
+
+def test_serve_help_shows_every_option_with_its_default(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--help"])
+    text = capsys.readouterr().out
+    blocks = {block.split()[0]: " ".join(block.split()) for block in re.split(r"\n  (?=-)", text.split("options:")[1])[1:]}
+    serve = cli.build_parser()._subparsers._group_actions[0].choices["serve"]
+    options = [a.option_strings[-1] for a in serve._actions if "--help" not in a.option_strings]
+    assert len(options) >= 11 and set(blocks) == {"-h,", *options}
+    assert all("(default " in blocks[o] for o in options), [o for o in options if "(default " not in blocks[o]]
+    assert "(default 127.0.0.1)" in blocks["--host"] and "(default 8000)" in blocks["--port"]
+    assert "(default ./data)" in blocks["--data-dir"]

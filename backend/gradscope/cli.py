@@ -188,12 +188,13 @@ def build_parser():
     run.set_defaults(func=cmd_run)
 
     serve = sub.add_parser("serve", help="start the live dashboard server")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="the port to listen on (default 8000)")
     serve.add_argument("--data-dir", default="data", help="where the SQLite database lives (default ./data)")
-    serve.add_argument("--allow-origin", action="append", default=[], help="accept WebSocket connections from this extra origin (repeatable)")
+    serve.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                       help="accept WebSocket connections from this extra origin, repeatable (default none: the page's own only)")
     serve.add_argument("--lessons", action="append", default=[], metavar="DIR",
-                       help="load extra lesson files (*.json, *.toml) from this directory (repeatable)")
+                       help="load extra lesson files (*.json, *.toml) from this directory, repeatable (default none: the packaged ones)")
     from gradscope.server.settings import Settings  # a dataclass: no FastAPI or JAX imported
 
     for name, kind, metavar, text in SERVE_LIMITS:
