@@ -27,14 +27,15 @@ def test_run_writes_a_header_and_every_kth_step(tmp_path):
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     header, records = lines[0], lines[1:]
     assert header["config"]["activation"] == "tanh" and header["config"]["batchnorm"] is True
-    assert header["config"]["depth"] == 2 and header["backend"] == "cpu" and header["devices"]
-    assert [r["step"] for r in records] == [0, 3, 6]
+    assert header["config"]["depth"] == 2 and header["backend"] == "cpu" and header["devices"] and header["events"] == []
+    assert [r["step"] for r in records] == [2, 5, 6] and [r["count"] for r in records] == [3, 3, 1]  # the last: steps 6..6
     r = records[0]
     assert len(r["grad_norm"]) == 3 and len(r["delta_norm"]) == 3 and len(r["act_std"]) == 2
     assert list(r) == list(STAT_NAMES)  # every statistic, in the documented order
     assert len(r["h_grad_norm"]) == 2 and len(r["init_distance"]) == 3 and len(r["z_hist"]) == 2
-    assert r["val_loss"] is not None and records[1]["val_loss"] is None  # held out: at step 0, not step 3
+    assert r["val_loss"] is not None and records[1]["val_loss"] is None  # held out: at step 0, among steps 0-2
     assert r["neg_slope"] == [None, None] and r["clip_cosine"] == 1
+    assert "steps/s" not in proc.stderr and "[#" not in proc.stderr  # stderr is no terminal here: no progress bar
 
 
 def test_non_finite_numbers_are_null(tmp_path):

@@ -73,11 +73,11 @@ def test_cli_writes_the_recurrent_statistics(tmp_path):
     header, *records = [json.loads(line) for line in out.read_text().splitlines()]
     assert header["config"]["model"] == "lstm" and header["recurrent"]["gates"] == ["i", "f", "g", "o"]
     assert header["recurrent"]["groups"] == group_names("lstm", 1) and header["recurrent"]["baseline"] == pytest.approx(1 / 6)
-    assert [r["step"] for r in records] == [0, 2]
+    assert [r["step"] for r in records] == [1, 3] and [r["count"] for r in records] == [2, 2]  # rows of --every 2 steps
     r = records[0]
     assert len(r["time_delta_norm"]) == 1 and len(r["time_delta_norm"][0]) == 50
     assert len(r["grad_norm"]) == len(header["recurrent"]["groups"]) and len(r["spectral_radius"][0]) == 4
-    assert r["forget_gate_mean"][0] == pytest.approx(0.73, abs=0.03)  # sigmoid(forget_bias 1) at initialization
+    assert r["forget_gate_mean"][0] == pytest.approx(0.73, abs=0.03)  # sigmoid(forget_bias 1) at initialization (step 1: one update later)
     assert r["accuracy"] is None  # a regression: accuracy does not apply
     assert {"loss", "baseline", "global_grad_norm", "clipped_global_grad_norm", "update_ratio", "weight_norm",
             "gate_saturation", "gate_mean", "nonfinite", "nonfinite_count"} <= set(r)

@@ -49,8 +49,9 @@ def test_steps_then_history_and_export(client):
 
     r = client.get(f"/api/sessions/{d['id']}/export", params={"format": "jsonl"})
     assert r.status_code == 200 and "attachment" in r.headers["content-disposition"]
-    lines = [json.loads(x) for x in r.text.splitlines()]
-    assert [x["step"] for x in lines] == [0, 1, 2] and lines[1]["loss"] == pytest.approx(h["loss"][1], rel=1e-6)
+    header, *lines = [json.loads(x) for x in r.text.splitlines()]  # as `gradscope run --out` writes it
+    assert header["config"]["depth"] == 3 and [x["step"] for x in lines] == [0, 1, 2]
+    assert lines[1]["loss"] == pytest.approx(h["loss"][1], rel=1e-6)
     r = client.get(f"/api/sessions/{d['id']}/export", params={"format": "csv"})
     rows = list(csv.DictReader(io.StringIO(r.text)))
     assert len(rows) == 3 and float(rows[2]["loss"]) == pytest.approx(h["loss"][2], rel=1e-6) and "grad_norm[3]" in rows[0]

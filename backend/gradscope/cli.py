@@ -5,8 +5,10 @@ The only module that reads argv and the environment.
 
 import argparse
 import json
+import math
 import os
 import sys
+import time
 from pathlib import Path
 
 from gradscope import __version__
@@ -36,60 +38,93 @@ def _load_config(args):
 
 
 class _Progress:
-    """A one-line progress bar on stderr, only when stderr is a terminal."""
+    """A one-line progress bar (steps done/total, steps/s, ETA, loss) on `stream` if it is a terminal."""
 
-    def __init__(self, total):
-        self.total, self.on = total, sys.stderr.isatty()
+    def __init__(self, total, stream=None, on=True):
+        self.total, self.stream = total, stream or sys.stderr
+        self.on = on and self.stream.isatty()
+        self.start, self.drawn = time.monotonic(), -math.inf
 
     def update(self, done, loss):
-        if self.on:
-            filled = int(30 * done / self.total)
-            sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total} loss {loss:.4g} ")
-            sys.stderr.flush()
+        now = time.monotonic()
+        if not self.on or (done < self.total and now - self.drawn < 0.1):  # ten redraws a second are plenty
+            return
+        self.drawn = now
+        rate = done / max(now - self.start, 1e-9)
+        eta = _clock((self.total - done) / rate) if rate > 0 else "?"
+        filled = int(30 * done / self.total)
+        self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total} {rate:,.0f} steps/s "
+                          f"ETA {eta} loss {loss:.4g}\x1b[K")
+        self.stream.flush()
 
     def close(self):
         if self.on:
-            sys.stderr.write("\n")
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _clock(seconds):
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def cmd_run(args) -> int:
-    from gradscope.compare import branch, parse_pairs, run_lockstep
+    from gradscope.compare import branch, parse_pairs
     from gradscope.engine import CompileCache, Trainer, enable_persistent_cache
-    from gradscope.records import iter_records
+    from gradscope.records import jsonl_lines, run_header
 
     config = _load_config(args)
     if args.steps < 1 or args.every < 1:
         raise ConfigError("--steps" if args.steps < 1 else "--every", "must be a positive integer")
     enable_persistent_cache(_cache_dir())
-    import jax
 
     vs = parse_pairs(args.vs) if args.vs else None
     cache = CompileCache(background=False)  # A and B share executables
-    trainer = Trainer(config, cache=cache, specialize=True)  # one config: the build for its values
-    header = {"config": config.model_dump(), "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()], "version": __version__}
-    if config.model != "mlp":  # recurrent runs: the names of the per-group columns, the gates, the task's baseline
-        from gradscope.engine_rnn import header as recurrent_header
-
-        header["recurrent"] = recurrent_header(config)
-    trainers = {"a": trainer}
+    # one config: the build for its values; measured every k-th step, rows of k steps
+    trainers = {"a": Trainer(config, cache=cache, specialize=True, stats_every=args.every)}
+    header = run_header(config)
     if vs is not None:
-        trainers["b"], info = branch(trainer, vs, cache=cache)
+        trainers["b"], info = branch(trainers["a"], vs, cache=cache)
+        trainers["b"].stats_every = args.every
         header["vs"] = {"changes": info["changes"], "kind": info["kind"], "config": trainers["b"].config.model_dump()}
     out = open(args.out, "w") if args.out else sys.stdout
-    out.write(json.dumps(header) + "\n")
-    progress = _Progress(args.steps)
+    progress = _Progress(args.steps, on=not args.quiet)
     try:
-        for run, stats in run_lockstep(trainers, args.steps):
-            for record in iter_records(stats):
-                if record["step"] % args.every == 0:
-                    tagged = {"run": run, **record} if vs is not None else record
-                    out.write(json.dumps(tagged, allow_nan=False) + "\n")
-            progress.update(min(t.step for t in trainers.values()), float(stats["loss"][-1]))
+        out.writelines(jsonl_lines(header, _records(trainers, args.steps, args.every, progress)))
     finally:
         progress.close()
         if out is not sys.stdout:
             out.close()
     return 0
+
+
+def _records(trainers, steps, every, progress):
+    """The runs' records, each row `every` steps (`count`), tagged with the run's name when there are two."""
+    from gradscope.records import Blocks, iter_records
+
+    blocks = {name: Blocks(every, steps - 1) for name in trainers}
+    for run, stats in _chunks(trainers, steps, every):
+        rows = blocks[run].add(stats)
+        for record in iter_records(rows) if rows is not None else ():
+            yield {"run": run, **record} if len(trainers) > 1 else record
+        progress.update(min(t.step for t in trainers.values()), float(stats["loss"][-1]))
+
+
+def _chunks(trainers, steps, every):
+    """`run_lockstep`'s chunks, with every call ending on a multiple of `every` (or at `steps`)
+    and, except after a run broke off a call at a non-finite step, starting on one: the
+    engine's rows then end on the steps every-1, 2*every-1, ... (or on the last, or where it broke)."""
+    from gradscope.compare import run_lockstep
+
+    def stop(step, max_steps):
+        if step % every:  # back onto the grid after a break
+            return step - step % every + every
+        return step + every * max(1, max_steps // every)
+
+    while any(t.step < steps for t in trainers.values()):
+        target = min(stop(t.step, t.max_steps) for t in trainers.values() if t.step < steps)
+        yield from run_lockstep(trainers, min(target, steps))
 
 
 def cmd_serve(args) -> int:
@@ -140,23 +175,26 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"gradscope {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="train headless and write one JSON line per recorded step")
-    run.add_argument("--config", help="a JSON file of config keys")
+    run = sub.add_parser("run", help="train headless and write one JSON line per K steps")
+    run.add_argument("--config", help="a JSON file of config keys (default none: every key at its default)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config key (repeatable)")
     run.add_argument("--steps", type=int, required=True, help="training steps to run")
-    run.add_argument("--every", type=int, default=1, help="record every K-th step (default 1)")
-    run.add_argument("--out", help="write JSON Lines here instead of stdout")
+    run.add_argument("--every", type=int, default=1, metavar="K",
+                     help="one record per K steps (count K): loss and accuracy their means, the rest the K-th step's (default 1)")
+    run.add_argument("--out", help="write JSON Lines here (default stdout)")
     run.add_argument("--vs", action="append", default=[], metavar="KEY=VALUE",
                      help="also run B from A's very initial state with this change (repeatable); records get \"run\": \"a\"/\"b\"")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar (shown only when stderr is a terminal)")
     run.set_defaults(func=cmd_run)
 
     serve = sub.add_parser("serve", help="start the live dashboard server")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="the port to listen on (default 8000)")
     serve.add_argument("--data-dir", default="data", help="where the SQLite database lives (default ./data)")
-    serve.add_argument("--allow-origin", action="append", default=[], help="accept WebSocket connections from this extra origin (repeatable)")
+    serve.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                       help="accept WebSocket connections from this extra origin, repeatable (default none: the page's own only)")
     serve.add_argument("--lessons", action="append", default=[], metavar="DIR",
-                       help="load extra lesson files (*.json, *.toml) from this directory (repeatable)")
+                       help="load extra lesson files (*.json, *.toml) from this directory, repeatable (default none: the packaged ones)")
     from gradscope.server.settings import Settings  # a dataclass: no FastAPI or JAX imported
 
     for name, kind, metavar, text in SERVE_LIMITS:

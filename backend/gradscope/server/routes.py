@@ -2,19 +2,18 @@
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
-import json
 from typing import Literal
 
+import numpy as np
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gradscope.config import Config
+from gradscope.records import csv_lines, iter_records, jsonl_lines, run_header
 
 from .actions import apply_control, apply_set
-from .history import jsonable, rows_to_json, select
+from .history import rows_to_json, select
 from .manager import SessionManager
 from .sessions import Session, fork_event
 
@@ -102,49 +101,26 @@ async def read_history(s: Session = Depends(get_session), since: int = Query(0, 
 
 @router.get("/sessions/{sid}/export")
 async def export(s: Session = Depends(get_session), format: Literal["jsonl", "csv"] = "jsonl"):
-    """The whole history as a JSON-lines or CSV download (means per row; `count` steps each)."""
-    def all_rows():
+    """The whole history as `gradscope run --out` writes it (JSON Lines) or as CSV; a row covers `count` steps."""
+    def snapshot():
         with s.lock:
-            parts = s.history.parts()
-        return select(parts)
+            parts, events, config0, config = s.history.parts(), list(s.events), s.config0, s.config
+        return run_header(config0, events, columns=config), _as_stats(select(parts))
 
-    rows = await asyncio.to_thread(all_rows)
-    body = _jsonl(rows) if format == "jsonl" else _csv(rows)
+    header, stats = await asyncio.to_thread(snapshot)
+    records = iter_records(stats) if stats is not None else iter(())
+    body = jsonl_lines(header, records) if format == "jsonl" else csv_lines(records)
     media = "application/x-ndjson" if format == "jsonl" else "text/csv"
     headers = {"Content-Disposition": f'attachment; filename="gradscope-{s.id}.{format}"'}
     return StreamingResponse(body, media_type=media, headers=headers)
 
 
-def _columns(rows):
+def _as_stats(rows: dict | None) -> dict | None:
+    """History rows -> rows as Trainer.run returns them (the means; `nonfinite`: whether any step was)."""
     if rows is None:
-        return []
-    cols = [("step", rows["step"].tolist()), ("count", rows["count"].tolist())]
-    cols += [(k, jsonable(v)) for k, v in rows["mean"].items()]
-    return cols
-
-
-def _jsonl(rows):
-    cols = _columns(rows)
-    for i in range(len(cols[0][1]) if cols else 0):
-        yield json.dumps({k: v[i] for k, v in cols}) + "\n"
-
-
-def _flat(name, value):
-    if not isinstance(value, list):
-        return [(name, value)]
-    return [kv for j, v in enumerate(value) for kv in _flat(f"{name}[{j}]", v)]
-
-
-def _csv(rows):
-    cols = _columns(rows)
-    for i in range(len(cols[0][1]) if cols else 0):
-        flat = [kv for k, v in cols for kv in _flat(k, v[i])]
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        if i == 0:
-            writer.writerow([k for k, _ in flat])
-        writer.writerow(["" if v is None else v for _, v in flat])
-        yield buf.getvalue()
+        return None
+    mean = rows["mean"]
+    return {"step": rows["step"], "count": rows["count"], **mean, "nonfinite": np.asarray(mean["nonfinite"]) > 0}
 
 
 @router.post("/sessions/{sid}/fork", status_code=201)
