@@ -149,6 +149,9 @@ SERVE_LIMITS = (
     ("create_rate", float, "PER_S", "new sessions (creates, forks, compares, lesson runs) per second per client address"),
     ("create_burst", int, "N", "...after a burst of this many (429 beyond)"),
     ("session_ttl_s", float, "SECONDS", "delete a session nobody has changed or opened for this long"),
+    ("unload_idle_s", float, "SECONDS", "save a paused session nobody watches or commands out of memory after this long"),
+    ("compile_cache_entries", int, "N", "compiled programs kept in memory, least recently used out beyond"),
+    ("compile_cache_mb", int, "MIB", "...and their estimated size"),
 )
 
 
