@@ -92,9 +92,11 @@ def shape_of(config: Config) -> Shape:
 
 # Bounds of a CompileCache: a server runs for days and meets hundreds of shapes; every
 # executable held keeps its machine code mapped (~1,000 mappings and ~10 MiB on CPU).
-CACHE_ENTRIES = 48
-CACHE_BYTES = 768 << 20
-EXECUTABLE_OVERHEAD = 8 << 20  # machine code, not reported by XLA's CPU memory analysis (bench/soak.py)
+CACHE_ENTRIES = 24
+CACHE_BYTES = 1 << 30
+# what XLA's CPU memory analysis does not report (code, allocations): bench/soak.py measured
+# ~40-60 MiB of resident memory and ~700 memory mappings per executable held
+EXECUTABLE_OVERHEAD = 32 << 20
 MAX_QUEUED = 8      # background compiles waiting to start; the oldest are dropped beyond (their sessions moved on)
 CLEAR_EVERY = 4     # evictions between clearing JAX's own tracing and compilation caches
 

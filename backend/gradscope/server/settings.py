@@ -34,8 +34,8 @@ class Settings:
     create_burst: int = 60                  # ...after a burst of this many (429 beyond)
     unload_idle_s: float = 600.0            # a paused session nobody watched or commanded this long leaves
                                             # memory (saved; loaded again when next opened)
-    compile_cache_entries: int = 48         # compiled executables held in memory, least recently used out
-    compile_cache_mb: int = 768             # ...and their estimated size
+    compile_cache_entries: int = 24         # compiled executables held in memory (~50 MiB, ~700 mappings each on CPU)
+    compile_cache_mb: int = 1024            # ...and their estimated size
     chunk_steps: int | None = None          # fixed K (tests); None: the engine calibrates
     stats_every: int | None = None          # measure every k-th step; None: once per chunk (~30/s)
     frontend_dir: Path | None = None        # None: the packaged or repo frontend/
