@@ -82,3 +82,16 @@ def test_a_bad_rewind_learning_rate_is_answered_and_changes_nothing(live_server)
         err = recv_until(ws, lambda m: m.get("id") == 1)
         assert err["type"] == "error" and err["field"] == "learning_rate", err
     assert summary(srv, d)["step"] == 1  # nothing rewound
+
+
+def test_a_step_can_take_many_steps_and_a_bad_count_is_answered(live_server):
+    srv = live_server()
+    d = create(srv, paused=True)
+    assert control(srv, d, "step", steps=40)["step"] == 0
+    assert summary(srv, d)["step"] == 40 and summary(srv, d)["status"] == "paused"
+    auth = {"Authorization": f"Bearer {d['token']}"}
+    for body in ({"action": "step", "steps": 0}, {"action": "step", "steps": 10**6}, {"action": "play", "steps": 3},
+                 {"action": "step", "steps": True}):
+        r = httpx.post(f"{srv.url}/api/sessions/{d['id']}/control", json=body, headers=auth, timeout=60)
+        assert r.status_code == 422 and "steps" in r.text, (body, r.text)
+    assert summary(srv, d)["step"] == 40

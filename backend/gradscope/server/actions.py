@@ -6,6 +6,7 @@ from gradscope.config import ConfigError
 from .sessions import ActionError, Session
 
 ACTIONS = ("play", "pause", "step", "reset", "rewind")
+MAX_STEPS = 50_000  # steps one `step` command may take (the worker answers nothing else meanwhile)
 
 
 async def apply_set(manager, s: Session, changes) -> dict:
@@ -17,13 +18,17 @@ async def apply_set(manager, s: Session, changes) -> dict:
     return {"step": res["step"], "applied": {"kind": res["kind"], "changes": res["changes"]}}
 
 
-async def apply_control(manager, s: Session, action, learning_rate=None) -> dict:
+async def apply_control(manager, s: Session, action, learning_rate=None, steps=None) -> dict:
     """play | pause | step | reset | rewind (`learning_rate`: the rate to resume with, rewind
-    only); returns the ack body."""
+    only; `steps`: how many a step takes, 1 by default); returns the ack body."""
     if action not in ACTIONS:
         raise ActionError(f"unknown action {action!r}", choices=list(ACTIONS), status=422)
     if learning_rate is not None and action != "rewind":
         raise ActionError("only rewind takes a learning rate", field="learning_rate", choices=["rewind"], status=422)
+    if steps is not None and (action != "step" or isinstance(steps, bool) or not isinstance(steps, int)
+                              or not 1 <= steps <= MAX_STEPS):
+        raise ActionError(f"steps must be an integer from 1 to {MAX_STEPS}, with action step", field="steps",
+                          choices=["step"], status=422)
     if action == "play":
         held = manager.reserve(s.id)  # its place until it runs (already counted if it does)
         try:
@@ -33,7 +38,7 @@ async def apply_control(manager, s: Session, action, learning_rate=None) -> dict
     elif action == "pause":
         res = await s.call(s.set_running, False)
     elif action == "step":
-        res = await s.call(s.single_step)
+        res = await s.call(s.single_step, steps or 1)
     elif action == "reset":
         res = await s.call(s.apply_reset)
     else:

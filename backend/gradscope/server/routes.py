@@ -42,6 +42,7 @@ class ControlRequest(BaseModel):
     action: Literal["play", "pause", "step", "reset", "rewind"]
     learning_rate: float | None = Field(None, allow_inf_nan=False,
                                         description="rewind only: the learning rate to resume with")
+    steps: int | None = Field(None, strict=True, description="step only: how many steps (1 to 50,000; default 1)")
 
 
 def get_manager(request: Request) -> SessionManager:
@@ -174,7 +175,7 @@ async def set_config(body: SetRequest, s: Session = Depends(owned_session),
 async def control(body: ControlRequest, s: Session = Depends(owned_session),
                   manager: SessionManager = Depends(get_manager)) -> dict:
     """Owner: the HTTP twin of the WebSocket `control` message."""
-    return await apply_control(manager, s, body.action, body.learning_rate)
+    return await apply_control(manager, s, body.action, body.learning_rate, body.steps)
 
 
 @router.delete("/sessions/{sid}", status_code=204)

@@ -421,9 +421,9 @@ class Session(Persistence):
             return self.set_running(False, detail="idle: nobody watching")
         return {"step": self.tr.step, "status": self.status}
 
-    def single_step(self) -> dict:
+    def single_step(self, n: int = 1) -> dict:
         step = self.tr.step
-        self.advance(1, detail="single step")
+        self.advance(n, detail="single step" if n == 1 else f"{n} steps")
         return {"step": step, "status": self.status}
 
     def advance(self, n: int, detail: str = "catching up") -> dict:

@@ -156,7 +156,7 @@ async def _handle(manager, s, raw: str, owner: bool) -> dict:
         if kind == "set":
             body = await apply_set(manager, s, msg.get("changes"))
         else:
-            body = await apply_control(manager, s, msg.get("action"), msg.get("learning_rate"))
+            body = await apply_control(manager, s, msg.get("action"), msg.get("learning_rate"), msg.get("steps"))
     except Exception as exc:
         err = error_body(exc)
         if err is None:  # a server fault: its details stay in the log, under an id

@@ -1,0 +1,42 @@
+"""A compiled chunk's output -> rows: one per measured step, with the steps it covers."""
+from __future__ import annotations
+
+import numpy as np
+
+from gradscope.core.train import PER_STEP_STATS, SPARSE_STATS
+
+
+def _rows(out: dict, n: int) -> tuple[dict, np.ndarray]:
+    """A chunk's host output (n steps ran) -> (one row per measured step, see Trainer.run;
+    the per-step non-finite flags)."""
+    m = int(out.pop("rows"))
+    scalars = {k: np.asarray(out.pop(k))[:n] for k in PER_STEP_STATS if k in out}
+    rows = {k: np.asarray(v)[:m] for k, v in out.items()}
+    ends = _measured_indices(n, rows)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    count = ends - starts + 1
+    rows["count"] = count.astype(np.int64)
+    for k, v in scalars.items():
+        if k == "nonfinite":
+            rows[k] = np.add.reduceat(v.astype(np.int64), starts) > 0
+        elif k in SPARSE_STATS:
+            seen = np.isfinite(v)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rows[k] = (np.add.reduceat(np.where(seen, v, 0.0), starts) / np.add.reduceat(seen, starts)).astype(np.float32)
+        else:
+            rows[k] = (np.add.reduceat(v.astype(np.float64), starts) / count).astype(np.float32)
+    return rows, scalars["nonfinite"]
+
+
+def _measured_indices(n: int, rows: dict) -> np.ndarray:
+    """Indices within a call of n steps of its measured steps (the last step always is)."""
+    steps = np.asarray(rows["step"], np.int64)
+    return steps - (steps[-1] - (n - 1))
+
+
+def _unmeasured_break(rows: dict, nonfinite: np.ndarray):
+    """The number of steps to the first non-finite step if it was not measured, else None."""
+    bad = np.flatnonzero(nonfinite)
+    if len(bad) == 0 or bad[0] in _measured_indices(len(nonfinite), rows):
+        return None
+    return int(bad[0]) + 1

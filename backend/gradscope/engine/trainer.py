@@ -1,0 +1,318 @@
+"""The Trainer, the only stateful object of the engine: one run's data, weights, optimizer
+state and config, trained in compiled chunks. Not thread-safe (one worker owns it)."""
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradscope import engine_rnn
+from gradscope.config import LIVE_KEYS, RESET_KEYS, Config, make_config, parse_changes
+from gradscope.core.train import GENERIC, reset_optimizer
+
+from .cache import CompileCache
+from .evaluation import Evaluation
+from .programs import (
+    GRID,
+    TARGET_CHUNK_SECONDS,
+    _data,
+    _initial,
+    _setup,
+    describe_key,
+    knobs_of,
+    max_chunk_steps,
+    shape_of,
+    spec_of,
+)
+from .rows import _rows, _unmeasured_break
+
+# The order in which other activations compile in the background: the usual fixes first
+# (relu: the README demo's next step), and how many of them per new shape. Each executable
+# held costs memory (CompileCache's bounds); every other switch compiles on demand, shown.
+WARM_ORDER = ("relu", "leaky_relu", "tanh", "elu", "selu", "gelu", "swish", "prelu", "rrelu", "sigmoid", "linear")
+WARM_ACTIVATIONS = 2
+
+
+def prewarm(cache: CompileCache, config: Config | dict | None = None) -> None:
+    """Queue the compiles a first session of `config` (default: the default config) needs,
+    its chunk first, then its decision-boundary predict, on the cache's background thread.
+    A server calls this at start-up, so its first session finds them built (or building)."""
+    config = config if isinstance(config, Config) else make_config(config)
+    shape, (x, y), (x_val, y_val), state = _setup(config)
+    k = max_chunk_steps(shape)
+    chunk_key = ("chunk", config.activation, config.optimizer, shape, int(x.shape[0]), int(x_val.shape[0]), k)
+    args = (state, knobs_of(config), x, y, x_val, y_val, np.int32(0), np.int32(1))
+    # the build for the config's values first (the first session trains on it), then the
+    # generic one that serves any knob change while that change's own build compiles
+    cache.warm([chunk_key + (spec_of(config),), chunk_key + (GENERIC,)], args)
+    rows = jax.ShapeDtypeStruct((GRID * GRID, shape.n_in), jnp.float32)
+    cache.warm([("predict", config.activation, shape, GRID * GRID)], (state.params, state.bn_state, knobs_of(config), rows))
+
+
+class Trainer(Evaluation):
+    """One run: data, parameters, optimizer state and the config; trains in compiled chunks."""
+
+    def __init__(self, config: Config | dict | None = None, *, chunk_steps: int | None = None, cache: CompileCache | None = None,
+                 warm=False, stats_every: int | None = 1, specialize: bool | None = None, on_compile=None):
+        """`warm`: compile the next activations (WARM_ORDER) in the background too.
+
+        `stats_every`: measure every k-th step (and the last of each call); None: once per
+        chunk of `chunk_steps` steps, about 30 times a second (a server's choice: the page
+        draws no more). Rows then cover several steps: see `run`.
+        `specialize`: train on an executable built for the structural knobs' current values
+        (BatchNorm, residual, dropout on, clip mode, L1/L2 on) while one is built, on the
+        generic build otherwise. Default: where the cache compiles in the background (a
+        change then never waits: the generic build serves until the new one is ready).
+        `on_compile(what, state, seconds)`: told when this trainer starts ("start") and stops
+        ("end", with seconds) waiting for a compile; `what` names it for a person."""
+        self.on_compile = on_compile
+        self._fixed_k = chunk_steps
+        self._cache = cache or CompileCache(background=warm)
+        self._warm = warm
+        self.stats_every = stats_every
+        self.specialize = self._cache.background if specialize is None else specialize
+        self._built_spec = None  # the spec the first executable was built for (compiled in the caller)
+        self._build(config if isinstance(config, Config) else make_config(config))
+
+    # -- construction -------------------------------------------------------
+    def _build(self, config: Config):
+        with self._cache.foreground():
+            self._build_run(config)
+        self._warm_others()
+
+    def _build_run(self, config: Config):
+        self.config = config
+        if engine_rnn.is_recurrent(config):  # issue 12: the recurrent models' data, state and cost model
+            self.shape = shape_of(config)
+            x, y = engine_rnn.load(config)
+            self.x, self.y = jnp.asarray(x), jnp.asarray(y)
+            # the sequence tasks draw fresh batches: nothing is held out
+            self.x_val, self.y_val = self.x[:1], self.y[:1]
+            self.state = engine_rnn.new_state(config, self.shape)
+            self.max_steps = self._fixed_k or engine_rnn.max_chunk_steps(self.shape)
+        else:
+            self.shape, (self.x, self.y), (self.x_val, self.y_val) = _data(config)
+            self.max_steps = self._fixed_k or max_chunk_steps(self.shape)
+            if self.specialize:
+                # the first executable compiles from the state's shapes on a thread of its
+                # own while the initial weights compile and run here (two cores, not one after the other)
+                self.state = _initial(config, self.shape, abstract=True)
+                self._cache.start(self._key(config.activation, config.optimizer, spec_of(config)), self._args(0))
+            self.state = _initial(config, self.shape)
+        self._built_spec = None
+        self.chunk_steps = self._fixed_k or self._calibrate()
+
+    def _warm_others(self):
+        """Queue background compiles: the generic build and the decision boundary's predict,
+        then the next WARM_ACTIVATIONS activations of WARM_ORDER (relu first). Not every
+        activation and optimizer: per shape that was ~22 executables, and a server meeting
+        hundreds of shapes held them all (issue 17); the rest compile when chosen, shown."""
+        if not self._warm:
+            return
+        act, opt = self.config.activation, self.config.optimizer
+        recurrent = engine_rnn.is_recurrent(self.config)
+        order = engine_rnn.warm_order(self.config.model, WARM_ORDER) if recurrent else WARM_ORDER
+        others = [a for a in order if a != act][:WARM_ACTIVATIONS]
+        if recurrent:  # no predict functions: the valid activations' chunks
+            self._cache.warm([self._key(a, opt) for a in others], self._args(0))
+            return
+        self._cache.warm([self._key(act, opt)], self._args(0))  # serves any knob change at once
+        self._cache.warm([self._predict_key(act)], self._predict_args(GRID * GRID))
+        for a in others:
+            self._cache.warm([self._key(a, opt)], self._args(0))
+            self._cache.warm([self._predict_key(a)], self._predict_args(GRID * GRID))
+
+    def _get(self, key, args):
+        """The executable of `key` from the cache, `on_compile` told while it is waited for."""
+        tell = self.on_compile
+        return self._cache.get(key, args, on_wait=None if tell is None else
+                               (lambda state, seconds: tell(describe_key(key), state, seconds)))
+
+    def _key(self, act, optimizer, spec=GENERIC):
+        if engine_rnn.is_recurrent(self.config):
+            act = engine_rnn.cache_activation(self.shape, act)
+            return ("chunk", act, optimizer, self.shape, int(self.x.shape[0]), int(self.x_val.shape[0]), self.max_steps)
+        return ("chunk", act, optimizer, self.shape, int(self.x.shape[0]), int(self.x_val.shape[0]), self.max_steps, spec)
+
+    def _args(self, n, every=1):
+        if engine_rnn.is_recurrent(self.config):
+            return (self.state, engine_rnn.knobs_of(self.config), self.x, self.y, self.x_val, self.y_val, np.int32(n))
+        return (self.state, knobs_of(self.config), self.x, self.y, self.x_val, self.y_val, np.int32(n), np.int32(every))
+
+    def _predict_key(self, act, rows=GRID * GRID):
+        return ("predict", act, self.shape, rows)
+
+    def _predict_args(self, rows):
+        return (self.state.params, self.state.bn_state, knobs_of(self.config), jax.ShapeDtypeStruct((rows, self.shape.n_in), jnp.float32))
+
+    def _executable(self):
+        """The build for the current knob values if compiled, else the generic one.
+
+        A new run compiles (in the caller) the build for its values; a later knob change
+        trains on the generic build (warmed in the background, or compiled here once) while
+        the new values' build compiles in the background."""
+        act, opt = self.config.activation, self.config.optimizer
+        if engine_rnn.is_recurrent(self.config) or not self.specialize:
+            return self._get(self._key(act, opt), self._args(0))
+        spec = spec_of(self.config)
+        own, generic = self._key(act, opt, spec), self._key(act, opt)
+        exe = self._cache.built(own)
+        if exe is not None:
+            return exe
+        if self._built_spec is None or self._built_spec == (act, opt, spec):
+            self._built_spec = (act, opt, spec)
+            return self._get(own, self._args(0))
+        self._cache.warm([own], self._args(0))
+        return self._cache.built(generic) or self._get(generic, self._args(0))
+
+    def _calibrate(self):
+        """Steps per call so that one call takes about TARGET_CHUNK_SECONDS (cached per shape).
+
+        The time per step is the slope between a short and a longer call, each measured once
+        as a server's calls are: a call's fixed cost and its measured step are not per-step
+        costs, and counting them as such (a single 8-step probe) made K about half what fits."""
+        ckey = (self.shape, int(self.x.shape[0]))
+        if ckey not in self._cache.chunk_steps:
+            probe = self._executable()
+            short, long = min(8, self.max_steps), min(32, self.max_steps)
+
+            def seconds(n):  # the faster of two calls
+                times = []
+                for _ in range(2):
+                    t0 = time.perf_counter()
+                    jax.block_until_ready(probe(*self._args(n, n)))  # sync point: timing only
+                    times.append(time.perf_counter() - t0)
+                return min(times)
+
+            for n in sorted({short, long}):  # the first calls after a compile allocate: not steady state
+                jax.block_until_ready(probe(*self._args(n, n)))
+            if long == short:  # a deep or wide net: its calls are few steps and each step costs far more than a call
+                per_step = seconds(long) / long
+            else:
+                t_short, t_long = seconds(short), seconds(long)
+                per_step = (t_long - t_short) / (long - short) if t_long > t_short else t_long / long
+            self._cache.remember_steps(ckey, int(np.clip(round(TARGET_CHUNK_SECONDS / per_step), 1, self.max_steps)))
+        return self._cache.chunk_steps.get(ckey, self.max_steps)
+
+    # -- training -----------------------------------------------------------
+    @property
+    def step(self) -> int:
+        return int(self.state.step)
+
+    @property
+    def every(self) -> int:
+        """Steps between measured steps (see `stats_every`)."""
+        return max(1, int(self.chunk_steps if self.stats_every is None else self.stats_every))
+
+    def run(self, steps: int | None = None) -> dict:
+        """Train `steps` steps (default: one chunk of K) and return their statistics.
+
+        Returns numpy arrays with a leading axis of rows, one per measured step (every
+        `every`-th step and the last): `count` steps each row covers (the steps since the
+        previous row, its own included), `step` the measured step. Per-layer statistics,
+        norms and histograms are that step's; `loss` and `accuracy` are means over the row's
+        steps, `nonfinite` whether any of them went non-finite, `val_loss`/`val_accuracy`
+        the held-out evaluation made among them (NaN if none). With `every` 1 a row is a
+        step. Globals (rows,), per-layer (rows, depth+1), hidden-layer (rows, depth), `hist`
+        (rows, depth+1, bins). A run that goes non-finite between measured steps ends at the
+        first non-finite step, measured: the step and layer where it broke are reported.
+        """
+        steps = self.chunk_steps if steps is None else int(steps)
+        recurrent = engine_rnn.is_recurrent(self.config)
+        parts, done = [], 0
+        while done < steps:
+            n = min(steps - done, self.max_steps)
+            before = self.state
+            self.state, out = self._executable()(*self._args(n, self.every))
+            if recurrent:
+                parts.append((n, out))
+                done += n
+                continue
+            out, nonfinite = _rows(jax.device_get(out), n)
+            broke = _unmeasured_break(out, nonfinite)
+            if broke is not None:  # train again to the step that broke, measuring it
+                self.state = before
+                self.state, out = self._executable()(*self._args(broke, self.every))
+                parts.append((broke, _rows(jax.device_get(out), broke)[0]))
+                break
+            parts.append((n, out))
+            done += n
+        if recurrent:
+            host = jax.device_get(parts)  # the one device->host transfer per call
+            stats = {name: np.concatenate([p[name][:n] for n, p in host]) for name in host[0][1]}
+            return {**stats, "count": np.ones(len(stats["step"]), np.int64)}
+        return {name: np.concatenate([p[name] for _, p in parts]) for name in parts[0][1]}
+
+    def update(self, changes: dict) -> dict:
+        """Apply config changes; live keys keep weights and step, others re-initialize.
+
+        Returns {"kind": "live"|"reset", "changes": {key: [old, new]}}; raises ConfigError.
+        """
+        new = parse_changes(self.config, changes)
+        old = self.config
+        diff = {k: [getattr(old, k), getattr(new, k)] for k in type(new).model_fields if getattr(old, k) != getattr(new, k)}
+        if any(k not in LIVE_KEYS for k in diff):
+            self._build(new)
+            return {"kind": "reset", "changes": diff}
+        self.config = new
+        if "optimizer" in diff:
+            reset = engine_rnn.reset_optimizer if engine_rnn.is_recurrent(new) else reset_optimizer
+            self.state = reset(self.state, new.optimizer)
+            self._warm_others()
+        return {"kind": "live", "changes": diff}
+
+    def reset(self):
+        """Re-initialize weights, optimizer and step from the current config's seed."""
+        self._build(self.config)
+
+    # -- checkpoints --------------------------------------------------------
+    def snapshot(self):
+        """An in-memory checkpoint: the config and the state that belong together
+        (jax arrays are immutable, so this copies nothing)."""
+        return (self.config, self.state)
+
+    def restore(self, snap):
+        """Back to a checkpoint: its weights, optimizer state and config, together.
+
+        The executable follows the restored config (activation, optimizer); data and
+        shapes are rebuilt only when a reset key differs from the current config.
+        """
+        config, state = snap
+        if any(getattr(config, k) != getattr(self.config, k) for k in RESET_KEYS):
+            self._build(config)
+        self.config = config
+        self.state = state
+
+    def to_bytes(self, snap=None) -> bytes:
+        """Config, weights, optimizer and BatchNorm state, step and RNG key, as one blob:
+        of the current state, or of a `snapshot()` (safe to call from another thread)."""
+        config, state = snap if snap is not None else self.snapshot()
+        leaves = jax.device_get(jax.tree.leaves(state))
+        buf = io.BytesIO()
+        np.savez(buf, config=np.frombuffer(config.model_dump_json().encode(), np.uint8), **{f"l{i}": a for i, a in enumerate(leaves)})
+        return buf.getvalue()
+
+    def load_bytes(self, blob: bytes):
+        """Load a `to_bytes` blob (config included); returns it as a `snapshot()`.
+
+        Shapes and data are rebuilt only when a reset key differs; another optimizer only
+        changes the structure the optimizer state is read into.
+        """
+        data = np.load(io.BytesIO(blob))
+        config = make_config(json.loads(bytes(data["config"]).decode()))
+        if any(getattr(config, k) != getattr(self.config, k) for k in RESET_KEYS):
+            self._build(config)
+        elif config.optimizer != self.config.optimizer:
+            reset = engine_rnn.reset_optimizer if engine_rnn.is_recurrent(config) else reset_optimizer
+            self.state = reset(self.state, config.optimizer)
+        self.config = config
+        treedef = jax.tree.structure(self.state)
+        self.state = jax.tree.unflatten(treedef, [jnp.asarray(data[f"l{i}"]) for i in range(treedef.num_leaves)])
+        return self.snapshot()
+
+    def close(self):
+        self._cache.close()
