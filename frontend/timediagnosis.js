@@ -1,10 +1,12 @@
 // The diagnosis for recurrent models, in time steps: how much of the gradient at the last step
 // reaches the first, what the theory line expects, and whether the loss has left its baseline.
 // Same result shape as diagnose() in diagnosis.js; the fixes are FIXES names there.
+import { spans } from "./diagnosis.js";
 
 const sci = (v) => (v === 0 ? "0" : v >= 0.01 && v < 100 ? String(+Number(v).toPrecision(2))
   : Number(v).toExponential(0).replace("e+", "e"));
 const isNum = (v) => typeof v === "number" && Number.isFinite(v);
+const where = (a, pred) => (a || []).flatMap((v, i) => (pred(v) ? [i] : []));
 
 /**
  * The fixes for a gradient that vanishes through time, minus those already applied. A model
@@ -20,23 +22,47 @@ function vanishingFixes(config, s) {
 }
 
 /**
+ * The verdict when gradients are exactly 0: at the last time step of the top layer (nothing
+ * reaches any step), or in a parameter group; null when every group and that step get some.
+ * Never green: zero gradients teach nothing. All groups 0 with a finite loss: the loss gives none.
+ */
+function silentResult(config, s, row) {
+  const groups = (s.grad_norm || []).filter((v) => typeof v === "number"), zero = groups.filter((v) => v === 0).length;
+  const T = row.length, none = row[T - 1] === 0;
+  if (groups.length && zero === groups.length) {
+    return { level: "warn", title: "No gradient: the loss gives none on this batch", fixes: [],
+             lines: [`Loss ${sci(s.loss)}: every parameter's gradient is exactly 0.`] };
+  }
+  if (!none && !zero) return null;
+  const lines = [];
+  if (none) lines.push(`‖dL/dh_t‖ of layer ${config.depth} is exactly 0 at every one of the ${T} time steps.`);
+  if (zero) lines.push(`${zero} of the ${groups.length} parameter groups get a gradient of exactly 0: training leaves them where they are.`);
+  const title = none ? "Dead network: no gradient reaches any time step" : `Dead network: no gradient reaches ${zero} of ${groups.length} parameter groups`;
+  return { level: "bad", title, lines, fixes: vanishingFixes(config, s) };
+}
+
+/**
  * @param {object} config  the session's config (model, depth, seq_len, ...)
  * @param {object} s       the latest record: time_delta_norm (depth, seq_len), theory_factor, loss, baseline
  * @returns {{level: "ok"|"warn"|"bad", title: string, lines: string[], fixes: string[]}}
  */
 export function diagnoseTime(config, s) {
   if (!s || !s.time_delta_norm) return { level: "ok", title: "Waiting for the first steps…", lines: [], fixes: [] };
-  const row = s.time_delta_norm[config.depth - 1] || [], T = row.length, lines = [];
-  if (!T || row.some((v) => !isNum(v)) || !isNum(s.loss)) {
+  const rows = s.time_delta_norm, row = rows[config.depth - 1] || [], T = row.length, lines = [];
+  if (!T || rows.some((r) => (r || []).some((v) => !isNum(v))) || !isNum(s.loss)) {
     return { level: "bad", title: "Non-finite gradients: the run is blowing up",
              lines: ["Some time steps' gradients are NaN or infinite."], fixes: ["clip_norm", "lower_lr"] };
   }
-  const ratio = row[T - 1] > 0 ? row[0] / row[T - 1] : 0;
+  const silent = silentResult(config, s, row);
+  if (silent) return silent;
+  const ratio = row[0] / row[T - 1];  // row[T - 1] > 0 here
   const relation = `step 1 receives ${sci(ratio)} of the gradient at step ${T}`;
   let level = "ok", title = "Gradients reach the first time step", fixes = [];
   if (ratio < 1e-3) {
     [level, title, fixes] = ["bad", "Vanishing gradients through time", vanishingFixes(config, s)];
     lines.push(`${relation}: the network cannot learn dependencies that long.`);
+    const zero = where(row, (v) => v === 0);
+    if (zero.length) lines.push(`No gradient at all reaches time step${zero.length === 1 ? "" : "s"} ${spans(zero)}: it is exactly 0 there.`);
   } else if (ratio > 1e3 || (s.global_grad_norm ?? 0) > 1e4) {
     [level, title, fixes] = ["bad", "Exploding gradients through time", config.clip_mode === "norm" ? ["lower_lr"] : ["clip_norm", "lower_lr"]];
     lines.push(`${relation}: a few steps of the sequence dominate every update.`);
