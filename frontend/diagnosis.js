@@ -182,8 +182,9 @@ function deadLine(s, layers) {
 function deadNetwork(config, s, zero, deadLayers) {
   const L = s.grad_norm.length - 1;
   if ((s.delta_norm || [])[L] === 0) {
-    return { level: "warn", title: "No gradient: the loss gives none on this batch", fixes: [],
-             lines: [`Loss ${sci(s.loss)}: every example is fit exactly, so no gradient leaves the output.`] };
+    const lines = ["No gradient leaves the output (‖dL/dlogits‖ = 0): every example in the batch is fit exactly."];
+    if (deadLayers.length) lines.push(`${deadLine(s, deadLayers)}.`);
+    return { level: "warn", title: "No gradient: the loss gives none on this batch", fixes: [], lines };
   }
   const lines = [`Every weight gradient of ${layerNames(zero)}${zero.includes(L) ? ` (layer ${L + 1} is the output)` : ""} is exactly 0: training leaves these weights where they are.`];
   if (deadLayers.length) {

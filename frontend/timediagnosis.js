@@ -22,23 +22,34 @@ function vanishingFixes(config, s) {
 }
 
 /**
- * The verdict when gradients are exactly 0: at the last time step of the top layer (nothing
- * reaches any step), or in a parameter group; null when every group and that step get some.
- * Never green: zero gradients teach nothing. All groups 0 with a finite loss: the loss gives none.
+ * The verdict when a whole layer's ||dL/dh_t|| is exactly 0 at every time step, or a parameter
+ * group's gradient is; null when every layer and group gets some. Never green: zero gradients
+ * teach nothing. Every group 0 with a finite loss: the loss itself gives none.
  */
-function silentResult(config, s, row) {
+function silentResult(config, s, rows) {
   const groups = (s.grad_norm || []).filter((v) => typeof v === "number"), zero = groups.filter((v) => v === 0).length;
-  const T = row.length, none = row[T - 1] === 0;
+  const dead = where(rows, (r) => r.every((v) => v === 0)), T = rows[0].length;
   if (groups.length && zero === groups.length) {
     return { level: "warn", title: "No gradient: the loss gives none on this batch", fixes: [],
              lines: [`Loss ${sci(s.loss)}: every parameter's gradient is exactly 0.`] };
   }
-  if (!none && !zero) return null;
+  if (!dead.length && !zero) return null;
   const lines = [];
-  if (none) lines.push(`‖dL/dh_t‖ of layer ${config.depth} is exactly 0 at every one of the ${T} time steps.`);
+  const layers = `recurrent layer${dead.length === 1 ? "" : "s"} ${spans(dead)}`;
+  if (dead.length) lines.push(`‖dL/dh_t‖ of ${layers} is exactly 0 at every one of the ${T} time steps.`);
   if (zero) lines.push(`${zero} of the ${groups.length} parameter groups get a gradient of exactly 0: training leaves them where they are.`);
-  const title = none ? "Dead network: no gradient reaches any time step" : `Dead network: no gradient reaches ${zero} of ${groups.length} parameter groups`;
+  const title = dead.includes(config.depth - 1) ? "Dead network: no gradient reaches any time step"
+    : dead.length ? `Dead network: no gradient reaches ${layers}` : `Dead network: no gradient reaches ${zero} of ${groups.length} parameter groups`;
   return { level: "bad", title, lines, fixes: vanishingFixes(config, s) };
+}
+
+/** "No gradient at all reaches time steps 1–3 (of layer 1)" for each layer where some steps get exactly 0. */
+function zeroStepLines(rows) {
+  return rows.flatMap((r, l) => {
+    const zero = where(r, (v) => v === 0);
+    const of = rows.length > 1 ? ` of recurrent layer ${l + 1}` : "";
+    return zero.length ? [`No gradient at all reaches time step${zero.length === 1 ? "" : "s"} ${spans(zero)}${of}: it is exactly 0 there.`] : [];
+  });
 }
 
 /**
@@ -53,7 +64,7 @@ export function diagnoseTime(config, s) {
     return { level: "bad", title: "Non-finite gradients: the run is blowing up",
              lines: ["Some time steps' gradients are NaN or infinite."], fixes: ["clip_norm", "lower_lr"] };
   }
-  const silent = silentResult(config, s, row);
+  const silent = silentResult(config, s, rows);
   if (silent) return silent;
   const ratio = row[0] / row[T - 1];  // row[T - 1] > 0 here
   const relation = `step 1 receives ${sci(ratio)} of the gradient at step ${T}`;
@@ -61,13 +72,16 @@ export function diagnoseTime(config, s) {
   if (ratio < 1e-3) {
     [level, title, fixes] = ["bad", "Vanishing gradients through time", vanishingFixes(config, s)];
     lines.push(`${relation}: the network cannot learn dependencies that long.`);
-    const zero = where(row, (v) => v === 0);
-    if (zero.length) lines.push(`No gradient at all reaches time step${zero.length === 1 ? "" : "s"} ${spans(zero)}: it is exactly 0 there.`);
   } else if (ratio > 1e3 || (s.global_grad_norm ?? 0) > 1e4) {
     [level, title, fixes] = ["bad", "Exploding gradients through time", config.clip_mode === "norm" ? ["lower_lr"] : ["clip_norm", "lower_lr"]];
     lines.push(`${relation}: a few steps of the sequence dominate every update.`);
   } else {
     lines.push(`${relation}, within a factor of 1000.`);
+  }
+  const zeroLines = zeroStepLines(rows);  // exact zeros: red whatever the ratio of the top layer says
+  if (zeroLines.length) {
+    lines.push(...zeroLines);
+    if (level !== "bad") [level, title, fixes] = ["bad", "No gradient reaches some time steps", vanishingFixes(config, s)];
   }
   const f = (s.theory_factor || [])[config.depth - 1];
   if (isNum(f)) lines.push(`Theory: spectral radius × RMS slope = ${sci(f)} per step, ${sci(Math.pow(f, T - 1))} over ${T - 1} steps.`);
