@@ -115,9 +115,11 @@ export function diagnose(config, s) {
   const first = g[0], last = g[L];
   const sat = mean(finite(s.saturation)), dead = mean(finite(s.dead));
   const act = config.activation;
-  const ratio = first / last;  // every entry is finite and last > 0 here
+  const ratio = first / last;  // finite, or not a ratio when the output layer is silent (said below)
   const relation = `layer 1 receives ${sci(ratio)} of the gradient of layer ${L + 1} (output)`;
-  if (ratio < 1e-3) {
+  if (last === 0) {
+    // no relation to the output's gradient: the silent layers below say what is wrong
+  } else if (ratio < 1e-3) {
     level = "bad";
     title = "Vanishing gradients";
     let why = relation;
@@ -133,7 +135,7 @@ export function diagnose(config, s) {
     lines.push(`${relation}, within a factor of 1000.`);
   }
   if (zero.length) {  // some layers but no dead one: a gradient that rounds to 0 on its way back
-    lines.push(`No gradient at all reaches ${layerNames(zero)}: it is exactly 0 there, so they do not learn.`);
+    lines.push(`No gradient at all reaches ${layerNames(zero)}: it is exactly 0 there, so ${zero.length === 1 ? "it does" : "they do"} not learn.`);
     if (level !== "bad") [level, title] = ["bad", `No gradient reaches ${layerNames(zero)}`];
     ["relu_he", "batchnorm", "residual"].forEach((f) => fixes.add(f));
   }
