@@ -7,12 +7,44 @@ const sci = (v) => (v === 0 ? "0" : v >= 0.01 && v < 100 ? String(+Number(v).toP
 const pct = (v) => `${Math.round(100 * v)}%`;
 const mean = (a) => (a.length ? a.reduce((s, v) => s + v, 0) / a.length : 0);
 const finite = (a) => (a || []).filter((v) => typeof v === "number" && Number.isFinite(v));
+const isNum = (v) => typeof v === "number" && Number.isFinite(v);
 const SATURATING = ["sigmoid", "tanh"];
 const RELU_LIKE = ["relu"];
+const DEAD_LAYER = 0.9;  // a layer this dead is named, whatever the mean over all layers
+
+/** 1-based spans of 0-based indices (ascending): "3", "1–11", "1–3, 5"; the first `most` spans, then "and N more". */
+export function spans(indices, most = 4) {
+  const runs = [];
+  for (const i of indices) {
+    const last = runs[runs.length - 1];
+    if (last && i === last[1] + 1) last[1] = i;
+    else runs.push([i, i]);
+  }
+  const text = runs.slice(0, most).map(([a, b]) => (a === b ? `${a + 1}` : `${a + 1}–${b + 1}`)).join(", ");
+  const rest = runs.slice(most).reduce((n, [a, b]) => n + b - a + 1, 0);
+  return rest ? `${text} and ${rest} more` : text;
+}
+
+/** "layer 3" or "layers 1–11": `indices` named with the right number. */
+export function layerNames(indices, word = "layer") {
+  return `${word}${indices.length === 1 ? "" : "s"} ${spans(indices)}`;
+}
+
+const where = (a, pred) => (a || []).flatMap((v, i) => (pred(v) ? [i] : []));
 
 /** What diagnose() reads from the latest step, beyond what the charts keep. */
 export const READS = ["grad_norm", "saturation", "dead", "loss", "global_grad_norm", "update_ratio",
                       "delta_norm", "h_grad_norm", "u_grad_norm"];
+
+// For a dead layer, in the order they brought the README's demo back (sigmoid trained 10,000-30,000
+// steps, then ReLU: layer 10 all 0): BatchNorm learned the spirals in 500-750 steps with the weights
+// kept, ReLU + He restarted them and learned in 1,000-1,250, leaky ReLU took 4,000-19,500.
+const DEAD_FIXES = ["batchnorm", "relu_he", "leaky"];
+const DEAD_WAYS = {
+  batchnorm: "BatchNorm recentres every layer's inputs, keeping the weights",
+  relu_he: "ReLU + He init restarts the weights at a scale that ReLU keeps",
+  leaky: "leaky ReLU lets a gradient through every unit, keeping the weights",
+};
 
 export const FIXES = {
   relu_he: { label: "Switch to ReLU + He init", changes: { activation: "relu", init: "he_normal" } },
@@ -74,16 +106,20 @@ function factorLines(config, s, trouble, lines, fixes) {
 export function diagnose(config, s) {
   if (!s || !s.grad_norm) return { level: "ok", title: "Waiting for the first steps…", lines: [], fixes: [] };
   const g = s.grad_norm, L = g.length - 1, lines = [], fixes = new Set();
+  if (g.some((v) => v === null) || s.loss === null) {
+    return { level: "bad", title: "Non-finite gradients: the run is blowing up", lines: ["Some layers' gradients are NaN or infinite."], fixes: ["clip_norm", "lower_lr"] };
+  }
+  const zero = where(g, (v) => v === 0), deadLayers = where(s.dead, (v) => isNum(v) && v >= DEAD_LAYER);
+  if (zero.length && (zero.length === g.length || deadLayers.length)) return finish(config, deadNetwork(config, s, zero, deadLayers));
   let level = "ok", title = "Gradients flow: every layer learns at a similar rate";
   const first = g[0], last = g[L];
   const sat = mean(finite(s.saturation)), dead = mean(finite(s.dead));
   const act = config.activation;
-  if (g.some((v) => v === null) || s.loss === null) {
-    return { level: "bad", title: "Non-finite gradients: the run is blowing up", lines: ["Some layers' gradients are NaN or infinite."], fixes: ["clip_norm", "lower_lr"] };
-  }
-  const ratio = last > 0 ? first / last : first > 0 ? Infinity : 1;
+  const ratio = first / last;  // finite, or not a ratio when the output layer is silent (said below)
   const relation = `layer 1 receives ${sci(ratio)} of the gradient of layer ${L + 1} (output)`;
-  if (ratio < 1e-3) {
+  if (last === 0) {
+    // no relation to the output's gradient: the silent layers below say what is wrong
+  } else if (ratio < 1e-3) {
     level = "bad";
     title = "Vanishing gradients";
     let why = relation;
@@ -93,12 +129,21 @@ export function diagnose(config, s) {
   } else if (ratio > 1e3 || (s.global_grad_norm ?? 0) > 1e4) {
     level = "bad";
     title = "Exploding gradients";
-    lines.push(`${relation.replace("receives", "receives")}: each step throws the early layers around.`);
+    lines.push(`${relation}: each step throws the early layers around.`);
     ["clip_norm", "batchnorm", "lower_lr"].forEach((f) => fixes.add(f));
   } else {
     lines.push(`${relation}, within a factor of 1000.`);
   }
-  if (RELU_LIKE.includes(act) && dead > 0.4) {
+  if (zero.length) {  // some layers but no dead one: a gradient that rounds to 0 on its way back
+    lines.push(`No gradient at all reaches ${layerNames(zero)}: it is exactly 0 there, so ${zero.length === 1 ? "it does" : "they do"} not learn.`);
+    if (level !== "bad") [level, title] = ["bad", `No gradient reaches ${layerNames(zero)}`];
+    ["relu_he", "batchnorm", "residual"].forEach((f) => fixes.add(f));
+  }
+  if (deadLayers.length) {
+    [level, title] = level === "bad" ? [level, title] : ["warn", `Dead units in ${layerNames(deadLayers)}`];
+    lines.push(`${deadLine(s, deadLayers)}: no gradient reaches their weights.`);
+    DEAD_FIXES.forEach((f) => fixes.add(f));
+  } else if (RELU_LIKE.includes(act) && dead > 0.4) {
     level = level === "bad" ? "bad" : "warn";
     if (level === "warn") title = "Dead ReLUs";
     lines.push(`${pct(dead)} of ReLU units never fire on this batch: no gradient reaches their weights.`);
@@ -121,6 +166,45 @@ export function diagnose(config, s) {
       lines.push(`Median update ratio ${sci(med)} (healthy is about 1e-3).`);
     }
   }
+  return finish(config, { level, title, lines, fixes: [...fixes] });
+}
+
+/** "Layer 10: 100% of its units are 0 for every example" (the most dead first when several are). */
+function deadLine(s, layers) {
+  const fr = layers.map((l) => s.dead[l]), lo = Math.min(...fr), hi = Math.max(...fr);
+  const share = lo === hi ? pct(hi) : `${pct(lo)} to ${pct(hi)}`;
+  return `${layerNames(layers, "Layer")}: ${share} of ${layers.length === 1 ? "its" : "their"} units are 0 for every example in the batch`;
+}
+
+/**
+ * Some layers' weight gradients are exactly 0 and either every layer's is or a layer is dead
+ * (units 0 on the whole batch): nothing passes back through a dead layer, and the layer above it
+ * gets inputs of 0. Red whatever the ratios say, unless the loss itself gives no gradient.
+ */
+function deadNetwork(config, s, zero, deadLayers) {
+  const L = s.grad_norm.length - 1;
+  if ((s.delta_norm || [])[L] === 0) {
+    const lines = ["No gradient leaves the output (‖dL/dlogits‖ = 0): every example in the batch is fit exactly."];
+    if (deadLayers.length) lines.push(`${deadLine(s, deadLayers)}.`);
+    return { level: "warn", title: "No gradient: the loss gives none on this batch", fixes: [], lines };
+  }
+  const lines = [`Every weight gradient of ${layerNames(zero)}${zero.includes(L) ? ` (layer ${L + 1} is the output)` : ""} is exactly 0: training leaves these weights where they are.`];
+  if (deadLayers.length) {
+    const them = deadLayers.length === 1 && s.dead[deadLayers[0]] === 1 ? "it" : "their dead units";
+    lines.push(`${deadLine(s, deadLayers)}: nothing passes back through ${them}, and the layer above gets inputs of 0 from ${them === "it" ? "it" : "them"}.`);
+    const result = finish(config, { level: "bad", title: "", lines, fixes: DEAD_FIXES });
+    const ways = result.fixes.map((f) => DEAD_WAYS[f]);
+    if (ways.length) lines.push(`${ways.join("; ")}.`.replace(/^./, (c) => c.toUpperCase()));
+  } else if (SATURATING.includes(config.activation)) {
+    lines.push(`${pct(mean(finite(s.saturation)))} of ${config.activation} units are saturated: their slope is 0 in float32.`);
+  }
+  const fixes = deadLayers.length || !SATURATING.includes(config.activation) ? DEAD_FIXES : ["relu_he", "batchnorm", "residual"];
+  return { level: "bad", title: `Dead network: no gradient reaches ${layerNames(zero)}`, lines, fixes: [...fixes] };
+}
+
+/** `result` without the fixes `config` already has. */
+function finish(config, result) {
+  const fixes = new Set(result.fixes), act = config.activation;
   if (config.batchnorm) fixes.delete("batchnorm");
   if (config.residual) fixes.delete("residual");
   if (config.clip_mode === "norm") fixes.delete("clip_norm");
@@ -128,7 +212,7 @@ export function diagnose(config, s) {
   if (act === "leaky_relu") fixes.delete("leaky");
   if (config.init === "glorot_normal" && config.init_gain === 1) fixes.delete("glorot");
   if (config.init.startsWith("he_")) fixes.delete("he");
-  return { level, title, lines, fixes: [...fixes] };
+  return { ...result, fixes: [...fixes] };
 }
 
 /** Changes that apply fix `name` to `config`. */
