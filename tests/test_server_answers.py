@@ -15,7 +15,7 @@ def test_an_unknown_key_in_a_control_or_fork_lists_what_that_request_takes(live_
     auth = {"Authorization": f"Bearer {d['token']}"}
     r = httpx.post(f"{srv.url}/api/sessions/{d['id']}/control", json={"action": "step", "speed": 2}, headers=auth)
     assert r.status_code == 422
-    assert r.json()["detail"] == [{"field": "speed", "message": "unknown key", "choices": ["action", "learning_rate"]}]
+    assert r.json()["detail"] == [{"field": "speed", "message": "unknown key", "choices": ["action", "learning_rate", "steps"]}]
     r = httpx.post(f"{srv.url}/api/sessions/{d['id']}/fork", json={"form": "start"})
     assert r.status_code == 422 and r.json()["detail"][0]["field"] == "form"
     assert "from" in r.json()["detail"][0]["choices"]

@@ -79,7 +79,7 @@ def valid(config: dict) -> bool:
     return True
 
 
-def control(action: str) -> dict:
+def control_msg(action: str) -> dict:
     return {"type": "control", "action": action}
 
 
@@ -170,17 +170,17 @@ class ServerMachine(RuleBasedStateMachine):
 
     def paused_at(self, t: Tracked, via_ws: bool = False) -> int:
         """Pause it (reset first if it diverged: the sequences below start from a finite run); its step."""
-        if self.ok(t, control("pause"), via_ws)["applied"]["status"] == "diverged":
-            self.ok(t, control("reset"), via_ws)
+        if self.ok(t, control_msg("pause"), via_ws)["applied"]["status"] == "diverged":
+            self.ok(t, control_msg("reset"), via_ws)
         return self.call("GET", f"/api/sessions/{t.id}").json()["step"]
 
     def reach_checkpoint(self, t: Tracked, step: int) -> int:
         """Single steps from `step` up to a multiple of K and one past it, so that a rewind
         checkpoint lies behind: its step."""
         while step % CHUNK:
-            self.ok(t, control("step"))
+            self.ok(t, control_msg("step"))
             step += 1
-        self.ok(t, control("step"))
+        self.ok(t, control_msg("step"))
         return step
 
     # -- rules -------------------------------------------------------------------------
@@ -233,16 +233,16 @@ class ServerMachine(RuleBasedStateMachine):
         first = self.reach_checkpoint(t, step)
         for i, name in enumerate(switches):
             if i == 1:
-                assert self.ok(t, control("rewind"), via_ws)["applied"]["to_step"] == first
-                self.ok(t, control("step"))
+                assert self.ok(t, control_msg("rewind"), via_ws)["applied"]["to_step"] == first
+                self.ok(t, control_msg("step"))
                 second = self.reach_checkpoint(t, first + 1)
             other = name if name != t.config["optimizer"] else OPTIMIZERS[OPTIMIZERS.index(name) - 1]
             self.ok(t, {"type": "set", "changes": {"optimizer": other}}, via_ws)
-            self.ok(t, control("step"))
+            self.ok(t, control_msg("step"))
         for target in (second, first):
-            back = self.ok(t, control("rewind"), not via_ws)["applied"]
+            back = self.ok(t, control_msg("rewind"), not via_ws)["applied"]
             assert back["to_step"] == target and back["status"] == "paused", back
-        assert self.ok(t, control("step"), via_ws)["step"] == first
+        assert self.ok(t, control_msg("step"), via_ws)["step"] == first
 
     @rule(sid=handles, sizes=SIZES, via_ws=st.booleans())
     def reshape_then_rewind(self, sid, sizes, via_ws):
@@ -255,10 +255,10 @@ class ServerMachine(RuleBasedStateMachine):
         if all(t.config[k] == v for k, v in sizes.items()):
             sizes = SHAPES[(SHAPES.index(sizes) + 1) % len(SHAPES)]
         assert self.ok(t, {"type": "set", "changes": sizes}, via_ws)["applied"]["kind"] == "reset"
-        code, body = self.command(t, control("rewind"), not via_ws)
+        code, body = self.command(t, control_msg("rewind"), not via_ws)
         assert code == 409 and "checkpoint" in body.get("detail", body.get("message", "")), body
-        self.ok(t, control("step"))
-        assert self.ok(t, control("rewind"), via_ws)["applied"]["to_step"] == 0
+        self.ok(t, control_msg("step"))
+        assert self.ok(t, control_msg("rewind"), via_ws)["applied"]["to_step"] == 0
 
     @rule(target=handles, sizes=st.sampled_from([x for x in SHAPES if x["depth"] == 2]), via_ws=st.booleans())
     def explode_rewind_clip(self, sizes, via_ws):
@@ -271,15 +271,15 @@ class ServerMachine(RuleBasedStateMachine):
         assert r.status_code == 201, r.text
         t = self.sessions[self.track(r.json(), r.json()["config"])]
         for _ in range(CHUNK):
-            if self.ok(t, control("step"))["applied"]["status"] == "diverged":
+            if self.ok(t, control_msg("step"))["applied"]["status"] == "diverged":
                 break
         diverged = self.call("GET", f"/api/sessions/{t.id}").json()["diverged"]
         assert diverged is not None, t
-        back = self.ok(t, control("rewind"), via_ws)["applied"]
+        back = self.ok(t, control_msg("rewind"), via_ws)["applied"]
         assert back["to_step"] == 0 < diverged["step"] and back["status"] == "paused", (back, diverged)
         self.ok(t, {"type": "set", "changes": {"clip_mode": "norm", "learning_rate": 0.05}}, not via_ws)
         for _ in range(3):
-            assert self.ok(t, control("step"), via_ws)["applied"]["status"] == "paused"
+            assert self.ok(t, control_msg("step"), via_ws)["applied"]["status"] == "paused"
         return t.id
 
     @rule(sid=handles, action=st.sampled_from(["play", "pause", "step", "reset", "rewind"]), via_ws=st.booleans())
@@ -341,12 +341,12 @@ class ServerMachine(RuleBasedStateMachine):
             hello = first if first["type"] == "hello" else recv_until(ws, lambda m: m["type"] == "hello")
             assert hello["role"] == ("owner" if role == "owner" else "viewer")
             if role != "owner":
-                for msg in (control("reset") | {"id": 1}, {"type": "set", "id": 2, "changes": {"depth": 1}}):
+                for msg in (control_msg("reset") | {"id": 1}, {"type": "set", "id": 2, "changes": {"depth": 1}}):
                     ws.send(json.dumps(msg))
                     assert recv_until(ws, lambda m: m["type"] == "error" and m["id"] == msg["id"])["field"] == "token"
             ws.send(garbage)
             recv_until(ws, lambda m: m["type"] == "error")
-            ws.send(json.dumps(control("pause") | {"id": "after"}))  # still open, and (for a viewer) still refused
+            ws.send(json.dumps(control_msg("pause") | {"id": "after"}))  # still open, and (for a viewer) still refused
             reply = recv_until(ws, lambda m: m.get("id") == "after")
             assert reply["type"] == ("ack" if role == "owner" else "error"), reply
         after = self.call("GET", f"/api/sessions/{sid}").json()
@@ -356,7 +356,7 @@ class ServerMachine(RuleBasedStateMachine):
 
     @rule(sid=handles, msg=st.one_of(
         st.one_of(LIVE, SIZES, INVALID).map(lambda c: {"type": "set", "changes": c}),
-        st.sampled_from(["play", "pause", "step", "reset"]).map(control)))
+        st.sampled_from(["play", "pause", "step", "reset"]).map(control_msg)))
     def disconnect_mid_command(self, sid, msg):
         """The owner sends a command and closes the socket at once (a closed tab): whether the
         command ran or was dropped, the session answers its next control and its config is

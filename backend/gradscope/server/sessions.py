@@ -336,9 +336,10 @@ class Session(Persistence):
             return {"step": step, "kind": "live", "changes": {}}
         if info["kind"] == "reset":
             self._after_reinit()
-            self._event("reset", info["changes"], detail="shape change: weights re-initialized", step=step)
+            why = ", ".join(info["changes"])
+            self._event("reset", info["changes"], detail=f"new {why}: weights re-initialized", step=step)
             if self.status == "diverged":
-                self._set_status("paused", "paused", detail="shape change after divergence")
+                self._set_status("paused", "paused", detail=f"new {why} after divergence")
             self.save(forget_checkpoints=True)  # the stored weights and checkpoints are of the old shape
         else:
             self._event("change", info["changes"], step=step)
