@@ -145,7 +145,7 @@ def _torch_rate(config, seconds, every=1):
             grad_norms = [layer.weight.grad.norm() for layer in layers]
             bias_norms = [layer.bias.grad.norm() for layer in layers]
             before = [layer.weight.detach().clone() for layer in layers]
-            dist = [(b - a).norm() / a.norm() for a, b in zip(w0, before)]
+            dist = [(b - a).norm() / a.norm() for a, b in zip(w0, before, strict=True)]
             stats = [(a.mean(), a.std(), (a * (1 - a) < 0.05).float().mean(), (a == 0).all(0).float().mean()) for a in acts]
             hist = [torch.histc(torch.log10(layer.weight.grad.abs() + 1e-30), 32, -12, 4) for layer in layers]
             z_hist = [torch.histc(z[:8], 48, -6, 6) for z in zs]
@@ -154,7 +154,7 @@ def _torch_rate(config, seconds, every=1):
         opt.step()
         count[0] += 1
         with torch.no_grad():
-            ratios = [(layer.weight - b).norm() / b.norm() for layer, b in zip(layers, before)]
+            ratios = [(layer.weight - b).norm() / b.norm() for layer, b in zip(layers, before, strict=True)]
         return (loss.item(), [float(g) for g in grad_norms + bias_norms + dist], [float(v) for v in grads], stats, hist,
                 z_hist, h_hist, ratios, val)
 
@@ -184,7 +184,7 @@ def step_flops(shape):
     scan body once, not once per iteration. Forward z = h W (2 B fan_in fan_out), backward
     dW = h^T delta and delta W^T (twice that); elementwise work and statistics not counted."""
     dims = [shape.n_in] + [shape.width] * shape.depth + [shape.classes]
-    return 6 * shape.batch * sum(a * b for a, b in zip(dims[:-1], dims[1:]))
+    return 6 * shape.batch * sum(a * b for a, b in zip(dims[:-1], dims[1:], strict=True))
 
 
 def compile_seconds(depth, width=64):
@@ -260,9 +260,11 @@ def main():
         if torch_rate:
             print(f"- against PyTorch eager: {ours / torch_rate[0]:.1f}x its loop with statistics every step, "
                   f"{ours / torch_rate[1]:.1f}x with them as often as ours (goal >= {goal_torch}x)")
-        print(f"- {flops / 1e6:.2f} MFLOP per step; achieved {flops * ours / 1e9:.2f} GFLOP/s = {flops * ours / peak:.1%} of the matmul rate\n")
+        print(f"- {flops / 1e6:.2f} MFLOP per step; achieved {flops * ours / 1e9:.2f} GFLOP/s = "
+              f"{flops * ours / peak:.1%} of the matmul rate\n")
     depths = (10, 50) if args.quick else (10, 50, 200)
-    print("## compile and first frame (width 64)\n\n| depth | compile one chunk (s) | fresh process: construction to first stats (s) | imports (s) |\n|---:|---:|---:|---:|")
+    print("## compile and first frame (width 64)\n\n"
+          "| depth | compile one chunk (s) | fresh process: construction to first stats (s) | imports (s) |\n|---:|---:|---:|---:|")
     for d in depths:
         imports, frame = first_frame_seconds(d)
         print(f"| {d} | {compile_seconds(d):.2f} | {frame:.2f} | {imports:.2f} |")

@@ -130,7 +130,8 @@ async def run(args) -> dict:
             "windows_with_a_starved_viewer": sum(w["fps_min"] == 0 for w in windows),
             "rss_after_warmup_mb": warm[0]["rss_mb"], "rss_end_mb": windows[-1]["rss_mb"],
             "rss_growth_after_warmup_mb": round(windows[-1]["rss_mb"] - warm[0]["rss_mb"], 1),
-            "rss_last_half_mb": [min(w["rss_mb"] for w in windows[len(windows) // 2:]), max(w["rss_mb"] for w in windows[len(windows) // 2:])],
+            "rss_last_half_mb": [min(w["rss_mb"] for w in windows[len(windows) // 2:]),
+                                 max(w["rss_mb"] for w in windows[len(windows) // 2:])],
             "history_end_mb": windows[-1]["history_mb"],
             "steps_trained_total": sum(steps), "errors": errors[:20], "error_count": len(errors)}
 

@@ -62,8 +62,8 @@ def set_latency(ws_url, d, n=40):
         for i in range(n):
             t0 = time.perf_counter()
             ws.send(json.dumps({"type": "set", "id": i, "changes": {"learning_rate": 0.1 + 0.001 * (i % 2)}}))
-            ack = recv_until(ws, lambda m: m["type"] == "ack" and m["id"] == i)
-            recv_until(ws, lambda m: m["type"] == "stats" and m["step"][-1] >= ack["step"])
+            ack = recv_until(ws, lambda m, i=i: m["type"] == "ack" and m["id"] == i)
+            recv_until(ws, lambda m, ack=ack: m["type"] == "stats" and m["step"][-1] >= ack["step"])
             out.append(time.perf_counter() - t0)
     return np.array(out) * 1000
 

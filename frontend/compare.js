@@ -9,8 +9,9 @@ import { READS, diagnose, fixChanges, renderDiagnosis } from "./diagnosis.js";
 import { diagnoseTime } from "./timediagnosis.js";
 import { CHARTS, COLORS, applies, chainTraces, clipShapes, fits, heatRows, layerTraces, reads, timeProfileTraces, timeTraces } from "./comparecharts.js";
 import { RunKnobs } from "./compareknobs.js";
-import { Run, api } from "./comparerun.js";
+import { Run } from "./comparerun.js";
 import { persistent } from "./net.js";
+import { api } from "./api.js";
 
 export { CHARTS, COLORS };
 const Plotly = window.Plotly;
@@ -151,8 +152,8 @@ export class CompareView {
     this.changed();
     // patient: bringing a run level can take a while (thousands of steps) and is not a silent server
     const r = b
-      ? await api("POST", `/api/compare/${a.id}/${b.id}/control`, { action }, { Authorization: `Bearer ${a.token}`, "X-Token-B": b.token }, { patient: true })
-      : await api("POST", `/api/sessions/${a.id}/control`, { action }, { Authorization: `Bearer ${a.token}` }, { patient: true });
+      ? await api("POST", `/api/compare/${a.id}/${b.id}/control`, { action }, { token: a.token, headers: { "X-Token-B": b.token }, patient: true })
+      : await api("POST", `/api/sessions/${a.id}/control`, { action }, { token: a.token, patient: true });
     if (seq === this.controlSeq) this.busy = false;
     // Two quick clicks are two requests whose answers may cross: only the newest one's state counts.
     if (seq !== this.controlSeq) return r;

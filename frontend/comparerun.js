@@ -2,11 +2,9 @@
 // watches it, and this browser's owner token for it (if any). No Plotly here.
 import { SessionSocket } from "./socket.js";
 import { Series } from "./series.js";
-import { persistent, request } from "./net.js";
+import { persistent } from "./net.js";
+import { api, storeToken, storedToken } from "./api.js";
 import { isRecurrent } from "./models.js";
-
-export const tokenKey = (id) => `gradscope.token.${id}`;
-export const api = request;
 
 /** {key: [old, new]} or {key: new} -> {key: new} */
 const newValues = (changes) => Object.fromEntries(Object.entries(changes || {}).map(([k, v]) => [k, Array.isArray(v) ? v[1] : v]));
@@ -20,7 +18,7 @@ export class Run {
    */
   constructor(name, id, reads, onChange) {
     Object.assign(this, { name, id, onChange, series: new Series(reads, 600), status: "connecting", step: 0, config: null });
-    this.token = localStorage.getItem(tokenKey(id));
+    this.token = storedToken(id);
     this.reshaped = true;  // the view re-checks which cards apply and redraws its maps afresh
   }
 
@@ -75,7 +73,7 @@ export class Run {
 
   /** Live changes from the compare page (owner only): {ok, status, data} of POST /config. */
   async set(changes) {
-    const r = await api("POST", `/api/sessions/${this.id}/config`, { changes }, { Authorization: `Bearer ${this.token}` });
+    const r = await api("POST", `/api/sessions/${this.id}/config`, { changes }, { token: this.token });
     if (r.ok && r.data && r.data.applied) this.setConfig({ ...this.config, ...newValues(r.data.applied.changes) }, r.data.applied.kind === "reset");
     this.onChange();
     return r;
@@ -84,9 +82,8 @@ export class Run {
 
 /** Compare button on a session page: run B from this session's very state with `changes`. */
 export async function startCompare(app, changes) {
-  const headers = app.token ? { Authorization: `Bearer ${app.token}` } : {};
-  const r = await api("POST", `/api/sessions/${app.id}/compare`, { changes, paused: true }, headers);
-  if (r.ok) localStorage.setItem(tokenKey(r.data.b.id), r.data.token);
+  const r = await api("POST", `/api/sessions/${app.id}/compare`, { changes, paused: true }, { token: app.token });
+  if (r.ok) storeToken(r.data.b.id, r.data.token);
   return r;
 }
 

@@ -2,11 +2,11 @@
 // routing (/lessons/{id}, /compare/{a}/{b}). The verdict is computed by the server (one evaluator).
 import { CompareView } from "./compare.js";
 import { parseChanges, startCompare } from "./comparerun.js";
-import { errorText, persistent, request as api } from "./net.js";
+import { errorText, persistent } from "./net.js";
+import { api, storeToken } from "./api.js";
 import { queryParams, unexpectedParams } from "./pageparams.js";
 
 const $ = (id) => document.getElementById(id);
-const tokenKey = (id) => `gradscope.token.${id}`;
 
 const text = (tag, cls, content) => {
   const el = document.createElement(tag);
@@ -97,7 +97,7 @@ class LessonPage {
     const r = await api("POST", `/api/lessons/${encodeURIComponent(this.id)}/start`, { paused: true });
     if (!r.ok) { this.showError(`Could not start: ${errorText(r)}`); for (const el of form.elements) el.disabled = false; return; }
     this.runs = { a: r.data.a.id, b: r.data.b ? r.data.b.id : null };
-    for (const key of ["a", "b"]) if (r.data[key]) localStorage.setItem(tokenKey(r.data[key].id), r.data[key].token);
+    for (const key of ["a", "b"]) if (r.data[key]) storeToken(r.data[key].id, r.data[key].token);
     const holder = this.root.querySelector(".lesson-runs");
     this.view = new CompareView(holder, { a: this.runs.a, b: this.runs.b, look: this.lesson.look });
     window.gradscope.compare = this.view;

@@ -9,7 +9,8 @@ import { SLOPED, layerFactors, expectedProfile } from "./theory.js";
 import { diagnoseTime } from "./timediagnosis.js";
 import { toColumnar } from "./series.js";
 import { openExtraPage, wireLessonsMenu } from "./lessons.js";
-import { errorText, isAnswering, onReachability, persistent, problems, request } from "./net.js";
+import { errorText, isAnswering, onReachability, persistent, problems } from "./net.js";
+import { api, storeToken, storedToken } from "./api.js";
 import { Notice } from "./notice.js";
 import { countTitle, problemItems, queryParams, unexpectedParams, withoutFields } from "./pageparams.js";
 import { CompileIndicator, compileKeys } from "./compiling.js";
@@ -19,14 +20,11 @@ import { isRecurrent } from "./models.js";
 import { retheme } from "./charts/plot.js";
 
 const $ = (id) => document.getElementById(id);
-const tokenKey = (id) => `gradscope.token.${id}`;
 let schema = null, controls = null;  // built from /api/meta before anything else
 
 const app = { id: null, token: null, role: "viewer", config: null, status: "connecting", step: 0,
               meta: {}, socket: null, copied: null, errors: [], rewindTo: null, problems: null };
 window.gradscope = app;  // read by the browser tests and handy in the console
-
-const api = (method, path, body) => request(method, path, body, app.token ? { Authorization: `Bearer ${app.token}` } : {});
 
 let toastTimer = 0;
 function toast(text, isError = false) {
@@ -60,7 +58,7 @@ initTheme($("btn-theme"), () => {
 async function loadMeta() {
   const meta = await persistent("GET", "/api/meta");
   if (!meta.ok || !meta.data) throw new Error(`GET /api/meta: ${errorText(meta)}`);
-  app.meta = { ...meta.data, ...(meta.data.meta || {}) };
+  app.meta = meta.data;
   schema = new Schema(app.meta);
   app.schema = schema;
   app.compileKeys = compileKeys(app.meta);
@@ -149,7 +147,7 @@ async function send(kind, payload, extra = {}) {
     controls.setConfig(app.config);
   } else if (reply.applied && typeof reply.applied === "object") {
     const changes = {};
-    for (const [k, v] of Object.entries(reply.applied.changes || reply.applied)) if (schema.has(k)) changes[k] = Array.isArray(v) ? v[1] : v;
+    for (const [k, v] of Object.entries(reply.applied.changes || {})) if (schema.has(k)) changes[k] = Array.isArray(v) ? v[1] : v;
     if (Object.keys(changes).length) applyConfig({ ...app.config, ...changes }, false);
   }
   return reply;
@@ -175,7 +173,7 @@ function onEvent(ev) {
 
 async function fetchHistory(since) {
   const q = since === undefined ? "" : `&since=${since}`;
-  const h = await api("GET", `/api/sessions/${app.id}/history?max_points=800&hist=true${q}`);
+  const h = await api("GET", `/api/sessions/${app.id}/history?max_points=800&hist=true${q}`, undefined, { token: app.token });
   if (h.ok) dashboard.ingest(toColumnar(h.data));
 }
 
@@ -216,7 +214,7 @@ function noSession(status, title, items, actions, kind) {
 
 async function join(id) {
   app.id = id;
-  app.token = localStorage.getItem(tokenKey(id));
+  app.token = storedToken(id);
   const s = await persistent("GET", `/api/sessions/${id}`);
   if (s.status === 404) {
     app.errors.push(`Session ${id}: ${errorText(s)}`);
@@ -259,7 +257,7 @@ async function start() {
     return;
   }
   if (!r.ok) { toast(`Could not start a session: ${errorText(r)}`, true); setStatus("not started"); return; }
-  localStorage.setItem(tokenKey(r.data.id), r.data.token);
+  storeToken(r.data.id, r.data.token);
   history.replaceState(null, "", `/s/${r.data.id}`);
   return join(r.data.id);
 }
@@ -279,9 +277,9 @@ function wireButtons() {
   $("btn-export").addEventListener("click", () => { $("export-menu").hidden = !$("export-menu").hidden; });
   $("btn-settings").addEventListener("click", () => document.body.classList.toggle("show-controls"));
   $("btn-fork").addEventListener("click", async () => {
-    const r = await api("POST", `/api/sessions/${app.id}/fork`, {});
+    const r = await api("POST", `/api/sessions/${app.id}/fork`, {}, { token: app.token });
     if (!r.ok) { toast(`Fork failed: ${errorText(r)}`, true); return; }
-    localStorage.setItem(tokenKey(r.data.id), r.data.token);
+    storeToken(r.data.id, r.data.token);
     location.assign(`/s/${r.data.id}`);
   });
   document.addEventListener("keydown", (e) => {

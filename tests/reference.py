@@ -64,7 +64,8 @@ def dphi(name, z, slope):
 
 def unpack(params):
     """gradscope's params tree -> per-layer lists of float64 arrays."""
-    p = {k: ({kk: np.asarray(vv, np.float64) for kk, vv in v.items()} if isinstance(v, dict) else np.asarray(v, np.float64)) for k, v in params.items()}
+    p = {k: ({kk: np.asarray(vv, np.float64) for kk, vv in v.items()} if isinstance(v, dict) else np.asarray(v, np.float64))
+         for k, v in params.items()}
     ws = [p["first"]["w"]] + list(p["hidden"]["w"]) + [p["out"]["w"]]
     bs = [p["first"]["b"]] + list(p["hidden"]["b"]) + [p["out"]["b"]]
     return ws, bs, p["bn"]["gamma"], p["bn"]["beta"]

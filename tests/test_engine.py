@@ -144,7 +144,8 @@ def test_histogram_counts_log10_magnitudes_and_samples_large_layers():
 
 def test_value_and_norm_clipping_on_gradient_trees():
     grads = {"a": jnp.array([3.0, -0.2, 0.7]), "b": jnp.array([[-5.0, 0.1]])}
-    kn = lambda mode, c: Knobs(np.float32(0.01), np.bool_(False), np.bool_(False), np.int32(mode), np.float32(c), np.float32(0.1), np.float32(0), np.float32(0), np.float32(0))
+    kn = lambda mode, c: Knobs(np.float32(0.01), np.bool_(False), np.bool_(False), np.int32(mode), np.float32(c), np.float32(0.1),
+                               np.float32(0), np.float32(0), np.float32(0))
     clipped = clip_gradients(grads, kn(1, 0.5))
     assert max(float(jnp.abs(v).max()) for v in jax.tree.leaves(clipped)) <= 0.5
     assert float(clipped["a"][1]) == pytest.approx(-0.2)
@@ -255,7 +256,7 @@ def test_a_build_for_the_knob_values_trains_as_the_generic_build_does(cache, con
         # changed fraction agrees to a percent, not to float precision
         atol = 0.01 if name == "clip_fraction" else 1e-7
         np.testing.assert_allclose(a[name], b[name], rtol=2e-5, atol=atol, err_msg=name)
-    for x, y in zip(jax.tree.leaves(own.state), jax.tree.leaves(generic.state)):
+    for x, y in zip(jax.tree.leaves(own.state), jax.tree.leaves(generic.state), strict=True):
         np.testing.assert_allclose(np.asarray(x, np.float64), np.asarray(y, np.float64), rtol=2e-5, atol=1e-6)
 
 
@@ -306,7 +307,7 @@ def test_measuring_every_kth_step_keeps_the_run_and_summarizes_the_steps_between
     np.testing.assert_allclose(a["accuracy"][2], b["accuracy"][8:].mean(), rtol=1e-6)
     assert np.isfinite(a["val_loss"][0]) and np.isnan(a["val_loss"][1:]).all()  # step 0 is a held-out step
     assert a["val_loss"][0] == b["val_loss"][0]
-    for x, y in zip(jax.tree.leaves(every.state.params), jax.tree.leaves(dense.state.params)):
+    for x, y in zip(jax.tree.leaves(every.state.params), jax.tree.leaves(dense.state.params), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 

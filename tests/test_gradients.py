@@ -15,7 +15,8 @@ SHAPE = Shape(n_in=3, depth=3, width=5, classes=3, batch=6)
 
 
 def knobs(**kw):
-    base = dict(leaky_alpha=0.02, batchnorm=False, residual=False, clip_mode=0, clip_value=1.0, learning_rate=0.1, l1=0.0, l2=0.0, dropout=0.0)
+    base = dict(leaky_alpha=0.02, batchnorm=False, residual=False, clip_mode=0, clip_value=1.0, learning_rate=0.1,
+                l1=0.0, l2=0.0, dropout=0.0)
     base.update(kw)
     return Knobs(**{k: np.asarray(v, np.float32 if isinstance(v, float) else None) for k, v in base.items()})
 
@@ -99,7 +100,8 @@ def test_numpy_reference_matches_finite_differences(act, variant):
             plus, minus = [v.copy() for v in ws], [v.copy() for v in ws]
             plus[l][i, j] += h
             minus[l][i, j] -= h
-            fd = (loss_only(act, plus, bs, gamma, beta, x, y, slopes, **variant) - loss_only(act, minus, bs, gamma, beta, x, y, slopes, **variant)) / (2 * h)
+            fd = (loss_only(act, plus, bs, gamma, beta, x, y, slopes, **variant)
+                  - loss_only(act, minus, bs, gamma, beta, x, y, slopes, **variant)) / (2 * h)
             assert dws[l][i, j] == pytest.approx(fd, rel=1e-5, abs=1e-9), f"layer {l} entry {(i, j)}"
 
 

@@ -65,7 +65,8 @@ def check_pair_panels(tab, depth):
     assert (heat["zmin"], heat["zmax"]) == shared  # one colour scale for both
     chain = tab.eval("""() => ({ names: Array.from(document.getElementById('cmp-chain').data, t => t.name),
         y: Array.from(document.getElementById('cmp-chain').data, t => t.y),
-        latest: gradscope.compare.runs.map(r => [r.series.latest.delta_norm, r.series.latest.h_grad_norm, r.series.latest.u_grad_norm]) })""")
+        latest: gradscope.compare.runs.map(r => [r.series.latest.delta_norm, r.series.latest.h_grad_norm,
+                                                 r.series.latest.u_grad_norm]) })""")
     assert chain["names"] == ["A slope", "A weight", "B slope", "B weight"]
     for k, (delta, h, u) in enumerate(chain["latest"]):
         delta, h, u = map(np.asarray, (delta, h, u))

@@ -92,7 +92,8 @@ def test_the_page_at_400_px_is_one_column_with_nothing_overflowing(server, sized
     assert tab.eval("document.getElementById('btn-play').getBoundingClientRect().height") >= 40  # a finger's size
     assert not tab.page.is_visible("#controls")  # the settings are one tap away
     tab.page.click("#btn-settings")
-    assert tab.page.is_visible("#ctl-activation") and tab.eval("document.getElementById('ctl-activation').getBoundingClientRect().height") >= 40
+    assert tab.page.is_visible("#ctl-activation")
+    assert tab.eval("document.getElementById('ctl-activation').getBoundingClientRect().height") >= 40
     assert tab.eval("document.scrollingElement.scrollWidth") <= 400
     for url in [f"{server}/?depth=abc&foo=bar", f"{server}/compare/aaa/bbb"]:  # the error panel too
         tab.page.goto(url)

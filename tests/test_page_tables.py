@@ -105,7 +105,8 @@ def test_theory_initializer_variances_are_the_engines(page):
 def test_theory_uses_the_reported_negative_slope(page):
     """PReLU learns its slope: with the engine's neg_slope at 1 every layer is linear's, at null PReLU's start."""
     config = {**Config().model_dump(), "activation": "prelu", "init": "he_normal", "depth": 5}
-    ones, nulls = page.evaluate("c => [T.theory.layerFactors(c, [1, 1, 1, 1, 1]), T.theory.layerFactors(c, [null, null, null, null, null])]", config)
+    ones, nulls = page.evaluate("c => [T.theory.layerFactors(c, [1, 1, 1, 1, 1]), "
+                                "T.theory.layerFactors(c, [null, null, null, null, null])]", config)
     linear = page.evaluate("c => T.theory.layerFactors({...c, activation: 'linear'})", config)
     start = page.evaluate("c => T.theory.layerFactors(c)", config)
     assert ones == pytest.approx(linear, rel=1e-6)

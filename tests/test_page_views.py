@@ -36,7 +36,7 @@ def test_new_views_fill_in_with_real_data(server, tabs):  # noqa: F811
     f = tab.eval("gradscope.dashboard.info.chain")
     slope, weight, bn, product = f["slope"], f["weight"], f["bn"], f["product"]
     assert all(v > 0 for v in product)
-    for s, w, b, p in zip(slope, weight, bn, product):
+    for s, w, b, p in zip(slope, weight, bn, product, strict=True):
         assert s * w * b == pytest.approx(p, rel=1e-4)  # the three factors telescope
         assert s <= 0.25 * (1 + 1e-3)  # sigmoid's slope is at most 0.25, and no dropout
     assert all(b == pytest.approx(1, rel=1e-5) for b in bn)  # no BatchNorm: u == z

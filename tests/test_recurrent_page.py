@@ -160,7 +160,8 @@ def test_live_switches_on_a_running_recurrent_session_and_the_cliff_view(server,
     assert later and any(clip["before"][i] > 0.001 for i in later)  # the cliff is cut off at the line
     for i in later:  # by norm: min(norm, threshold)
         assert clip["after"][i] == pytest.approx(min(clip["before"][i], 0.001), rel=1e-3)
-    assert any(b > 0.01 and a == pytest.approx(b, rel=1e-6) for b, a, x in zip(clip["before"], clip["after"], clip["x"]) if x < at)
+    assert any(b > 0.01 and a == pytest.approx(b, rel=1e-6)
+               for b, a, x in zip(clip["before"], clip["after"], clip["x"], strict=True) if x < at)
     page.select_option("#ctl-optimizer", "adam")
     at = changed(tab, "optimizer", "adam")
     assert page.input_value("#ctl-optimizer") == "adam" and tab.eval("gradscope.status") == "running"
@@ -171,7 +172,8 @@ def test_live_switches_on_a_running_recurrent_session_and_the_cliff_view(server,
 @pytest.mark.parametrize("query,title,fix,config", [
     (RNN, "Vanishing gradients through time", "orthogonal", {"init": "orthogonal", "init_gain": 1}),
     # clipped too: unclipped, this IRNN diverges within 100 steps at SGD 0.1 (with it, it learns `adding`)
-    (RNN, "Vanishing gradients through time", "irnn", {"activation": "relu", "init": "identity", "init_gain": 1, "clip_mode": "norm", "clip_value": 1}),
+    (RNN, "Vanishing gradients through time", "irnn",
+     {"activation": "relu", "init": "identity", "init_gain": 1, "clip_mode": "norm", "clip_value": 1}),
     # orthogonal W_hh at gain 4 (width 16): step 1 gets 1e4-1e5 times step 30's gradient, the global norm
     # 1e4-1e6; Adam's small steps (1e-5 per entry) keep it so (with SGD the first step saturates every unit)
     (RNN.replace("init=glorot_normal&init_gain=0.5", "init=orthogonal&init_gain=4&optimizer=adam&learning_rate=0.00001"),

@@ -44,7 +44,7 @@ def test_a_diverging_recurrent_run_stops_with_its_step_then_rewind_and_reset_tra
         event = next(m["event"] for m in seen if m["type"] == "event" and m["event"]["kind"] == "diverged")
         assert event["first_step"] == first and "non-finite" in event["detail"]
         rows = [m for m in seen if m["type"] == "stats"]
-        flags = {s: (f, loss) for m in rows for s, f, loss in zip(m["step"], m["nonfinite"], m["loss"])}
+        flags = {s: (f, loss) for m in rows for s, f, loss in zip(m["step"], m["nonfinite"], m["loss"], strict=True)}
         assert flags[first][0] and flags[first][1] is None  # the flag at that step, on the wire; NaN/Inf travel as null
         assert not any(f for s, (f, _) in flags.items() if s < first)
     s = httpx.get(f"{srv.url}/api/sessions/{d['id']}", timeout=60).json()

@@ -51,7 +51,7 @@ def test_digits_read_rows_or_single_pixels_of_the_same_image(seq_len):
     assert x.shape == (seq_len, 16, 64 // seq_len)
     images = x.swapaxes(0, 1).reshape(16, 64)
     rows = [np.flatnonzero((pool[0] == img).all(1)) for img in images]
-    assert all(r.size and pool[1][r[0]] == label for r, label in zip(rows, y[0]))
+    assert all(r.size and pool[1][r[0]] == label for r, label in zip(rows, y[0], strict=True))
     assert sequences.spec("digits", seq_len).baseline == pytest.approx(math.log(10))
 
 

@@ -73,7 +73,7 @@ def test_every_operation_survives_schema_driven_fuzzing(client):
     operations = [(path, method, op) for path, ops in spec["paths"].items() for method, op in ops.items()]
     operations.sort(key=lambda o: o[1] == "delete")  # deletes last: the others need the session
     for path, method, op in operations:
-        for i in range(TRIES):
+        for _ in range(TRIES):
             sid = owner["id"] if rng.random() < 0.7 else rng.choice(["nope", "a" * 300, "%00", "..", owner["id"].upper()])
             url = path.replace("{sid}", sid)
             params, headers = {}, {}

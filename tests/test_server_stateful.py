@@ -343,7 +343,7 @@ class ServerMachine(RuleBasedStateMachine):
             if role != "owner":
                 for msg in (control_msg("reset") | {"id": 1}, {"type": "set", "id": 2, "changes": {"depth": 1}}):
                     ws.send(json.dumps(msg))
-                    assert recv_until(ws, lambda m: m["type"] == "error" and m["id"] == msg["id"])["field"] == "token"
+                    assert recv_until(ws, lambda m, msg=msg: m["type"] == "error" and m["id"] == msg["id"])["field"] == "token"
             ws.send(garbage)
             recv_until(ws, lambda m: m["type"] == "error")
             ws.send(json.dumps(control_msg("pause") | {"id": "after"}))  # still open, and (for a viewer) still refused

@@ -64,7 +64,7 @@ def test_init_distance_starts_at_zero_and_grows(cache):
     assert (s["init_distance"][-1] > 0).all()
     w0 = [tr.state.w0[0], *tr.state.w0[1], tr.state.w0[2]]
     w = [tr.state.params["first"]["w"], *tr.state.params["hidden"]["w"], tr.state.params["out"]["w"]]
-    expected = [np.linalg.norm(a - b) / np.linalg.norm(b) for a, b in zip(w, w0)]
+    expected = [np.linalg.norm(a - b) / np.linalg.norm(b) for a, b in zip(w, w0, strict=True)]
     np.testing.assert_allclose(tr.run(1)["init_distance"][0], expected, rtol=1e-4)
     tr.reset()
     assert (tr.run(1)["init_distance"][0] == 0).all()

@@ -14,8 +14,6 @@ from collections.abc import Iterator
 from gradscope.config import CONFIG_KEYS, Config, ConfigError, parse_changes
 from gradscope.engine import CompileCache, Trainer
 
-RUNS = ("a", "b")
-
 
 def parse_pairs(pairs: list[str], option: str = "--vs") -> dict:
     """["key=value", ...] -> {key: "value"}; raises ConfigError naming the bad pair."""

@@ -7,7 +7,6 @@ from gradscope.compare import branch, run_lockstep
 from gradscope.engine import CompileCache, Trainer
 
 from .schema import Lesson
-from .verdict import evaluate
 
 
 def run_lesson(lesson: Lesson, cache: CompileCache | None = None, chunk_steps: int | None = None) -> dict:
@@ -25,7 +24,3 @@ def run_lesson(lesson: Lesson, cache: CompileCache | None = None, chunk_steps: i
         parts[name].append(stats)
     return {name: {k: np.concatenate([p[k] for p in ps]) for k in ps[0]} for name, ps in parts.items()}
 
-
-def verify(lesson: Lesson, cache: CompileCache | None = None, chunk_steps: int | None = None) -> dict:
-    """Run the lesson headless and evaluate its verdict (what the tests assert holds)."""
-    return evaluate(lesson, run_lesson(lesson, cache, chunk_steps))

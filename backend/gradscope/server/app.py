@@ -17,18 +17,12 @@ import gradscope
 from gradscope.config import CONFIG_KEYS, ConfigError, choices_of, describe_error
 
 from . import compare, routes, ws
+from .dependencies import frontend_dir, index_page
 from .manager import SessionManager
 from .sessions import ActionError
 from .settings import Settings
 
 log = logging.getLogger("gradscope.server")
-
-
-def frontend_dir(settings: Settings) -> Path:
-    if settings.frontend_dir is not None:
-        return Path(settings.frontend_dir)
-    packaged = Path(gradscope.__file__).parent / "frontend"
-    return packaged if packaged.is_dir() else Path(gradscope.__file__).resolve().parents[2] / "frontend"
 
 
 def plotly_js() -> Path | None:
@@ -62,7 +56,7 @@ def create_app(settings: Settings | None = None, *, warm_compile: bool = True, c
     app.include_router(routes.router)
     app.include_router(ws.router)
     app.include_router(compare.router)
-    _add_static(app, frontend_dir(settings))
+    _add_pages(app, frontend_dir(settings))
     return app
 
 
@@ -185,21 +179,15 @@ class FaultBarrier:
             await JSONResponse(body, status_code=500)(scope, receive, send)
 
 
-def _add_static(app: FastAPI, root: Path) -> None:
-    index = root / "index.html"
-
-    def page():
-        if not index.is_file():
-            raise HTTPException(404, "the dashboard is not installed (frontend/index.html missing)")
-        return FileResponse(index)
-
+def _add_pages(app: FastAPI, root: Path) -> None:
+    """The page's routes (one HTML page for every path; plotly from its Python package), then its files."""
     @app.get("/", include_in_schema=False)
-    async def home():
-        return page()
+    async def home(request: Request):
+        return index_page(request)
 
     @app.get("/s/{sid}", include_in_schema=False, name="session_page")
-    async def session_page(sid: str):
-        return page()
+    async def session_page(request: Request, sid: str):
+        return index_page(request)
 
     @app.get("/static/vendor/plotly.min.js", include_in_schema=False)
     async def plotly_bundle():

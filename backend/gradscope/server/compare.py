@@ -13,15 +13,15 @@ import time
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
-from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gradscope.compare import changed_keys
 from gradscope.lessons import Lesson, evaluate, load_lessons
 
+from .dependencies import bearer_token, client_of, get_manager, get_session, index_page
 from .history import select
 from .manager import SessionManager
-from .routes import client_of, fork_current, get_manager, get_session
+from .routes import fork_current
 from .sessions import ActionError, Session
 
 router = APIRouter()
@@ -76,10 +76,6 @@ def _owns(manager: SessionManager, s: Session, token: str | None) -> bool:
     return bool(token) and manager.is_owner(s, token)
 
 
-def _bearer(authorization: str | None) -> str | None:
-    return authorization[7:].strip() if authorization and authorization.startswith("Bearer ") else None
-
-
 # -- compare -----------------------------------------------------------------------------
 @router.post("/api/sessions/{sid}/compare", status_code=201)
 async def start_compare(request: Request, body: CompareRequest | None = None, s: Session = Depends(get_session),
@@ -90,7 +86,7 @@ async def start_compare(request: Request, body: CompareRequest | None = None, s:
         changed_keys(s.config, body.changes)  # validate before anything is created (422 names the key)
     client = client_of(request)
     manager.admit(client)  # B is a new session: the rate and stored-session limits of create
-    owner = _owns(manager, s, _bearer(authorization))
+    owner = _owns(manager, s, bearer_token(authorization))
     bid = manager.new_id()
     # the places of the runs that will play, held from before A pauses until both run again
     held = () if body.paused else manager.reserve(*((s.id, bid) if owner else (bid,)))
@@ -129,7 +125,7 @@ async def pair_control(a: str, b: str, body: PairControl, manager: SessionManage
     sa, sb = await _two(manager, a, b)
     if sa is sb:
         raise HTTPException(422, "a and b must be two different sessions")
-    if not _owns(manager, sa, _bearer(authorization)) or not _owns(manager, sb, x_token_b):
+    if not _owns(manager, sa, bearer_token(authorization)) or not _owns(manager, sb, x_token_b):
         raise HTTPException(403, "both owner tokens required: 'Authorization: Bearer TOKEN_A' and 'X-Token-B: TOKEN_B'")
     pair(sa, sb)
     if body.action == "play":
@@ -156,7 +152,7 @@ async def _level(sa: Session, sb: Session) -> None:
 
 @router.get("/compare/{a}/{b}", include_in_schema=False, name="compare_page")
 async def compare_page(request: Request, a: str, b: str):
-    return _page(request)
+    return index_page(request)
 
 
 # -- lessons -----------------------------------------------------------------------------
@@ -264,13 +260,5 @@ def _history(s: Session) -> dict:
 
 @router.get("/lessons/{lid}", include_in_schema=False, name="lesson_page")
 async def lesson_page(request: Request, lid: str):
-    return _page(request)
+    return index_page(request)
 
-
-def _page(request: Request):
-    from .app import frontend_dir  # the app module imports this router
-
-    index = frontend_dir(request.app.state.settings) / "index.html"
-    if not index.is_file():
-        raise HTTPException(404, "the dashboard is not installed (frontend/index.html missing)")
-    return FileResponse(index)

@@ -14,15 +14,12 @@ import math
 
 import numpy as np
 
+from gradscope.core.train import SPARSE_STATS
+
 try:  # optional fast path: numpy straight to JSON, NaN/Inf as null
     import orjson
 except ImportError:  # pragma: no cover
     orjson = None
-
-try:
-    from gradscope.core.train import SPARSE_STATS
-except ImportError:  # older engines: the validation statistics, measured every few steps
-    SPARSE_STATS = ("val_loss", "val_accuracy")
 
 
 def is_hist(key: str) -> bool:

@@ -5,7 +5,7 @@ import asyncio
 from typing import Literal
 
 import numpy as np
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,6 +13,7 @@ from gradscope.config import Config
 from gradscope.records import csv_lines, iter_records, jsonl_lines, run_header
 
 from .actions import apply_control, apply_set
+from .dependencies import client_of, get_manager, get_session, owned_session
 from .history import rows_to_json, select
 from .manager import SessionManager
 from .sessions import Session, fork_event
@@ -43,26 +44,6 @@ class ControlRequest(BaseModel):
     learning_rate: float | None = Field(None, allow_inf_nan=False,
                                         description="rewind only: the learning rate to resume with")
     steps: int | None = Field(None, strict=True, description="step only: how many steps (1 to 50,000; default 1)")
-
-
-def get_manager(request: Request) -> SessionManager:
-    return request.app.state.manager
-
-
-def get_session(sid: str, manager: SessionManager = Depends(get_manager)) -> Session:
-    s = manager.get(sid) if len(sid) <= 64 else None
-    if s is None:
-        raise HTTPException(404, "no such session")
-    return s
-
-
-def owned_session(s: Session = Depends(get_session), manager: SessionManager = Depends(get_manager),
-                  authorization: str | None = Header(None)) -> Session:
-    if not authorization or not authorization.startswith("Bearer "):
-        raise HTTPException(403, "owner token required: send 'Authorization: Bearer TOKEN'")
-    if not manager.is_owner(s, authorization[7:].strip()):
-        raise HTTPException(403, "the token does not match this session")
-    return s
 
 
 def _created(request: Request, s: Session, token: str) -> dict:
@@ -157,11 +138,6 @@ async def fork_current(manager: SessionManager, s: Session, *, paused: bool, cli
     return await asyncio.to_thread(
         manager.create, Config.model_validate(st["config"]), paused=paused, parent=s.id, config0=s.config0,
         step=st["step"], events=events, weights=st["weights"], history=st["history"], client=client, sid=sid)
-
-
-def client_of(request: Request) -> str | None:
-    """The client's address: what the per-client limits count by."""
-    return request.client.host if request.client else None
 
 
 @router.post("/sessions/{sid}/config")

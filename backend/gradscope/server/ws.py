@@ -11,6 +11,7 @@ import anyio
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from .actions import apply_control, apply_set, error_body
+from .dependencies import MAX_ID, RateLimit
 from .hub import Subscriber
 
 log = logging.getLogger("gradscope.server")
@@ -28,25 +29,6 @@ def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...
     if "*" in allowed or origin.rstrip("/") in {a.rstrip("/") for a in allowed}:
         return True
     return bool(host) and urlsplit(origin).netloc == host
-
-
-class RateLimit:
-    """Token bucket: `rate` messages a second, bursts up to `burst`."""
-
-    def __init__(self, rate: float, burst: int):
-        self.rate, self.burst, self.tokens, self.t = rate, burst, float(burst), time.monotonic()
-
-    def full(self) -> bool:
-        return self.tokens + (time.monotonic() - self.t) * self.rate >= self.burst
-
-    def allow(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
-        self.t = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
 
 
 def offered_token(ws: WebSocket) -> tuple[str | None, bool]:
@@ -69,7 +51,7 @@ async def session_ws(ws: WebSocket, sid: str):
         await ws.close(code=1008, reason="origin not allowed")
         return
     token, speaks = offered_token(ws)
-    s = await anyio.to_thread.run_sync(manager.get, sid) if len(sid) <= 64 else None
+    s = await anyio.to_thread.run_sync(manager.get, sid) if len(sid) <= MAX_ID else None
     await ws.accept(subprotocol=SUBPROTOCOL if speaks else None)
     if s is None:
         await ws.send_json(_error(None, "session", "no such session"))
