@@ -125,7 +125,7 @@ def test_the_diagnosis_is_never_green_with_a_silent_or_dead_layer(modules):
     recs = records(210)
     for config in CONFIGS:
         diags = modules.eval("([c, rs]) => rs.map((s) => D.diagnose(c, s))", [config, recs])
-        for diag, stats in zip(diags, recs):
+        for diag, stats in zip(diags, recs, strict=True):
             check_agrees(diag, stats)
 
 
@@ -236,7 +236,8 @@ def within_10(stats) -> bool:
 def switch_to_relu(tab, srv, sid, at):
     """The README: pick relu in the Activation menu; the weights and the step stay."""
     tab.page.select_option("#ctl-activation", "relu")
-    tab.wait("() => gradscope.config.activation === 'relu' && (gradscope.dashboard.info.labels || []).some(l => l.includes('sigmoid -> relu'))")
+    tab.wait("() => gradscope.config.activation === 'relu'"
+             " && (gradscope.dashboard.info.labels || []).some(l => l.includes('sigmoid -> relu'))")
     advance(srv, sid, 1)
     return shown(tab, srv, sid, at)
 

@@ -13,11 +13,11 @@ from collections import Counter
 from gradscope.config import Config, meta
 from gradscope.engine import CompileCache, prewarm
 
+from .dependencies import RateLimit
 from .history import pack, unpack
 from .sessions import ActionError, Session
 from .settings import Settings
 from .store import Store, Writer
-from .ws import RateLimit
 
 log = logging.getLogger("gradscope.server")
 
