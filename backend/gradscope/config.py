@@ -12,11 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from gradscope import __version__
 from gradscope.core.activations import ACTIVATIONS
-from gradscope.core.datasets import DATASETS
-from gradscope.core.initializers import INITIALIZERS
 from gradscope.core.network import H_EDGES, Z_EDGES
-from gradscope.core.recurrent import GATES, MODELS, RECURRENT_INITIALIZERS, RNN_ACTIVATIONS
-from gradscope.core.sequences import TASKS, length_error
 from gradscope.core.train import (
     CLIP_MODES,
     GLOBAL_STATS,
@@ -29,6 +25,8 @@ from gradscope.core.train import (
     VAL_EVERY,
 )
 from gradscope.core.train_rnn import describe as describe_recurrent
+from gradscope.errors import ConfigError
+from gradscope.families import FAMILIES, MODELS, family_of
 
 ACTIVATION_NAMES = tuple(ACTIVATIONS)
 
@@ -37,7 +35,6 @@ LIMITS = {
     "width": [2, 1024],
     "batch_size": [1, 4096],
     "input_dim": [2, 64],
-    "recurrent_depth": [1, 4],  # recurrent models: depth is the number of stacked recurrent layers
     "seq_len": [2, 1000],
     # Server protection beyond the per-key bounds: kernel entries and activations per step.
     "max_parameters": 2**24,
@@ -50,14 +47,16 @@ RESET_KEYS = ("model", "dataset", "input_dim", "noise", "depth", "width", "batch
 # The live keys that pick compiled code rather than a traced number: their change compiles, like a reset's.
 CODE_KEYS = ("activation", "optimizer")
 COMPILE_KEYS = RESET_KEYS + CODE_KEYS
-ALL_DATASETS = DATASETS + tuple(t for t in TASKS if t not in DATASETS)
+# Every name some model takes, in the order the families list them; which model takes which: MODELS.
+ALL_DATASETS = tuple(dict.fromkeys(d for m in MODELS.values() for d in m.datasets))
+ALL_INITIALIZERS = tuple(dict.fromkeys(i for m in MODELS.values() for i in m.initializers))
 
-# What each model takes. The gated cells (LSTM, GRU) have fixed sigmoid gates and tanh: they take no
-# activation (any value is accepted and ignored); the Elman RNN's one block ("h") is the live activation.
-MODEL_NAMES = {"mlp": "MLP", **{m: m.upper() for m in MODELS}}
-DATASETS_BY_MODEL = {"mlp": DATASETS, **{m: TASKS for m in MODELS}}
-INITIALIZERS_BY_MODEL = {"mlp": INITIALIZERS, **{m: RECURRENT_INITIALIZERS for m in MODELS}}
-ACTIVATIONS_BY_MODEL = {"mlp": ACTIVATION_NAMES, **{m: RNN_ACTIVATIONS if GATES[m] == ("h",) else () for m in MODELS}}
+DEFAULT_MODEL = next(iter(MODELS))  # the first family's first model: the MLP
+MODEL_NAMES = {name: m.label for name, m in MODELS.items()}
+DATASETS_BY_MODEL = {name: m.datasets for name, m in MODELS.items()}
+INITIALIZERS_BY_MODEL = {name: m.initializers for name, m in MODELS.items()}
+# (): the model takes no activation (the gated cells' fixed sigmoids and tanh): any value is accepted and ignored
+ACTIVATIONS_BY_MODEL = {name: m.activations for name, m in MODELS.items()}
 
 
 class Config(BaseModel):
@@ -65,14 +64,14 @@ class Config(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # NaN, Inf: "must be a finite number"
 
-    model: Literal[("mlp",) + MODELS] = "mlp"
+    model: Literal[tuple(MODELS)] = DEFAULT_MODEL
     dataset: Literal[ALL_DATASETS] = "spirals"
     input_dim: int = Field(2, ge=LIMITS["input_dim"][0], le=LIMITS["input_dim"][1])
     noise: float = Field(0.1, ge=0.0, le=2.0)
     depth: int = Field(10, ge=LIMITS["depth"][0], le=LIMITS["depth"][1])
     width: int = Field(64, ge=LIMITS["width"][0], le=LIMITS["width"][1])
     batch_size: int = Field(128, ge=LIMITS["batch_size"][0], le=LIMITS["batch_size"][1])
-    init: Literal[RECURRENT_INITIALIZERS] = "glorot_normal"
+    init: Literal[ALL_INITIALIZERS] = "glorot_normal"
     init_gain: float = Field(1.0, gt=0.0, le=100.0)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     activation: Literal[ACTIVATION_NAMES] = "sigmoid"
@@ -94,14 +93,14 @@ class Config(BaseModel):
     def _every_error(cls, data, handler):
         """The per-key checks, then every cross-field rule (RULES), all in one ValidationError.
         With bad keys, the rules that read only good ones still run (the bad ones at their defaults)."""
-        data = _recurrent_depth_default(data)
+        data = _family_depth_default(data)
         try:
             config = handler(data)
         except ValidationError as exc:
             bad = {e["loc"][0] for e in exc.errors() if e["loc"]}
             good = {k: v for k, v in data.items() if k not in bad} if isinstance(data, dict) and bad else None
             try:
-                rest = handler(_recurrent_depth_default(good)) if good is not None else None
+                rest = handler(_family_depth_default(good)) if good is not None else None
             except ValidationError:
                 rest = None
             broken = broken_rules(rest, skip=bad) if rest is not None else []
@@ -114,10 +113,11 @@ class Config(BaseModel):
         return config
 
 
-def _recurrent_depth_default(data):
-    """A recurrent model given no depth gets one layer, not the MLP's default of 10."""
-    if isinstance(data, dict) and data.get("model", "mlp") in MODELS and "depth" not in data:
-        return {**data, "depth": 1}
+def _family_depth_default(data):
+    """A config given no depth gets its family's default (one recurrent layer, not the MLP's ten)."""
+    model = data.get("model", DEFAULT_MODEL) if isinstance(data, dict) else None
+    if model in MODELS and "depth" not in data:
+        return {**data, "depth": family_of(model).default_depth}
     return data
 
 
@@ -130,7 +130,8 @@ def _validation_error(title: str, errors: list[dict], broken: list) -> Validatio
 
 
 # -- cross-field rules: which keys fit which model, sizes (issues 12, 17) ------------------
-MLP_ONLY_KEYS = ("batchnorm", "residual", "dropout")  # refused for the recurrent models (the page greys them out)
+# Keys some family refuses (with the one value it allows: the page greys them out); the rest its family takes.
+REFUSED_KEYS = tuple(dict.fromkeys(k for f in FAMILIES for k, allowed in f.refused_keys.items() if allowed is not None))
 
 
 class Rule(NamedTuple):
@@ -151,23 +152,22 @@ def _in_model_list(key: str, table: dict) -> Rule:
     return Rule(("model", key), check)
 
 
-def _mlp_only(c):
-    if c.model != "mlp":
-        for key in MLP_ONLY_KEYS:
-            if getattr(c, key):
-                yield ConfigError(key, f"does not apply to the recurrent model {c.model}", [0.0 if key == "dropout" else False])
+def _refused(c):
+    family = family_of(c.model)
+    for key, allowed in family.refused_keys.items():
+        if allowed is not None and getattr(c, key) != allowed:
+            yield ConfigError(key, f"does not apply to the {family.name} model {c.model}", [allowed])
 
 
-def _recurrent_depth(c):
-    lo, hi = LIMITS["recurrent_depth"]
-    if c.model != "mlp" and not lo <= c.depth <= hi:
-        yield ConfigError("depth", f"recurrent models stack {lo} to {hi} layers", list(range(lo, hi + 1)))
+def _depth(c):
+    family = family_of(c.model)
+    lo, hi = family.depth_range
+    if not lo <= c.depth <= hi:
+        yield ConfigError("depth", f"{family.name} models stack {lo} to {hi} layers", list(range(lo, hi + 1)))
 
 
-def _length(c):
-    bad = c.model != "mlp" and c.dataset in TASKS and length_error(c.dataset, c.seq_len)
-    if bad:
-        yield ConfigError("seq_len", *bad)
+def _family_rules(c):
+    yield from family_of(c.model).rules(c)
 
 
 def _weights(c):
@@ -177,10 +177,7 @@ def _weights(c):
 
 
 def _activations(c):
-    if c.model == "mlp":
-        acts, key, what = c.depth * c.width * c.batch_size, "depth", "depth x width x batch_size"
-    else:
-        acts, key, what = c.depth * c.seq_len * c.width * c.batch_size, "seq_len", "depth x seq_len x width x batch_size"
+    acts, key, what = family_of(c.model).activation_count(c)
     if acts > LIMITS["max_activations"]:
         yield ConfigError(key, f"{what} = {acts} exceeds {LIMITS['max_activations']}; lower one of them")
 
@@ -190,11 +187,11 @@ RULES = (
     _in_model_list("dataset", DATASETS_BY_MODEL),
     _in_model_list("init", INITIALIZERS_BY_MODEL),
     _in_model_list("activation", ACTIVATIONS_BY_MODEL),
-    Rule(("model",) + MLP_ONLY_KEYS, _mlp_only),
-    Rule(("model", "depth"), _recurrent_depth),
-    Rule(("model", "dataset", "seq_len"), _length),
+    Rule(("model",) + REFUSED_KEYS, _refused),
+    Rule(("model", "depth"), _depth),
+    Rule(("model",) + tuple(dict.fromkeys(k for f in FAMILIES for k in f.rule_keys)), _family_rules),
     Rule(("depth", "width"), _weights),
-    Rule(("model", "depth", "width", "batch_size", "seq_len"), _activations),
+    Rule(("model",) + tuple(dict.fromkeys(k for f in FAMILIES for k in f.count_keys)), _activations),
 )
 
 
@@ -210,28 +207,6 @@ def broken_rules(c, skip=frozenset()) -> list["ConfigError"]:
 
 
 CONFIG_KEYS = tuple(Config.model_fields)
-
-
-class ConfigError(ValueError):
-    """A bad config value: which field, why, and (for named choices) the valid ones. `more`: the
-    request's other bad values, so that one answer lists them all (`as_dicts`)."""
-
-    def __init__(self, field: str, message: str, choices: list | None = None, more: tuple = ()):
-        self.field, self.message, self.choices, self.more = field, message, choices, tuple(more)
-        hint = f" (valid: {', '.join(map(str, choices))})" if choices else ""
-        super().__init__("; ".join([f"{field}: {message}{hint}", *map(str, self.more)]))
-
-    @classmethod
-    def of(cls, errors: list["ConfigError"]) -> "ConfigError":
-        """One error carrying several: the first's field, message and choices, the rest in `more`."""
-        first, *rest = errors
-        return cls(first.field, first.message, first.choices, (*first.more, *rest))
-
-    def as_dict(self):
-        return {"field": self.field, "message": self.message, "choices": self.choices}
-
-    def as_dicts(self) -> list[dict]:
-        return [self.as_dict(), *(e.as_dict() for e in self.more)]
 
 
 def choices_of(field: str) -> list | None:
@@ -325,15 +300,18 @@ def meta() -> dict:
     return {
         "version": __version__,
         "activations": list(ACTIVATION_NAMES),
-        "initializers": list(RECURRENT_INITIALIZERS),  # identity: recurrent models only (see "recurrent")
+        "initializers": list(ALL_INITIALIZERS),  # which apply to which model: "initializers_by_model"
         "datasets": list(ALL_DATASETS),  # which apply to which model: "datasets_by_model"
-        "models": ["mlp", *MODELS],
+        "models": list(MODELS),
         "model_names": MODEL_NAMES,
         "datasets_by_model": {m: list(names) for m, names in DATASETS_BY_MODEL.items()},
         "initializers_by_model": {m: list(names) for m, names in INITIALIZERS_BY_MODEL.items()},
         "activations_by_model": {m: list(names) for m, names in ACTIVATIONS_BY_MODEL.items()},  # []: the model ignores it
-        "mlp_only_keys": list(MLP_ONLY_KEYS),
-        "recurrent": describe_recurrent(),
+        "refused_keys": list(REFUSED_KEYS),  # per family, with the value allowed: "families"
+        "mlp_only_keys": list(REFUSED_KEYS),  # the name the page of v0.2 reads
+        "families": {f.name: f.meta() for f in FAMILIES},
+        "model_family": {name: family_of(name).name for name in MODELS},
+        "recurrent": describe_recurrent(),  # v0.2's: read by the page until it reads "families"
         "optimizers": list(OPTIMIZER_NAMES),
         "clip_modes": list(CLIP_MODES),
         "live_keys": list(LIVE_KEYS),

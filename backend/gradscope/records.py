@@ -48,18 +48,19 @@ def iter_records(stats: dict):
 def run_header(config, events=(), columns=None) -> dict:
     """The first line of a file: the config the run started from, the config changes since
     (`events`, the session timeline; none for `gradscope run`), the JAX backend and devices,
-    the version; recurrent runs add the names of their columns (of `columns`, default `config`)."""
+    the version; a family that names its columns (the recurrent models' groups) adds them (of `columns`, default `config`)."""
     import jax
 
     from gradscope import __version__
+    from gradscope.families import family_of
 
     header = {"config": config.model_dump(), "events": list(events), "backend": jax.default_backend(),
               "devices": [str(d) for d in jax.devices()], "version": __version__}
     columns = columns or config
-    if columns.model != "mlp":
-        from gradscope.engine_rnn import header as recurrent_header
-
-        header["recurrent"] = recurrent_header(columns)
+    family = family_of(columns.model)
+    named = family.columns(columns)
+    if named is not None:  # e.g. the recurrent models' parameter groups and gates, under the family's name
+        header[family.name] = named
     return header
 
 

@@ -1,6 +1,7 @@
-"""Config -> compiled programs, and the Trainer that owns one run's state.
+"""Config -> compiled programs, and the Trainer that owns one run's state. What to compile,
+train on and measure is asked of the config's model family (gradscope.families).
 
-- `programs`: the key of each compiled program, its compile, the knobs and data it takes;
+- `programs`: the family's program keys, compiled and described; its knobs and shape;
 - `cache`: the bounded compile cache (LRU by entries and bytes) and the disk cache's set-up;
 - `rows`: a compiled chunk's output as rows, one per measured step;
 - `trainer`: the Trainer (train, change, checkpoint) and `prewarm`;

@@ -10,7 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import jax
 
-from .programs import _compile
+from .programs import compile_key
 
 DISK_CACHE_BYTES = 2 << 30  # the persistent compile cache on disk
 
@@ -132,7 +132,7 @@ class CompileCache:
 
     def _fill(self, key, args, fut):
         try:
-            exe = _compile(key, args)
+            exe = compile_key(key, args)
         except BaseException as exc:  # surfaced to every waiter, then forgotten
             with self._lock:
                 if self._futures.get(key) is fut:

@@ -6,14 +6,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradscope import engine_rnn
 from gradscope.core import datasets
 
-from .programs import GRID, knobs_of
+from .programs import GRID
 
 
 class Evaluation:
-    """Needs the Trainer's config, shape, state, x/y splits, _get, _cache, _predict_key, _predict_args."""
+    """Needs the Trainer's config, family, shape, state, x/y splits, _get, _cache, _predict_key, _predict_args."""
 
     def predict(self, x) -> np.ndarray:
         """Evaluation-mode class probabilities (running BatchNorm stats, rrelu's mean slope, no dropout)."""
@@ -22,15 +21,17 @@ class Evaluation:
         return self._probabilities(exe, x)
 
     def _probabilities(self, exe, x):
-        logits = exe(self.state.params, self.state.bn_state, knobs_of(self.config), x)
+        logits = exe(*self.family.predict_args(self.state, self.config, self.shape, x.shape[0])[:-1], x)
         return np.asarray(jax.nn.softmax(logits))
 
     def evaluate(self, held_out: bool = False) -> dict:
         """Loss and accuracy over the training split (or the held-out one), in evaluation mode.
 
-        Recurrent models: on a fixed batch of sequences, with the task's baseline loss."""
-        if engine_rnn.is_recurrent(self.config):
-            return engine_rnn.evaluate(self.config, self.shape, self.state, (self.x, self.y))
+        A family with its own evaluation (the recurrent models: a fixed batch of sequences, with
+        the task's baseline loss) answers instead."""
+        own = self.family.evaluate(self, held_out)
+        if own is not None:
+            return own
         x, y = (self.x_val, self.y_val) if held_out else (self.x, self.y)
         p = self.predict(x)
         y = np.asarray(y)
@@ -43,9 +44,10 @@ class Evaluation:
 
         Also None (unless `wait`) while its predict function is still compiling in the
         background: the caller's thread never waits for a compile after an activation switch."""
-        if self.config.dataset not in datasets.TWO_D:
+        key = self._predict_key(self.config.activation, n * n)
+        if key is None or self.config.dataset not in datasets.TWO_D:
             return None
-        key, args = self._predict_key(self.config.activation, n * n), self._predict_args(n * n)
+        args = self._predict_args(n * n)
         exe = self._get(key, args) if wait else self._cache.ready(key, args)
         if exe is None:
             return None

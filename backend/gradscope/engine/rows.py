@@ -1,9 +1,23 @@
-"""A compiled chunk's output -> rows: one per measured step, with the steps it covers."""
+"""A compiled chunk's output -> rows: one per measured step, with the steps it covers.
+
+Two forms of output, whatever the family: a chunk that measures every k-th step returns its
+measured steps' statistics with their number ("rows") and the per-step scalars for all K
+steps; a chunk that measures every step returns each statistic for all K steps (a row a step)."""
 from __future__ import annotations
 
 import numpy as np
 
 from gradscope.core.train import PER_STEP_STATS, SPARSE_STATS
+
+
+def rows_of(out: dict, n: int) -> tuple[dict, int | None]:
+    """A chunk's host output after `n` steps -> (its rows, see Trainer.run; the number of steps to
+    train again from the call's start to measure a non-finite step that fell between measured ones, else None)."""
+    if "rows" not in out:  # every step measured
+        rows = {name: np.asarray(v)[:n] for name, v in out.items()}
+        return {**rows, "count": np.ones(n, np.int64)}, None
+    rows, nonfinite = _rows(out, n)
+    return rows, _unmeasured_break(rows, nonfinite)
 
 
 def _rows(out: dict, n: int) -> tuple[dict, np.ndarray]:

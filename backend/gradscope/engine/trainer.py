@@ -10,25 +10,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradscope import engine_rnn
 from gradscope.config import LIVE_KEYS, RESET_KEYS, Config, make_config, parse_changes
-from gradscope.core.train import GENERIC, reset_optimizer
+from gradscope.families import family_of
+from gradscope.families.base import TARGET_CHUNK_SECONDS
 
 from .cache import CompileCache
 from .evaluation import Evaluation
-from .programs import (
-    GRID,
-    TARGET_CHUNK_SECONDS,
-    _data,
-    _initial,
-    _setup,
-    describe_key,
-    knobs_of,
-    max_chunk_steps,
-    shape_of,
-    spec_of,
-)
-from .rows import _rows, _unmeasured_break
+from .programs import GRID, describe_key
+from .rows import rows_of
 
 # The order in which other activations compile in the background: the usual fixes first
 # (relu: the README demo's next step), and how many of them per new shape. Each executable
@@ -39,18 +28,22 @@ WARM_ACTIVATIONS = 2
 
 def prewarm(cache: CompileCache, config: Config | dict | None = None) -> None:
     """Queue the compiles a first session of `config` (default: the default config) needs,
-    its chunk first, then its decision-boundary predict, on the cache's background thread.
+    its chunk first, then its evaluation program, on the cache's background thread.
     A server calls this at start-up, so its first session finds them built (or building)."""
     config = config if isinstance(config, Config) else make_config(config)
-    shape, (x, y), (x_val, y_val), state = _setup(config)
-    k = max_chunk_steps(shape)
-    chunk_key = ("chunk", config.activation, config.optimizer, shape, int(x.shape[0]), int(x_val.shape[0]), k)
-    args = (state, knobs_of(config), x, y, x_val, y_val, np.int32(0), np.int32(1))
+    family = family_of(config.model)
+    shape = family.shape_of(config)
+    x, y, x_val, y_val = family.data(config, shape)
+    state = family.initial_state(config, shape)
+    key = lambda spec: family.chunk_key(config, shape, int(x.shape[0]), int(x_val.shape[0]), family.max_chunk_steps(shape), spec)
+    args = family.chunk_args(state, config, x, y, x_val, y_val, 0, 1)
     # the build for the config's values first (the first session trains on it), then the
     # generic one that serves any knob change while that change's own build compiles
-    cache.warm([chunk_key + (spec_of(config),), chunk_key + (GENERIC,)], args)
-    rows = jax.ShapeDtypeStruct((GRID * GRID, shape.n_in), jnp.float32)
-    cache.warm([("predict", config.activation, shape, GRID * GRID)], (state.params, state.bn_state, knobs_of(config), rows))
+    spec = family.spec_of(config)
+    cache.warm([key(spec)] + ([key(None)] if spec is not None else []), args)
+    predict = family.predict_key(config, shape, GRID * GRID)
+    if predict is not None:
+        cache.warm([predict], family.predict_args(state, config, shape, GRID * GRID))
 
 
 class Trainer(Evaluation):
@@ -85,46 +78,34 @@ class Trainer(Evaluation):
         self._warm_others()
 
     def _build_run(self, config: Config):
-        self.config = config
-        if engine_rnn.is_recurrent(config):  # issue 12: the recurrent models' data, state and cost model
-            self.shape = shape_of(config)
-            x, y = engine_rnn.load(config)
-            self.x, self.y = jnp.asarray(x), jnp.asarray(y)
-            # the sequence tasks draw fresh batches: nothing is held out
-            self.x_val, self.y_val = self.x[:1], self.y[:1]
-            self.state = engine_rnn.new_state(config, self.shape)
-            self.max_steps = self._fixed_k or engine_rnn.max_chunk_steps(self.shape)
-        else:
-            self.shape, (self.x, self.y), (self.x_val, self.y_val) = _data(config)
-            self.max_steps = self._fixed_k or max_chunk_steps(self.shape)
-            if self.specialize:
-                # the first executable compiles from the state's shapes on a thread of its
-                # own while the initial weights compile and run here (two cores, not one after the other)
-                self.state = _initial(config, self.shape, abstract=True)
-                self._cache.start(self._key(config.activation, config.optimizer, spec_of(config)), self._args(0))
-            self.state = _initial(config, self.shape)
+        self.config, self.family = config, family_of(config.model)
+        self.shape = self.family.shape_of(config)
+        self.x, self.y, self.x_val, self.y_val = self.family.data(config, self.shape)
+        self.max_steps = self._fixed_k or self.family.max_chunk_steps(self.shape)
+        if self.specialize and self.family.spec_of(config) is not None:
+            # the first executable compiles from the state's shapes on a thread of its
+            # own while the initial weights compile and run here (two cores, not one after the other)
+            self.state = self.family.initial_state(config, self.shape, abstract=True)
+            self._cache.start(self._key(config.activation, config.optimizer, self.family.spec_of(config)), self._args(0))
+        self.state = self.family.initial_state(config, self.shape)
         self._built_spec = None
         self.chunk_steps = self._fixed_k or self._calibrate()
 
     def _warm_others(self):
-        """Queue background compiles: the generic build and the decision boundary's predict,
-        then the next WARM_ACTIVATIONS activations of WARM_ORDER (relu first). Not every
+        """Queue background compiles: the generic build and the evaluation program, then the next
+        WARM_ACTIVATIONS activations of WARM_ORDER (relu first) that the model takes. Not every
         activation and optimizer: per shape that was ~22 executables, and a server meeting
         hundreds of shapes held them all (issue 17); the rest compile when chosen, shown."""
         if not self._warm:
             return
         act, opt = self.config.activation, self.config.optimizer
-        recurrent = engine_rnn.is_recurrent(self.config)
-        order = engine_rnn.warm_order(self.config.model, WARM_ORDER) if recurrent else WARM_ORDER
-        others = [a for a in order if a != act][:WARM_ACTIVATIONS]
-        if recurrent:  # no predict functions: the valid activations' chunks
-            self._cache.warm([self._key(a, opt) for a in others], self._args(0))
-            return
-        self._cache.warm([self._key(act, opt)], self._args(0))  # serves any knob change at once
-        self._cache.warm([self._predict_key(act)], self._predict_args(GRID * GRID))
-        for a in others:
-            self._cache.warm([self._key(a, opt)], self._args(0))
-            self._cache.warm([self._predict_key(a)], self._predict_args(GRID * GRID))
+        others = [a for a in self.family.warm_activations(self.config, WARM_ORDER) if a != act][:WARM_ACTIVATIONS]
+        for a in [act] + others:
+            if a != act or self.family.spec_of(self.config) is not None:  # the generic build serves any knob change at once
+                self._cache.warm([self._key(a, opt)], self._args(0))
+            predict = self._predict_key(a)
+            if predict is not None:
+                self._cache.warm([predict], self._predict_args(GRID * GRID))
 
     def _get(self, key, args):
         """The executable of `key` from the cache, `on_compile` told while it is waited for."""
@@ -132,22 +113,19 @@ class Trainer(Evaluation):
         return self._cache.get(key, args, on_wait=None if tell is None else
                                (lambda state, seconds: tell(describe_key(key), state, seconds)))
 
-    def _key(self, act, optimizer, spec=GENERIC):
-        if engine_rnn.is_recurrent(self.config):
-            act = engine_rnn.cache_activation(self.shape, act)
-            return ("chunk", act, optimizer, self.shape, int(self.x.shape[0]), int(self.x_val.shape[0]), self.max_steps)
-        return ("chunk", act, optimizer, self.shape, int(self.x.shape[0]), int(self.x_val.shape[0]), self.max_steps, spec)
+    def _key(self, act, optimizer, spec=None):
+        """The chunk's key for activation `act` and `optimizer` (`spec` None: the generic build)."""
+        config = self.config.model_copy(update={"activation": act, "optimizer": optimizer})
+        return self.family.chunk_key(config, self.shape, int(self.x.shape[0]), int(self.x_val.shape[0]), self.max_steps, spec)
 
     def _args(self, n, every=1):
-        if engine_rnn.is_recurrent(self.config):
-            return (self.state, engine_rnn.knobs_of(self.config), self.x, self.y, self.x_val, self.y_val, np.int32(n))
-        return (self.state, knobs_of(self.config), self.x, self.y, self.x_val, self.y_val, np.int32(n), np.int32(every))
+        return self.family.chunk_args(self.state, self.config, self.x, self.y, self.x_val, self.y_val, n, every)
 
     def _predict_key(self, act, rows=GRID * GRID):
-        return ("predict", act, self.shape, rows)
+        return self.family.predict_key(self.config.model_copy(update={"activation": act}), self.shape, rows)
 
     def _predict_args(self, rows):
-        return (self.state.params, self.state.bn_state, knobs_of(self.config), jax.ShapeDtypeStruct((rows, self.shape.n_in), jnp.float32))
+        return self.family.predict_args(self.state, self.config, self.shape, rows)
 
     def _executable(self):
         """The build for the current knob values if compiled, else the generic one.
@@ -156,9 +134,9 @@ class Trainer(Evaluation):
         trains on the generic build (warmed in the background, or compiled here once) while
         the new values' build compiles in the background."""
         act, opt = self.config.activation, self.config.optimizer
-        if engine_rnn.is_recurrent(self.config) or not self.specialize:
+        spec = self.family.spec_of(self.config)
+        if spec is None or not self.specialize:
             return self._get(self._key(act, opt), self._args(0))
-        spec = spec_of(self.config)
         own, generic = self._key(act, opt, spec), self._key(act, opt)
         exe = self._cache.built(own)
         if exe is not None:
@@ -222,30 +200,20 @@ class Trainer(Evaluation):
         first non-finite step, measured: the step and layer where it broke are reported.
         """
         steps = self.chunk_steps if steps is None else int(steps)
-        recurrent = engine_rnn.is_recurrent(self.config)
         parts, done = [], 0
         while done < steps:
             n = min(steps - done, self.max_steps)
             before = self.state
             self.state, out = self._executable()(*self._args(n, self.every))
-            if recurrent:
-                parts.append((n, out))
-                done += n
-                continue
-            out, nonfinite = _rows(jax.device_get(out), n)
-            broke = _unmeasured_break(out, nonfinite)
+            rows, broke = rows_of(jax.device_get(out), n)  # the one device->host transfer per call
             if broke is not None:  # train again to the step that broke, measuring it
                 self.state = before
                 self.state, out = self._executable()(*self._args(broke, self.every))
-                parts.append((broke, _rows(jax.device_get(out), broke)[0]))
+                parts.append(rows_of(jax.device_get(out), broke)[0])
                 break
-            parts.append((n, out))
+            parts.append(rows)
             done += n
-        if recurrent:
-            host = jax.device_get(parts)  # the one device->host transfer per call
-            stats = {name: np.concatenate([p[name][:n] for n, p in host]) for name in host[0][1]}
-            return {**stats, "count": np.ones(len(stats["step"]), np.int64)}
-        return {name: np.concatenate([p[name] for _, p in parts]) for name in parts[0][1]}
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
     def update(self, changes: dict) -> dict:
         """Apply config changes; live keys keep weights and step, others re-initialize.
@@ -260,8 +228,7 @@ class Trainer(Evaluation):
             return {"kind": "reset", "changes": diff}
         self.config = new
         if "optimizer" in diff:
-            reset = engine_rnn.reset_optimizer if engine_rnn.is_recurrent(new) else reset_optimizer
-            self.state = reset(self.state, new.optimizer)
+            self.state = self.family.reset_optimizer(self.state, new.optimizer)
             self._warm_others()
         return {"kind": "live", "changes": diff}
 
@@ -307,8 +274,7 @@ class Trainer(Evaluation):
         if any(getattr(config, k) != getattr(self.config, k) for k in RESET_KEYS):
             self._build(config)
         elif config.optimizer != self.config.optimizer:
-            reset = engine_rnn.reset_optimizer if engine_rnn.is_recurrent(config) else reset_optimizer
-            self.state = reset(self.state, config.optimizer)
+            self.state = self.family.reset_optimizer(self.state, config.optimizer)
         self.config = config
         treedef = jax.tree.structure(self.state)
         self.state = jax.tree.unflatten(treedef, [jnp.asarray(data[f"l{i}"]) for i in range(treedef.num_leaves)])

@@ -1,0 +1,144 @@
+"""The interface every model family implements, and the records it publishes.
+
+A family is one module (`mlp`, `recurrent`, later `cnn` and `gan`) holding one `ModelFamily`
+object. The config, the engine, the CLI, the server and (through `/api/meta`) the page ask
+that object what to do; none of them tests a model's name. What a family owns:
+
+- its models and config rules: which datasets, initializers and activations each model takes,
+  the keys that do not apply to it, its depth range and its cross-field checks (`rules`);
+- its data, initial state and compiled programs, each program named by a typed key (a
+  NamedTuple whose `compile` builds it and `describe` names it for a person);
+- the statistics it emits, with their axes (`stats`), and what the page shows for it (`views`).
+
+Families import `core` and `errors` only: never the config module, the engine or the server
+(an import contract in pyproject.toml keeps it so). `config` arguments are `gradscope.config.Config`.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import numpy as np
+
+TARGET_CHUNK_SECONDS = 0.03  # a compiled call trains about this long (the page draws ~30 frames a second)
+MAX_CHUNK_STEPS = 256
+
+
+class Stat(NamedTuple):
+    """One statistic a family emits per measured step: its name and the axes after the row axis
+    ("layer": the weight layers, "hidden": the hidden layers, "group": parameter groups,
+    "time": time steps, "bin": histogram bins, "gate": gates). () for one number a step."""
+
+    name: str
+    axes: tuple[str, ...] = ()
+    about: str = ""
+
+
+class Model(NamedTuple):
+    """One model a family trains, as the config validates it and the page offers it."""
+
+    name: str  # the config's `model` value
+    label: str  # as a person reads it: "MLP", "LSTM"
+    datasets: tuple[str, ...]
+    initializers: tuple[str, ...]
+    activations: tuple[str, ...]  # () : the model takes no activation (any value is accepted and ignored)
+
+
+def chunk_steps_for(seconds_per_step: float) -> int:
+    """K, the scan length compiled for a step that costs `seconds_per_step` by a family's cost model:
+    a power of two, about twice the steps a TARGET_CHUNK_SECONDS call fits."""
+    k = 2 ** int(np.ceil(np.log2(max(2 * TARGET_CHUNK_SECONDS / seconds_per_step, 1))))
+    return int(min(k, MAX_CHUNK_STEPS))
+
+
+class ModelFamily:
+    """The interface. A family overrides every method that raises NotImplementedError; the
+    others have the default that most families want."""
+
+    name: str = ""  # the family's name, for people and for /api/meta
+    models: tuple[Model, ...] = ()
+    refused_keys: dict[str, Any] = {}  # config keys that do not apply, with the one value they may take
+    rule_keys: tuple[str, ...] = ()  # the config keys `rules` reads (a bad one of them skips it)
+    count_keys: tuple[str, ...] = ("depth", "width", "batch_size")  # the keys `activation_count` reads
+    depth_range: tuple[int, int] = (1, 256)
+    default_depth: int = 10
+    stats: tuple[Stat, ...] = ()
+    views: dict = {}  # what the page shows for the family (published in /api/meta; see docs/adding-a-model.md)
+
+    # -- config --------------------------------------------------------------------------
+    def rules(self, config) -> Iterator:
+        """The family's own cross-field errors (ConfigError) of a config of one of its models."""
+        return iter(())
+
+    def activation_count(self, config) -> tuple[int, str, str]:
+        """Activations a step holds, the key to blame when too many and the product as words."""
+        raise NotImplementedError
+
+    # -- data and state -----------------------------------------------------------------
+    def shape_of(self, config):
+        """The hashable record of everything that fixes array shapes (a compiled program's key includes it)."""
+        raise NotImplementedError
+
+    def data(self, config, shape) -> tuple:
+        """(x, y, x_val, y_val) as jax arrays: what a compiled chunk trains and evaluates on."""
+        raise NotImplementedError
+
+    def initial_state(self, config, shape, abstract: bool = False):
+        """The initial TrainState of `config` (`abstract`: its shapes and dtypes only)."""
+        raise NotImplementedError
+
+    def knobs_of(self, config):
+        """The traced live knobs, with fixed dtypes so that a new value never retraces."""
+        raise NotImplementedError
+
+    def spec_of(self, config):
+        """The structural knob values an executable can be specialised to; None: this family builds one kind."""
+        return None
+
+    def reset_optimizer(self, state, optimizer: str):
+        raise NotImplementedError
+
+    # -- compiled programs --------------------------------------------------------------
+    def chunk_key(self, config, shape, n_train: int, n_val: int, steps: int, spec=None):
+        """The typed key of the training chunk for these values (`spec` None: the generic build)."""
+        raise NotImplementedError
+
+    def chunk_args(self, state, config, x, y, x_val, y_val, n: int, every: int) -> tuple:
+        raise NotImplementedError
+
+    def max_chunk_steps(self, shape) -> int:
+        raise NotImplementedError
+
+    def warm_activations(self, config, order: tuple[str, ...]) -> tuple[str, ...]:
+        """The activations (of `order`) whose chunks are worth compiling in the background."""
+        return tuple(a for a in order if a in self.model(config.model).activations)
+
+    def predict_key(self, config, shape, rows: int):
+        """The key of the evaluation-mode forward pass over `rows` inputs; None: the family has none."""
+        return None
+
+    def predict_args(self, state, config, shape, rows: int) -> tuple:
+        raise NotImplementedError
+
+    def evaluate(self, trainer, held_out: bool) -> dict | None:
+        """Loss and accuracy of the trainer's weights; None: the trainer's predict serves (see Evaluation)."""
+        return None
+
+    def columns(self, config) -> dict | None:
+        """What a reader of a run's records needs to name their columns beyond the statistics' names."""
+        return None
+
+    # -- published --------------------------------------------------------------------------
+    def model(self, name: str) -> Model:
+        return next(m for m in self.models if m.name == name)
+
+    def model_stats(self, model: str) -> tuple[str, ...]:
+        """The names of the statistics `model` emits (default: all of the family's)."""
+        return tuple(s.name for s in self.stats)
+
+    def meta(self) -> dict:
+        """The family for clients (`/api/meta`'s `families`)."""
+        return {"models": [m.name for m in self.models], "stats": {s.name: list(s.axes) for s in self.stats},
+                "model_stats": {m.name: list(self.model_stats(m.name)) for m in self.models},
+                "refused_keys": dict(self.refused_keys), "depth_range": list(self.depth_range),
+                "default_depth": self.default_depth, "views": self.views}
