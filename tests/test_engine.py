@@ -74,10 +74,11 @@ def test_live_knobs_keep_weights_and_never_recompile(cache):
     assert len(cache._futures) == compiled
 
 
-def test_background_warm_queues_the_generic_build_and_the_next_activations_relu_first():
-    """Per new shape: its own generic build and predict, then WARM_ACTIVATIONS others of
-    WARM_ORDER (relu first: the README demo's next step), not every activation and optimizer
-    (22 executables per shape held a server's memory until it died, issue 17)."""
+def test_background_warm_queues_the_next_activations_relu_first_then_the_generic_build():
+    """Per new shape, most wanted first: its predict (the boundary shown now), the builds for the
+    current knob values under WARM_ACTIVATIONS others of WARM_ORDER (relu first: the README demo's
+    next step), its own generic build (any knob change), then the others' predicts; not every
+    activation and optimizer (22 executables per shape held a server's memory until it died, issue 17)."""
     from gradscope.config import ACTIVATION_NAMES
     from gradscope.engine import WARM_ACTIVATIONS, WARM_ORDER
 
@@ -88,13 +89,15 @@ def test_background_warm_queues_the_generic_build_and_the_next_activations_relu_
         def warm(self, keys, args):
             queued.extend(keys)
 
-    Trainer(SMALL, cache=Recorder(background=False), warm=True)
+    tr = Trainer(SMALL, cache=Recorder(background=False), warm=True)
+    assert [k[0] for k in queued] == ["predict"] + ["chunk"] * (WARM_ACTIVATIONS + 1) + ["predict"] * WARM_ACTIVATIONS
     chunks = [k for k in queued if k[0] == "chunk"]
-    assert chunks[0][1:3] == ("sigmoid", "sgd") and chunks[0][-1] == GENERIC
-    assert [k[1] for k in chunks[1:]] == ["relu", "leaky_relu"][:WARM_ACTIVATIONS]
-    assert all(k[2] == "sgd" and k[-1] == GENERIC for k in chunks)
-    predicts = [k[1] for k in queued if k[0] == "predict"]
+    assert [k[1] for k in chunks] == ["relu", "leaky_relu"][:WARM_ACTIVATIONS] + ["sigmoid"]
+    assert all(k.optimizer == "sgd" and k.spec == spec_of(tr.config) for k in chunks[:-1]) and chunks[-1].spec == GENERIC
+    predicts = [k.activation for k in queued if k[0] == "predict"]
     assert predicts == ["sigmoid", "relu", "leaky_relu"][:WARM_ACTIVATIONS + 1]
+    tr.update({"activation": "relu"})  # the README demo's switch: its build is the one warmed
+    assert tr._key("relu", "sgd", spec_of(tr.config)) == chunks[0]
 
 
 def test_shape_change_resets_and_names_the_change(cache):

@@ -92,26 +92,35 @@ class Trainer(Evaluation):
         self.chunk_steps = self._fixed_k or self._calibrate()
 
     def _warm_others(self):
-        """Queue background compiles: the generic build and the evaluation program, then the next
-        WARM_ACTIVATIONS activations of WARM_ORDER (relu first) that the model takes. Not every
-        activation and optimizer: per shape that was ~22 executables, and a server meeting
-        hundreds of shapes held them all (issue 17); the rest compile when chosen, shown."""
+        """Queue background compiles, most wanted first: the evaluation program (the decision
+        boundary shown now), the builds for the current knob values under the next
+        WARM_ACTIVATIONS activations of WARM_ORDER that the model takes (relu first: the README
+        demo's next step; such a switch then trains on its own build at once), the generic build
+        (it serves any other knob change at once), then the others' evaluation programs. Not
+        every activation and optimizer: per shape that was ~22 executables, and a server meeting
+        hundreds of shapes held them all (issue 17); the rest compile when chosen, shown. Each
+        compile in flight slows a compile someone waits for (two at once on two cores: 5.7 s
+        instead of 2.4 s), so the queue holds builds for the values (2.3 s at depth 10), not
+        generic ones (4.0 s), where it can."""
         if not self._warm:
             return
-        act, opt = self.config.activation, self.config.optimizer
+        act, opt, spec = self.config.activation, self.config.optimizer, self.family.spec_of(self.config)
         others = [a for a in self.family.warm_activations(self.config, WARM_ORDER) if a != act][:WARM_ACTIVATIONS]
-        for a in [act] + others:
-            if a != act or self.family.spec_of(self.config) is not None:  # the generic build serves any knob change at once
-                self._cache.warm([self._key(a, opt)], self._args(0))
-            predict = self._predict_key(a)
-            if predict is not None:
-                self._cache.warm([predict], self._predict_args(GRID * GRID))
+        predicts = [k for k in (self._predict_key(a) for a in [act] + others) if k is not None]
+        if predicts:
+            self._cache.warm(predicts[:1], self._predict_args(GRID * GRID))
+        self._cache.warm([self._key(a, opt, spec) for a in others], self._args(0))
+        if spec is not None:
+            self._cache.warm([self._key(act, opt)], self._args(0))
+        if predicts[1:]:
+            self._cache.warm(predicts[1:], self._predict_args(GRID * GRID))
 
     def _get(self, key, args):
-        """The executable of `key` from the cache, `on_compile` told while it is waited for."""
+        """The executable of `key` from the cache (built at once where it is), `on_compile` told while it is waited for."""
         tell = self.on_compile
-        return self._cache.get(key, args, on_wait=None if tell is None else
-                               (lambda state, seconds: tell(describe_key(key), state, seconds)))
+        with self._cache.foreground():  # someone waits for it: queued background compiles do not start meanwhile
+            return self._cache.get(key, args, on_wait=None if tell is None else
+                                   (lambda state, seconds: tell(describe_key(key), state, seconds)))
 
     def _key(self, act, optimizer, spec=None):
         """The chunk's key for activation `act` and `optimizer` (`spec` None: the generic build)."""
@@ -128,11 +137,14 @@ class Trainer(Evaluation):
         return self.family.predict_args(self.state, self.config, self.shape, rows)
 
     def _executable(self):
-        """The build for the current knob values if compiled, else the generic one.
+        """The build for the current knob values if compiled, else the generic one if compiled.
 
-        A new run compiles (in the caller) the build for its values; a later knob change
-        trains on the generic build (warmed in the background, or compiled here once) while
-        the new values' build compiles in the background."""
+        A new run compiles (in the caller) the build for its values. A later knob change trains
+        on the generic build while the new values' build compiles in the background. Where
+        neither is built (an activation or optimizer nobody warmed), the caller compiles the build
+        for its values alone, and the generic one follows in the background: at depth 10 the
+        build for the values compiles in 2.3 s and the generic in 4.0 s, and the two at once
+        on two cores took 8.9 s to the first frame (bench/first_frame.py)."""
         act, opt = self.config.activation, self.config.optimizer
         spec = self.family.spec_of(self.config)
         if spec is None or not self.specialize:
@@ -144,8 +156,13 @@ class Trainer(Evaluation):
         if self._built_spec is None or self._built_spec == (act, opt, spec):
             self._built_spec = (act, opt, spec)
             return self._get(own, self._args(0))
-        self._cache.warm([own], self._args(0))
-        return self._cache.built(generic) or self._get(generic, self._args(0))
+        exe = self._cache.built(generic)
+        if exe is not None:
+            self._cache.warm([own], self._args(0))
+            return exe
+        exe = self._get(own, self._args(0))
+        self._cache.warm([generic], self._args(0))  # serves the next knob change at once
+        return exe
 
     def _calibrate(self):
         """Steps per call so that one call takes about TARGET_CHUNK_SECONDS (cached per shape).
