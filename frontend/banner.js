@@ -4,16 +4,19 @@
 // any checkpoint gets the fixes that change its outcome, each with its values; each restarts the
 // weights, which are no longer finite.
 
+import { axisOf, initializersOf } from "./models.js";
+
 const round = (v) => +Number(v).toPrecision(2);
 const fmt = (v) => (typeof v === "number" ? String(+v.toPrecision(3)) : String(v));
 
 /** The initializer that suits `config`'s activation (Glorot & Bengio 2010; He et al. 2015;
- * Klambauer et al. 2017 for SELU; orthogonal recurrent weights, Saxe et al. 2014), from the names `meta` lists. */
+ * Klambauer et al. 2017 for SELU), or orthogonal weights for a model that runs through time (its
+ * family's views.axis, models.js; Saxe et al. 2014), from the names `meta` lists. */
 function suitedInit(config, meta) {
-  const names = (meta.initializers_by_model || {})[config.model] || meta.initializers || [];
-  const recurrent = Boolean(((meta.recurrent || {}).gates || {})[config.model]);
+  const names = initializersOf(meta, config.model);
   const act = config.activation || "";
-  const want = recurrent ? "orthogonal" : act.endsWith("relu") ? "he_normal" : act === "selu" ? "lecun_normal" : "glorot_normal";
+  const want = axisOf(meta, config.model) === "time" ? "orthogonal"
+    : act.endsWith("relu") ? "he_normal" : act === "selu" ? "lecun_normal" : "glorot_normal";
   return names.includes(want) ? want : null;
 }
 

@@ -1,12 +1,13 @@
 // The compare view: two runs (or one, for a lesson without a B) in the same charts, A and B in one
 // colour pair, lockstep Play/Pause/Step when this browser holds both tokens, and a link to each
-// run's own page (its controls). MLP pairs see the per-layer charts, recurrent pairs the time
-// profile and time heat maps; each card lists the models it applies to. Page: /compare/{a}/{b}.
+// run's own page (its controls). Runs whose models' charts run along the layers see the per-layer
+// charts, those that run through time the time profile and time heat maps (models.js: the family's
+// views); each card lists the models it applies to. Page: /compare/{a}/{b}.
 import { ImageHeatmap, VIRIDIS } from "./charts/imagemap.js";
 import { LogAxis } from "./charts/logaxis.js";
 import { OI, PLOT_CONFIG, StickyRange, baseLayout, layers, logz, palette } from "./charts/plot.js";
-import { READS, diagnose, fixChanges, renderDiagnosis } from "./diagnosis.js";
-import { diagnoseTime } from "./timediagnosis.js";
+import { READS, fixChanges, fixTable, renderDiagnosis } from "./diagnosis.js";
+import { diagnoseFor } from "./diagnoses.js";
 import { CHARTS, COLORS, applies, chainTraces, clipShapes, fits, heatRows, layerTraces, reads, timeProfileTraces, timeTraces } from "./comparecharts.js";
 import { RunKnobs } from "./compareknobs.js";
 import { Run } from "./comparerun.js";
@@ -18,7 +19,7 @@ const Plotly = window.Plotly;
 // a lesson's `look` names a dashboard chart; these are the compare view's closest
 const LOOK = { profile: "profile", heatmap: "heatmap", chain: "chain", hist: "profile", acts: "acts", ratio: "ratio", loss: "loss",
   clip: "clip", boundary: "loss", val: "accuracy", time: "time", timeheat: "heatmap" };
-// the heat maps' two kinds (comparerun.js heatRows): layers of an MLP, time steps of a recurrent model
+// the heat maps' two kinds (comparecharts.js heatRows), by the run's axis: layers, or time steps
 const HEAT = {
   layer: { title: "Layer × step: log10 ‖dL/dW‖", ytitle: "layer", hover: "layer" },
   time: { title: "Time step × training step: log10 ‖dL/dh_t‖ of the top layer", ytitle: "time step", hover: "time step" },
@@ -209,9 +210,9 @@ export class CompareView {
       if (!shown && why.length) notes.push(...why);
     }
     this.root.querySelector("#cmp-sub-loss").textContent = notes.join(" · ");  // e.g. adding: no accuracy card
-    const mlp = this.runs.some((r) => r.config && !r.recurrent), rec = this.runs.some((r) => r.config && r.recurrent);
-    this.el.chain.closest(".card").hidden = !mlp;
-    const title = [mlp && HEAT.layer.title, rec && HEAT.time.title].filter(Boolean).join(" · ") || HEAT.layer.title;
+    const known = this.runs.filter((r) => r.config), axes = Object.keys(HEAT).filter((a) => known.some((r) => r.axis === a));
+    this.el.chain.closest(".card").hidden = !known.some((r) => r.views.theory === "chain");
+    const title = axes.map((a) => HEAT[a].title).join(" · ") || HEAT.layer.title;
     this.el.heatmap.querySelector("h2").textContent = `${title} (one colour scale for both)`;
     for (const r of this.runs) r.reshaped = false;
   }
@@ -220,7 +221,7 @@ export class CompareView {
     this.drawn = now;
     this.dirty = false;
     if (this.runs.some((r) => r.reshaped)) this.fitModels();
-    const T = Math.max(2, ...this.runs.map((r) => (r.recurrent ? r.config.seq_len : 0)));
+    const T = Math.max(2, ...this.runs.map((r) => (r.axis === "time" ? r.config.seq_len : 0)));
     for (const [name, spec] of Object.entries(CHARTS)) {
       if (this.el[name].closest(".card").hidden) continue;
       const runs = this.runs.filter((r) => applies(spec, r, this.meta));
@@ -263,8 +264,8 @@ export class CompareView {
   }
 
   /**
-   * Each run's heat map (layer × step for an MLP, time step × training step for a recurrent
-   * model), all on one colour range (sticky, whole decades), so equal colours mean equal norms.
+   * Each run's heat map (layer × step, or time step × training step for a model that runs through
+   * time), all on one colour range (sticky, whole decades), so equal colours mean equal norms.
    * A run with no statistics yet says why (catching up with its partner, paused).
    */
   drawHeatmaps() {
@@ -290,7 +291,7 @@ export class CompareView {
     });
   }
 
-  /** Slope factor delta/h and weight factor h/u (charts/factors.js) of each MLP run, guides at 1 and 0.25. */
+  /** Slope factor delta/h and weight factor h/u (charts/factors.js) of each run that has them, guides at 1 and 0.25. */
   drawChain(now) {
     const ax = this.axes.chain, p = palette();
     const traces = this.runs.flatMap(chainTraces);
@@ -310,8 +311,9 @@ export class CompareView {
   drawDiagnoses() {
     for (const r of this.runs) {
       if (!r.config || !r.series.latest) continue;
-      const result = r.recurrent ? diagnoseTime(r.config, r.series.latest) : diagnose(r.config, r.series.latest);
-      renderDiagnosis(this.el[`diagnosis-${r.name}`], result, { canFix: Boolean(r.token), onFix: (name) => r.set(fixChanges(name, r.config)) });
+      const result = diagnoseFor(this.meta, r.config, r.series.latest), fixes = fixTable(this.meta, r.model);
+      renderDiagnosis(this.el[`diagnosis-${r.name}`], result, { canFix: Boolean(r.token), fixes,
+        onFix: (name) => r.set(fixChanges(name, r.config, fixes)) });
     }
   }
 }

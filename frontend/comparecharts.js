@@ -3,10 +3,10 @@
 import { chainFactors } from "./charts/factors.js";
 import { layers, pos } from "./charts/plot.js";
 import { timeTheory } from "./charts/timeprofile.js";
-import { emits } from "./models.js";
+import { emits, taskOf } from "./models.js";
 
 export const COLORS = { a: "#0072B2", b: "#E69F00" };  // Okabe-Ito blue / orange, as in the dashboard
-const regression = (run, meta) => Boolean(((meta.recurrent || {}).tasks || {})[run.config.dataset]?.regression);
+const regression = (run, meta) => Boolean(taskOf(meta, run.model, run.config.dataset).regression);
 
 /**
  * chart name -> what it plots. kind "layer": the latest per-layer values; "time": the series over
@@ -38,7 +38,7 @@ export function applies(spec, run, meta) {
 /** What the series keep: every time chart's statistics, and the latest step's for the rest. */
 export function reads(extraLatest) {
   const stats = (kind) => Object.values(CHARTS).filter((c) => c.kind === kind).flatMap((c) => [c.stat, c.extra].filter(Boolean));
-  // the heat maps: every layer's gradient norm (MLP), every time step's (recurrent), at every kept step
+  // the heat maps: every layer's gradient norm (axis "layer"), every time step's (axis "time"), at every kept step
   const history = [...stats("time"), "grad_norm", "time_delta_norm"];
   return { history, latest: [...stats("layer"), "theory_factor", "forget_gate_mean", "gate_mean", "slope_rms", ...extraLatest] };
 }
@@ -66,7 +66,7 @@ export function clipShapes(runs) {
 }
 
 /**
- * The top layer's ‖dL/dh_t‖ over t = 1..T at the latest step, and (Elman RNN) the theory line
+ * The top layer's ‖dL/dh_t‖ over t = 1..T at the latest step, and (a model that emits theory_factor) the theory line
  * ‖dL/dh_T‖ · theory_factor^(T − t), cut where it falls 1e3 below the measured curve's minimum.
  */
 export function timeProfileTraces(run) {
@@ -80,7 +80,7 @@ export function timeProfileTraces(run) {
   return out;
 }
 
-/** Slope factor delta/h and weight factor h/u (charts/factors.js) of an MLP run. */
+/** Slope factor delta/h and weight factor h/u (charts/factors.js) of a run that emits them. */
 export function chainTraces(run) {
   if (!run.series.latest || !run.series.latest.h_grad_norm) return [];
   const f = chainFactors(run.series.latest), x = layers(f.slope.length), tag = run.name.toUpperCase(), color = COLORS[run.name];
@@ -88,10 +88,10 @@ export function chainTraces(run) {
     { x, y: f.weight, name: `${tag} weight`, mode: "lines+markers", line: { color, dash: "dash" } }];
 }
 
-/** The heat map of a run: rows and their values at every kept step, log10. */
+/** The heat map of a run: rows (its axis: layers, or time steps of the top layer) and their values at every kept step. */
 export function heatRows(run) {
   const S = run.series, latest = S.latest || {};
-  if (run.recurrent) {
+  if (run.axis === "time") {
     const top = run.config.depth - 1, n = ((latest.time_delta_norm || [])[top] || []).length;
     return { kind: "time", n, value: (row, i) => { const c = S.h.time_delta_norm[i]; return c && c[top] ? c[top][row] : null; } };
   }

@@ -17,7 +17,7 @@ export class RunKnobs {
   /**
    * @param {HTMLElement} root  the run's knob row
    * @param {import("./comparerun.js").Run} run
-   * @param {object} meta  /api/meta: activations, recurrent.activations, clip_modes
+   * @param {object} meta  /api/meta: activations_by_model (models.js), clip_modes
    */
   constructor(root, run, meta) {
     Object.assign(this, { root, run, meta, inputs: {}, model: null });

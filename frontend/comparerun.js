@@ -4,7 +4,7 @@ import { SessionSocket } from "./socket.js";
 import { Series } from "./series.js";
 import { persistent } from "./net.js";
 import { api, storeToken, storedToken } from "./api.js";
-import { isRecurrent } from "./models.js";
+import { axisOf, viewsOf } from "./models.js";
 
 /** {key: [old, new]} or {key: new} -> {key: new} */
 const newValues = (changes) => Object.fromEntries(Object.entries(changes || {}).map(([k, v]) => [k, Array.isArray(v) ? v[1] : v]));
@@ -23,8 +23,10 @@ export class Run {
   }
 
   get model() { return this.config && this.config.model; }
-  /** Whether the run goes through time (`meta`: /api/meta, set by the compare view once loaded). */
-  get recurrent() { return isRecurrent(this.meta || {}, this.model); }
+  /** The axis the run's charts run along, "layer" or "time" (`meta`: /api/meta, set by the compare view once loaded). */
+  get axis() { return axisOf(this.meta || {}, this.model); }
+  /** The views its model's family asks for (models.js viewsOf). */
+  get views() { return viewsOf(this.meta || {}, this.model); }
   /** The run's own session page: its owner controls it there (the page reads the same stored token). */
   get href() { return `/s/${encodeURIComponent(this.id)}`; }
 

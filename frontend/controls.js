@@ -1,11 +1,32 @@
 // The control panel: one widget per config key, each with a short account of what it does to gradients.
 import { formatValue } from "./state.js";
-import { activationsOf, isRecurrent } from "./models.js";
+import { activationsOf, axisOf, datasetsOf, depthRange, initializersOf, isGated, modelName, modelsOf, namesWhere, refusableKeys,
+  listNames, refusedKeys, siblingsOf } from "./models.js";
 
 const log = (min, max) => ({ kind: "log", min, max });
 const lin = (min, max, step) => ({ kind: "range", min, max, step });
 // Whole numbers; the bounds of the size keys are replaced by meta.limits where it has them.
 const num = (min, max) => ({ kind: "number", min, max });
+
+/**
+ * The Model control's explanation, from /api/meta: the models, grouped as their families are, and
+ * what depth counts in each (along the layers, or stacked layers run through time) with its range.
+ */
+function modelHelp(meta) {
+  const groups = new Map();  // one entry per family: its models' names, its axis and depth range
+  for (const m of modelsOf(meta)) {
+    const key = siblingsOf(meta, m).join();
+    if (!groups.has(key)) groups.set(key, { names: [], axis: axisOf(meta, m), range: depthRange(meta, m) });
+    groups.get(key).names.push(modelName(meta, m));
+  }
+  const parts = [...groups.values()].map(({ names, axis, range }) => {
+    const span = range ? ` (${range[0]}-${range[1]})` : "";
+    return axis === "time"
+      ? `the ${listNames(names)}, trained by backpropagation through time on a sequence task, where depth counts stacked layers${span}`
+      : `the ${listNames(names)}, where depth counts hidden layers${span}`;
+  });
+  return `The network: ${parts.join("; or ")}. Restarts training.`;
+}
 
 /** [section, [key, label, widget, explanation]] in display order; keys the server does not know are left out. */
 export const PANEL = [
@@ -47,13 +68,12 @@ export const PANEL = [
     ["batch_size", "Batch size", num(1, 4096),
       "Examples per step. Larger batches give less noisy gradients, and BatchNorm needs more than a handful. Restarts training."],
   ]],
-  ["Recurrent models", [
-    ["model", "Model", { kind: "select" },
-      "The network: the MLP, or a recurrent model (Elman RNN, LSTM, GRU) trained by backpropagation through time on a sequence task, where depth counts stacked recurrent layers (1-4). Restarts training."],
+  ["Model", [
+    ["model", "Model", { kind: "select" }, modelHelp],
     ["seq_len", "Sequence length", num(2, 1000),
-      "Time steps per sequence. The gradient reaching step 1 from step T is multiplied once per step in between, so length compounds a factor the way depth does. Restarts training."],
+      "Time steps per sequence, for the models that run through time. The gradient reaching step 1 from step T is multiplied once per step in between, so length compounds a factor the way depth does. Restarts training."],
     ["forget_bias", "Forget bias", lin(-5, 5, 0.1),
-      "LSTM only: the forget gate's starting bias. At 1 the cell keeps about 73% of its state per step, so gradients survive long delays; at 0 only half. Restarts training."],
+      "The forget gate's starting bias, for a cell that has one. At 1 the cell keeps about 73% of its state per step, so gradients survive long delays; at 0 only half. Restarts training."],
   ]],
   ["Data", [
     ["dataset", "Dataset", { kind: "select" },
@@ -102,7 +122,8 @@ export class Controls {
       for (const [key, label, spec, help] of rows) {
         if (!this.schema.has(key)) continue;
         const limits = spec.kind === "number" && this.schema.limits(key);
-        section.append(this.row(key, label, limits ? { ...spec, min: limits[0], max: limits[1] } : spec, help));
+        const text = typeof help === "function" ? help(this.schema.meta || {}) : help;
+        section.append(this.row(key, label, limits ? { ...spec, min: limits[0], max: limits[1] } : spec, text));
       }
       this.root.append(section);
     }
@@ -174,36 +195,37 @@ export class Controls {
   applyModel(model) {
     const meta = this.schema.meta;
     for (const [key, names] of Object.entries(this.menus(model))) this.offer(key, names || this.schema.choices[key]);
-    const recurrent = isRecurrent(meta, model);
-    for (const key of meta.mlp_only_keys || []) {
+    const refused = refusedKeys(meta, model), name = modelName(meta, model);
+    for (const key of refusableKeys(meta)) {
       const label = this.widgets.has(key) && this.widgets.get(key).label;
-      this.inapplicable(key, recurrent && `${label} applies to the MLP only; the server refuses it for the recurrent models.`);
+      const takers = namesWhere(meta, (m) => !(key in refusedKeys(meta, m)));
+      const these = listNames(siblingsOf(meta, model).map((m) => modelName(meta, m)));
+      this.inapplicable(key, key in refused && `${label} applies to the ${takers} only; the server refuses it for the ${these}.`);
     }
-    this.inapplicable("activation", !activationsOf(meta, model).length
-      && `The ${model.toUpperCase()} cell has fixed sigmoid gates and tanh; the activation applies to the models without gates.`);
+    const acting = namesWhere(meta, (m) => activationsOf(meta, m).length > 0);
+    const cell = isGated(meta, model) ? `The ${name} cell has fixed sigmoid gates and tanh` : `The ${name} takes no activation`;
+    this.inapplicable("activation", !activationsOf(meta, model).length && `${cell}; the activation applies to the ${acting}.`);
   }
 
   /** {key: valid names for `model`} from meta, for the menus that depend on it (undefined: the full list). */
   menus(model) {
     const meta = this.schema.meta;
     const acts = activationsOf(meta, model);
-    return { dataset: (meta.datasets_by_model || {})[model], init: (meta.initializers_by_model || {})[model],
-             activation: acts.length ? acts : undefined };
+    return { dataset: datasetsOf(meta, model), init: initializersOf(meta, model), activation: acts.length ? acts : undefined };
   }
 
   /**
    * The changes that go with switching to `model`, so that the server accepts the new config: each menu's
-   * value moved into the model's list (its default where that is in it), the MLP-only keys back to their
-   * defaults and the depth into the recurrent range.
+   * value moved into the model's list (its default where that is in it), each key the model refuses to
+   * the one value it allows, and the depth into the model's range.
    */
   fitModel(model) {
     const meta = this.schema.meta, c = this.config, d = this.schema.defaults(), out = {};
     for (const [key, names] of Object.entries(this.menus(model))) {
       if (Array.isArray(names) && !names.includes(c[key])) out[key] = names.includes(d[key]) ? d[key] : names[0];
     }
-    if (!isRecurrent(meta, model)) return out;
-    for (const key of meta.mlp_only_keys || []) if (c[key]) out[key] = d[key];
-    const [lo, hi] = (meta.limits || {}).recurrent_depth || [c.depth, c.depth];
+    for (const [key, allowed] of Object.entries(refusedKeys(meta, model))) if (key in c && c[key] !== allowed) out[key] = allowed;
+    const [lo, hi] = depthRange(meta, model) || [c.depth, c.depth];
     if (c.depth < lo || c.depth > hi) out.depth = Math.min(hi, Math.max(lo, c.depth));
     return out;
   }

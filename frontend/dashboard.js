@@ -4,7 +4,7 @@
 import { Scheduler } from "./charts/scheduler.js";
 import { OI, eventLabel, palette, retheme } from "./charts/plot.js";
 import { Series } from "./series.js";
-import { emits } from "./models.js";
+import { shows } from "./models.js";
 
 const MARKER_CAP = 60, LABELLED = 4;
 
@@ -24,7 +24,7 @@ export class Dashboard {
   constructor(grid, table, extra = {}) {
     this.charts = new Map();
     this.cards = new Map();
-    this.active = {};  // chart name -> whether it applies to the current model (it emits spec.requires)
+    this.active = {};  // chart name -> whether it applies to the current model (models.js shows: spec.requires, spec.views)
     this.scheduler = new Scheduler();
     this.events = [];
     this.markers = { shapes: [], annotations: [] };
@@ -88,7 +88,7 @@ export class Dashboard {
     this.series.clear();
     if (this.layer !== null && this.layer > config.depth) this.layer = null;
     for (const [name, chart] of this.charts) {
-      this.active[name] = emits(meta, config.model, chart.spec.requires);
+      this.active[name] = shows(meta, config.model, chart.spec);
       this.cards.get(name).hidden = !this.active[name];
       if (!this.active[name]) continue;
       delete chart.el.dataset.live;  // its next update is a full draw (plot.js animateTraces)

@@ -1,6 +1,7 @@
 // Reads the latest statistics in plain words and proposes fixes that are plain config changes.
 import { chainFactors, geomean } from "./charts/factors.js";
 import { defaultSlope, derivative } from "./theory.js";
+import { gatedAlternative } from "./models.js";
 
 const sci = (v) => (v === 0 ? "0" : v >= 0.01 && v < 100 ? String(+Number(v).toPrecision(2))
   : Number(v).toExponential(0).replace("e+", "e"));
@@ -55,12 +56,11 @@ export const FIXES = {
   leaky: { label: "Switch to leaky ReLU", changes: { activation: "leaky_relu" } },
   glorot: { label: "Glorot init, gain 1", changes: { init: "glorot_normal", init_gain: 1.0 } },
   he: { label: "He init", changes: { init: "he_normal" } },
-  // recurrent models (timediagnosis.js)
-  lstm: { label: "Switch to LSTM", changes: { model: "lstm" } },
+  // through time (timediagnosis.js); "gated", a switch to a gated cell, is the family's own (fixTable)
   orthogonal: { label: "Orthogonal W_hh, gain 1", changes: { init: "orthogonal", init_gain: 1.0 } },
   // Le, Jaitly & Hinton (2015) clip the IRNN's gradient: without it, ReLU + identity on `adding`
   // at the default SGD rate diverges within 100 steps; clipped by norm at 1 it learns the task
-  irnn: { label: "ReLU + identity W_hh + clip (IRNN)", changes: { activation: "relu", init: "identity", init_gain: 1.0 },
+  identity_relu: { label: "ReLU + identity W_hh + clip (IRNN)", changes: { activation: "relu", init: "identity", init_gain: 1.0 },
           clip: { clip_mode: "norm", clip_value: 1.0 } },
 };
 
@@ -215,15 +215,28 @@ function finish(config, result) {
   return { ...result, fixes: [...fixes] };
 }
 
-/** Changes that apply fix `name` to `config`. */
-export function fixChanges(name, config) {
-  if (name === "lower_lr") return { learning_rate: +(config.learning_rate / 10).toPrecision(2) };
-  const clip = FIXES[name].clip && config.clip_mode === "none" ? FIXES[name].clip : {};  // a clipping run keeps its own
-  return { ...FIXES[name].changes, ...clip };
+/**
+ * The fixes `model` may be offered: FIXES, and "gated" where its family names a gated alternative
+ * for it (models.js gatedAlternative: {label, changes}, e.g. a switch of model).
+ */
+export function fixTable(meta, model) {
+  const alt = gatedAlternative(meta, model);
+  return alt ? { ...FIXES, gated: { label: alt.label, changes: { ...alt.changes } } } : FIXES;
 }
 
-/** Render `diagnose(...)` into `root`; fix buttons call `onFix(name)` and are rebuilt only when the fixes change. */
-export function renderDiagnosis(root, result, { canFix, onFix }) {
+/** Changes that apply fix `name` (of `table`: FIXES or fixTable's) to `config`. */
+export function fixChanges(name, config, table = FIXES) {
+  if (name === "lower_lr") return { learning_rate: +(config.learning_rate / 10).toPrecision(2) };
+  const fix = table[name];
+  const clip = fix.clip && config.clip_mode === "none" ? fix.clip : {};  // a clipping run keeps its own
+  return { ...fix.changes, ...clip };
+}
+
+/**
+ * Render `diagnose(...)` into `root`; fix buttons (the fixes of `fixes`, FIXES or fixTable's, that
+ * the result names) call `onFix(name)` and are rebuilt only when the fixes change.
+ */
+export function renderDiagnosis(root, result, { canFix, onFix, fixes: table = FIXES }) {
   if (!root.firstChild) {
     const title = document.createElement("div");
     title.className = "diag-title";
@@ -243,15 +256,16 @@ export function renderDiagnosis(root, result, { canFix, onFix }) {
       return li;
     }));
   }
-  const key = JSON.stringify([result.fixes, canFix]);
+  const names = result.fixes.filter((name) => table[name]);
+  const key = JSON.stringify([names, names.map((name) => table[name].label), canFix]);
   if (fixes.dataset.key === key) return;
   fixes.dataset.key = key;
-  fixes.replaceChildren(...result.fixes.map((name) => {
+  fixes.replaceChildren(...names.map((name) => {
     const b = document.createElement("button");
     b.type = "button";
     b.className = "fix";
     b.dataset.fix = name;
-    b.textContent = FIXES[name].label;
+    b.textContent = table[name].label;
     b.disabled = !canFix;
     b.title = canFix ? "applies now, as a marker on the charts" : "fork the session to change it";
     b.addEventListener("click", () => onFix(name));

@@ -4,9 +4,9 @@ import { SessionSocket } from "./socket.js";
 import { Dashboard } from "./dashboard.js";
 import { CHARTS } from "./charts/index.js";
 import { Controls } from "./controls.js";
-import { READS, diagnose, fixChanges, renderDiagnosis } from "./diagnosis.js";
+import { READS, fixChanges, fixTable, renderDiagnosis } from "./diagnosis.js";
 import { SLOPED, layerFactors, expectedProfile } from "./theory.js";
-import { diagnoseTime } from "./timediagnosis.js";
+import { diagnoseFor } from "./diagnoses.js";
 import { toColumnar } from "./series.js";
 import { openExtraPage, wireLessonsMenu } from "./lessons.js";
 import { errorText, isAnswering, onReachability, persistent, problems } from "./net.js";
@@ -16,7 +16,7 @@ import { countTitle, problemItems, queryParams, unexpectedParams, withoutFields 
 import { CompileIndicator, compileKeys } from "./compiling.js";
 import { DivergedBanner } from "./banner.js";
 import { initTheme } from "./theme.js";
-import { isRecurrent } from "./models.js";
+import { viewsOf } from "./models.js";
 import { retheme } from "./charts/plot.js";
 
 const $ = (id) => document.getElementById(id);
@@ -76,7 +76,7 @@ function applyConfig(config, redraw) {
   } else {
     dashboard.updateConfig(app.config);
   }
-  if (!isRecurrent(app.meta, app.config.model)) updateTheory(true);  // recurrent models: the time profile draws its own theory line
+  if (chainTheory()) updateTheory(true);  // theory "time": the time profile draws its own theory line
   controls.setConfig(app.config);
   showStatus();
 }
@@ -289,6 +289,12 @@ function wireButtons() {
   });
 }
 
+/** A fix's `changes`, with what a switch of model needs besides (the control panel's fitModel) where it switches one. */
+const withModel = (changes) => (changes && "model" in changes ? { ...controls.fitModel(changes.model), ...changes } : changes);
+
+/** Whether the model's family asks for the chain-rule theory curve (models.js viewsOf: theory "chain"). */
+const chainTheory = () => viewsOf(app.meta, app.config.model).theory === "chain";
+
 /** The theory curve for the config and the negative slopes in use (PReLU learns its own). */
 function updateTheory(force = false) {
   const latest = dashboard.series.latest;
@@ -305,12 +311,11 @@ function frame(now) {
   dashboard.render(now);
   if (now - lastDiag > 250 && app.config) {
     lastDiag = now;
-    const mlp = !isRecurrent(app.meta, app.config.model);
-    if (mlp) updateTheory();
-    const result = mlp ? diagnose(app.config, dashboard.series.latest) : diagnoseTime(app.config, dashboard.series.latest);
+    if (chainTheory()) updateTheory();
+    const result = diagnoseFor(app.meta, app.config, dashboard.series.latest), fixes = fixTable(app.meta, app.config.model);
     app.diagnosis = result;
-    renderDiagnosis($("diagnosis"), result, { canFix: app.role === "owner",
-      onFix: (name) => send("set", fixChanges(name, app.config)) });
+    renderDiagnosis($("diagnosis"), result, { canFix: app.role === "owner", fixes,
+      onFix: (name) => send("set", withModel(fixChanges(name, app.config, fixes))) });
     $("step").textContent = String(app.step);
     if (now - rateRef.t > 1000) {
       const rate = rateRef.t ? ((app.step - rateRef.step) * 1000) / (now - rateRef.t) : 0;

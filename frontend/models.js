@@ -1,12 +1,31 @@
-// What a model is, as /api/meta describes it: the statistics it emits, whether it runs through
-// time, whether it has gates, the activations it takes. The page asks here and never names a
-// model: a chart applies to a model that emits the statistics it requires (spec.requires).
+// What a model is, as /api/meta describes it: its family (meta.model_family, meta.families), the
+// statistics it emits, the views its family asks for (the axis its charts run along, the diagnosis
+// and theory that read it, whether it has a decision boundary), the keys it refuses, its depth
+// range, its gates and activations. This is the one module that reads those tables: the rest of
+// the page asks here about capabilities and never names a model or a family.
 
-/** The statistics `model` emits: meta.recurrent.stats[model], or the MLP's groups (meta.stats). */
+const EMPTY = Object.freeze({});
+
+/** The family record of `model` (meta.families[meta.model_family[model]]), or {} where meta has none. */
+export function familyOf(meta, model) {
+  const name = ((meta || EMPTY).model_family || EMPTY)[model];
+  return ((meta || EMPTY).families || EMPTY)[name] || EMPTY;
+}
+
+/**
+ * The views `model`'s family asks for: axis ("layer": charts along the layers; "time": along the
+ * time steps), diagnosis ("layers" | "time"), theory ("chain" | "time"), boundary (a decision
+ * boundary to draw), and gated_alternative ({label, changes}) where the family has one.
+ */
+export const viewsOf = (meta, model) => familyOf(meta, model).views || EMPTY;
+
+/** The axis `model`'s per-layer charts run along: "layer" or "time". */
+export const axisOf = (meta, model) => viewsOf(meta, model).axis || "layer";
+
+/** The statistics `model` emits: its family's model_stats[model], else every statistic of its family. */
 export function statsOf(meta, model) {
-  const own = ((meta.recurrent || {}).stats || {})[model];
-  if (Array.isArray(own)) return own;
-  return Object.values(meta.stats || {}).flat();
+  const f = familyOf(meta, model), own = (f.model_stats || EMPTY)[model];
+  return Array.isArray(own) ? own : Object.keys(f.stats || EMPTY);
 }
 
 /** Whether `model` emits every one of `stats`. */
@@ -15,27 +34,89 @@ export function emits(meta, model, stats = []) {
   return stats.every((s) => have.has(s));
 }
 
-/** Whether `model` runs through time (a recurrent model: meta.recurrent lists its statistics). */
-export function isRecurrent(meta, model) {
-  return Array.isArray(((meta.recurrent || {}).stats || {})[model]);
+/**
+ * Whether a chart or card `spec` applies to `model`: it emits spec.requires, and its family's
+ * views have every value spec.views names (e.g. {boundary: true}).
+ */
+export function shows(meta, model, spec) {
+  const views = viewsOf(meta, model);
+  return emits(meta, model, spec.requires || []) && Object.entries(spec.views || EMPTY).every(([k, v]) => views[k] === v);
 }
 
 /** Whether `model` has gates (its statistics include each gate's mean value). */
-export function isGated(meta, model) {
-  return emits(meta, model, ["gate_mean"]);
-}
+export const isGated = (meta, model) => emits(meta, model, ["gate_mean"]);
+
+/** The names of `model`'s gates (its family's gates[model]), [] where it lists none. */
+export const gatesOf = (meta, model) => (familyOf(meta, model).gates || EMPTY)[model] || [];
 
 /**
- * The activations `model` takes: meta.activations_by_model where the server lists it; else the
- * MLP's list, the recurrent list for an ungated recurrent model, none for a gated one (its
- * gates have fixed sigmoids and tanh).
+ * The switch that gives a model without gates a gated cell ({label, changes}, from its family's
+ * views.gated_alternative), or null: a gated model, or a family that offers none.
  */
-export function activationsOf(meta, model) {
-  const listed = (meta.activations_by_model || {})[model];
-  if (Array.isArray(listed)) return listed;
-  if (!isRecurrent(meta, model)) return meta.activations || [];
-  return isGated(meta, model) ? [] : (meta.recurrent || {}).activations || [];
+export function gatedAlternative(meta, model) {
+  const alt = viewsOf(meta, model).gated_alternative;
+  return alt && !isGated(meta, model) ? alt : null;
 }
 
-/** The default model (the MLP), the one meta.defaults starts with. */
-export const defaultModel = (meta) => (meta.defaults || {}).model;
+/** The activations `model` takes (meta.activations_by_model; [] = it ignores the activation), else meta.activations. */
+export function activationsOf(meta, model) {
+  const listed = ((meta || EMPTY).activations_by_model || EMPTY)[model];
+  return Array.isArray(listed) ? listed : (meta || EMPTY).activations || [];
+}
+
+/** The initializers `model` takes (meta.initializers_by_model), else meta.initializers. */
+export function initializersOf(meta, model) {
+  const listed = ((meta || EMPTY).initializers_by_model || EMPTY)[model];
+  return Array.isArray(listed) ? listed : (meta || EMPTY).initializers || [];
+}
+
+/** The datasets `model` takes (meta.datasets_by_model), or undefined where meta does not say. */
+export const datasetsOf = (meta, model) => ((meta || EMPTY).datasets_by_model || EMPTY)[model];
+
+/**
+ * The keys the server refuses for `model`, each with the one value it allows: {key: value}. A key
+ * its family lists with null is accepted and ignored, so it is left out.
+ */
+export function refusedKeys(meta, model) {
+  const out = {};
+  for (const [k, v] of Object.entries(familyOf(meta, model).refused_keys || EMPTY)) if (v !== null && v !== undefined) out[k] = v;
+  return out;
+}
+
+/** Every key some family refuses (refusedKeys), in the families' order. */
+export function refusableKeys(meta) {
+  const keys = new Set();
+  for (const f of Object.values((meta || EMPTY).families || EMPTY)) {
+    for (const [k, v] of Object.entries(f.refused_keys || EMPTY)) if (v !== null && v !== undefined) keys.add(k);
+  }
+  return [...keys];
+}
+
+/** [lo, hi] of `model`'s depth: its family's depth_range, else meta.limits.depth, else null. */
+export function depthRange(meta, model) {
+  const r = familyOf(meta, model).depth_range || ((meta || EMPTY).limits || EMPTY).depth;
+  return Array.isArray(r) && r.length === 2 ? r : null;
+}
+
+/** What `model`'s family says of `dataset` as a task ({baseline, regression}), or {}. */
+export const taskOf = (meta, model, dataset) => (familyOf(meta, model).tasks || EMPTY)[dataset] || EMPTY;
+
+/** Every model meta lists, in its order. */
+export const modelsOf = (meta) => (meta || EMPTY).models || Object.keys((meta || EMPTY).model_family || EMPTY);
+
+/** `model`'s display name (meta.model_names), else the name itself. */
+export const modelName = (meta, model) => ((meta || EMPTY).model_names || EMPTY)[model] || String(model);
+
+/** The models `model`'s family holds, `model` itself where meta does not say. */
+export const siblingsOf = (meta, model) => familyOf(meta, model).models || [model];
+
+/** "A", "A and B", "A, B and C". */
+export function listNames(names) {
+  return names.length < 2 ? names.join("") : `${names.slice(0, -1).join(", ")} and ${names[names.length - 1]}`;
+}
+
+/** The display names of the models for which `pred(model)` holds, listed ("A, B and C"). */
+export const namesWhere = (meta, pred) => listNames(modelsOf(meta).filter(pred).map((m) => modelName(meta, m)));
+
+/** The default model, the one meta.defaults starts with. */
+export const defaultModel = (meta) => ((meta || EMPTY).defaults || EMPTY).model;

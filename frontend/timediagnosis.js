@@ -1,7 +1,9 @@
-// The diagnosis for recurrent models, in time steps: how much of the gradient at the last step
-// reaches the first, what the theory line expects, and whether the loss has left its baseline.
-// Same result shape as diagnose() in diagnosis.js; the fixes are FIXES names there.
+// The diagnosis in time steps, for the models whose family's views.diagnosis is "time" (models.js):
+// how much of the gradient at the last step reaches the first, what the theory line expects, and
+// whether the loss has left its baseline. Same result shape as diagnose() in diagnosis.js; the
+// fixes are names of its fixTable.
 import { spans } from "./diagnosis.js";
+import { activationsOf, gatedAlternative, initializersOf } from "./models.js";
 
 const sci = (v) => (v === 0 ? "0" : v >= 0.01 && v < 100 ? String(+Number(v).toPrecision(2))
   : Number(v).toExponential(0).replace("e+", "e"));
@@ -9,15 +11,17 @@ const isNum = (v) => typeof v === "number" && Number.isFinite(v);
 const where = (a, pred) => (a || []).flatMap((v, i) => (pred(v) ? [i] : []));
 
 /**
- * The fixes for a gradient that vanishes through time, minus those already applied. A model
- * without gates (its statistics carry the units' slope_rms, not gate means) may switch to an
- * LSTM (Hochreiter & Schmidhuber 1997) or become an IRNN (Le, Jaitly & Hinton 2015).
+ * The fixes for a gradient that vanishes through time, minus those already applied: a model
+ * without gates may switch to the gated cell its family names (Hochreiter & Schmidhuber 1997),
+ * orthogonal W_hh at gain 1, and a model that takes ReLU and identity weights may become an
+ * IRNN (Le, Jaitly & Hinton 2015).
  */
-function vanishingFixes(config, s) {
-  const fixes = [], ungated = s.slope_rms !== undefined && s.gate_mean === undefined;
-  if (ungated) fixes.push("lstm");
+function vanishingFixes(config, meta) {
+  const fixes = [], { model } = config;
+  if (gatedAlternative(meta, model)) fixes.push("gated");
   if (!["orthogonal", "identity"].includes(config.init) || config.init_gain !== 1) fixes.push("orthogonal");
-  if (ungated && !(config.activation === "relu" && config.init === "identity")) fixes.push("irnn");
+  const identityRelu = activationsOf(meta, model).includes("relu") && initializersOf(meta, model).includes("identity");
+  if (identityRelu && !(config.activation === "relu" && config.init === "identity")) fixes.push("identity_relu");
   return fixes;
 }
 
@@ -26,7 +30,7 @@ function vanishingFixes(config, s) {
  * group's gradient is; null when every layer and group gets some. Never green: zero gradients
  * teach nothing. Every group 0 with a finite loss: the loss itself gives none.
  */
-function silentResult(config, s, rows) {
+function silentResult(config, s, rows, meta) {
   const groups = (s.grad_norm || []).filter((v) => typeof v === "number"), zero = groups.filter((v) => v === 0).length;
   const dead = where(rows, (r) => r.every((v) => v === 0)), T = rows[0].length;
   if (groups.length && zero === groups.length) {
@@ -40,7 +44,7 @@ function silentResult(config, s, rows) {
   if (zero) lines.push(`${zero} of the ${groups.length} parameter groups get a gradient of exactly 0: training leaves them where they are.`);
   const title = dead.includes(config.depth - 1) ? "Dead network: no gradient reaches any time step"
     : dead.length ? `Dead network: no gradient reaches ${layers}` : `Dead network: no gradient reaches ${zero} of ${groups.length} parameter groups`;
-  return { level: "bad", title, lines, fixes: vanishingFixes(config, s) };
+  return { level: "bad", title, lines, fixes: vanishingFixes(config, meta) };
 }
 
 /** "No gradient at all reaches time steps 1–3 (of layer 1)" for each layer where some steps get exactly 0. */
@@ -55,22 +59,23 @@ function zeroStepLines(rows) {
 /**
  * @param {object} config  the session's config (model, depth, seq_len, ...)
  * @param {object} s       the latest record: time_delta_norm (depth, seq_len), theory_factor, loss, baseline
+ * @param {object} meta    /api/meta: which fixes the model takes (models.js); without it, none of those
  * @returns {{level: "ok"|"warn"|"bad", title: string, lines: string[], fixes: string[]}}
  */
-export function diagnoseTime(config, s) {
+export function diagnoseTime(config, s, meta = {}) {
   if (!s || !s.time_delta_norm) return { level: "ok", title: "Waiting for the first steps…", lines: [], fixes: [] };
   const rows = s.time_delta_norm, row = rows[config.depth - 1] || [], T = row.length, lines = [];
   if (!T || rows.some((r) => (r || []).some((v) => !isNum(v))) || !isNum(s.loss)) {
     return { level: "bad", title: "Non-finite gradients: the run is blowing up",
              lines: ["Some time steps' gradients are NaN or infinite."], fixes: ["clip_norm", "lower_lr"] };
   }
-  const silent = silentResult(config, s, rows);
+  const silent = silentResult(config, s, rows, meta);
   if (silent) return silent;
   const ratio = row[0] / row[T - 1];  // row[T - 1] > 0 here
   const relation = `step 1 receives ${sci(ratio)} of the gradient at step ${T}`;
   let level = "ok", title = "Gradients reach the first time step", fixes = [];
   if (ratio < 1e-3) {
-    [level, title, fixes] = ["bad", "Vanishing gradients through time", vanishingFixes(config, s)];
+    [level, title, fixes] = ["bad", "Vanishing gradients through time", vanishingFixes(config, meta)];
     lines.push(`${relation}: the network cannot learn dependencies that long.`);
   } else if (ratio > 1e3 || (s.global_grad_norm ?? 0) > 1e4) {
     [level, title, fixes] = ["bad", "Exploding gradients through time", config.clip_mode === "norm" ? ["lower_lr"] : ["clip_norm", "lower_lr"]];
@@ -81,7 +86,7 @@ export function diagnoseTime(config, s) {
   const zeroLines = zeroStepLines(rows);  // exact zeros: red whatever the ratio of the top layer says
   if (zeroLines.length) {
     lines.push(...zeroLines);
-    if (level !== "bad") [level, title, fixes] = ["bad", "No gradient reaches some time steps", vanishingFixes(config, s)];
+    if (level !== "bad") [level, title, fixes] = ["bad", "No gradient reaches some time steps", vanishingFixes(config, meta)];
   }
   const f = (s.theory_factor || [])[config.depth - 1];
   if (isNum(f)) lines.push(`Theory: spectral radius × RMS slope = ${sci(f)} per step, ${sci(Math.pow(f, T - 1))} over ${T - 1} steps.`);

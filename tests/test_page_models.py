@@ -1,7 +1,8 @@
-"""The control panel follows the model in a real Chromium: on a recurrent session the MLP-only keys
-(BatchNorm, residual, dropout) are greyed out with the reason shown, and the dataset and initializer
-menus offer only what `/api/meta` lists for the model; switching to the MLP with the Model control
-restores them (the page sends the dataset the MLP needs with the switch, or the server would refuse it)."""
+"""The control panel follows the model in a real Chromium: on a recurrent session the keys its family
+refuses (BatchNorm, residual, dropout: `/api/meta` families[...].refused_keys) are greyed out with the
+reason shown, and the dataset and initializer menus offer only what `/api/meta` lists for the model;
+switching to the MLP with the Model control restores them (the page sends the dataset the MLP needs
+with the switch, or the server would refuse it)."""
 from __future__ import annotations
 
 import pytest
@@ -24,17 +25,19 @@ def test_recurrent_model_greys_out_mlp_keys_and_narrows_menus(server, tabs):  # 
     tab = tabs().open(f"{server}/?{RNN}")
     tab.wait_running(3)
     meta = tab.eval("gradscope.meta")
-    assert meta["mlp_only_keys"] == MLP_ONLY
+    family = meta["families"][meta["model_family"]["rnn"]]
+    assert [k for k, allowed in family["refused_keys"].items() if allowed is not None] == MLP_ONLY
+    assert all(meta["families"][meta["model_family"]["mlp"]]["refused_keys"].get(k) is None for k in MLP_ONLY)
     state = tab.eval(STATE, MLP_ONLY)
     for key, s in state.items():
         assert s["disabled"], key
-        assert "applies to the MLP only" in s["note"] and "refuses it for the recurrent models" in s["note"], key
+        assert "applies to the MLP only" in s["note"] and "the server refuses it for the RNN, LSTM and GRU" in s["note"], key
         assert s["title"] == s["note"], key
     assert tab.eval(OPTIONS, "ctl-dataset") == meta["datasets_by_model"]["rnn"] == ["adding", "copy", "parity", "digits"]
     inits = tab.eval(OPTIONS, "ctl-init")
-    assert "identity" in inits and inits == meta["recurrent"]["initializers"]
+    assert "identity" in inits and inits == meta["initializers_by_model"]["rnn"]
     acts = tab.eval(OPTIONS, "ctl-activation")  # the Elman RNN refuses rrelu and prelu
-    assert acts == meta["recurrent"]["activations"] and "prelu" not in acts
+    assert acts == meta["activations_by_model"]["rnn"] and "prelu" not in acts
     assert not tab.eval("document.getElementById('ctl-activation').disabled")
 
     tab.page.select_option("#ctl-model", "mlp")

@@ -35,7 +35,9 @@ def test_time_profile_theory_line_diagnosis_and_the_lstm_fix(server, tabs):  # n
     tab.wait("() => gradscope.diagnosis && gradscope.diagnosis.title === 'Vanishing gradients through time'")
     text = tab.page.inner_text("#diagnosis")
     assert "step 1 receives" in text and "of the gradient at step 30" in text and "per step" in text
-    tab.page.click("button[data-fix=lstm]")
+    # the fix is the family's gated alternative (/api/meta views.gated_alternative), labelled as it says
+    assert tab.page.inner_text("button[data-fix=gated]") == "Switch to LSTM"
+    tab.page.click("button[data-fix=gated]")
     tab.wait("() => gradscope.config.model === 'lstm'")
     tab.page.locator("[data-card=gates]").scroll_into_view_if_needed()  # offscreen charts skip their redraws
     # The LSTM compiles now (a reset key): up to minutes on a busy 2-core machine.
@@ -172,7 +174,7 @@ def test_live_switches_on_a_running_recurrent_session_and_the_cliff_view(server,
 @pytest.mark.parametrize("query,title,fix,config", [
     (RNN, "Vanishing gradients through time", "orthogonal", {"init": "orthogonal", "init_gain": 1}),
     # clipped too: unclipped, this IRNN diverges within 100 steps at SGD 0.1 (with it, it learns `adding`)
-    (RNN, "Vanishing gradients through time", "irnn",
+    (RNN, "Vanishing gradients through time", "identity_relu",
      {"activation": "relu", "init": "identity", "init_gain": 1, "clip_mode": "norm", "clip_value": 1}),
     # orthogonal W_hh at gain 4 (width 16): step 1 gets 1e4-1e5 times step 30's gradient, the global norm
     # 1e4-1e6; Adam's small steps (1e-5 per entry) keep it so (with SGD the first step saturates every unit)

@@ -6,7 +6,7 @@ const flatInput = (c) => c.dataset === "digits" || (c.dataset === "gaussian" && 
 
 export class BoundaryChart extends Chart {
   static spec = {
-    name: "boundary", requires: ["delta_norm"], title: "Decision boundary", sub: "2-D datasets", span: 2, every: 100, share: 0.05,
+    name: "boundary", requires: ["delta_norm"], views: { boundary: true }, title: "Decision boundary", sub: "2-D datasets", span: 2, every: 100, share: 0.05,
     help: "What the network predicts over the plane of the two inputs, with the 0.5 contour as a line. It sharpens while the network learns; it stays flat while vanishing gradients keep the first layers still.",
   };
 

@@ -1,10 +1,10 @@
-// Gates (recurrent models): per gate and layer, the fraction of gate values in a flat tail (bars,
-// labelled, so that 0% reads as 0% and not as an empty chart) and the mean gate value (◆). A
-// model without gates (the Elman RNN: its meta.recurrent.stats have no gate_mean) shows its
-// units instead: the fraction whose slope is below 0.05 and the RMS slope, and says so.
+// Gates (the models that emit gate_saturation): per gate and layer, the fraction of gate values in
+// a flat tail (bars, labelled, so that 0% reads as 0% and not as an empty chart) and the mean gate
+// value (◆). A model without gates (its statistics have no gate_mean, models.js) shows its units
+// instead: the fraction whose slope is below 0.05 and the RMS slope, and says so.
 import { Chart } from "./chart.js";
 import { OI, PLOT_CONFIG, Plotly, baseLayout, finite, layers } from "./plot.js";
-import { isGated } from "../models.js";
+import { gatesOf, isGated, modelName } from "../models.js";
 
 const COLORS = [OI.sky, OI.green, OI.purple, OI.blue];
 const pct = (v) => (v === null ? "–" : v > 0 && v < 0.01 ? "<1%" : `${Math.round(100 * v)}%`);
@@ -12,7 +12,7 @@ const pct = (v) => (v === null ? "–" : v > 0 && v < 0.01 ? "<1%" : `${Math.rou
 export class GateChart extends Chart {
   static spec = {
     name: "gates", requires: ["gate_saturation"], title: "Gates", span: 3, every: 250, share: 0.05, sub: "",
-    help: "A saturated gate has a flat slope, so the gradient through it is about zero. The forget gate is the exception the LSTM is built on: saturated open (near 1) it carries the cell state, and its gradient, unchanged from step to step. Bars: the fraction of gate values below 0.05 or above 0.95 (tanh: beyond ±0.95); ◆: the mean gate value. At the start every gate sits near its middle, so the bars read 0%.",
+    help: "A saturated gate has a flat slope, so the gradient through it is about zero. The forget gate is the exception gated cells are built on: saturated open (near 1) it carries the cell state, and its gradient, unchanged from step to step. Bars: the fraction of gate values below 0.05 or above 0.95 (tanh: beyond ±0.95); ◆: the mean gate value. At the start every gate sits near its middle, so the bars read 0%.",
     latest: ["gate_saturation", "gate_mean", "forget_gate_mean", "slope_rms"],
   };
 
@@ -22,10 +22,10 @@ export class GateChart extends Chart {
   }
 
   reset() {
-    const { depth: L, model } = this.view.config, gates = (this.view.meta.recurrent || {}).gates || {};
-    this.gates = this.gated() ? gates[model] || [] : ["units"];
+    const { depth: L, model } = this.view.config, name = modelName(this.view.meta, model);
+    this.gates = this.gated() ? gatesOf(this.view.meta, model) : ["units"];
     const sub = this.gated() ? "bars: saturated fraction · ◆ mean value, per layer"
-      : `${model.toUpperCase()} has no gates: its units' share with |φ′| < 0.05 (bars) and RMS slope φ′ (◆)`;
+      : `${name} has no gates: its units' share with |φ′| < 0.05 (bars) and RMS slope φ′ (◆)`;
     document.getElementById("sub-gates").textContent = sub;
     const bars = layers(L).map((l) => ({ type: "bar", x: this.gates, y: [], name: `layer ${l}`, legendgroup: `l${l}`,
       marker: { color: COLORS[l - 1] }, text: [], textposition: "outside", cliponaxis: false, offsetgroup: String(l),
@@ -46,7 +46,7 @@ export class GateChart extends Chart {
   annotations() {
     if (this.gated()) return [];
     return [{ xref: "paper", yref: "paper", x: 0.01, y: 0.98, xanchor: "left", yanchor: "top", showarrow: false,
-              text: `${this.view.config.model.toUpperCase()}: no gates, so its units instead`, font: { size: 11, color: OI.vermilion } }];
+              text: `${modelName(this.view.meta, this.view.config.model)}: no gates, so its units instead`, font: { size: 11, color: OI.vermilion } }];
   }
 
   draw() {

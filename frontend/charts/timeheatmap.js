@@ -1,5 +1,5 @@
-// Time step x training step (recurrent models): ‖dL/dh_t‖ of the top layer at every kept step of
-// the run, log10, as an image.
+// Time step x training step (the models that emit time_delta_norm): ‖dL/dh_t‖ of the top layer
+// at every kept step of the run, log10, as an image.
 import { Chart } from "./chart.js";
 import { ImageHeatmap, VIRIDIS } from "./imagemap.js";
 import { layers, logz } from "./plot.js";
@@ -8,7 +8,7 @@ export class TimeHeatmapChart extends Chart {
   static spec = {
     name: "timeheat", requires: ["time_delta_norm"], title: "Time step × training step", span: 3, tall: true, every: 50, share: 0.2, markers: true,
     labels: false,
-    help: "Every time step of the sequence (rows, step 1 at the bottom) at every training step (columns), coloured by the gradient reaching it, ‖dL/dh_t‖ of the top layer, on a log scale. A gradient vanishing through time is a dark band along the early time steps; a switch to orthogonal W_hh or to an LSTM shows as a seam at its marker.",
+    help: "Every time step of the sequence (rows, step 1 at the bottom) at every training step (columns), coloured by the gradient reaching it, ‖dL/dh_t‖ of the top layer, on a log scale. A gradient vanishing through time is a dark band along the early time steps; a switch to orthogonal W_hh or to a gated cell shows as a seam at its marker.",
     history: ["time_delta_norm"],
   };
 

@@ -1,5 +1,5 @@
-// The time profile (recurrent models): ‖dL/dh_t‖ over the time steps of the sequence, now and
-// faded earlier, with the theory line from W_hh's spectral radius and the units' RMS slope.
+// The time profile (the models that emit time_delta_norm): ‖dL/dh_t‖ over the time steps of the
+// sequence, now and faded earlier, with the theory line from W_hh's spectral radius and the units' RMS slope.
 import { Chart } from "./chart.js";
 import { LogAxis } from "./logaxis.js";
 import { OI, PLOT_CONFIG, Plotly, TRAIL, Trail, animateTraces, baseLayout, layers, palette, pos } from "./plot.js";

@@ -1,0 +1,17 @@
+// Which diagnosis reads a model's statistics: the one its family's views.diagnosis names
+// (models.js): "layers" (diagnosis.js, along the layers) or "time" (timediagnosis.js, along the
+// time steps of the top layer).
+import { diagnose } from "./diagnosis.js";
+import { diagnoseTime } from "./timediagnosis.js";
+import { viewsOf } from "./models.js";
+
+const BY_VIEW = {
+  layers: (meta, config, s) => diagnose(config, s),
+  time: (meta, config, s) => diagnoseTime(config, s, meta),
+};
+
+/** The diagnosis of `s`, the latest record of a run with `config`, by its model's family's view. */
+export function diagnoseFor(meta, config, s) {
+  const read = BY_VIEW[viewsOf(meta, config.model).diagnosis] || BY_VIEW.layers;
+  return read(meta, config, s);
+}
