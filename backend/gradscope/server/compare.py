@@ -23,11 +23,6 @@ def owns(manager: SessionManager, s: Session, token: str | None) -> bool:
     return bool(token) and manager.is_owner(s, token)
 
 
-def pair(manager: SessionManager, a: Session, b: Session) -> lockstep.Lockstep:
-    """A and B in lockstep, for as long as the manager holds each."""
-    return lockstep.pair(a, b, live=manager.holds)
-
-
 async def start(manager: SessionManager, s: Session, changes: dict, *, paused: bool, owner: bool,
                 client: str | None) -> tuple[Session, str]:
     """Run B from `s`'s very state with `changes`; `owner`: pause A first and pair them. Returns (B, token)."""
@@ -44,7 +39,7 @@ async def start(manager: SessionManager, s: Session, changes: dict, *, paused: b
         if changes:
             await b.call(b.apply_changes, changes)
         if owner:
-            pair(manager, s, b)
+            lockstep.pair(s, b, live=manager.holds)
         if not paused:  # the owner's pair plays in lockstep; anyone else's B plays alone
             await lockstep.play((s, b) if owner else (b,), "compare")
     finally:
@@ -65,6 +60,6 @@ async def control(manager: SessionManager, a: str, b: str, action: str, token_a:
         raise HTTPException(422, "a and b must be two different sessions")
     if not owns(manager, sa, token_a) or not owns(manager, sb, token_b):
         raise HTTPException(403, "both owner tokens required: 'Authorization: Bearer TOKEN_A' and 'X-Token-B: TOKEN_B'")
-    pair(manager, sa, sb)
+    lockstep.pair(sa, sb, live=manager.holds)
     await lockstep.control(manager, (sa, sb), action)
     return {"a": {"step": sa.step, "status": sa.status}, "b": {"step": sb.step, "status": sb.status}}
