@@ -174,21 +174,21 @@ def test_a_lesson_change_lands_at_its_step(live_server):
 
 
 class _FakeSession:
-    """What the gate reads of a session: its step, status and whether the manager still holds it."""
+    """What the gate reads of a session: its id, step and status (`live` says whether the manager holds it)."""
 
-    def __init__(self, sid, manager, step=0, status="running"):
-        self.id, self.manager, self.step, self.status = sid, manager, step, status
+    def __init__(self, sid, step=0, status="running"):
+        self.id, self.step, self.status = sid, step, status
 
 
 def test_the_lockstep_gate_holds_back_only_the_run_ahead_of_a_running_partner():
     from types import SimpleNamespace
 
-    from gradscope.server.compare import pair
+    from gradscope.server.lockstep import pair
 
     manager = SimpleNamespace(sessions={})
-    a, b = _FakeSession("a", manager), _FakeSession("b", manager)
+    a, b = _FakeSession("a"), _FakeSession("b")
     manager.sessions.update(a=a, b=b)
-    gate = pair(a, b)
+    gate = pair(a, b, live=lambda s: manager.sessions.get(s.id) is s)
     assert a.gate is b.gate is gate
     assert gate(a) and gate(b)                     # level: both may train their chunk
     a.step = 16

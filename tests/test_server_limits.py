@@ -100,7 +100,7 @@ def test_concurrent_plays_forks_compares_and_lessons_never_exceed_the_running_li
 
 def test_a_command_sent_while_the_worker_stops_is_answered_not_left_hanging(make_app):
     """Commands race the worker's last drain: each one is run or refused with 410, none waits forever."""
-    from gradscope.server.sessions import ActionError
+    from gradscope.server.errors import ActionError
 
     with TestClient(make_app()) as c:
         d = c.post("/api/sessions", json={**SMALL, "paused": True}).json()
@@ -113,7 +113,7 @@ def test_a_command_sent_while_the_worker_stops_is_answered_not_left_hanging(make
                 futures.append(s.submit(int))
                 if futures[-1].done() and futures[-1].exception() is not None:
                     return
-            s._thread.join()  # the worker has ended: one more, after its last drain for sure
+            s.worker.thread.join()  # the worker has ended: one more, after its last drain for sure
             futures.append(s.submit(int))
 
         t = threading.Thread(target=hammer)

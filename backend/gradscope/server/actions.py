@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from gradscope.config import ConfigError
 
-from .sessions import ActionError, Session
+from .errors import ActionError
+from .sessions import Session
 
 ACTIONS = ("play", "pause", "step", "reset", "rewind")
 MAX_STEPS = 50_000  # steps one `step` command may take (the worker answers nothing else meanwhile)
@@ -45,11 +46,3 @@ async def apply_control(manager, s: Session, action, learning_rate=None, steps=N
         res = await s.call(s.apply_rewind, None, None, learning_rate)
     return {"step": res["step"], "applied": {"action": action, **{k: v for k, v in res.items() if k != "step"}}}
 
-
-def error_body(exc: Exception) -> dict | None:
-    """The `error` fields for a known failure, None for a bug."""
-    if isinstance(exc, ConfigError):  # the first, as before, and every one of them
-        return {**exc.as_dict(), "errors": exc.as_dicts()}
-    if isinstance(exc, ActionError):
-        return exc.as_dict()
-    return None

@@ -1,37 +1,24 @@
-"""`create_app(settings)`: the FastAPI app, its lifespan, error handlers and static files."""
+"""`create_app(settings)`: the FastAPI app: its lifespan, middleware and error handlers, and the routers."""
 from __future__ import annotations
 
 import logging
-import secrets
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import get_args
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
-from fastapi.staticfiles import StaticFiles
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 import gradscope
 from gradscope.config import CONFIG_KEYS, ConfigError, choices_of, describe_error
 
-from . import compare, routes, ws
-from .dependencies import frontend_dir, index_page
+from .errors import ActionError, error_id
 from .manager import SessionManager
-from .sessions import ActionError
+from .routers import compare, lessons, meta, pages, sessions
 from .settings import Settings
 
 log = logging.getLogger("gradscope.server")
-
-
-def plotly_js() -> Path | None:
-    try:
-        import plotly
-    except ImportError:
-        return None
-    path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
-    return path if path.is_file() else None
 
 
 def create_app(settings: Settings | None = None, *, warm_compile: bool = True, cache=None) -> FastAPI:
@@ -53,10 +40,9 @@ def create_app(settings: Settings | None = None, *, warm_compile: bool = True, c
     _add_error_handlers(app)
     app.add_middleware(FaultBarrier)
     app.add_middleware(SecurityHeaders)
-    app.include_router(routes.router)
-    app.include_router(ws.router)
-    app.include_router(compare.router)
-    _add_pages(app, frontend_dir(settings))
+    for router in (sessions.router, meta.router, compare.router, lessons.router, pages.router):
+        app.include_router(router)
+    app.mount("/static", pages.static_files(settings), name="static")
     return app
 
 
@@ -116,7 +102,6 @@ def _add_error_handlers(app: FastAPI) -> None:
                             status_code=exc.status)
 
 
-
 # Exactly what the page loads: its own scripts (no inline script), Plotly's injected styles,
 # the data: favicon, and its own origin's HTTP and WebSocket ('self' covers ws: in CSP 3).
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
@@ -143,11 +128,6 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
-
-
-def error_id() -> str:
-    """A short random id that ties a fault's answer to its traceback in the log."""
-    return secrets.token_hex(6)
 
 
 class FaultBarrier:
@@ -177,23 +157,3 @@ class FaultBarrier:
                 return
             body = {"detail": "internal server error", "error_id": eid}
             await JSONResponse(body, status_code=500)(scope, receive, send)
-
-
-def _add_pages(app: FastAPI, root: Path) -> None:
-    """The page's routes (one HTML page for every path; plotly from its Python package), then its files."""
-    @app.get("/", include_in_schema=False)
-    async def home(request: Request):
-        return index_page(request)
-
-    @app.get("/s/{sid}", include_in_schema=False, name="session_page")
-    async def session_page(request: Request, sid: str):
-        return index_page(request)
-
-    @app.get("/static/vendor/plotly.min.js", include_in_schema=False)
-    async def plotly_bundle():
-        path = plotly_js()
-        if path is None:
-            raise HTTPException(404, "plotly is not installed")
-        return FileResponse(path, media_type="text/javascript")
-
-    app.mount("/static", StaticFiles(directory=root, check_dir=False), name="static")

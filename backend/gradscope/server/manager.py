@@ -14,8 +14,9 @@ from gradscope.config import Config, meta
 from gradscope.engine import CompileCache, prewarm
 
 from .dependencies import RateLimit
+from .errors import ActionError
 from .history import pack, unpack
-from .sessions import ActionError, Session
+from .sessions import Services, Session
 from .settings import Settings
 from .store import Store, Writer
 
@@ -36,6 +37,7 @@ class SessionManager:
         self._own_cache = cache is None
         self.cache = cache or CompileCache(background=warm, max_entries=settings.compile_cache_entries,
                                            max_bytes=settings.compile_cache_mb << 20)
+        self.services = Services(settings, self.store, self.writer, self.cache, warm, self.emit)
         self.sessions: dict[str, Session] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self._meta: dict | None = None
@@ -144,7 +146,7 @@ class SessionManager:
             self._meta = meta()
         return self._meta
 
-    # -- called from worker threads --------------------------------------------------
+    # -- lent to the sessions (their `Services.emit`), called from their worker threads ----
     def emit(self, hub, msg) -> None:
         """Hand a message to a session's hub on the event loop (thread-safe)."""
         loop = self.loop
@@ -154,11 +156,6 @@ class SessionManager:
             loop.call_soon_threadsafe(hub.publish, msg)
         except RuntimeError:  # loop shutting down
             pass
-
-    def persist(self, s: Session) -> None:
-        with s.lock:
-            events = list(s.events)
-        self.store.update(s.id, config=s.config.model_dump(), status=s.status, step=s.step, events=events)
 
     # -- registry --------------------------------------------------------------------
     def _running_ids(self) -> set[str]:
@@ -220,7 +217,7 @@ class SessionManager:
             row = {"id": sid, "token_hash": hash_token(token), "config0": (config0 or config).model_dump(),
                    "config": config.model_dump(), "status": "paused" if paused else "running",
                    "step": step, "events": list(events or []), "parent": parent, "client": client}
-            s = Session(self, row, weights=weights, replay=replay)
+            s = Session(row, self.services, weights=weights, replay=replay)
             if history is not None:
                 s.history.load_arrays(history)
             self.sessions[sid] = s
@@ -254,13 +251,17 @@ class SessionManager:
                 return self.sessions.get(sid)
             if row["status"] == "running":
                 row["status"] = "paused"
-            s = Session(self, row, weights=weights, checkpoints=checkpoints)
+            s = Session(row, self.services, weights=weights, checkpoints=checkpoints)
             if snap["history"]:
                 s.history.load_bytes(snap["history"])
             for blob in appended:
                 s.history.append_after(unpack(blob))
             self.sessions[sid] = s
         return s
+
+    def holds(self, s: Session) -> bool:
+        """Whether `s` is the live session of its id (not deleted, unloaded or replaced)."""
+        return self.sessions.get(s.id) is s
 
     def is_owner(self, s: Session, token: str | None) -> bool:
         return bool(token) and hmac.compare_digest(hash_token(token), s.token_hash)

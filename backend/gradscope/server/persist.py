@@ -1,7 +1,8 @@
-"""A session's persistence, run on its worker: full saves, one-second appends, loading weights.
+"""A session's persistence: its row, full saves and the one-second appends, through the store.
 
-Kept apart from the runtime in sessions.py; every method here runs on the session's worker
-thread except the `_write_*` ones, which run on the manager's writer thread.
+`Persistence` is given the store, the writer thread and the session's id at construction;
+it is handed the trainer and what to write, and never reaches back into the session. Its
+methods run on the session's worker thread except `_write_*`, which run on the writer.
 """
 from __future__ import annotations
 
@@ -9,63 +10,64 @@ from concurrent.futures import Future
 
 import numpy as np
 
-from gradscope.config import LIVE_KEYS, RESET_KEYS, Config
-
 from .history import pack
+from .store import Store, Writer
 
 
 class Persistence:
-    """Mixin for Session: needs id, manager, settings, lock, history, tr, _ring, _unsaved,
-    _cp_step, _cp_job, _flush_job."""
+    """What a session has stored and what it has yet to hand over (rows since the last flush,
+    the newest checkpoint), with at most one append job and one checkpoint in flight."""
 
-    def _load_weights(self, blob: bytes, target: Config) -> None:
-        """Saved weights, under the config last acknowledged (saved with every change, while
-        the weights are saved every few seconds: after a crash the two can differ)."""
-        self.tr.load_bytes(blob)
-        saved = self.tr.config
-        if any(getattr(saved, k) != getattr(target, k) for k in RESET_KEYS):
-            self.tr = self._new_trainer(target)  # the weights belong to an older shape
-            self._ring.clear()
-            return
-        live = {k: getattr(target, k) for k in LIVE_KEYS if getattr(saved, k) != getattr(target, k)}
-        if live:
-            self.tr.update(live)
+    def __init__(self, sid: str, store: Store, writer: Writer, ring_size: int):
+        self.sid, self.store, self.writer, self.ring_size = sid, store, writer, ring_size
+        self.unsaved: list[dict] = []        # stats chunks not yet handed to the writer
+        self.cp_step = -1                    # the newest checkpoint handed to the writer
+        self._cp_job: Future | None = None
+        self._flush_job: Future | None = None
 
-    def save(self, forget_checkpoints: bool = False) -> Future:
-        """Worker: the row now; weights + the whole history through the writer thread
-        (`forget_checkpoints`: after a reset, none of the stored ones is of this run)."""
-        with self.lock:  # references under the lock; concatenating and compressing outside it
-            frozen = self.history.frozen()
-        arrays = frozen.arrays()
-        self._unsaved = []
-        self._cp_step = -1
-        self.manager.persist(self)
-        return self.manager.writer.submit(self._write_full, self.tr.step, self.tr.snapshot(), arrays,
-                                          not forget_checkpoints)
+    def write_row(self, config: dict, status: str, step: int, events: list) -> None:
+        """The session's row (config, status, step, events), at once."""
+        self.store.update(self.sid, config=config, status=status, step=step, events=events)
 
-    def _write_full(self, step: int, snap, arrays: dict, keep_checkpoints: bool) -> None:
+    def note(self, stats: dict) -> None:
+        """Rows trained: handed over with the next flush (or contained in the next full save)."""
+        self.unsaved.append(stats)
+
+    def save(self, tr, arrays: dict, keep_checkpoints: bool = True) -> Future:
+        """Weights + the whole history (`arrays`) through the writer thread (`keep_checkpoints`
+        False: after a reset, none of the stored checkpoints is of this run)."""
+        self.unsaved = []
+        self.cp_step = -1
+        return self.writer.submit(self._write_full, tr, tr.step, tr.snapshot(), arrays, keep_checkpoints)
+
+    def _write_full(self, tr, step: int, snap, arrays: dict, keep_checkpoints: bool) -> None:
         """Writer thread."""
-        self.manager.store.save_snapshot(self.id, step, self.tr.to_bytes(snap), pack(arrays), keep_checkpoints)
+        self.store.save_snapshot(self.sid, step, tr.to_bytes(snap), pack(arrays), keep_checkpoints)
 
-    def flush(self) -> None:
-        """Worker: hand the rows trained since the last flush, and the newest checkpoint (if
-        the writer is done with the previous one), to the writer thread."""
+    def flush(self, tr, newest) -> None:
+        """Hand the rows trained since the last flush, and the newest checkpoint `newest` (step,
+        snapshot) if the writer is done with the previous one, to the writer thread."""
         if self._flush_job is not None and not self._flush_job.done():
             return  # the writer is behind: these rows go with the next flush (one job in flight)
-        stats, self._unsaved = self._unsaved, []
+        stats, self.unsaved = self.unsaved, []
         cp = None
-        if self._ring and self._ring[-1][0] != self._cp_step and (self._cp_job is None or self._cp_job.done()):
-            cp = self._ring[-1]
-            self._cp_step = cp[0]
+        if newest is not None and newest[0] != self.cp_step and (self._cp_job is None or self._cp_job.done()):
+            cp = newest
+            self.cp_step = cp[0]
         if stats or cp:
-            self._flush_job = self.manager.writer.submit(self._write_appended, self.tr.step, stats, cp)
+            self._flush_job = self.writer.submit(self._write_appended, tr, tr.step, stats, cp)
             self._cp_job = self._flush_job if cp else self._cp_job
 
-    def _write_appended(self, step: int, stats: list[dict], cp) -> None:
+    def _write_appended(self, tr, step: int, stats: list[dict], cp) -> None:
         """Writer thread: compress and append."""
         rows = None
         if stats:
             keys = [k for k in stats[0] if all(k in c for c in stats)]
             rows = pack({k: np.concatenate([c[k] for c in stats]) for k in keys})
-        blob = (cp[0], self.tr.to_bytes(cp[1])) if cp else None
-        self.manager.store.append(self.id, step, rows, blob, self.settings.ring_size)
+        blob = (cp[0], tr.to_bytes(cp[1])) if cp else None
+        self.store.append(self.sid, step, rows, blob, self.ring_size)
+
+    def cancel_checkpoint(self) -> None:
+        """A session closed without saving: its checkpoint still waiting is not written."""
+        if self._cp_job is not None:
+            self._cp_job.cancel()

@@ -156,10 +156,6 @@ class Store:
         with self._conn() as db:
             return [r[0] for r in db.execute("SELECT id FROM sessions WHERE updated<?", (before,))]
 
-    def ids(self) -> list[str]:
-        with self._conn() as db:
-            return [r[0] for r in db.execute("SELECT id FROM sessions ORDER BY created")]
-
     def delete(self, sid: str) -> None:
         with self._conn() as db:
             db.execute("DELETE FROM history_rows WHERE id=?", (sid,))

@@ -1,21 +1,23 @@
-"""WebSocket `/api/sessions/{id}/ws`: a receiver and a sender coroutine per connection."""
+"""WebSocket `/api/sessions/{id}/ws`: a receiver and a sender coroutine per connection.
+
+The sessions router registers `session_ws` at that path; this module holds the protocol.
+"""
 from __future__ import annotations
 
 import json
 import logging
-import secrets
 import time
 from urllib.parse import urlsplit
 
 import anyio
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import WebSocket, WebSocketDisconnect
 
-from .actions import apply_control, apply_set, error_body
+from .actions import apply_control, apply_set
 from .dependencies import MAX_ID, RateLimit
+from .errors import error_body, error_id
 from .hub import Subscriber
 
 log = logging.getLogger("gradscope.server")
-router = APIRouter()
 PROTOCOL = 1
 SUBPROTOCOL = "gradscope"
 BEARER = "bearer."
@@ -43,7 +45,6 @@ def offered_token(ws: WebSocket) -> tuple[str | None, bool]:
     return token, SUBPROTOCOL in offered
 
 
-@router.websocket("/api/sessions/{sid}/ws")
 async def session_ws(ws: WebSocket, sid: str):
     """Stream a session; the owner (token offered as subprotocol `bearer.TOKEN`) may also command it."""
     manager = ws.app.state.manager
@@ -142,7 +143,7 @@ async def _handle(manager, s, raw: str, owner: bool) -> dict:
     except Exception as exc:
         err = error_body(exc)
         if err is None:  # a server fault: its details stay in the log, under an id
-            eid = secrets.token_hex(6)
+            eid = error_id()
             log.error("server fault %s: session %s: %s command", eid, s.id, kind, exc_info=exc)
             err = {"field": "message", "message": f"internal server error (error id {eid})", "choices": None}
         return {"type": "error", "id": mid, **err}

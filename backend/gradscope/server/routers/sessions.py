@@ -1,4 +1,4 @@
-"""HTTP routes: sessions, history, export, fork, meta, health."""
+"""Sessions: create, read, history, export, fork, owner commands, delete, and the WebSocket."""
 from __future__ import annotations
 
 import asyncio
@@ -12,13 +12,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from gradscope.config import Config
 from gradscope.records import csv_lines, iter_records, jsonl_lines, run_header
 
-from .actions import apply_control, apply_set
-from .dependencies import client_of, get_manager, get_session, owned_session
-from .history import rows_to_json, select
-from .manager import SessionManager
-from .sessions import Session, fork_event
+from .. import forks
+from ..actions import apply_control, apply_set
+from ..dependencies import client_of, get_manager, get_session, owned_session
+from ..history import rows_to_json, select
+from ..manager import SessionManager
+from ..sessions import Session
+from ..ws import session_ws
 
 router = APIRouter(prefix="/api")
+router.add_api_websocket_route("/sessions/{sid}/ws", session_ws)
 
 
 class CreateSession(Config):
@@ -46,7 +49,8 @@ class ControlRequest(BaseModel):
     steps: int | None = Field(None, strict=True, description="step only: how many steps (1 to 50,000; default 1)")
 
 
-def _created(request: Request, s: Session, token: str) -> dict:
+def created(request: Request, s: Session, token: str) -> dict:
+    """A new session's answer: its summary, its owner token (shown once) and its page."""
     return {**s.summary(), "token": token, "url": str(request.url_for("session_page", sid=s.id))}
 
 
@@ -59,7 +63,7 @@ async def create_session(request: Request, body: CreateSession | None = None,
     client = client_of(request)
     manager.admit(client)
     s, token = await asyncio.to_thread(manager.create, config, paused=body.paused, client=client)
-    return _created(request, s, token)
+    return created(request, s, token)
 
 
 @router.get("/sessions/{sid}")
@@ -74,9 +78,7 @@ async def read_history(s: Session = Depends(get_session), since: int = Query(0, 
                        hist: bool = False) -> dict:
     """Recorded statistics from `since`, merged to at most `max_points` rows (min/max kept)."""
     def body() -> bytes:  # merging and encoding take a while: a thread, outside the lock summary() takes
-        with s.lock:
-            parts = s.history.parts()
-        return rows_to_json(select(parts, since, max_points), hist, session=s.id)
+        return rows_to_json(select(s.timeline.parts(), since, max_points), hist, session=s.id)
 
     return Response(await asyncio.to_thread(body), media_type="application/json")
 
@@ -110,34 +112,8 @@ async def fork(request: Request, body: ForkRequest | None = None, s: Session = D
                manager: SessionManager = Depends(get_manager)) -> dict:
     """A new session owned by the caller: same config and timeline, from current weights or from the start."""
     body = body or ForkRequest()
-    client = client_of(request)
-    manager.admit(client)
-    sid = manager.new_id()
-    held = () if body.paused else manager.reserve(sid)  # its running place, from now until it runs
-    try:
-        new, token = await _fork(manager, s, body, client, sid)
-    finally:
-        manager.release(*held)
-    return _created(request, new, token)
-
-
-async def _fork(manager: SessionManager, s: Session, body: ForkRequest, client: str | None, sid: str):
-    if body.source == "start":
-        with s.lock:
-            events = list(s.events)
-        return await asyncio.to_thread(manager.create, s.config0, paused=body.paused, parent=s.id, replay=events,
-                                       events=[fork_event([], 0, s.id, "start")], client=client, sid=sid)
-    return await fork_current(manager, s, paused=body.paused, client=client, sid=sid)
-
-
-async def fork_current(manager: SessionManager, s: Session, *, paused: bool, client: str | None, sid: str):
-    """A new session from `s` as it is now (weights, optimizer state, history, step); the
-    snapshot on its worker, the store in a thread. Returns (session, token)."""
-    st = await s.call(s.fork_state)
-    events = st["events"] + [fork_event(st["events"], st["step"], s.id, "current")]
-    return await asyncio.to_thread(
-        manager.create, Config.model_validate(st["config"]), paused=paused, parent=s.id, config0=s.config0,
-        step=st["step"], events=events, weights=st["weights"], history=st["history"], client=client, sid=sid)
+    new, token = await forks.fork(manager, s, body.source, paused=body.paused, client=client_of(request))
+    return created(request, new, token)
 
 
 @router.post("/sessions/{sid}/config")
@@ -159,16 +135,3 @@ async def delete_session(s: Session = Depends(owned_session), manager: SessionMa
     """Owner: stop and delete the session and everything stored for it."""
     await manager.delete(s)
     return Response(status_code=204)
-
-
-@router.get("/meta")
-async def read_meta(manager: SessionManager = Depends(get_manager)) -> dict:
-    """Valid names, limits, histogram edges, JAX backend and devices, version."""
-    return manager.meta()
-
-
-@router.get("/health")
-async def health(manager: SessionManager = Depends(get_manager)) -> dict:
-    """Liveness, loaded and running sessions, store writes waiting, the compile cache's fill."""
-    return {"ok": True, "sessions": len(manager.sessions), "running": manager.running_count(),
-            "writes_pending": manager.writer.backlog, "compile_cache": manager.cache.stats()}
