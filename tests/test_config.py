@@ -112,4 +112,4 @@ def test_meta_model_tables_agree_with_validation():
         for key, table in (("dataset", "datasets_by_model"), ("init", "initializers_by_model")):
             for name in m[table][model]:
                 assert getattr(make_config({**base, key: name}), key) == name
-    assert m["activations_by_model"]["rnn"] == m["recurrent"]["activations"]
+    assert m["model_family"]["rnn"] == "recurrent" and m["families"]["recurrent"]["models"] == ["rnn", "lstm", "gru"]

@@ -15,16 +15,10 @@ from gradscope.core.activations import ACTIVATIONS
 from gradscope.core.network import H_EDGES, Z_EDGES
 from gradscope.core.train import (
     CLIP_MODES,
-    GLOBAL_STATS,
-    HIDDEN_STATS,
     HIST_EDGES,
-    HIST_STATS,
-    LAYER_STATS,
     OPTIMIZER_NAMES,
-    SPARSE_STATS,
     VAL_EVERY,
 )
-from gradscope.core.train_rnn import describe as describe_recurrent
 from gradscope.errors import ConfigError
 from gradscope.families import FAMILIES, MODELS, family_of
 
@@ -307,11 +301,8 @@ def meta() -> dict:
         "datasets_by_model": {m: list(names) for m, names in DATASETS_BY_MODEL.items()},
         "initializers_by_model": {m: list(names) for m, names in INITIALIZERS_BY_MODEL.items()},
         "activations_by_model": {m: list(names) for m, names in ACTIVATIONS_BY_MODEL.items()},  # []: the model ignores it
-        "refused_keys": list(REFUSED_KEYS),  # per family, with the value allowed: "families"
-        "mlp_only_keys": list(REFUSED_KEYS),  # the name the page of v0.2 reads
         "families": {f.name: f.meta() for f in FAMILIES},
         "model_family": {name: family_of(name).name for name in MODELS},
-        "recurrent": describe_recurrent(),  # v0.2's: read by the page until it reads "families"
         "optimizers": list(OPTIMIZER_NAMES),
         "clip_modes": list(CLIP_MODES),
         "live_keys": list(LIVE_KEYS),
@@ -323,8 +314,6 @@ def meta() -> dict:
         "hist_edges": [float(e) for e in HIST_EDGES],
         "z_edges": [float(e) for e in Z_EDGES],
         "h_edges": [float(e) for e in H_EDGES],
-        "stats": {"global": list(GLOBAL_STATS), "layer": list(LAYER_STATS), "hidden": list(HIDDEN_STATS),
-                  "hist": list(HIST_STATS), "sparse": list(SPARSE_STATS)},
         "val_every": VAL_EVERY,
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
