@@ -3,6 +3,7 @@
 import math
 from typing import get_args
 
+import numpy as np
 import pytest
 
 from gradscope.config import CONFIG_KEYS, LIVE_KEYS, RESET_KEYS, Config, ConfigError, choices_of, make_config, meta, range_of
@@ -36,9 +37,7 @@ def test_meta_lists_statistics_bins_and_bounds():
     from gradscope.core.network import H_EDGES, Z_EDGES
     from gradscope.records import STAT_NAMES
     m = meta()
-    groups = m["stats"]
-    assert ["step", "count", *groups["global"], *groups["layer"], *groups["hidden"], *groups["hist"]] == list(STAT_NAMES)
-    assert set(groups["sparse"]) <= set(groups["global"])
+    assert ["step", "count", *m["families"]["mlp"]["model_stats"]["mlp"]] == list(STAT_NAMES)
     assert m["z_edges"] == list(Z_EDGES) and len(m["z_edges"]) == 49 and m["z_edges"][0] == -6.0
     assert m["h_edges"] == sorted(m["h_edges"]) and len(m["h_edges"]) == len(H_EDGES)
     assert m["bounds"]["dropout"] == [0.0, 0.9] and m["bounds"]["depth"] == [1, 256]
@@ -113,3 +112,21 @@ def test_meta_model_tables_agree_with_validation():
             for name in m[table][model]:
                 assert getattr(make_config({**base, key: name}), key) == name
     assert m["model_family"]["rnn"] == "recurrent" and m["families"]["recurrent"]["models"] == ["rnn", "lstm", "gru"]
+
+
+@pytest.mark.parametrize("config", [{"depth": 2, "width": 4, "batch_size": 8},
+                                    *({"model": m, "dataset": "adding", "seq_len": 4, "width": 4, "batch_size": 4}
+                                      for m in ("rnn", "lstm", "gru"))], ids=lambda c: c.get("model", "mlp"))
+def test_each_family_emits_exactly_the_statistics_it_publishes_with_their_axes(config):
+    """/api/meta's families are the contract the page builds its charts from: every statistic a
+    model emits is listed with its axes (one array axis each, after the row axis), and nothing else."""
+    from gradscope.engine import Trainer
+
+    m = meta()
+    family = m["families"][m["model_family"][config.get("model", "mlp")]]
+    rows = Trainer(config).run(3)
+    emitted = set(rows) - {"step", "count"}
+    assert emitted == set(family["model_stats"][config.get("model", "mlp")])
+    for name in emitted:
+        assert np.asarray(rows[name]).ndim == 1 + len(family["stats"][name]), name
+
