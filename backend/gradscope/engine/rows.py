@@ -30,16 +30,28 @@ def _rows(out: dict, n: int) -> tuple[dict, np.ndarray]:
     starts = np.concatenate([[0], ends[:-1] + 1])
     count = ends - starts + 1
     rows["count"] = count.astype(np.int64)
+    ones = np.ones(n, np.float64)
     for k, v in scalars.items():
         if k == "nonfinite":
             rows[k] = np.add.reduceat(v.astype(np.int64), starts) > 0
-        elif k in SPARSE_STATS:
-            seen = np.isfinite(v)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                rows[k] = (np.add.reduceat(np.where(seen, v, 0.0), starts) / np.add.reduceat(seen, starts)).astype(np.float32)
         else:
-            rows[k] = (np.add.reduceat(v.astype(np.float64), starts) / count).astype(np.float32)
+            rows[k] = merge_mean(k, v, ones, starts)
     return rows, scalars["nonfinite"]
+
+
+def merge_mean(name: str, values: np.ndarray, weights: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """The `weights`-weighted means of consecutive runs of `values` (leading axis) beginning at `starts`:
+    the steps of a call into its rows (weights 1), or rows into a history's buckets (weights their
+    counts). A sparse statistic (SPARSE_STATS: NaN where it was not measured) averages its finite
+    values only, NaN where it has none; float32 out."""
+    w = weights.astype(np.float64).reshape((-1,) + (1,) * (values.ndim - 1))
+    if name in SPARSE_STATS:
+        seen = np.isfinite(values)
+        total = np.add.reduceat(np.where(seen, values, 0.0) * w, starts, axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (total / np.add.reduceat(seen * w, starts, axis=0)).astype(np.float32)
+    total = np.add.reduceat(values.astype(np.float64) * w, starts, axis=0)
+    return (total / np.add.reduceat(w, starts, axis=0)).astype(np.float32)
 
 
 def _measured_indices(n: int, rows: dict) -> np.ndarray:

@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from gradscope.core.train import SPARSE_STATS
+from gradscope.engine.rows import merge_mean
 
 try:  # optional fast path: numpy straight to JSON, NaN/Inf as null
     import orjson
@@ -57,27 +58,15 @@ def merge(rows: dict, starts: np.ndarray) -> dict:
     """Merge consecutive rows into groups beginning at `starts` (count-weighted means; a
     sparse statistic's mean, min and max are over its finite values, NaN if it has none)."""
     cnt = rows["count"]
-    w = cnt.astype(np.float64)
     csum = np.add.reduceat(cnt, starts)
     ends = np.append(starts[1:], len(cnt)) - 1
-
-    def wmean(k, a):
-        ww = w.reshape((-1,) + (1,) * (a.ndim - 1))
-        if k in SPARSE_STATS:
-            seen = np.isfinite(a)
-            tot = np.add.reduceat(np.where(seen, a, 0.0) * ww, starts, axis=0)
-            n = np.add.reduceat(seen * ww, starts, axis=0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                return (tot / n).astype(np.float32)
-        tot = np.add.reduceat(a.astype(np.float64) * ww, starts, axis=0)
-        return (tot / csum.reshape((-1,) + (1,) * (a.ndim - 1))).astype(np.float32)
 
     def extreme(k, a, plain, nan_skipping):
         with np.errstate(invalid="ignore"):
             return (nan_skipping if k in SPARSE_STATS else plain).reduceat(a, starts, axis=0)
 
     return {"step": rows["step"][ends], "count": csum,
-            "mean": {k: wmean(k, v) for k, v in rows["mean"].items()},
+            "mean": {k: merge_mean(k, v, cnt, starts) for k, v in rows["mean"].items()},
             "min": {k: extreme(k, v, np.minimum, np.fmin) for k, v in rows["min"].items()},
             "max": {k: extreme(k, v, np.maximum, np.fmax) for k, v in rows["max"].items()}}
 
