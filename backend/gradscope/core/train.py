@@ -31,17 +31,17 @@ from gradscope.core.network import (
     rrelu_slopes,
     zero_taps,
 )
+from gradscope.core.optimizers import (  # noqa: F401  (re-exported: the engine, config and tests import them from here)
+    CLIP_MODES,
+    OPTIMIZER_NAMES,
+    OPTIMIZERS,
+    ClipMode,
+    clip_effect,
+    clip_gradients,
+    fixed_mode,
+    make_optimizer,
+)
 
-OPTIMIZERS = {
-    # Each at learning rate 1: the live learning rate scales the update afterwards,
-    # which is exact for all four (their updates are linear in the learning rate).
-    "sgd": lambda: optax.sgd(1.0),
-    "momentum": lambda: optax.sgd(1.0, momentum=0.9),
-    "adam": lambda: optax.adam(1.0),
-    "rmsprop": lambda: optax.rmsprop(1.0),
-}
-OPTIMIZER_NAMES = tuple(OPTIMIZERS)
-CLIP_MODES = ("none", "value", "norm")
 HIST_EDGES = np.linspace(-12.0, 4.0, 33)  # log10 |dL/dW|: 32 bins of half a decade
 HIST_SAMPLE = 1024  # entries per layer that the histogram counts, at most
 VAL_EVERY = 50  # steps between held-out evaluations (at steps that are multiples of it)
@@ -63,7 +63,7 @@ STAT_NAMES = ("step", "count") + GLOBAL_STATS + LAYER_STATS + HIDDEN_STATS + HIS
 
 class TrainState(NamedTuple):
     params: dict
-    opt_state: tuple  # the optimizer's own state (restarts when the user switches optimizer)
+    opt_state: tuple  # make_optimizer's chain state (restarts when the user switches optimizer)
     bn_state: dict
     key: jax.Array
     step: jax.Array
@@ -71,13 +71,13 @@ class TrainState(NamedTuple):
 
 
 def init_state(key, params, shape: Shape, optimizer: str):
-    opt_state = OPTIMIZERS[optimizer]().init(params)
+    opt_state = make_optimizer(optimizer).init(params)
     return TrainState(params, opt_state, init_bn_state(shape), key, jnp.zeros((), jnp.int32), kernels(params))
 
 
 def reset_optimizer(state: TrainState, optimizer: str) -> TrainState:
     """A fresh state for `optimizer`, keeping the weights (used when the user switches to it)."""
-    return state._replace(opt_state=OPTIMIZERS[optimizer]().init(state.params))
+    return state._replace(opt_state=make_optimizer(optimizer).init(state.params))
 
 
 def _per_layer_norm(arrays):
@@ -109,33 +109,6 @@ def _count_nonfinite(arrays):
     first, hidden, out = arrays
     bad = lambda a, axes: jnp.sum(~jnp.isfinite(a), axis=axes)
     return jnp.concatenate([bad(first, None)[None], bad(hidden, (1, 2)), bad(out, None)[None]])
-
-
-def clip_gradients(grads, knobs):
-    """optax's clip (by value) or clip_by_global_norm, chosen by the clip_mode knob: one of
-    them where the executable is built for that mode (Spec), else a traced choice.
-
-    A select rather than lax.switch: all three are elementwise, so XLA fuses them into
-    one pass, where a conditional would materialize every gradient buffer.
-    """
-    mode = fixed(knobs.clip_mode)
-    by_value = lambda: optax.clip(knobs.clip_value).update(grads, optax.EmptyState())[0]
-    by_norm = lambda: optax.clip_by_global_norm(knobs.clip_value).update(grads, optax.EmptyState())[0]
-    if mode is not None:
-        return (lambda: grads, by_value, by_norm)[mode]()
-    pick = lambda g, v, n: jnp.where(knobs.clip_mode == 1, v, jnp.where(knobs.clip_mode == 2, n, g))
-    return jax.tree.map(pick, grads, by_value(), by_norm())
-
-
-def clip_effect(grads, clipped):
-    """Cosine between the raw and the clipped gradient (1 when nothing changed), and the
-    fraction of entries that clipping changed (NaN entries do not count as changed)."""
-    g, c = jax.tree.leaves(grads), jax.tree.leaves(clipped)
-    dot = sum(jnp.vdot(a, b) for a, b in zip(g, c))
-    changed = sum(jnp.sum((a != b) & ~jnp.isnan(a)) for a, b in zip(g, c))
-    total = sum(a.size for a in g)
-    cosine = jnp.where(changed == 0, 1.0, dot / (optax.tree.norm(grads) * optax.tree.norm(clipped)))
-    return cosine, changed / total
 
 
 def make_loss(act, shape: Shape, unroll, measure=True):
@@ -189,13 +162,13 @@ def make_validate(act, shape: Shape, unroll=1):
 def _statistics(state, update, grads, clipped, tap_norms, aux):
     """Everything measured from one step's gradient at its parameters, before the update
     `update` (the change the optimizer makes to them). See LAYER_STATS, HIDDEN_STATS...
-    In a build without clipping `clipped` is `grads` itself (clip_gradients): the clipped
-    norms are then the raw ones and clip_effect's two passes over the gradient are skipped."""
+    `clipped` None: a build without clipping, whose clipped norms are the raw ones (and
+    clip_effect's two passes over the gradient are skipped)."""
     _, penalty, _, (moments, z_hist, h_hist, _, _), neg_slope = aux
     w_before = kernels(state.params)
     weight_norm = _per_layer_norm(w_before)
     grad_norm, global_norm = _per_layer_norm(kernels(grads)), optax.tree.norm(grads)
-    if clipped is grads:
+    if clipped is None:
         clipped_norm, clipped_global, (cosine, fraction) = grad_norm, global_norm, (jnp.ones(()), jnp.zeros(()))
     else:
         clipped_norm, clipped_global = _per_layer_norm(kernels(clipped)), optax.tree.norm(clipped)
@@ -296,7 +269,6 @@ def make_step(act, optimizer, shape: Shape, unroll=1, with_stats=True, spec: Spe
     others' work as dead code)."""
     grad_fn = jax.grad(make_loss(act, shape, unroll, measure), argnums=(0, 1) if measure else 0, has_aux=True)
     validate = make_validate(act, shape, unroll)
-    opt = OPTIMIZERS[optimizer]()
     keep = set(STAT_NAMES if with_stats is True else with_stats or ()) | {"loss", "step"}
 
     def step(state: TrainState, knobs: Knobs, x_all, y_all, x_val, y_val, draw):
@@ -310,13 +282,15 @@ def make_step(act, optimizer, shape: Shape, unroll=1, with_stats=True, spec: Spe
             grads, aux = grad_fn(state.params, None, state.bn_state, x, y, knobs, draw["slopes"], masks)
             loss, _, acc, (mu, var) = aux
 
-        clipped = clip_gradients(grads, knobs)
-        updates, opt_state = opt.update(clipped, state.opt_state, state.params)
-        update = jax.tree.map(lambda u: knobs.learning_rate * u, updates)
+        # built here, where the clip mode is known: a constant in a build for its value, else traced
+        opt = make_optimizer(optimizer, knobs.clip_mode)
+        clipped, update, opt_state = opt.update(grads, state.opt_state, state.params, knobs)
         row = None
         old = state.params
         if measure:
-            row = {k: v for k, v in _statistics(state, update, grads, clipped, tap_norms, aux).items() if k in keep}
+            # a build without clipping: the clipped statistics are the raw ones (see _statistics)
+            unclipped = fixed_mode(knobs.clip_mode) is ClipMode.NONE
+            row = {k: v for k, v in _statistics(state, update, grads, None if unclipped else clipped, tap_norms, aux).items() if k in keep}
             # the statistics read the weights before the update: computed first, so the
             # update can be written in place instead of into a copy of the weights
             row, old = jax.lax.optimization_barrier((row, old))
