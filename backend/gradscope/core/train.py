@@ -174,7 +174,8 @@ def _statistics(state, update, grads, clipped, tap_norms, aux):
         clipped_norm, clipped_global = _per_layer_norm(kernels(clipped)), optax.tree.norm(clipped)
         cosine, fraction = clip_effect(grads, clipped)
     # counted only when something is non-finite (a pass over every gradient otherwise spent on zeros)
-    nonfinite = jax.lax.cond(jnp.isfinite(global_norm), lambda g: jnp.zeros((len(weight_norm),), jnp.int32), _count_nonfinite, kernels(grads))
+    none = lambda g: jnp.zeros((len(weight_norm),), jnp.int32)
+    nonfinite = jax.lax.cond(jnp.isfinite(global_norm), none, _count_nonfinite, kernels(grads))
     return {
         "penalty": penalty,
         "global_grad_norm": global_norm,
@@ -189,7 +190,7 @@ def _statistics(state, update, grads, clipped, tap_norms, aux):
         "bias_grad_norm": _per_layer_norm(biases(grads)),
         "weight_norm": weight_norm,
         "update_ratio": _per_layer_norm(kernels(update)) / weight_norm,
-        "init_distance": _per_layer_norm(tuple(a - b for a, b in zip(w_before, state.w0))) / _per_layer_norm(state.w0),
+        "init_distance": _per_layer_norm(tuple(a - b for a, b in zip(w_before, state.w0, strict=True))) / _per_layer_norm(state.w0),
         "nonfinite_count": nonfinite,
         "act_mean": moments[:, 0],
         "act_std": moments[:, 1],
@@ -233,7 +234,7 @@ class Spec(NamedTuple):
     batchnorm: bool | None = None
     residual: bool | None = None
     dropout: bool | None = None  # whether dropout is on (its rate stays traced)
-    clip_mode: int | None = None
+    clip_mode: int | None = None  # ClipMode.index: the traced knob's form (a compile key: keep it an int)
     l1: bool | None = None  # whether the L1 penalty is on (its weight stays traced)
     l2: bool | None = None
 
@@ -249,7 +250,7 @@ def specialize(knobs: Knobs, spec: Spec) -> Knobs:
     if spec.residual is not None:
         out["residual"] = bool(spec.residual)
     if spec.clip_mode is not None:
-        out["clip_mode"] = int(spec.clip_mode)
+        out["clip_mode"] = fixed_mode(spec.clip_mode).index  # an int (a ClipMode or its name accepted)
     if spec.dropout is False:
         out["dropout"] = 0.0
     if spec.l1 is False:
@@ -343,7 +344,7 @@ def _packer(example: dict):
         out = {}
         for d, group in groups.items():
             cuts = np.cumsum([0] + [int(np.prod(example[n].shape)) for n in group])
-            for n, lo, hi in zip(group, cuts[:-1], cuts[1:]):
+            for n, lo, hi in zip(group, cuts[:-1], cuts[1:], strict=True):
                 out[n] = rows[d][:, lo:hi].reshape((-1,) + example[n].shape)
         return out
     return pack, unpack
