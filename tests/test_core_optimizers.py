@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from gradscope.core.optimizers import CLIP_MODES, OPTIMIZERS, ClipMode, clip_gradients, fixed_mode, make_optimizer
+from gradscope.core.optimizers import CLIP_MODES, OPTIMIZERS, ClipMode, advance, clip_gradients, feed, fixed_mode, make_optimizer
 from gradscope.core.train_rnn import RnnKnobs
 
 PARAMS = {"a": jnp.array([0.5, -1.0, 2.0]), "b": jnp.array([[0.3, -0.7]])}
@@ -50,7 +50,7 @@ def test_chain_gives_the_updates_of_the_old_formulation(name, mode):
         for i, (lr, clip) in enumerate([(0.1, 0.5), (0.02, 2.0), (0.3, 0.05)]):
             k = knobs(mode, lr, clip)
             opt = make_optimizer(name, k.clip_mode if build_mode is None else build_mode)
-            clipped, updates, new_state = opt.update(GRADS[i], new_state, PARAMS, k)
+            clipped, updates, new_state = opt.update(GRADS[i], feed(new_state, k), PARAMS)
             want, old_state = old_step(name, GRADS[i], old_state, k)
             jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9), updates, want)
             jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), clipped, clip_gradients(GRADS[i], k))
@@ -61,15 +61,17 @@ def test_chain_gives_the_updates_of_the_old_formulation(name, mode):
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_the_pieces_are_the_chain(name):
-    """Optimizer.update is chain.update link by link: the same updates and state."""
+    """Optimizer.update is chain.update link by link: the same updates and state, `feed`
+    having written the knobs into the hyperparameters, once `advance` has counted the step."""
     opt = make_optimizer(name, ClipMode.NORM)
     state = opt.init(PARAMS)
-    _, updates, mine = opt.update(GRADS[0], state, PARAMS, knobs("norm", 0.2, 0.5))
+    _, updates, mine = opt.update(GRADS[0], feed(state, knobs("norm", 0.2, 0.5)), PARAMS)
     clip_state, inner_state = state
     fed = (clip_state._replace(hyperparams={"clip_value": jnp.float32(0.5)}),
            inner_state._replace(hyperparams={"learning_rate": jnp.float32(0.2)}))
     want, theirs = opt.chain.update(GRADS[0], fed, PARAMS)
-    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), (updates, mine), (want, theirs))
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), (updates, advance(mine, 1)), (want, theirs))
+    assert [int(link.count) for link in advance(theirs, 41)] == [42, 42]
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
@@ -86,7 +88,7 @@ def test_a_new_learning_rate_or_threshold_is_a_state_update_not_a_retrace():
     @jax.jit
     def step(state, k):
         traces.append(1)
-        _, updates, state = make_optimizer("adam", k.clip_mode).update(GRADS[0], state, PARAMS, k)
+        _, updates, state = make_optimizer("adam", k.clip_mode).update(GRADS[0], feed(state, k), PARAMS)
         return updates, state
 
     state = make_optimizer("adam").init(PARAMS)
@@ -94,3 +96,19 @@ def test_a_new_learning_rate_or_threshold_is_a_state_update_not_a_retrace():
         _, state = step(state, knobs(mode, lr, clip))
         assert float(state[1].hyperparams["learning_rate"]) == np.float32(lr)
     assert len(traces) == 1
+
+
+@pytest.mark.parametrize("config", [dict(depth=2, width=8, batch_size=16, optimizer="momentum", clip_mode="value"),
+                                    dict(model="rnn", dataset="adding", depth=1, width=8, seq_len=8, batch_size=8, optimizer="adam",
+                                         clip_mode="norm", activation="tanh", init="glorot_normal")])
+def test_a_chunk_leaves_the_knobs_and_its_step_count_in_the_state(config):
+    from gradscope.engine import CompileCache, Trainer
+
+    tr = Trainer(dict(config, learning_rate=0.03, clip_value=0.7), cache=CompileCache(background=False))
+    tr.run(5)
+    tr.update({"learning_rate": 0.01, "clip_value": 2.0})
+    tr.run(4)
+    clip_state, inner_state = tr.state.opt_state
+    assert float(clip_state.hyperparams["clip_value"]) == np.float32(2.0)
+    assert float(inner_state.hyperparams["learning_rate"]) == np.float32(0.01)
+    assert int(clip_state.count) == int(inner_state.count) == tr.step == 9

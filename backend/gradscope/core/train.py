@@ -36,8 +36,10 @@ from gradscope.core.optimizers import (  # noqa: F401  (re-exported: the engine,
     OPTIMIZER_NAMES,
     OPTIMIZERS,
     ClipMode,
+    advance,
     clip_effect,
     clip_gradients,
+    feed,
     fixed_mode,
     make_optimizer,
 )
@@ -267,7 +269,8 @@ def make_step(act, optimizer, shape: Shape, unroll=1, with_stats=True, spec: Spe
     trains, with no norm probes, activation statistics or histograms). `draw` is one row
     of make_draws' output. `with_stats`: True for every statistic, False for the loss
     alone, or a collection of the names to keep (the benchmark's ablations; XLA drops the
-    others' work as dead code)."""
+    others' work as dead code). The optimizer reads the learning rate and clip threshold
+    from `state.opt_state` (optimizers.feed; make_chunk feeds the knobs' values)."""
     grad_fn = jax.grad(make_loss(act, shape, unroll, measure), argnums=(0, 1) if measure else 0, has_aux=True)
     validate = make_validate(act, shape, unroll)
     keep = set(STAT_NAMES if with_stats is True else with_stats or ()) | {"loss", "step"}
@@ -285,7 +288,7 @@ def make_step(act, optimizer, shape: Shape, unroll=1, with_stats=True, spec: Spe
 
         # built here, where the clip mode is known: a constant in a build for its value, else traced
         opt = make_optimizer(optimizer, knobs.clip_mode)
-        clipped, update, opt_state = opt.update(grads, state.opt_state, state.params, knobs)
+        clipped, update, opt_state = opt.update(grads, state.opt_state, state.params)  # its knobs fed (make_chunk)
         row = None
         old = state.params
         if measure:
@@ -370,6 +373,7 @@ def make_chunk(act, optimizer, shape: Shape, steps: int, unroll=1, with_stats=Tr
 
     def chunk(state, knobs, x_all, y_all, x_val, y_val, n, every):
         n, every = jnp.minimum(n, steps), jnp.maximum(every, 1)
+        state = state._replace(opt_state=feed(state.opt_state, knobs))  # the live learning rate and clip threshold
         draws = make(state.key, state.step, steps, x_all.shape[0])
         pick = lambda i: jax.tree.map(lambda a: a[i], draws)
         example = jax.eval_shape(lambda s: full(s, knobs, x_all, y_all, x_val, y_val, pick(0)), state)
@@ -392,6 +396,7 @@ def make_chunk(act, optimizer, shape: Shape, steps: int, unroll=1, with_stats=Tr
 
         measured = (n + every - 1) // every
         state, per_step, rows = jax.lax.fori_loop(0, measured, group, (state, per_step, rows))
+        state = state._replace(opt_state=advance(state.opt_state, n))  # the n updates' counts (Optimizer.update)
         return state, {**per_step, **unpack(rows), "rows": measured}
 
     return chunk

@@ -24,7 +24,7 @@ import numpy as np
 import optax
 
 from gradscope.core import sequences
-from gradscope.core.optimizers import ClipMode, clip_effect, make_optimizer
+from gradscope.core.optimizers import ClipMode, advance, clip_effect, feed, make_optimizer
 from gradscope.core.recurrent import (
     CARRY_GATE,
     GATES,
@@ -144,7 +144,7 @@ def make_step(model, act, optimizer, shape: RecurrentShape):
         x, y = sequences.sample(shape.task, shape.seq_len, shape.batch, k_batch, pool_x, pool_y)
         (grads, deltas), (loss, penalty, acc, aux) = grad_fn(state.params, zero_eps(shape, shape.batch), x, y, knobs)
         # the clip mode is traced here (no build per mode): the chain chooses at run time
-        clipped, updates, opt_state = make_optimizer(optimizer, knobs.clip_mode).update(grads, state.opt_state, state.params, knobs)
+        clipped, updates, opt_state = make_optimizer(optimizer, knobs.clip_mode).update(grads, state.opt_state, state.params)
         params = jax.tree.map(jnp.add, state.params, updates)
 
         weight_norm = _norms(state.params, gates)
@@ -176,10 +176,12 @@ def make_chunk(model, act, optimizer, shape: RecurrentShape, steps: int):
     step = make_step(model, act, optimizer, shape)
 
     def chunk(state, knobs, pool_x, pool_y, n):
+        state = state._replace(opt_state=feed(state.opt_state, knobs))  # the live learning rate and clip threshold
         def body(s, i):
             skip = lambda s: (s, jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(step, s, knobs, pool_x, pool_y)[1]))
             return jax.lax.cond(i < n, lambda s: step(s, knobs, pool_x, pool_y), skip, s)
-        return jax.lax.scan(body, state, jnp.arange(steps))
+        state, stats = jax.lax.scan(body, state, jnp.arange(steps))
+        return state._replace(opt_state=advance(state.opt_state, jnp.minimum(n, steps))), stats  # the updates' counts
 
     return chunk
 
