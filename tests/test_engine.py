@@ -1,6 +1,8 @@
 """The Trainer: statistics consistent with the gradients, live knobs without recompiling,
 clipping invariants, initializer variances, determinism, checkpoints and non-finite data."""
 
+import io
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,6 +14,7 @@ from gradscope.core.initializers import INITIALIZERS, init_kernel, kernel_varian
 from gradscope.core.network import Knobs
 from gradscope.core.train import GENERIC, clip_gradients
 from gradscope.engine import CompileCache, Trainer, spec_of
+from gradscope.engine.trainer import SnapshotError
 from gradscope.records import iter_records, to_wire
 
 SMALL = dict(depth=3, width=16, batch_size=32)
@@ -187,6 +190,47 @@ def test_checkpoint_bytes_round_trip(cache):
     b.load_bytes(blob)
     assert b.step == 7 and b.config == a.config
     np.testing.assert_array_equal(a.run(5)["loss"], b.run(5)["loss"])
+
+
+def _first_format(tr, drop_optimizer_leaves=0) -> bytes:
+    """A blob as gradscope 0.2 wrote it (arrays in flattening order, no paths), optionally
+    with an optimizer state of fewer leaves than this version's (an older chain)."""
+    pathed, _ = jax.tree_util.tree_flatten_with_path(tr.state)
+    opt = [i for i, (p, _) in enumerate(pathed) if p[0].name == "opt_state"]
+    drop = set(opt[:drop_optimizer_leaves])
+    leaves = [np.asarray(leaf) for i, (_, leaf) in enumerate(pathed) if i not in drop]
+    buf = io.BytesIO()
+    np.savez(buf, config=np.frombuffer(tr.config.model_dump_json().encode(), np.uint8), **{f"l{i}": a for i, a in enumerate(leaves)})
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("dropped", [0, 1])
+def test_a_checkpoint_of_the_first_format_loads_its_weights(cache, dropped):
+    """Sessions saved by an older version open: their weights and step load; an optimizer
+    state of another structure restarts (with the weights kept) instead of failing."""
+    a = Trainer(dict(SMALL, optimizer="momentum"), cache=cache)
+    a.run(6)
+    b = Trainer(SMALL, cache=cache)
+    b.load_bytes(_first_format(a, dropped))
+    assert b.step == 6 and b.config == a.config
+    for x, y in zip(jax.tree.leaves(a.state.params), jax.tree.leaves(b.state.params), strict=True):
+        np.testing.assert_array_equal(x, y)
+    kept = jax.tree.leaves(b.state.opt_state)
+    fresh = jax.tree.leaves(b.family.reset_optimizer(b.state, "momentum").opt_state)
+    same_as_saved = all(np.array_equal(x, y) for x, y in zip(kept, jax.tree.leaves(a.state.opt_state), strict=True))
+    same_as_fresh = all(np.array_equal(x, y) for x, y in zip(kept, fresh, strict=True))
+    assert same_as_saved if dropped == 0 else same_as_fresh
+
+
+def test_a_checkpoint_of_another_shape_is_refused_by_name(cache):
+    a = Trainer(dict(SMALL, width=SMALL["width"] + 2), cache=cache)
+    blob = io.BytesIO(a.to_bytes())
+    data = dict(np.load(blob))
+    data["config"] = np.frombuffer(Trainer(SMALL, cache=cache).config.model_dump_json().encode(), np.uint8)
+    out = io.BytesIO()
+    np.savez(out, **data)
+    with pytest.raises(SnapshotError, match=r"params.*shape"):
+        Trainer(SMALL, cache=cache).load_bytes(out.getvalue())
 
 
 def test_snapshot_restore_rewinds(cache):

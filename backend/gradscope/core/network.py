@@ -53,7 +53,7 @@ class Knobs(NamedTuple):
     leaky_alpha: jax.Array
     batchnorm: jax.Array  # bool
     residual: jax.Array  # bool
-    clip_mode: jax.Array  # int: 0 none, 1 value, 2 norm
+    clip_mode: jax.Array  # int32: optimizers.ClipMode.index (a Python int in a build for one mode)
     clip_value: jax.Array
     learning_rate: jax.Array
     l1: jax.Array

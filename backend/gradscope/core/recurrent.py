@@ -208,7 +208,7 @@ def init_power(params, model):
 def gate_radii(params, model, vectors, steps=WARM_POWER_STEPS):
     """Spectral radius of each gate's recurrent block W_hh[:, gate] -> (L, G), and the advanced vectors."""
     g, radii, new = len(GATES[model]), [], []
-    for layer, v in zip(params["layers"], vectors):
+    for layer, v in zip(params["layers"], vectors, strict=True):
         v, logs = _power_steps(_blocks(layer["w_hh"], g), v, steps, True)  # unrolled: a loop costs more than 8 matvecs
         radii.append(jnp.exp(logs.mean(0)))
         new.append(v)

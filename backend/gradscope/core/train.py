@@ -31,17 +31,19 @@ from gradscope.core.network import (
     rrelu_slopes,
     zero_taps,
 )
+from gradscope.core.optimizers import (  # noqa: F401  (re-exported: the engine, config and tests import them from here)
+    CLIP_MODES,
+    OPTIMIZER_NAMES,
+    OPTIMIZERS,
+    ClipMode,
+    advance,
+    clip_effect,
+    clip_gradients,
+    feed,
+    fixed_mode,
+    make_optimizer,
+)
 
-OPTIMIZERS = {
-    # Each at learning rate 1: the live learning rate scales the update afterwards,
-    # which is exact for all four (their updates are linear in the learning rate).
-    "sgd": lambda: optax.sgd(1.0),
-    "momentum": lambda: optax.sgd(1.0, momentum=0.9),
-    "adam": lambda: optax.adam(1.0),
-    "rmsprop": lambda: optax.rmsprop(1.0),
-}
-OPTIMIZER_NAMES = tuple(OPTIMIZERS)
-CLIP_MODES = ("none", "value", "norm")
 HIST_EDGES = np.linspace(-12.0, 4.0, 33)  # log10 |dL/dW|: 32 bins of half a decade
 HIST_SAMPLE = 1024  # entries per layer that the histogram counts, at most
 VAL_EVERY = 50  # steps between held-out evaluations (at steps that are multiples of it)
@@ -63,7 +65,7 @@ STAT_NAMES = ("step", "count") + GLOBAL_STATS + LAYER_STATS + HIDDEN_STATS + HIS
 
 class TrainState(NamedTuple):
     params: dict
-    opt_state: tuple  # the optimizer's own state (restarts when the user switches optimizer)
+    opt_state: tuple  # make_optimizer's chain state (restarts when the user switches optimizer)
     bn_state: dict
     key: jax.Array
     step: jax.Array
@@ -71,13 +73,13 @@ class TrainState(NamedTuple):
 
 
 def init_state(key, params, shape: Shape, optimizer: str):
-    opt_state = OPTIMIZERS[optimizer]().init(params)
+    opt_state = make_optimizer(optimizer).init(params)
     return TrainState(params, opt_state, init_bn_state(shape), key, jnp.zeros((), jnp.int32), kernels(params))
 
 
 def reset_optimizer(state: TrainState, optimizer: str) -> TrainState:
     """A fresh state for `optimizer`, keeping the weights (used when the user switches to it)."""
-    return state._replace(opt_state=OPTIMIZERS[optimizer]().init(state.params))
+    return state._replace(opt_state=make_optimizer(optimizer).init(state.params))
 
 
 def _per_layer_norm(arrays):
@@ -109,33 +111,6 @@ def _count_nonfinite(arrays):
     first, hidden, out = arrays
     bad = lambda a, axes: jnp.sum(~jnp.isfinite(a), axis=axes)
     return jnp.concatenate([bad(first, None)[None], bad(hidden, (1, 2)), bad(out, None)[None]])
-
-
-def clip_gradients(grads, knobs):
-    """optax's clip (by value) or clip_by_global_norm, chosen by the clip_mode knob: one of
-    them where the executable is built for that mode (Spec), else a traced choice.
-
-    A select rather than lax.switch: all three are elementwise, so XLA fuses them into
-    one pass, where a conditional would materialize every gradient buffer.
-    """
-    mode = fixed(knobs.clip_mode)
-    by_value = lambda: optax.clip(knobs.clip_value).update(grads, optax.EmptyState())[0]
-    by_norm = lambda: optax.clip_by_global_norm(knobs.clip_value).update(grads, optax.EmptyState())[0]
-    if mode is not None:
-        return (lambda: grads, by_value, by_norm)[mode]()
-    pick = lambda g, v, n: jnp.where(knobs.clip_mode == 1, v, jnp.where(knobs.clip_mode == 2, n, g))
-    return jax.tree.map(pick, grads, by_value(), by_norm())
-
-
-def clip_effect(grads, clipped):
-    """Cosine between the raw and the clipped gradient (1 when nothing changed), and the
-    fraction of entries that clipping changed (NaN entries do not count as changed)."""
-    g, c = jax.tree.leaves(grads), jax.tree.leaves(clipped)
-    dot = sum(jnp.vdot(a, b) for a, b in zip(g, c))
-    changed = sum(jnp.sum((a != b) & ~jnp.isnan(a)) for a, b in zip(g, c))
-    total = sum(a.size for a in g)
-    cosine = jnp.where(changed == 0, 1.0, dot / (optax.tree.norm(grads) * optax.tree.norm(clipped)))
-    return cosine, changed / total
 
 
 def make_loss(act, shape: Shape, unroll, measure=True):
@@ -189,19 +164,20 @@ def make_validate(act, shape: Shape, unroll=1):
 def _statistics(state, update, grads, clipped, tap_norms, aux):
     """Everything measured from one step's gradient at its parameters, before the update
     `update` (the change the optimizer makes to them). See LAYER_STATS, HIDDEN_STATS...
-    In a build without clipping `clipped` is `grads` itself (clip_gradients): the clipped
-    norms are then the raw ones and clip_effect's two passes over the gradient are skipped."""
+    `clipped` None: a build without clipping, whose clipped norms are the raw ones (and
+    clip_effect's two passes over the gradient are skipped)."""
     _, penalty, _, (moments, z_hist, h_hist, _, _), neg_slope = aux
     w_before = kernels(state.params)
     weight_norm = _per_layer_norm(w_before)
     grad_norm, global_norm = _per_layer_norm(kernels(grads)), optax.tree.norm(grads)
-    if clipped is grads:
+    if clipped is None:
         clipped_norm, clipped_global, (cosine, fraction) = grad_norm, global_norm, (jnp.ones(()), jnp.zeros(()))
     else:
         clipped_norm, clipped_global = _per_layer_norm(kernels(clipped)), optax.tree.norm(clipped)
         cosine, fraction = clip_effect(grads, clipped)
     # counted only when something is non-finite (a pass over every gradient otherwise spent on zeros)
-    nonfinite = jax.lax.cond(jnp.isfinite(global_norm), lambda g: jnp.zeros((len(weight_norm),), jnp.int32), _count_nonfinite, kernels(grads))
+    none = lambda g: jnp.zeros((len(weight_norm),), jnp.int32)
+    nonfinite = jax.lax.cond(jnp.isfinite(global_norm), none, _count_nonfinite, kernels(grads))
     return {
         "penalty": penalty,
         "global_grad_norm": global_norm,
@@ -216,7 +192,7 @@ def _statistics(state, update, grads, clipped, tap_norms, aux):
         "bias_grad_norm": _per_layer_norm(biases(grads)),
         "weight_norm": weight_norm,
         "update_ratio": _per_layer_norm(kernels(update)) / weight_norm,
-        "init_distance": _per_layer_norm(tuple(a - b for a, b in zip(w_before, state.w0))) / _per_layer_norm(state.w0),
+        "init_distance": _per_layer_norm(tuple(a - b for a, b in zip(w_before, state.w0, strict=True))) / _per_layer_norm(state.w0),
         "nonfinite_count": nonfinite,
         "act_mean": moments[:, 0],
         "act_std": moments[:, 1],
@@ -260,7 +236,7 @@ class Spec(NamedTuple):
     batchnorm: bool | None = None
     residual: bool | None = None
     dropout: bool | None = None  # whether dropout is on (its rate stays traced)
-    clip_mode: int | None = None
+    clip_mode: int | None = None  # ClipMode.index: the traced knob's form (a compile key: keep it an int)
     l1: bool | None = None  # whether the L1 penalty is on (its weight stays traced)
     l2: bool | None = None
 
@@ -276,7 +252,7 @@ def specialize(knobs: Knobs, spec: Spec) -> Knobs:
     if spec.residual is not None:
         out["residual"] = bool(spec.residual)
     if spec.clip_mode is not None:
-        out["clip_mode"] = int(spec.clip_mode)
+        out["clip_mode"] = fixed_mode(spec.clip_mode).index  # an int (a ClipMode or its name accepted)
     if spec.dropout is False:
         out["dropout"] = 0.0
     if spec.l1 is False:
@@ -293,10 +269,10 @@ def make_step(act, optimizer, shape: Shape, unroll=1, with_stats=True, spec: Spe
     trains, with no norm probes, activation statistics or histograms). `draw` is one row
     of make_draws' output. `with_stats`: True for every statistic, False for the loss
     alone, or a collection of the names to keep (the benchmark's ablations; XLA drops the
-    others' work as dead code)."""
+    others' work as dead code). The optimizer reads the learning rate and clip threshold
+    from `state.opt_state` (optimizers.feed; make_chunk feeds the knobs' values)."""
     grad_fn = jax.grad(make_loss(act, shape, unroll, measure), argnums=(0, 1) if measure else 0, has_aux=True)
     validate = make_validate(act, shape, unroll)
-    opt = OPTIMIZERS[optimizer]()
     keep = set(STAT_NAMES if with_stats is True else with_stats or ()) | {"loss", "step"}
 
     def step(state: TrainState, knobs: Knobs, x_all, y_all, x_val, y_val, draw):
@@ -310,13 +286,15 @@ def make_step(act, optimizer, shape: Shape, unroll=1, with_stats=True, spec: Spe
             grads, aux = grad_fn(state.params, None, state.bn_state, x, y, knobs, draw["slopes"], masks)
             loss, _, acc, (mu, var) = aux
 
-        clipped = clip_gradients(grads, knobs)
-        updates, opt_state = opt.update(clipped, state.opt_state, state.params)
-        update = jax.tree.map(lambda u: knobs.learning_rate * u, updates)
+        # built here, where the clip mode is known: a constant in a build for its value, else traced
+        opt = make_optimizer(optimizer, knobs.clip_mode)
+        clipped, update, opt_state = opt.update(grads, state.opt_state, state.params)  # its knobs fed (make_chunk)
         row = None
         old = state.params
         if measure:
-            row = {k: v for k, v in _statistics(state, update, grads, clipped, tap_norms, aux).items() if k in keep}
+            # a build without clipping: the clipped statistics are the raw ones (see _statistics)
+            unclipped = fixed_mode(knobs.clip_mode) is ClipMode.NONE
+            row = {k: v for k, v in _statistics(state, update, grads, None if unclipped else clipped, tap_norms, aux).items() if k in keep}
             # the statistics read the weights before the update: computed first, so the
             # update can be written in place instead of into a copy of the weights
             row, old = jax.lax.optimization_barrier((row, old))
@@ -369,7 +347,7 @@ def _packer(example: dict):
         out = {}
         for d, group in groups.items():
             cuts = np.cumsum([0] + [int(np.prod(example[n].shape)) for n in group])
-            for n, lo, hi in zip(group, cuts[:-1], cuts[1:]):
+            for n, lo, hi in zip(group, cuts[:-1], cuts[1:], strict=True):
                 out[n] = rows[d][:, lo:hi].reshape((-1,) + example[n].shape)
         return out
     return pack, unpack
@@ -395,6 +373,7 @@ def make_chunk(act, optimizer, shape: Shape, steps: int, unroll=1, with_stats=Tr
 
     def chunk(state, knobs, x_all, y_all, x_val, y_val, n, every):
         n, every = jnp.minimum(n, steps), jnp.maximum(every, 1)
+        state = state._replace(opt_state=feed(state.opt_state, knobs))  # the live learning rate and clip threshold
         draws = make(state.key, state.step, steps, x_all.shape[0])
         pick = lambda i: jax.tree.map(lambda a: a[i], draws)
         example = jax.eval_shape(lambda s: full(s, knobs, x_all, y_all, x_val, y_val, pick(0)), state)
@@ -417,6 +396,7 @@ def make_chunk(act, optimizer, shape: Shape, steps: int, unroll=1, with_stats=Tr
 
         measured = (n + every - 1) // every
         state, per_step, rows = jax.lax.fori_loop(0, measured, group, (state, per_step, rows))
+        state = state._replace(opt_state=advance(state.opt_state, n))  # the n updates' counts (Optimizer.update)
         return state, {**per_step, **unpack(rows), "rows": measured}
 
     return chunk

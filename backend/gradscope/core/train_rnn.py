@@ -24,6 +24,7 @@ import numpy as np
 import optax
 
 from gradscope.core import sequences
+from gradscope.core.optimizers import ClipMode, advance, clip_effect, feed, make_optimizer
 from gradscope.core.recurrent import (
     CARRY_GATE,
     GATES,
@@ -37,7 +38,6 @@ from gradscope.core.recurrent import (
     theory_factor,
     zero_eps,
 )
-from gradscope.core.train import CLIP_MODES, OPTIMIZERS, clip_effect, clip_gradients
 
 GLOBAL_STATS = ("loss", "accuracy", "penalty", "baseline", "global_grad_norm", "clipped_global_grad_norm", "nonfinite",
                 "clip_cosine", "clip_fraction")
@@ -50,7 +50,7 @@ class RnnKnobs(NamedTuple):
     """The live knobs that apply to the recurrent models, as traced scalars."""
 
     leaky_alpha: jax.Array
-    clip_mode: jax.Array  # int: index into CLIP_MODES
+    clip_mode: jax.Array  # int32: ClipMode.index
     clip_value: jax.Array
     learning_rate: jax.Array
     l1: jax.Array
@@ -60,25 +60,25 @@ class RnnKnobs(NamedTuple):
 def knobs_of(values: dict) -> RnnKnobs:
     """From plain config values, with fixed dtypes so a new value never retraces."""
     f = np.float32
-    return RnnKnobs(f(values["leaky_alpha"]), np.int32(CLIP_MODES.index(values["clip_mode"])), f(values["clip_value"]),
+    return RnnKnobs(f(values["leaky_alpha"]), np.int32(ClipMode(values["clip_mode"]).index), f(values["clip_value"]),
                     f(values["learning_rate"]), f(values["l1"]), f(values["l2"]))
 
 
 class RnnState(NamedTuple):
     params: dict
-    opt_state: tuple
+    opt_state: tuple  # optimizers.make_optimizer's chain state
     power: list  # per layer (G, H): the power-iteration vectors of W_hh's gate blocks
     key: jax.Array
     step: jax.Array
 
 
 def init_state(key, params, optimizer: str, model: str) -> RnnState:
-    opt_state = OPTIMIZERS[optimizer]().init(params)
+    opt_state = make_optimizer(optimizer).init(params)
     return RnnState(params, opt_state, init_power(params, model), key, jnp.zeros((), jnp.int32))
 
 
 def reset_optimizer(state: RnnState, optimizer: str) -> RnnState:
-    return state._replace(opt_state=OPTIMIZERS[optimizer]().init(state.params))
+    return state._replace(opt_state=make_optimizer(optimizer).init(state.params))
 
 
 def group_names(model: str, depth: int) -> list[str]:
@@ -135,7 +135,6 @@ def _model_stats(model, radius, aux):
 
 def make_step(model, act, optimizer, shape: RecurrentShape):
     loss_fn = make_loss(model, act, shape)
-    opt = OPTIMIZERS[optimizer]()
     grad_fn = jax.grad(loss_fn, argnums=(0, 1), has_aux=True)
     gates = len(GATES[model])
     baseline = jnp.float32(sequences.spec(shape.task, shape.seq_len).baseline)
@@ -144,9 +143,9 @@ def make_step(model, act, optimizer, shape: RecurrentShape):
         key, k_batch = jax.random.split(state.key)
         x, y = sequences.sample(shape.task, shape.seq_len, shape.batch, k_batch, pool_x, pool_y)
         (grads, deltas), (loss, penalty, acc, aux) = grad_fn(state.params, zero_eps(shape, shape.batch), x, y, knobs)
-        clipped = clip_gradients(grads, knobs)
-        updates, opt_state = opt.update(clipped, state.opt_state, state.params)
-        params = jax.tree.map(lambda p, u: p + knobs.learning_rate * u, state.params, updates)
+        # the clip mode is traced here (no build per mode): the chain chooses at run time
+        clipped, updates, opt_state = make_optimizer(optimizer, knobs.clip_mode).update(grads, state.opt_state, state.params)
+        params = jax.tree.map(jnp.add, state.params, updates)
 
         weight_norm = _norms(state.params, gates)
         update_norm = _norms(jax.tree.map(jnp.subtract, params, state.params), gates)
@@ -177,10 +176,12 @@ def make_chunk(model, act, optimizer, shape: RecurrentShape, steps: int):
     step = make_step(model, act, optimizer, shape)
 
     def chunk(state, knobs, pool_x, pool_y, n):
+        state = state._replace(opt_state=feed(state.opt_state, knobs))  # the live learning rate and clip threshold
         def body(s, i):
             skip = lambda s: (s, jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(step, s, knobs, pool_x, pool_y)[1]))
             return jax.lax.cond(i < n, lambda s: step(s, knobs, pool_x, pool_y), skip, s)
-        return jax.lax.scan(body, state, jnp.arange(steps))
+        state, stats = jax.lax.scan(body, state, jnp.arange(steps))
+        return state._replace(opt_state=advance(state.opt_state, jnp.minimum(n, steps))), stats  # the updates' counts
 
     return chunk
 

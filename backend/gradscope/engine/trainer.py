@@ -24,6 +24,35 @@ from .rows import rows_of
 # held costs memory (CompileCache's bounds); every other switch compiles on demand, shown.
 WARM_ORDER = ("relu", "leaky_relu", "tanh", "elu", "selu", "gelu", "swish", "prelu", "rrelu", "sigmoid", "linear")
 WARM_ACTIVATIONS = 2
+# to_bytes' layout: 2 stores each array under its path in the state (1: in flattening order)
+SNAPSHOT_FORMAT = 2
+OPTIMIZER_FIELD = "opt_state"  # the state's field that holds the optimizer's state, in every family
+
+
+class SnapshotError(ValueError):
+    """A saved state that does not fit the trainer's (a weight missing or of another shape)."""
+
+
+def _text(s: str) -> np.ndarray:
+    return np.frombuffer(s.encode(), np.uint8)
+
+
+def _in_optimizer(path) -> bool:
+    return bool(path) and getattr(path[0], "name", None) == OPTIMIZER_FIELD
+
+
+def _by_position(pathed, saved: list) -> list:
+    """The first format's arrays against the state's paths: all of them where the counts agree;
+    else the leaves before and after the optimizer state, from either end (its own restarts)."""
+    if len(saved) == len(pathed):
+        return list(saved)
+    opt = [i for i, (p, _) in enumerate(pathed) if _in_optimizer(p)]
+    if not opt:
+        return [None] * len(pathed)
+    head, tail = opt[0], len(pathed) - opt[-1] - 1
+    if head + tail > len(saved):
+        return [None] * len(pathed)
+    return saved[:head] + [None] * (len(pathed) - head - tail) + (saved[len(saved) - tail:] if tail else [])
 
 
 def prewarm(cache: CompileCache, config: Config | dict | None = None) -> None:
@@ -273,18 +302,26 @@ class Trainer(Evaluation):
 
     def to_bytes(self, snap=None) -> bytes:
         """Config, weights, optimizer and BatchNorm state, step and RNG key, as one blob:
-        of the current state, or of a `snapshot()` (safe to call from another thread)."""
+        of the current state, or of a `snapshot()` (safe to call from another thread).
+
+        Each array is stored under its path in the state ("paths"), so a later version whose
+        optimizer state has another structure still finds the weights (see load_bytes)."""
         config, state = snap if snap is not None else self.snapshot()
-        leaves = jax.device_get(jax.tree.leaves(state))
+        pathed, _ = jax.tree_util.tree_flatten_with_path(state)
+        leaves = jax.device_get([leaf for _, leaf in pathed])
+        paths = json.dumps([jax.tree_util.keystr(p) for p, _ in pathed])
         buf = io.BytesIO()
-        np.savez(buf, config=np.frombuffer(config.model_dump_json().encode(), np.uint8), **{f"l{i}": a for i, a in enumerate(leaves)})
+        np.savez(buf, format=np.array(SNAPSHOT_FORMAT), config=_text(config.model_dump_json()), paths=_text(paths),
+                 **{f"l{i}": a for i, a in enumerate(leaves)})
         return buf.getvalue()
 
     def load_bytes(self, blob: bytes):
         """Load a `to_bytes` blob (config included); returns it as a `snapshot()`.
 
         Shapes and data are rebuilt only when a reset key differs; another optimizer only
-        changes the structure the optimizer state is read into.
+        changes the structure the optimizer state is read into. An optimizer state that does
+        not fit this version's (a blob from an older gradscope) restarts, keeping the weights;
+        a weight that does not fit raises SnapshotError.
         """
         data = np.load(io.BytesIO(blob))
         config = make_config(json.loads(bytes(data["config"]).decode()))
@@ -293,8 +330,21 @@ class Trainer(Evaluation):
         elif config.optimizer != self.config.optimizer:
             self.state = self.family.reset_optimizer(self.state, config.optimizer)
         self.config = config
-        treedef = jax.tree.structure(self.state)
-        self.state = jax.tree.unflatten(treedef, [jnp.asarray(data[f"l{i}"]) for i in range(treedef.num_leaves)])
+        pathed, treedef = jax.tree_util.tree_flatten_with_path(self.state)
+        saved = [data[f"l{i}"] for i in range(sum(k.startswith("l") and k[1:].isdigit() for k in data.files))]
+        if "paths" in data.files:
+            by_path = dict(zip(json.loads(bytes(data["paths"]).decode()), saved, strict=True))
+            found = [by_path.get(jax.tree_util.keystr(p)) for p, _ in pathed]
+        else:  # the first format: arrays in flattening order, no paths
+            found = _by_position(pathed, saved)
+        fits = [a is not None and a.shape == leaf.shape and a.dtype == leaf.dtype for a, (_, leaf) in zip(found, pathed, strict=True)]
+        for ok, (path, leaf) in zip(fits, pathed, strict=True):
+            if not ok and not _in_optimizer(path):
+                raise SnapshotError(f"the saved state has no {jax.tree_util.keystr(path)} of shape {leaf.shape}")
+        leaves = [jnp.asarray(a) if ok else leaf for a, ok, (_, leaf) in zip(found, fits, pathed, strict=True)]
+        self.state = jax.tree.unflatten(treedef, leaves)
+        if not all(fits):  # an optimizer state of another structure: it restarts from these weights
+            self.state = self.family.reset_optimizer(self.state, config.optimizer)
         return self.snapshot()
 
     def close(self):

@@ -17,8 +17,8 @@ from gradscope.core import datasets
 from gradscope.core.activations import ACTIVATIONS
 from gradscope.core.initializers import INITIALIZERS
 from gradscope.core.network import Knobs, Shape, init_params
+from gradscope.core.optimizers import ClipMode
 from gradscope.core.train import (
-    CLIP_MODES,
     GENERIC,
     GLOBAL_STATS,
     HIDDEN_STATS,
@@ -114,12 +114,12 @@ class MlpFamily(ModelFamily):
     def knobs_of(self, c) -> Knobs:
         f = np.float32
         return Knobs(leaky_alpha=f(c.leaky_alpha), batchnorm=np.bool_(c.batchnorm), residual=np.bool_(c.residual),
-                     clip_mode=np.int32(CLIP_MODES.index(c.clip_mode)), clip_value=f(c.clip_value),
+                     clip_mode=np.int32(ClipMode(c.clip_mode).index), clip_value=f(c.clip_value),
                      learning_rate=f(c.learning_rate), l1=f(c.l1), l2=f(c.l2), dropout=f(c.dropout))
 
     def spec_of(self, c) -> Spec:
         return Spec(batchnorm=bool(c.batchnorm), residual=bool(c.residual), dropout=c.dropout > 0,
-                    clip_mode=CLIP_MODES.index(c.clip_mode), l1=c.l1 > 0, l2=c.l2 > 0)
+                    clip_mode=ClipMode(c.clip_mode).index, l1=c.l1 > 0, l2=c.l2 > 0)
 
     def reset_optimizer(self, state, optimizer):
         return reset_optimizer(state, optimizer)
