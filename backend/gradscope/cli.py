@@ -1,4 +1,4 @@
-"""The `gradscope` command: `run` trains headless to JSON Lines, `serve` starts the server.
+"""The `gradscope` command: `run` trains headless to JSON Lines, CSV or Parquet, `serve` starts the server.
 
 The only module that reads argv and the environment.
 """
@@ -69,14 +69,32 @@ def _clock(seconds):
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def _format(args) -> str:
+    """--format, else from --out's suffix (.csv, .parquet), else JSON Lines."""
+    if args.format:
+        fmt = args.format
+    else:
+        suffix = Path(args.out).suffix.lower() if args.out else ""
+        fmt = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}.get(suffix, "jsonl")
+    if fmt == "parquet" and not args.out:
+        raise ConfigError("--format", "parquet needs a file: add --out FILE.parquet", ["jsonl", "csv"])
+    if fmt == "parquet":
+        try:
+            import pyarrow.parquet  # noqa: F401
+        except ImportError:
+            raise ConfigError("--format", "parquet needs pyarrow: pip install 'gradscope[parquet]'", ["jsonl", "csv"]) from None
+    return fmt
+
+
 def cmd_run(args) -> int:
     from gradscope.compare import branch, parse_pairs
     from gradscope.engine import CompileCache, Trainer, enable_persistent_cache
-    from gradscope.records import jsonl_lines, run_header
+    from gradscope.records import RecordWriter, run_header
 
     config = _load_config(args)
     if args.steps < 1 or args.every < 1:
         raise ConfigError("--steps" if args.steps < 1 else "--every", "must be a positive integer")
+    fmt = _format(args)
     enable_persistent_cache(_cache_dir())
 
     vs = parse_pairs(args.vs) if args.vs else None
@@ -88,26 +106,34 @@ def cmd_run(args) -> int:
         trainers["b"], info = branch(trainers["a"], vs, cache=cache)
         trainers["b"].stats_every = args.every
         header["vs"] = {"changes": info["changes"], "kind": info["kind"], "config": trainers["b"].config.model_dump()}
-    out = open(args.out, "w") if args.out else sys.stdout
+        if fmt != "jsonl" and trainers["b"].shape != trainers["a"].shape:
+            raise ConfigError("--format", f"{fmt} keeps one set of columns, and --vs {' '.join(args.vs)} changes the "
+                              "statistics' shapes: write JSON Lines", ["jsonl"])
+    out = open(args.out, "wb") if args.out else sys.stdout.buffer
     progress = _Progress(args.steps, on=not args.quiet)
     try:
-        out.writelines(jsonl_lines(header, _records(trainers, args.steps, args.every, progress)))
+        with RecordWriter(out, fmt, header) as writer:
+            tag = len(trainers) > 1
+            for run, rows in _rows(trainers, args.steps, args.every, progress):
+                writer.put(rows, run if tag else None)  # encoded and written on the writer's thread
     finally:
         progress.close()
-        if out is not sys.stdout:
+        if out is not sys.stdout.buffer:
             out.close()
+        else:
+            out.flush()
     return 0
 
 
-def _records(trainers, steps, every, progress):
-    """The runs' records, each row `every` steps (`count`), tagged with the run's name when there are two."""
-    from gradscope.records import Blocks, iter_records
+def _rows(trainers, steps, every, progress):
+    """The runs' rows, a call's at a time, each row `every` steps (`count`), with the run's name."""
+    from gradscope.records import Blocks
 
     blocks = {name: Blocks(every, steps - 1) for name in trainers}
     for run, stats in _chunks(trainers, steps, every):
         rows = blocks[run].add(stats)
-        for record in iter_records(rows) if rows is not None else ():
-            yield {"run": run, **record} if len(trainers) > 1 else record
+        if rows is not None:
+            yield run, rows
         progress.update(min(t.step for t in trainers.values()), float(stats["loss"][-1]))
 
 
@@ -178,13 +204,17 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"gradscope {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="train headless and write one JSON line per K steps")
+    run = sub.add_parser("run", help="train headless and write one record per K steps")
     run.add_argument("--config", help="a JSON file of config keys (default none: every key at its default)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config key (repeatable)")
     run.add_argument("--steps", type=int, required=True, help="training steps to run")
     run.add_argument("--every", type=int, default=1, metavar="K",
                      help="one record per K steps (count K): loss and accuracy their means, the rest the K-th step's (default 1)")
-    run.add_argument("--out", help="write JSON Lines here (default stdout)")
+    run.add_argument("--out", help="write the records here (default stdout)")
+    run.add_argument("--format", choices=("jsonl", "csv", "parquet"),
+                     help="JSON Lines (a header line, then a record a line), CSV (a column per number) or Parquet "
+                          "(needs pyarrow; a column per statistic, the header in its metadata); default from --out's "
+                          "suffix, else jsonl")
     run.add_argument("--vs", action="append", default=[], metavar="KEY=VALUE",
                      help="also run B from A's very initial state with this change (repeatable); records get \"run\": \"a\"/\"b\"")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar (shown only when stderr is a terminal)")

@@ -1,15 +1,20 @@
 """Chunk statistics -> wire and file formats. Non-finite numbers become null.
 
-The file format, written by `gradscope run --out` and by the session export alike: JSON
-Lines, a header (`run_header`) then one record per row (`iter_records`), or CSV (`csv_lines`).
+The file formats, written by `gradscope run --out` and by the session export alike: JSON
+Lines, a header (`run_header`) then one record per row; CSV, one column per number (a
+per-layer statistic `grad_norm[0]`, `grad_norm[1]`, ...); Parquet (pyarrow, optional), one
+column per statistic (per-layer ones as fixed-size lists), the header in the file's metadata.
+`encode` turns a call's rows (columns of numpy arrays) into a format's bytes at once, and
+`RecordWriter` writes them on a thread of its own, so the training thread never waits on JSON.
 """
 
-import csv
-import io
 import json
 import math
+import queue
+import threading
 
 import numpy as np
+import orjson
 
 from gradscope.core.train import HIST_STATS, PER_STEP_STATS, SPARSE_STATS, STAT_NAMES
 
@@ -64,32 +69,6 @@ def run_header(config, events=(), columns=None) -> dict:
     return header
 
 
-def jsonl_lines(header: dict, records):
-    """The JSON Lines file, line by line: the header, then one record a line (NaN/Inf as null)."""
-    yield json.dumps(header) + "\n"
-    for record in records:
-        yield json.dumps(record, allow_nan=False) + "\n"
-
-
-def _flat(name, value):
-    if not isinstance(value, list):
-        return [(name, value)]
-    return [kv for j, v in enumerate(value) for kv in _flat(f"{name}[{j}]", v)]
-
-
-def csv_lines(records):
-    """The CSV file, line by line: a header row, then one row per record. A per-layer list
-    becomes columns `grad_norm[0]`, `grad_norm[1]`, ..., a histogram `hist[layer][bin]`; null is empty."""
-    for i, record in enumerate(records):
-        flat = [kv for k, v in record.items() for kv in _flat(k, v)]
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        if i == 0:
-            writer.writerow([k for k, _ in flat])
-        writer.writerow(["" if v is None else v for _, v in flat])
-        yield buf.getvalue()
-
-
 def merge_rows(stats: dict, ends) -> dict:
     """Consecutive rows merged into groups ending at the row indices `ends` (sorted, the last
     one the last row): `count` summed; loss and accuracy their count-weighted means, `nonfinite`
@@ -141,3 +120,160 @@ class Blocks:
         n = ends[-1] + 1
         self.held = {k: np.asarray(v)[n:] for k, v in stats.items()} if n < len(step) else None
         return merge_rows({k: np.asarray(v)[:n] for k, v in stats.items()}, ends)
+
+
+# -- whole calls at once: columns in, a format's bytes out --------------------------------
+FORMATS = ("jsonl", "csv", "parquet")
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+
+
+def columns(rows: dict) -> list[tuple[str, np.ndarray]]:
+    """A call's rows as ordered (name, array) columns, as iter_records orders and types them:
+    STAT_NAMES first, others sorted; booleans and integral counts as integers; C order."""
+    names = [n for n in STAT_NAMES if n in rows] + sorted(set(rows) - set(STAT_NAMES))
+    out = []
+    for name in names:
+        a = np.asarray(rows[name])
+        integral = a.dtype.kind == "f" and name in INT_STATS and np.all(np.isfinite(a)) and np.all(a == np.round(a))
+        if a.dtype.kind == "b" or integral:
+            a = a.astype(np.int64)
+        elif a.dtype.kind == "f" and a.dtype not in (np.float32, np.float64):
+            a = a.astype(np.float32)
+        out.append((name, np.ascontiguousarray(a)))
+    return out
+
+
+def column_names(cols, run: str | None = None) -> list[str]:
+    """The flat column names of `columns(...)`: `loss`, `grad_norm[0]`, `hist[1][3]`, ..."""
+    names = ["run"] if run is not None else []
+    for name, a in cols:
+        names += [name + "".join(f"[{i}]" for i in idx) for idx in np.ndindex(a.shape[1:])]
+    return names
+
+
+def jsonl_bytes(rows: dict, run: str | None = None) -> bytes:
+    """One JSON line per row (NaN and Inf as null; float32 values in their shortest form)."""
+    cols = columns(rows)
+    head = {"run": run} if run is not None else {}
+    opt = _NUMPY | orjson.OPT_APPEND_NEWLINE
+    return b"".join(orjson.dumps({**head, **{n: a[i] for n, a in cols}}, option=opt) for i in range(len(rows["step"])))
+
+
+def csv_bytes(rows: dict, run: str | None = None) -> bytes:
+    """One CSV line per row, its columns as `column_names` names them (null: empty)."""
+    cols = [(n, a) for n, a in columns(rows) if a[0].size]  # a statistic of no entries has no columns
+    head = [run] if run is not None else []
+    lines = []
+    for i in range(len(rows["step"])):
+        # a flat JSON list is a CSV line once its brackets go: numbers never hold them
+        text = orjson.dumps(head + [a[i] for _, a in cols], option=_NUMPY)
+        lines.append(text.replace(b"[", b"").replace(b"]", b"").replace(b"null", b"") + b"\n")
+    return b"".join(lines)
+
+
+def _parquet():
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError:
+        raise RuntimeError("the parquet format needs pyarrow: pip install 'gradscope[parquet]'") from None
+    return pyarrow, pyarrow.parquet
+
+
+def parquet_table(rows: dict, run: str | None = None):
+    """A pyarrow Table of a call's rows: a column per statistic, per-layer ones as nested fixed-size lists."""
+    pa, _ = _parquet()
+
+    def nested(a):
+        values = pa.array(a.reshape(-1))
+        for size in reversed(a.shape[1:]):
+            values = pa.FixedSizeListArray.from_arrays(values, size)
+        return values
+
+    cols = columns(rows)
+    names = (["run"] if run is not None else []) + [n for n, _ in cols]
+    arrays = ([pa.array([run] * len(rows["step"]))] if run is not None else []) + [nested(a) for _, a in cols]
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def encode(fmt: str, rows: dict, run: str | None = None) -> bytes:
+    return {"jsonl": jsonl_bytes, "csv": csv_bytes}[fmt](rows, run)
+
+
+class RecordWriter:
+    """Writes calls' rows to `out` (a binary file) in `fmt` on a thread of its own: `put` hands
+    over a call's rows and returns (waiting only while `depth` calls are queued), `close`
+    finishes and raises what the writer raised. JSON Lines start with `header`; CSV with the
+    column names; Parquet keeps the header in the file's metadata (key b"gradscope") and
+    writes a row group per `group_rows` rows."""
+
+    def __init__(self, out, fmt: str, header: dict, *, depth: int = 8, group_rows: int = 8192):
+        if fmt not in FORMATS:
+            raise ValueError(f"format {fmt!r}: one of {', '.join(FORMATS)}")
+        if fmt == "parquet":
+            _parquet()  # the clear error before any training, not at the first write
+        self.out, self.fmt, self.header, self.group_rows = out, fmt, header, group_rows
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.wrote_header = False
+        self.parquet = None
+        self.pending: list = []
+        self.thread = threading.Thread(target=self._work, name="gradscope-writer", daemon=True)
+        self.thread.start()
+
+    def put(self, rows: dict, run: str | None = None) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((rows, run))
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _work(self) -> None:
+        try:
+            if self.fmt == "jsonl":
+                self.out.write(json.dumps(self.header).encode() + b"\n")
+            while (item := self.queue.get()) is not None:
+                self._write(*item)
+            self._finish()
+        except BaseException as exc:  # handed to the training thread at its next put or at close
+            self.error = exc
+            while self.queue.get() is not None:  # drain, so put() never blocks on a dead writer
+                pass
+
+    def _write(self, rows: dict, run: str | None) -> None:
+        if self.fmt == "parquet":
+            self.pending.append(parquet_table(rows, run))
+            if sum(t.num_rows for t in self.pending) >= self.group_rows:
+                self._flush_parquet()
+            return
+        if self.fmt == "csv" and not self.wrote_header:
+            self.out.write(",".join(column_names(columns(rows), run)).encode() + b"\n")
+            self.wrote_header = True
+        self.out.write(encode(self.fmt, rows, run))
+
+    def _flush_parquet(self) -> None:
+        pa, pq = _parquet()
+        if not self.pending:
+            return
+        table = pa.concat_tables(self.pending)
+        self.pending = []
+        if self.parquet is None:
+            meta = {b"gradscope": json.dumps(self.header).encode()}
+            self.parquet = pq.ParquetWriter(self.out, table.schema.with_metadata(meta))
+        self.parquet.write_table(table.replace_schema_metadata(self.parquet.schema.metadata))
+
+    def _finish(self) -> None:
+        if self.fmt == "parquet":
+            self._flush_parquet()
+            if self.parquet is not None:
+                self.parquet.close()

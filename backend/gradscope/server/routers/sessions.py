@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Literal
 
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gradscope.config import Config
-from gradscope.records import csv_lines, iter_records, jsonl_lines, run_header
+from gradscope.records import column_names, columns, csv_bytes, jsonl_bytes, run_header
 
 from .. import forks
 from ..actions import apply_control, apply_set
@@ -91,12 +91,17 @@ async def export(s: Session = Depends(get_session), format: Literal["jsonl", "cs
             parts, events, config0, config = s.history.parts(), list(s.events), s.config0, s.config
         return run_header(config0, events, columns=config), _as_stats(select(parts))
 
-    header, stats = await asyncio.to_thread(snapshot)
-    records = iter_records(stats) if stats is not None else iter(())
-    body = jsonl_lines(header, records) if format == "jsonl" else csv_lines(records)
+    def body() -> bytes:  # the whole history at once, encoded from its columns (records.encode)
+        header, stats = snapshot()
+        if format == "jsonl":
+            return json.dumps(header).encode() + b"\n" + (jsonl_bytes(stats) if stats is not None else b"")
+        if stats is None:
+            return b""
+        return ",".join(column_names(columns(stats))).encode() + b"\n" + csv_bytes(stats)
+
     media = "application/x-ndjson" if format == "jsonl" else "text/csv"
     headers = {"Content-Disposition": f'attachment; filename="gradscope-{s.id}.{format}"'}
-    return StreamingResponse(body, media_type=media, headers=headers)
+    return Response(await asyncio.to_thread(body), media_type=media, headers=headers)
 
 
 def _as_stats(rows: dict | None) -> dict | None:
