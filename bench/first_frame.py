@@ -72,10 +72,10 @@ def settled(url: str) -> None:
         time.sleep(0.1)
 
 
-def first_frame(url: str, switch: bool = False) -> tuple[float, float | None, float | None]:
+def first_frame(url: str, switch: bool = False, depth: int = 10) -> tuple[float, float | None, float | None]:
     """(create -> first frame, a cold switch at once -> its first frame, one once the warm-up is done) in seconds."""
     t0 = time.perf_counter()
-    d = httpx.post(f"{url}/api/sessions", json={}, timeout=300).json()
+    d = httpx.post(f"{url}/api/sessions", json={"depth": depth}, timeout=300).json()
     ws_url = url.replace("http", "ws") + f"/api/sessions/{d['id']}/ws"
     with connect(ws_url, subprotocols=["gradscope", f"bearer.{d['token']}"], max_size=None) as ws:
         recv_until(ws, lambda m: m["type"] == "stats")
@@ -87,10 +87,32 @@ def first_frame(url: str, switch: bool = False) -> tuple[float, float | None, fl
         return created, at_once, switch_to(ws, "gelu")
 
 
+def cold_starts(depths: list[int], repeat: int) -> None:
+    """A fresh server on an empty cache for each depth and repeat: POST at once -> first frame."""
+    times = {d: [] for d in depths}
+    for _ in range(repeat):
+        for depth in depths:
+            with tempfile.TemporaryDirectory() as tmp:
+                proc, url = start(Path(tmp) / "data", Path(tmp) / "jax")
+                try:
+                    times[depth].append(first_frame(url, depth=depth)[0])
+                finally:
+                    proc.terminate()
+                    proc.wait(60)
+    print("| cold start, a fresh server, POST at once | median s | runs |\n|---|---:|---|")
+    for depth, xs in times.items():
+        print(f"| depth {depth} | {statistics.median(xs):.2f} | {', '.join(f'{x:.2f}' for x in xs)} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--depths", type=int, nargs="+", default=[10],
+                    help="also time a cold start at these depths (each on a fresh server and cache)")
     args = ap.parse_args()
+    if args.depths != [10]:
+        cold_starts(args.depths, args.repeat)
+        return
     rows = {"cold start": [], "cold activation switch at once (elu)": [], "cold activation switch, warm-up done (gelu)": [],
             "warm start (second server)": []}
     for _ in range(args.repeat):

@@ -124,6 +124,12 @@ class CompileCache:
                 self._busy -= 1
                 self._quiet.notify_all()
 
+    @property
+    def busy(self) -> bool:
+        """Whether a run is being built or someone waits for a compile (see `foreground`)."""
+        with self._lock:
+            return self._busy > 0 or bool(self._wanted)
+
     def _background(self, key, args, fut):
         with self._lock:  # at most a minute: a build in progress never holds the queue for good
             self._quiet.wait_for(lambda: self._busy == 0 or key in self._wanted, timeout=60.0)

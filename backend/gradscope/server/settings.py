@@ -36,6 +36,8 @@ class Settings:
                                             # memory (saved; loaded again when next opened)
     compile_cache_entries: int = 24         # compiled executables held in memory (~50 MiB, ~700 mappings each on CPU)
     compile_cache_mb: int = 1024            # ...and their estimated size
+    warmup_idle_s: float = 5.0              # start-up warm-up: after the first session's first frame, or
+                                            # after this long with none (never while a run is built)
     chunk_steps: int | None = None          # fixed K (tests); None: the engine calibrates
     stats_every: int | None = None          # measure every k-th step; None: once per chunk (~30/s)
     frontend_dir: Path | None = None        # None: the packaged or repo frontend/
