@@ -1,8 +1,9 @@
 """What users run, against the minimal JAX step: the call a session makes and the call the CLI makes,
 each timed whole (the compiled chunk, the device->host transfer, the rows built), interleaved with
-bench/reference_step.py in one process; prints a markdown table of ratios.
+bench/reference_step.py in one process; then `gradscope run` end to end as a subprocess, PyTorch
+eager with hooks, and a fresh server's first frame. Prints markdown tables of ratios.
 
-    python bench/bench_user.py [--widths 64 256] [--rounds 9]
+    python bench/bench_user.py [--widths 64 256] [--rounds 9] [--cli-steps 10000] [--quick]
 
 - session call: `Trainer(stats_every=None).run(K)`, as a server's worker drives it (statistics once a call);
 - CLI call: `Trainer().run(K)`, as `gradscope run` drives it (statistics every step).
@@ -12,8 +13,11 @@ machine's load moves the rates, and every variant of a round shares it.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -57,10 +61,65 @@ def rates(calls: dict, k: int, rounds: int) -> dict:
     return {name: k / statistics.median(ts) for name, ts in times.items()}
 
 
+def cli_seconds(steps: int, width: int, cache_dir: str, fmt: str = "jsonl") -> float:
+    """`gradscope run` as a user types it, statistics every step, to a file: wall seconds."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "gradscope", "run", "--steps", str(steps), "--every", "1", "-q",
+               "--set", f"width={width}", "--out", str(Path(tmp) / f"run.{fmt}")]
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "backend"), "GRADSCOPE_CACHE": cache_dir}
+        t0 = time.perf_counter()
+        subprocess.run(cmd, env=env, check=True, cwd=tmp)
+        return time.perf_counter() - t0
+
+
+def cli_table(widths, steps: int) -> None:
+    """The CLI end to end (start-up included), and without start-up: the slope between a 1-step and
+    a `steps`-step run on a warm persistent compile cache; against the minimal step's rate measured
+    in this process just before and after (a subprocess cannot interleave with it)."""
+    print(f"\n| width | `gradscope run --steps {steps} --every 1 --out f.jsonl` | start-up (1 step) | "
+          "steps/s without start-up | minimal step, steps/s | vs minimal step |\n|---:|---:|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as cache_dir:
+        for width in widths:
+            cli_seconds(1, width, cache_dir)  # fills the persistent cache: the start-up measured is a warm one
+            calls, k = variants(width)
+            ref = {"minimal": next(iter(calls.values()))}
+            before = rates(ref, k, 5)["minimal"]
+            one, whole = cli_seconds(1, width, cache_dir), cli_seconds(steps, width, cache_dir)
+            after = rates(ref, k, 5)["minimal"]
+            minimal = (before + after) / 2
+            rate = (steps - 1) / (whole - one)
+            print(f"| {width} | {whole:.1f} s ({steps / whole:,.0f} steps/s) | {one:.1f} s | {rate:,.0f} | {minimal:,.0f} | "
+                  f"{rate / minimal:.2f}x |")
+
+
+def torch_table(steps: int, cli_total: float | None = None) -> None:
+    """PyTorch eager with hooks, the same statistics every step (bench_engine's loop), its rate
+    for the step alone (no file written): an upper bound on what it does end to end."""
+    import bench_engine
+
+    config = {"depth": 10, "width": 64, "batch_size": 128, "activation": "sigmoid"}
+    torch_rate = bench_engine.torch_steps_per_second(config, seconds=3.0, every=1)
+    with tempfile.TemporaryDirectory() as cache_dir:
+        cli_seconds(1, 64, cache_dir)
+        total = cli_seconds(steps, 64, cache_dir)
+    print(f"\n| depth 10, width 64, statistics every step, {steps} steps | seconds | vs gradscope |\n|---|---:|---:|")
+    print(f"| `gradscope run` end to end (start-up, compile from the disk cache, file written) | {total:.1f} | 1.00x |")
+    print(f"| PyTorch eager + hooks, the steps alone (no start-up, no file) | {steps / torch_rate:.1f} | "
+          f"{(steps / torch_rate) / total:.2f}x slower |")
+
+
+def first_frame_table(depths) -> None:
+    import first_frame
+
+    first_frame.cold_starts(list(depths), 1)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--widths", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--cli-steps", type=int, default=10_000)
+    parser.add_argument("--quick", action="store_true", help="the in-process calls only")
     args = parser.parse_args()
     print(f"JAX {jax.__version__} on {jax.default_backend()}; depth 10, batch 128, sigmoid, SGD; "
           f"median of {args.rounds} interleaved rounds\n")
@@ -71,6 +130,12 @@ def main():
         ref = next(iter(got.values()))
         for name, rate in got.items():
             print(f"| {width} | {k} | {name} | {rate:,.0f} | {rate / ref:.2f}x |")
+    if args.quick:
+        return
+    cli_table(args.widths, args.cli_steps)
+    torch_table(args.cli_steps)
+    print()
+    first_frame_table((10, 200))
 
 
 if __name__ == "__main__":
