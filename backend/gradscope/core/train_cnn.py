@@ -21,7 +21,18 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gradscope.core.cnn import CnnShape, biases, dropout_masks, forward, init_bn_state, kernels, max_channels, penalized, zero_taps
+from gradscope.core.cnn import (
+    CnnShape,
+    biases,
+    dropout_masks,
+    forward,
+    init_bn_state,
+    kernels,
+    max_channels,
+    penalized,
+    scaled_norm,
+    zero_taps,
+)
 from gradscope.core.network import BN_MOMENTUM, Knobs, fixed
 from gradscope.core.optimizers import ClipMode, advance, clip_effect, feed, fixed_mode, make_optimizer
 from gradscope.core.train import GENERIC, VAL_EVERY, Spec, TrainState, _packer, specialize
@@ -45,7 +56,7 @@ def reset_optimizer(state: TrainState, optimizer: str) -> TrainState:
 
 
 def _norms(arrays):
-    return jnp.stack([jnp.sqrt(jnp.sum(jnp.square(a))) for a in arrays])
+    return jnp.stack([scaled_norm(a) for a in arrays])
 
 
 def make_loss(act, shape: CnnShape, measure=True):
@@ -81,19 +92,18 @@ def make_saliency(act, shape: CnnShape):
 
 def _channel_norms(grads, width):
     """Per conv layer ||dL/dW|| over each output channel's kernel, NaN-padded to `width`: (D, width);
-    and the squared sums they come from, per layer."""
-    sq = [jnp.sum(jnp.square(g), axis=(0, 1, 2)) for g in kernels(grads)[:-1]]
-    rows = [jnp.pad(jnp.sqrt(s), (0, width - s.shape[0]), constant_values=jnp.nan) for s in sq]
-    return jnp.stack(rows), sq
+    and the per-layer vectors they come from."""
+    norms = [scaled_norm(g, axis=(0, 1, 2)) for g in kernels(grads)[:-1]]
+    rows = [jnp.pad(n, (0, width - n.shape[0]), constant_values=jnp.nan) for n in norms]
+    return jnp.stack(rows), norms
 
 
 def _statistics(state, update, grads, clipped, tap_norms, aux, shape, saliency):
     """Everything measured from one step's gradient at its parameters, before `update`."""
     w_before = kernels(state.params)
     weight_norm = _norms(w_before)
-    channel, sq = _channel_norms(grads, max_channels(shape))
-    out_grad = kernels(grads)[-1]
-    grad_norm = jnp.concatenate([jnp.sqrt(jnp.stack([s.sum() for s in sq])), jnp.linalg.norm(out_grad)[None]])
+    channel, per_channel = _channel_norms(grads, max_channels(shape))
+    grad_norm = jnp.concatenate([jnp.stack([scaled_norm(n) for n in per_channel]), scaled_norm(kernels(grads)[-1])[None]])
     global_norm = optax.tree.norm(grads)
     if clipped is None:
         clipped_norm, clipped_global, (cosine, fraction) = grad_norm, global_norm, (jnp.ones(()), jnp.zeros(()))
