@@ -7,6 +7,7 @@ evaluation-mode forward pass that the trainer's evaluation reads.
 """
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -75,6 +76,13 @@ class PredictKey(NamedTuple):
         return f"the CNN's evaluation ({self.activation})"
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
+def _initial_state(seed, shape, init, gain, optimizer):
+    """Weights and optimizer state from the seed, as one compiled program (not dozens of small ones)."""
+    k_init, k_train = jax.random.split(jax.random.PRNGKey(seed))
+    return init_state(k_train, init_params(k_init, shape, init, gain), shape, optimizer)
+
+
 def _spec(c) -> images.ImageSpec:
     """The dataset's image size; a dataset the CNN does not take (another rule names it) counts as the largest."""
     return images.SPECS.get(c.dataset, images.SPECS["shapes"])
@@ -129,10 +137,7 @@ class CnnFamily(ModelFamily):
         return jnp.asarray(x), jnp.asarray(y), jnp.asarray(x_val), jnp.asarray(y_val)
 
     def initial_state(self, c, shape, abstract=False):
-        def make(seed):
-            k_init, k_train = jax.random.split(jax.random.PRNGKey(seed))
-            return init_state(k_train, init_params(k_init, shape, c.init, c.init_gain), shape, c.optimizer)
-        make = jax.jit(make)  # one program, not dozens of small ones (as the MLP's)
+        make = lambda seed: _initial_state(seed, shape, c.init, c.init_gain, c.optimizer)
         return jax.eval_shape(make, np.int32(c.seed)) if abstract else make(np.int32(c.seed))
 
     def knobs_of(self, c) -> Knobs:
@@ -155,10 +160,13 @@ class CnnFamily(ModelFamily):
         return (state, self.knobs_of(c), x, y, x_val, y_val, np.int32(n), np.int32(every))
 
     def max_chunk_steps(self, shape: CnnShape) -> int:
-        """Forward and backward cost about 3 x 2 flops per multiply-add of each conv, and each layer a
-        fixed cost per step (its kernels' launches, forward and backward; about 30 us on CPU)."""
+        """Forward and backward cost about 3 x 2 flops per multiply-add of each conv, at the few
+        GFLOP/s that XLA's CPU convolutions of a few channels reach (bench/bench_cnn.py: depth 20 x
+        16 channels, batch 128, ~1 s a step on the shared 2-core VM), and each layer a fixed cost
+        per step (its kernels' launches). An overestimate costs little (the trainer calibrates the
+        steps per call below K); an underestimate makes that calibration's 120 probe steps long."""
         macs = sum(L.side**2 * KERNEL**2 * L.c_in * L.c_out for L in plan(shape))
-        return chunk_steps_for(6 * shape.batch * macs / 30e9 + shape.depth * 30e-6)
+        return chunk_steps_for(6 * shape.batch * macs / 3e9 + shape.depth * 30e-6)
 
     def predict_key(self, c, shape, rows) -> PredictKey:
         return PredictKey("predict", c.activation, shape, rows)
