@@ -14,8 +14,8 @@ from gradscope.core import images
 from gradscope.core.cnn import CnnShape, blocks, forward, init_bn_state, init_params, plan, unit_ends
 from gradscope.core.initializers import kernel_variance
 from gradscope.core.network import Knobs
-from gradscope.core.optimizers import ClipMode
-from gradscope.core.train import GENERIC
+from gradscope.core.optimizers import ClipMode, feed
+from gradscope.core.train import GENERIC, Spec
 from gradscope.core.train_cnn import init_state, make_step
 
 F = np.float32
@@ -53,15 +53,15 @@ def reference_loss(params, eps, x, y, act, batchnorm, residual, skip_init, strid
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
 
-def measured_row(shape, act, init, k, x, y, seed=0, params=None):
-    """One measured step of the shipping code on the batch x, y (the held-out image: x[0])."""
+def measured_row(shape, act, init, k, x, y, seed=0, params=None, generic=False):
+    """One measured step of the shipping code on the batch x, y (the held-out image: x[0]), built
+    for the knobs' values (smaller programs, faster compiles) or, `generic`, for any (all traced)."""
     params = init_params(jax.random.PRNGKey(seed), shape, init, 1.0) if params is None else params
     state = init_state(jax.random.PRNGKey(1), params, shape, "sgd")
-    state = state._replace(opt_state=jax.tree.map(lambda a: a, state.opt_state))
-    from gradscope.core.optimizers import feed
     state = state._replace(opt_state=feed(state.opt_state, k))
     draw = {"idx": jnp.arange(x.shape[0]), "drop": jax.random.PRNGKey(2)}
-    _, scalars, row = jax.jit(make_step(act, "sgd", shape, GENERIC))(state, k, x, y, x[:1], y[:1], draw)
+    spec = GENERIC if generic else Spec(bool(k.batchnorm), bool(k.residual), False, int(k.clip_mode), False, False)
+    _, scalars, row = jax.jit(make_step(act, "sgd", shape, spec))(state, k, x, y, x[:1], y[:1], draw)
     return params, scalars, jax.device_get(row)
 
 
@@ -85,7 +85,8 @@ def test_layer_norms_are_jax_grads_of_an_independent_net(shape, act, batchnorm, 
     params = init_params(jax.random.PRNGKey(0), shape, "glorot_normal", 1.0)
     if shape.skip_init:  # gains away from 0, so that every branch carries a gradient
         params["skip"] = jnp.linspace(0.5, 1.5, params["skip"].shape[0])
-    _, scalars, row = measured_row(shape, act, "glorot_normal", knobs(batchnorm, residual), x, y, params=params)
+    generic = shape.depth == 5  # the traced build (every knob a run-time choice) once, the builds for the values otherwise
+    _, scalars, row = measured_row(shape, act, "glorot_normal", knobs(batchnorm, residual), x, y, params=params, generic=generic)
     layers = plan(shape)
     eps = [jnp.zeros((6, L.side, L.side, L.c_out)) for L in layers] + [jnp.zeros((6, shape.classes))]
     pairs = [list(range(b.first, b.last + 1)) for b in blocks(shape)[1:]]
@@ -164,7 +165,7 @@ def test_spp_is_per_unit_in_a_residual_net_and_per_layer_in_a_plain_one(digits):
     x, y = digits
     shape = CASES[2][0]
     for residual in (False, True):
-        _, _, row = measured_row(shape, "tanh", "he_normal", knobs(residual=residual), x, y)
+        _, _, row = measured_row(shape, "tanh", "he_normal", knobs(residual=residual), x, y, generic=True)  # one build, both values
         inside = np.isnan(row["spp_var"])
         assert list(inside) == ([False] * shape.depth if not residual else list(~unit_ends(shape)))
         if not residual:
