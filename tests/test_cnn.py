@@ -230,3 +230,13 @@ def test_a_cnn_trains_and_its_knobs_are_live():
         assert np.isfinite(rows["loss"]).all() and rows["input_grad"].shape == (4, 16, 16)
     assert np.mean(first["loss"][-10:]) < np.mean(first["loss"][:10])
     assert tr.evaluate(held_out=True)["accuracy"] > 0
+
+
+def test_http_answers_a_cnn_config_that_does_not_fit_with_422_naming_the_field(client):
+    bad = (({"model": "cnn", "dataset": "spirals"}, "dataset"), ({"model": "cnn", "dataset": "digits", "stages": 3, "depth": 2}, "stages"),
+           ({"model": "cnn", "dataset": "shapes", "width": 512}, "width"), ({"model": "mlp", "skip_init": True}, "skip_init"))
+    for body, field in bad:
+        r = client.post("/api/sessions", json={**body, "paused": True})
+        assert r.status_code == 422 and r.json()["detail"][0]["field"] == field, r.text
+    r = client.post("/api/sessions", json={"model": "cnn", "dataset": "shapes", "depth": 2, "width": 4, "batch_size": 8, "paused": True})
+    assert r.status_code == 201, r.text
