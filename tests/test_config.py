@@ -17,7 +17,7 @@ def test_schema_choices_are_the_registry_names():
     fields = Config.model_fields
     assert get_args(fields["activation"].annotation) == tuple(ACTIVATIONS)
     assert get_args(fields["init"].annotation) == INITIALIZERS + ("identity",)  # identity: W_hh of the recurrent models
-    assert get_args(fields["dataset"].annotation) == DATASETS + ("adding", "copy", "parity")  # and digits as a sequence
+    assert get_args(fields["dataset"].annotation) == DATASETS + ("adding", "copy", "parity", "shapes")  # digits: also sequences, images
     assert get_args(fields["optimizer"].annotation) == tuple(OPTIMIZERS)
     assert get_args(fields["clip_mode"].annotation) == CLIP_MODES
     m = meta()
@@ -85,7 +85,11 @@ def test_every_broken_cross_field_rule_is_named_with_the_bad_keys():
     # A bad key and a broken rule over good keys: both; a rule reading the bad key does not guess.
     errs = errors_of({"model": "rnn", "dataset": "spirals", "activation": "bogus", "dropout": 0.5})
     assert [e["field"] for e in errs] == ["activation", "dataset", "dropout"]
-    assert [e["field"] for e in errors_of({"model": "cnn", "dataset": "adding"})] == ["model"]
+    assert [e["field"] for e in errors_of({"model": "gan", "dataset": "adding"})] == ["model"]
+    errs = errors_of({"model": "cnn", "dataset": "adding", "width": 256, "stages": 3, "depth": 2, "seq_len": 7})
+    assert [e["field"] for e in errs] == ["dataset", "width", "stages"] and all(e["choices"] for e in errs)
+    assert [e["field"] for e in errors_of({"model": "mlp", "stages": 2, "skip_init": True, "dataset": "shapes"})] == [
+        "dataset", "stages", "skip_init"]
 
 
 def test_meta_names_the_keys_that_compile():
@@ -116,7 +120,9 @@ def test_meta_model_tables_agree_with_validation():
 
 @pytest.mark.parametrize("config", [{"depth": 2, "width": 4, "batch_size": 8},
                                     *({"model": m, "dataset": "adding", "seq_len": 4, "width": 4, "batch_size": 4}
-                                      for m in ("rnn", "lstm", "gru"))], ids=lambda c: c.get("model", "mlp"))
+                                      for m in ("rnn", "lstm", "gru")),
+                                    {"model": "cnn", "dataset": "digits", "depth": 3, "width": 4, "batch_size": 4, "stages": 2,
+                                     "residual": True}], ids=lambda c: c.get("model", "mlp"))
 def test_each_family_emits_exactly_the_statistics_it_publishes_with_their_axes(config):
     """/api/meta's families are the contract the page builds its charts from: every statistic a
     model emits is listed with its axes (one array axis each, after the row axis), and nothing else."""

@@ -21,8 +21,8 @@ def knobs(mode, lr=0.1, clip=0.5):
 
 
 def test_clip_mode_is_one_enum_with_names_and_indices():
-    assert CLIP_MODES == ("none", "value", "norm")
-    assert [m.index for m in ClipMode] == [0, 1, 2]
+    assert CLIP_MODES == ("none", "value", "norm", "agc")
+    assert [m.index for m in ClipMode] == [0, 1, 2, 3]
     for i, name in enumerate(CLIP_MODES):
         mode = ClipMode(name)
         assert mode == name and str(mode) == name and ClipMode.from_index(i) is mode
@@ -36,7 +36,7 @@ def old_step(name, grads, state, k):
     opt = {"sgd": lambda: optax.sgd(1.0), "momentum": lambda: optax.sgd(1.0, momentum=0.9),
            "adam": lambda: optax.adam(1.0), "rmsprop": lambda: optax.rmsprop(1.0)}[name]()
     state = opt.init(PARAMS) if state is None else state
-    updates, state = opt.update(clip_gradients(grads, k), state, PARAMS)
+    updates, state = opt.update(clip_gradients(grads, k, PARAMS), state, PARAMS)
     return jax.tree.map(lambda u: k.learning_rate * u, updates), state
 
 
@@ -53,10 +53,29 @@ def test_chain_gives_the_updates_of_the_old_formulation(name, mode):
             clipped, updates, new_state = opt.update(GRADS[i], feed(new_state, k), PARAMS)
             want, old_state = old_step(name, GRADS[i], old_state, k)
             jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9), updates, want)
-            jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), clipped, clip_gradients(GRADS[i], k))
+            jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), clipped, clip_gradients(GRADS[i], k, PARAMS))
             clip_state, inner_state = new_state
             assert float(clip_state.hyperparams["clip_value"]) == np.float32(clip)
             assert float(inner_state.hyperparams["learning_rate"]) == np.float32(lr)
+
+
+def test_agc_is_optax_adaptive_grad_clip():
+    """Mode agc, built for it and traced, clips as optax.adaptive_grad_clip does (units: a kernel's
+    output units, a vector whole), and leaves a gradient below the threshold alone."""
+    params = {"w": jnp.array([[1.0, -2.0], [0.5, 0.1]]), "b": jnp.array([0.2, -0.1]), "k": jnp.ones((3, 3, 2, 4)) * 0.1}
+    grads = {"w": jnp.array([[3.0, 0.01], [-4.0, 0.02]]), "b": jnp.array([0.5, 0.5]), "k": jnp.arange(72.0).reshape(3, 3, 2, 4) / 72}
+    agc = optax.adaptive_grad_clip(0.1)
+    want = agc.update(grads, agc.init(params), params)[0]
+    for mode in (ClipMode.AGC, np.int32(ClipMode.AGC.index)):
+        got = clip_gradients(grads, knobs("agc", clip=0.1)._replace(clip_mode=mode), params)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), got, want)
+    assert float(want["w"][0, 1]) == pytest.approx(0.01)  # the second unit's norm is under 0.1 x its weight norm
+    assert float(jnp.linalg.norm(want["w"][:, 0])) == pytest.approx(0.1 * float(jnp.linalg.norm(params["w"][:, 0])), rel=1e-5)
+    # the MLP's stacked hidden kernels: one unit per layer and output unit
+    from gradscope.core.network import unit_axes
+    hidden = {"hidden": {"w": jnp.stack([params["w"], 10 * params["w"]])}}
+    got = clip_gradients({"hidden": {"w": jnp.stack([grads["w"], grads["w"]])}}, knobs("agc", clip=0.1), hidden, unit_axes)
+    np.testing.assert_allclose(got["hidden"]["w"][0], want["w"], rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
@@ -100,7 +119,10 @@ def test_a_new_learning_rate_or_threshold_is_a_state_update_not_a_retrace():
 
 @pytest.mark.parametrize("config", [dict(depth=2, width=8, batch_size=16, optimizer="momentum", clip_mode="value"),
                                     dict(model="rnn", dataset="adding", depth=1, width=8, seq_len=8, batch_size=8, optimizer="adam",
-                                         clip_mode="norm", activation="tanh", init="glorot_normal")])
+                                         clip_mode="norm", activation="tanh", init="glorot_normal"),
+                                    dict(depth=3, width=8, batch_size=16, optimizer="adam", clip_mode="agc", batchnorm=True),
+                                    dict(model="lstm", dataset="adding", depth=1, width=8, seq_len=8, batch_size=8, clip_mode="agc")],
+                         ids=["mlp-value", "rnn-norm", "mlp-agc", "lstm-agc"])
 def test_a_chunk_leaves_the_knobs_and_its_step_count_in_the_state(config):
     from gradscope.engine import CompileCache, Trainer
 

@@ -37,7 +37,8 @@ LIMITS = {
 
 LIVE_KEYS = ("activation", "leaky_alpha", "batchnorm", "residual", "clip_mode", "clip_value", "optimizer", "learning_rate", "l1", "l2",
              "dropout")
-RESET_KEYS = ("model", "dataset", "input_dim", "noise", "depth", "width", "batch_size", "init", "init_gain", "seed", "seq_len", "forget_bias")
+RESET_KEYS = ("model", "dataset", "input_dim", "noise", "depth", "width", "batch_size", "init", "init_gain", "seed", "seq_len", "forget_bias",
+              "stages", "skip_init")
 # The live keys that pick compiled code rather than a traced number: their change compiles, like a reset's.
 CODE_KEYS = ("activation", "optimizer")
 COMPILE_KEYS = RESET_KEYS + CODE_KEYS
@@ -81,6 +82,8 @@ class Config(BaseModel):
     dropout: float = Field(0.0, ge=0.0, le=0.9)
     seq_len: int = Field(50, ge=LIMITS["seq_len"][0], le=LIMITS["seq_len"][1])
     forget_bias: float = Field(1.0, ge=-10.0, le=10.0)
+    stages: int = Field(1, ge=1, le=3)  # the CNN's stride-2 stages
+    skip_init: bool = False  # the CNN's SkipInit gains on its residual branches
 
     @model_validator(mode="wrap")
     @classmethod

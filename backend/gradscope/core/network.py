@@ -247,6 +247,14 @@ def forward(act, params, bn_state, x, taps, slopes, masks, knobs, *, train, stat
     return logits, aux
 
 
+def unit_axes(path):
+    """AGC's units in these params (optimizers.adaptive_clip): the stacked hidden kernels per
+    layer and output unit (their fan-in axis), the stacked biases and BatchNorm parameters per
+    layer; the other leaves as optax's default has them."""
+    top = getattr(path[0], "key", None)
+    return 1 if top in ("hidden", "bn") else None
+
+
 def kernels(tree):
     """The kernel-shaped leaves of a params-shaped tree, first to output: 3 arrays."""
     return tree["first"]["w"], tree["hidden"]["w"], tree["out"]["w"]

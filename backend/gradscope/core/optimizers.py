@@ -26,6 +26,10 @@ class ClipMode(enum.StrEnum):
     NONE = "none"
     VALUE = "value"  # each entry to [-clip_value, clip_value] (optax.clip)
     NORM = "norm"  # the whole gradient to global norm <= clip_value (optax.clip_by_global_norm)
+    # unit-wise: each unit's gradient norm to <= clip_value * its weight norm (optax.adaptive_grad_clip;
+    # Brock et al. 2021, NF-Nets). A unit is an output unit of a kernel (a conv's output channel), a
+    # bias or scalar whole; where a family stacks layers in one array, its `unit_axes` says so.
+    AGC = "agc"
 
     @property
     def index(self) -> int:
@@ -52,13 +56,24 @@ def fixed_mode(mode) -> ClipMode | None:
     return None
 
 
-def clip_by_mode(clip_value, mode) -> optax.GradientTransformation:
-    """optax's clip (by value) or clip_by_global_norm, or neither, as `mode` says: one of
-    them where the mode is a constant (fixed_mode), else a traced choice among the three.
+def adaptive_clip(clip_value, grads, params, unit_axes=None):
+    """optax.adaptive_grad_clip(clip_value) applied leaf by leaf, each leaf's units reduced over
+    `unit_axes(path)` (a jax key path -> axes; None: optax's default for the leaf's rank)."""
+    def leaf(path, g, p):
+        axis = None if unit_axes is None else unit_axes(path)
+        agc = optax.adaptive_grad_clip(clip_value, axis=axis)
+        return agc.update(g, agc.init(p), p)[0]
+    return jax.tree_util.tree_map_with_path(leaf, grads, params)
 
-    The traced choice is a select rather than lax.switch: all three are elementwise, so
-    XLA fuses them into one pass, where a conditional would materialize every gradient
-    buffer. With mode NONE the gradient itself comes back (the same object)."""
+
+def clip_by_mode(clip_value, mode, unit_axes=None) -> optax.GradientTransformation:
+    """optax's clip (by value), clip_by_global_norm or adaptive_grad_clip, or none, as `mode`
+    says: one of them where the mode is a constant (fixed_mode), else a traced choice among all.
+    `unit_axes`: AGC's units per leaf (see adaptive_clip; a family whose arrays stack layers).
+
+    The traced choice is a select rather than lax.switch: the clips are elementwise or
+    per-unit reductions, so XLA fuses them into few passes, where a conditional would
+    materialize every gradient buffer. With mode NONE the gradient itself comes back (the same object)."""
     by_value, by_norm = optax.clip(clip_value), optax.clip_by_global_norm(clip_value)
 
     def update(grads, state, params=None):
@@ -69,19 +84,24 @@ def clip_by_mode(clip_value, mode) -> optax.GradientTransformation:
             return by_value.update(grads, state, params)
         if const is ClipMode.NORM:
             return by_norm.update(grads, state, params)
+        if const is ClipMode.AGC:
+            return adaptive_clip(clip_value, grads, params, unit_axes), state
         v, n = by_value.update(grads, state, params)[0], by_norm.update(grads, state, params)[0]
-        pick = lambda g, v, n: jnp.where(mode == ClipMode.VALUE.index, v, jnp.where(mode == ClipMode.NORM.index, n, g))
-        return jax.tree.map(pick, grads, v, n), state
+        a = grads if params is None else adaptive_clip(clip_value, grads, params, unit_axes)  # no weights: agc not on offer
+        pick = lambda g, v, n, a: jnp.where(mode == ClipMode.VALUE.index, v, jnp.where(
+            mode == ClipMode.NORM.index, n, jnp.where(mode == ClipMode.AGC.index, a, g)))
+        return jax.tree.map(pick, grads, v, n, a), state
 
     # clip and clip_by_global_norm keep no state: the same (empty) one as theirs
     return optax.GradientTransformation(by_value.init, update)
 
 
-def clip_gradients(grads, knobs):
+def clip_gradients(grads, knobs, params=None, unit_axes=None):
     """The gradient clipped as the knobs say (clip_mode, clip_value): clip_by_mode's transform
-    applied once, from its initial (empty) state."""
-    clip = clip_by_mode(knobs.clip_value, knobs.clip_mode)
-    return clip.update(grads, clip.init(grads))[0]
+    applied once, from its initial (empty) state. `params`: the weights, which AGC reads
+    (required for mode agc; a traced mode without them cannot pick agc)."""
+    clip = clip_by_mode(knobs.clip_value, knobs.clip_mode, unit_axes)
+    return clip.update(grads, clip.init(grads), params)[0]
 
 
 def clip_effect(grads, clipped):
@@ -166,10 +186,12 @@ class Optimizer(NamedTuple):
         return clipped, updates, (new_clip._replace(count=clip_state.count), new_inner._replace(count=inner_state.count))
 
 
-def make_optimizer(name: str, clip_mode=ClipMode.NONE) -> Optimizer:
+def make_optimizer(name: str, clip_mode=ClipMode.NONE, unit_axes=None) -> Optimizer:
     """The chain for optimizer `name` with clipping `clip_mode`: a ClipMode (or its name or
     index) for a build with that mode, the traced knob for a build with any. The initial
     hyperparameters (1.0) are placeholders: every chunk feeds the knobs' values first.
+    `unit_axes`: AGC's units where a family's arrays stack layers (adaptive_clip).
     The state's structure does not depend on `clip_mode`."""
-    clip = optax.inject_hyperparams(clip_by_mode, static_args="mode")(clip_value=1.0, mode=clip_mode)
+    clip = optax.inject_hyperparams(clip_by_mode, static_args=("mode", "unit_axes"))(clip_value=1.0, mode=clip_mode,
+                                                                                       unit_axes=unit_axes)
     return Optimizer(clip, optax.inject_hyperparams(OPTIMIZERS[name])(learning_rate=1.0))

@@ -29,6 +29,7 @@ from gradscope.core.network import (
     layer_slopes,
     mean_slopes,
     rrelu_slopes,
+    unit_axes,
     zero_taps,
 )
 from gradscope.core.optimizers import (  # noqa: F401  (re-exported: the engine, config and tests import them from here)
@@ -287,7 +288,7 @@ def make_step(act, optimizer, shape: Shape, unroll=1, with_stats=True, spec: Spe
             loss, _, acc, (mu, var) = aux
 
         # built here, where the clip mode is known: a constant in a build for its value, else traced
-        opt = make_optimizer(optimizer, knobs.clip_mode)
+        opt = make_optimizer(optimizer, knobs.clip_mode, unit_axes)
         clipped, update, opt_state = opt.update(grads, state.opt_state, state.params)  # its knobs fed (make_chunk)
         row = None
         old = state.params

@@ -4,10 +4,11 @@ model's name picks code. Adding a family is one module here and one line in FAMI
 from __future__ import annotations
 
 from .base import Model, ModelFamily, Stat
+from .cnn import FAMILY as CNN
 from .mlp import FAMILY as MLP
 from .recurrent import FAMILY as RECURRENT
 
-FAMILIES: tuple[ModelFamily, ...] = (MLP, RECURRENT)
+FAMILIES: tuple[ModelFamily, ...] = (MLP, RECURRENT, CNN)
 MODELS: dict[str, Model] = {m.name: m for f in FAMILIES for m in f.models}  # in menu order, the MLP first
 _FAMILY_OF = {m.name: f for f in FAMILIES for m in f.models}
 

@@ -27,7 +27,8 @@ MAX_CHUNK_STEPS = 256
 class Stat(NamedTuple):
     """One statistic a family emits per measured step: its name and the axes after the row axis
     ("layer": the weight layers, "hidden": the hidden layers, "group": parameter groups,
-    "time": time steps, "bin": histogram bins, "gate": gates). () for one number a step."""
+    "time": time steps, "bin": histogram bins, "gate": gates, "channel": a layer's output channels,
+    "row" and "column": an image's pixels). () for one number a step."""
 
     name: str
     axes: tuple[str, ...] = ()

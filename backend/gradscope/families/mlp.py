@@ -82,7 +82,8 @@ def _initial_state(seed, shape, init, gain, optimizer):
 class MlpFamily(ModelFamily):
     name = "mlp"
     models = (Model("mlp", "MLP", datasets.DATASETS, INITIALIZERS, tuple(ACTIVATIONS)),)
-    refused_keys = {"seq_len": None, "forget_bias": None}  # None: accepted and ignored (a URL may carry them)
+    # None: accepted and ignored (a URL may carry them); the CNN's keys only at their defaults
+    refused_keys = {"seq_len": None, "forget_bias": None, "stages": 1, "skip_init": False}
     depth_range = (1, 256)
     default_depth = 10
     stats = (

@@ -50,7 +50,7 @@ class RecurrentFamily(ModelFamily):
     models = tuple(Model(m, m.upper(), sequences.TASKS, RECURRENT_INITIALIZERS, RNN_ACTIVATIONS if GATES[m] == ("h",) else ())
                    for m in MODELS)
     # the MLP's layer knobs: refused with the one value they may take (the page greys them out)
-    refused_keys = {"batchnorm": False, "residual": False, "dropout": 0.0}
+    refused_keys = {"batchnorm": False, "residual": False, "dropout": 0.0, "stages": 1, "skip_init": False}
     rule_keys = ("dataset", "seq_len")
     count_keys = ("depth", "width", "batch_size", "seq_len")
     depth_range = (1, 4)  # stacked recurrent layers
