@@ -16,7 +16,7 @@ import numpy as np
 
 from gradscope.core import datasets, images
 from gradscope.core.activations import ACTIVATIONS
-from gradscope.core.cnn import KERNEL, CnnShape, blocks, init_params, max_channels, plan, unit_ends
+from gradscope.core.cnn import CnnShape, blocks, init_params, max_channels, plan, unit_ends
 from gradscope.core.initializers import INITIALIZERS
 from gradscope.core.network import Knobs
 from gradscope.core.optimizers import ClipMode
@@ -33,7 +33,7 @@ from gradscope.core.train_cnn import (
 )
 from gradscope.errors import ConfigError
 
-from .base import Model, ModelFamily, Stat, chunk_steps_for
+from .base import Model, ModelFamily, Stat
 
 WIDTH_RANGE = (4, 128)
 # rrelu draws random slopes and prelu learns one per layer: neither is built for the conv stack
@@ -160,13 +160,10 @@ class CnnFamily(ModelFamily):
         return (state, self.knobs_of(c), x, y, x_val, y_val, np.int32(n), np.int32(every))
 
     def max_chunk_steps(self, shape: CnnShape) -> int:
-        """Forward and backward cost about 3 x 2 flops per multiply-add of each conv, at the few
-        GFLOP/s that XLA's CPU convolutions of a few channels reach (bench/bench_cnn.py: depth 20 x
-        16 channels, batch 128, ~1 s a step on the shared 2-core VM), and each layer a fixed cost
-        per step (its kernels' launches). An overestimate costs little (the trainer calibrates the
-        steps per call below K); an underestimate makes that calibration's 120 probe steps long."""
-        macs = sum(L.side**2 * KERNEL**2 * L.c_in * L.c_out for L in plan(shape))
-        return chunk_steps_for(6 * shape.batch * macs / 3e9 + shape.depth * 30e-6)
+        """One step a call, always (core.train_cnn.make_chunk): a loop of steps runs XLA's CPU
+        backward convolutions 30-50x slower. A step of a CNN is milliseconds to tens of them, so
+        the call's own cost (dispatch, the rows fetched) stays a few percent of it."""
+        return 1
 
     def predict_key(self, c, shape, rows) -> PredictKey:
         return PredictKey("predict", c.activation, shape, rows)
