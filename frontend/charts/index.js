@@ -19,12 +19,17 @@ import { ZmapChart } from "./zmap.js";
 import { GateChart } from "./gates.js";
 import { TimeHeatmapChart } from "./timeheatmap.js";
 import { TimeProfileChart } from "./timeprofile.js";
+import { ChannelsChart } from "./channels.js";
+import { SppChart } from "./spp.js";
+import { SaliencyChart } from "./saliency.js";
 
 // Rows of the 6-column grid: spans 3+3, 3+3, then 2+2+2.
 export const CHARTS = [
   TimeProfileChart,  // models that emit time_delta_norm (spec.requires), as do TimeHeatmapChart and GateChart's
   TimeHeatmapChart, GateChart,
   ProfileChart, HeatmapChart,
+  SppChart, ChannelsChart,  // models that emit spp_var / channel_grad_norm (the CNN)
+  SaliencyChart,
   ChainChart, SlopeChart,
   ZmapChart, ActsChart, HmapChart,
   LossChart, ValChart, ClipChart,

@@ -15,6 +15,7 @@ Statistics (D = depth conv layers, the readout last where the axis is "layer"; M
   spp_mean_sq spp_var spp_res_var (core.cnn.forward; NaN inside residual blocks)                 (D,)
   channel_grad_norm ||dL/dW|| over each output channel's kernel, NaN past a layer's channels    (D, M)
   input_grad dL/dx of the first held-out image, summed over its channels, evaluation mode        (side, side)
+  input_image that image, summed over its channels (constant: shown beside input_grad)           (side, side)
 """
 
 import jax
@@ -43,7 +44,7 @@ LAYER_STATS = ("grad_norm", "clipped_grad_norm", "delta_norm", "weight_norm", "u
                "init_distance", "bias_grad_norm")
 HIDDEN_STATS = ("act_mean", "act_std", "saturation", "dead", "u_grad_norm", "h_grad_norm")
 SPP_STATS = ("spp_mean_sq", "spp_var", "spp_res_var")
-STAT_NAMES = GLOBAL_STATS + LAYER_STATS + HIDDEN_STATS + SPP_STATS + ("channel_grad_norm", "input_grad")
+STAT_NAMES = GLOBAL_STATS + LAYER_STATS + HIDDEN_STATS + SPP_STATS + ("channel_grad_norm", "input_grad", "input_image")
 
 
 def init_state(key, params, shape: CnnShape, optimizer: str) -> TrainState:
@@ -178,7 +179,8 @@ def make_step(act, optimizer, shape: CnnShape, spec: Spec = GENERIC, measure=Tru
             unclipped = fixed_mode(knobs.clip_mode) is ClipMode.NONE
             image = saliency(state.params, state.bn_state, knobs, x_val[0], y_val[0])
             row = _statistics(state, update, grads, None if unclipped else clipped, tap_norms, aux, shape, image)
-            row = {**row, "penalty": penalty} if with_stats else {"step": row["step"]}
+            # the image itself beside its saliency (the page shows the pair), channels summed as input_grad's
+            row = {**row, "penalty": penalty, "input_image": x_val[0].sum(-1)} if with_stats else {"step": row["step"]}
             row, old = jax.lax.optimization_barrier((row, old))  # measured before the update is written in place
         params = jax.tree.map(jnp.add, old, update)
         finite = jnp.isfinite(loss) & (jnp.isfinite(row["global_grad_norm"]) if measure and with_stats else True)

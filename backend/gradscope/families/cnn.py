@@ -112,6 +112,7 @@ class CnnFamily(ModelFamily):
             "average channel variance of the residual branch at its end (NaN inside a residual block)"), strict=True)),
         Stat("channel_grad_norm", ("hidden", "channel"), "||dL/dW|| over each output channel's kernel; NaN past a layer's channels"),
         Stat("input_grad", ("row", "column"), "dL/dx of the first held-out image, evaluation mode (saliency)"),
+        Stat("input_image", ("row", "column"), "that held-out image, channels summed (shown beside its saliency)"),
     )
     views = {"axis": "layer", "diagnosis": "layers", "theory": "spp", "boundary": False}
 
