@@ -136,3 +136,10 @@ def test_each_family_emits_exactly_the_statistics_it_publishes_with_their_axes(c
     for name in emitted:
         assert np.asarray(rows[name]).ndim == 1 + len(family["stats"][name]), name
 
+
+
+@pytest.mark.parametrize(("model", "dataset"), [("mlp", "spirals"), ("rnn", "adding"), ("gru", "adding"), ("cnn", "digits")])
+def test_a_model_given_no_dataset_takes_its_first_when_the_default_does_not_apply(model, dataset):
+    assert make_config({"model": model}).dataset == dataset
+    with pytest.raises(ConfigError, match="dataset"):  # a dataset given outright is still checked
+        make_config({"model": model, "dataset": "parity" if model in ("mlp", "cnn") else "spirals"})

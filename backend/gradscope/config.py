@@ -111,10 +111,16 @@ class Config(BaseModel):
 
 
 def _family_depth_default(data):
-    """A config given no depth gets its family's default (one recurrent layer, not the MLP's ten)."""
+    """A config given no depth gets its family's default (one recurrent layer, not the MLP's ten),
+    and one given no dataset its model's first where the default is not among the model's
+    (`/?model=cnn` trains on digits, not the MLP's spirals)."""
     model = data.get("model", DEFAULT_MODEL) if isinstance(data, dict) else None
     if model in MODELS and "depth" not in data:
-        return {**data, "depth": family_of(model).default_depth}
+        data = {**data, "depth": family_of(model).default_depth}
+    if model in MODELS and "dataset" not in data:
+        datasets = family_of(model).model(model).datasets
+        if Config.model_fields["dataset"].default not in datasets:
+            data = {**data, "dataset": datasets[0]}
     return data
 
 
