@@ -12,7 +12,8 @@ from test_dashboard import browser, server, tabs  # noqa: F401  (fixtures)
 pytestmark = pytest.mark.browser
 
 RNN = "model=rnn&dataset=adding&seq_len=20&width=16&batch_size=16"
-MLP_ONLY = ["batchnorm", "residual", "dropout"]
+MLP_ONLY = ["batchnorm", "residual", "dropout"]  # the keys the recurrent models refuse and the MLP takes
+TAKERS = {"batchnorm": "MLP and CNN", "residual": "MLP and CNN", "dropout": "MLP and CNN", "stages": "CNN", "skip_init": "CNN"}
 # Each key's state as the page shows it: disabled, the visible note, the tooltip.
 STATE = """keys => Object.fromEntries(keys.map(k => {
   const row = document.querySelector(`[data-key=${k}]`), why = row.querySelector('.ctl-why');
@@ -26,12 +27,12 @@ def test_recurrent_model_greys_out_mlp_keys_and_narrows_menus(server, tabs):  # 
     tab.wait_running(3)
     meta = tab.eval("gradscope.meta")
     family = meta["families"][meta["model_family"]["rnn"]]
-    assert [k for k, allowed in family["refused_keys"].items() if allowed is not None] == MLP_ONLY
+    assert [k for k, allowed in family["refused_keys"].items() if allowed is not None] == list(TAKERS)
     assert all(meta["families"][meta["model_family"]["mlp"]]["refused_keys"].get(k) is None for k in MLP_ONLY)
-    state = tab.eval(STATE, MLP_ONLY)
+    state = tab.eval(STATE, list(TAKERS))
     for key, s in state.items():
         assert s["disabled"], key
-        assert "applies to the MLP only" in s["note"] and "the server refuses it for the RNN, LSTM and GRU" in s["note"], key
+        assert f"applies to the {TAKERS[key]} only" in s["note"] and "the server refuses it for the RNN, LSTM and GRU" in s["note"], key
         assert s["title"] == s["note"], key
     assert tab.eval(OPTIONS, "ctl-dataset") == meta["datasets_by_model"]["rnn"] == ["adding", "copy", "parity", "digits"]
     inits = tab.eval(OPTIONS, "ctl-init")
