@@ -14,7 +14,7 @@ SMALL = dict(model="rnn", dataset="adding", seq_len=12, width=8, batch_size=16, 
 
 
 @pytest.mark.parametrize("values,field,choice", [
-    (dict(model="lstm"), "dataset", "adding"),  # the MLP's default dataset is not a sequence
+    (dict(model="lstm", dataset="spirals"), "dataset", "adding"),  # a dataset that is not a sequence (given none: adding)
     (dict(dataset="copy"), "dataset", "spirals"),
     (dict(model="gru", dataset="adding", batchnorm=True), "batchnorm", False),
     (dict(model="lstm", dataset="adding", residual=True), "residual", False),
