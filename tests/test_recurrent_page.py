@@ -188,7 +188,9 @@ def test_one_click_fixes_apply_their_changes(server, tabs, query, title, fix, co
     tab.wait("t => gradscope.diagnosis && gradscope.diagnosis.title === t", title)
     before = tab.eval("gradscope.config")
     tab.page.click(f"button[data-fix={fix}]")
-    tab.wait("c => Object.entries(c).every(([k, v]) => gradscope.config[k] === v)", config)
+    # a fix with a reset key (init) compiles a new run first: up to minutes on a busy 2-core machine
+    tab.page.wait_for_function("c => Object.entries(c).every(([k, v]) => gradscope.config[k] === v)", arg=config,
+                               timeout=240_000, polling=200)
     tab.wait("() => gradscope.dashboard.info.labels.length > 0")
     last = tab.eval("gradscope.dashboard.info.labels.at(-1)")
     assert all(k in last for k, v in config.items() if k != "activation" and before[k] != v), last  # its event on the charts
