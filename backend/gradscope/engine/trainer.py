@@ -110,7 +110,9 @@ class Trainer(Evaluation):
         self.config, self.family = config, family_of(config.model)
         self.shape = self.family.shape_of(config)
         self.x, self.y, self.x_val, self.y_val = self.family.data(config, self.shape)
-        self.max_steps = self._fixed_k or self.family.max_chunk_steps(self.shape)
+        # a fixed K is capped by the family's: the CNN's chunk is one straight-line step (a loop of them runs 30-50x slower)
+        family_k = self.family.max_chunk_steps(self.shape)
+        self.max_steps = min(self._fixed_k, family_k) if self._fixed_k else family_k
         if self.specialize and self.family.spec_of(config) is not None:
             # the first executable compiles from the state's shapes on a thread of its
             # own while the initial weights compile and run here (two cores, not one after the other)
@@ -118,7 +120,7 @@ class Trainer(Evaluation):
             self._cache.start(self._key(config.activation, config.optimizer, self.family.spec_of(config)), self._args(0))
         self.state = self.family.initial_state(config, self.shape)
         self._built_spec = None
-        self.chunk_steps = self._fixed_k or self._calibrate()
+        self.chunk_steps = self.max_steps if self._fixed_k else self._calibrate()
 
     def _warm_others(self):
         """Queue background compiles, most wanted first: the evaluation program (the decision

@@ -125,6 +125,11 @@ class ModelFamily:
         """Loss and accuracy of the trainer's weights; None: the trainer's predict serves (see Evaluation)."""
         return None
 
+    def axis_sizes(self, config) -> dict[str, int]:
+        """The length of each statistic axis a lesson may index (`Stat.axes`), for `config`.
+        Default: a weight layer per hidden layer plus the readout."""
+        return {"layer": config.depth + 1, "hidden": config.depth}
+
     def columns(self, config) -> dict | None:
         """What a reader of a run's records needs to name their columns beyond the statistics' names."""
         return None
@@ -132,6 +137,11 @@ class ModelFamily:
     # -- published --------------------------------------------------------------------------
     def model(self, name: str) -> Model:
         return next(m for m in self.models if m.name == name)
+
+    def stat_axes(self, model: str) -> dict[str, tuple[str, ...]]:
+        """{name: axes} of the statistics `model` emits."""
+        axes = {s.name: s.axes for s in self.stats}
+        return {name: axes[name] for name in self.model_stats(model)}
 
     def model_stats(self, model: str) -> tuple[str, ...]:
         """The names of the statistics `model` emits (default: all of the family's)."""

@@ -128,6 +128,9 @@ class RecurrentFamily(ModelFamily):
         return {"groups": group_names(c.model, c.depth), "gates": list(GATES[c.model]),
                 "baseline": sequences.spec(c.dataset, c.seq_len).baseline}
 
+    def axis_sizes(self, c) -> dict[str, int]:
+        return {"layer": c.depth, "group": len(group_names(c.model, c.depth))}
+
     def model_stats(self, model):
         return GLOBAL_STATS + GROUP_STATS + TIME_STATS + MODEL_STATS[model]
 

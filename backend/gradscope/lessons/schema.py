@@ -15,10 +15,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gradscope.config import LIVE_KEYS, Config, ConfigError, make_config, parse_changes
-from gradscope.core.train import GLOBAL_STATS, HIDDEN_STATS, LAYER_STATS
+from gradscope.families import FAMILIES, family_of
 
-STATS = GLOBAL_STATS + LAYER_STATS + HIDDEN_STATS
-CHARTS = ("profile", "heatmap", "loss", "clip", "ratio", "acts", "hist", "boundary")
+# What a measure may read: a statistic with one number a step, or one along a single axis (layers,
+# hidden layers, parameter groups). Which of them a lesson's model emits: its family's stat_axes.
+MEASURABLE_AXES = ((), ("layer",), ("hidden",), ("group",))
+STATS = tuple(dict.fromkeys(s.name for f in FAMILIES for s in f.stats if s.axes in MEASURABLE_AXES))
+CHARTS = ("profile", "heatmap", "loss", "clip", "ratio", "acts", "hist", "boundary", "spp")
 LAYER_REDUCERS = ("mean", "max", "min")
 MAX_STEPS = 2000
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -37,7 +40,7 @@ class Measure(_Strict):
     steps in [steps[0], steps[1]). Non-finite values stay in and make the result non-finite.
     """
 
-    stat: Literal[STATS]
+    stat: Literal[STATS]  # every family's; the setup's model must emit it (Lesson checks)
     run: Literal["a", "b"] = "a"
     layer: int | Literal[LAYER_REDUCERS] | None = None
     per: Literal[STATS] | None = None
@@ -49,11 +52,6 @@ class Measure(_Strict):
         lo, hi = self.steps
         if not 0 <= lo < hi:
             raise ValueError(f"steps must be [start, end) with 0 <= start < end, got {list(self.steps)}")
-        per_layer = self.stat not in GLOBAL_STATS
-        if per_layer != (self.layer is not None):
-            raise ValueError(f"{self.stat} is {'per layer: give a layer' if per_layer else 'global: give no layer'}")
-        if self.per is not None and (self.per in GLOBAL_STATS) != (self.stat in GLOBAL_STATS):
-            raise ValueError(f"per={self.per} must be {'global' if self.stat in GLOBAL_STATS else 'per layer'} like {self.stat}")
         return self
 
 
@@ -149,7 +147,7 @@ class Lesson(_Strict):
         for c in self.verdict.checks:
             for m in (c.value, c.over):
                 if m is not None:
-                    _check_measure(m, config.depth, self.steps, self.vs is not None)
+                    _check_measure(m, config, self.steps, self.vs is not None)
         for text in [self.verdict.holds, self.verdict.fails] + [c.says for c in self.verdict.checks]:
             _check_template(text, names)
         return self
@@ -167,15 +165,28 @@ def _config(values, where, base: Config | None = None) -> Config:
         raise ValueError(f"{where}: {exc}") from None
 
 
-def _check_measure(m: Measure, depth: int, steps: int, has_b: bool) -> None:
+def _check_measure(m: Measure, config: Config, steps: int, has_b: bool) -> None:
+    """The measure reads a statistic the setup's model emits, along an axis that exists, inside the run.
+    (Run B shares the setup's model: `vs` may change its keys but the checks read both runs alike.)"""
     if m.run == "b" and not has_b:
         raise ValueError("a measure of run 'b' needs a `vs` (the second run's changes)")
     if m.steps[1] > steps:
         raise ValueError(f"window {list(m.steps)} ends after the lesson's {steps} steps")
+    family = family_of(config.model)
+    axes = {k: a for k, a in family.stat_axes(config.model).items() if a in MEASURABLE_AXES}
+    for stat in (m.stat, m.per):
+        if stat is not None and stat not in axes:
+            raise ValueError(f"the {config.model} model records no statistic {stat!r} a measure can read; "
+                             f"it records: {', '.join(axes)}")
+    axis = axes[m.stat]
+    if bool(axis) != (m.layer is not None):
+        raise ValueError(f"{m.stat} is {f'per {axis[0]}: give a layer' if axis else 'global: give no layer'}")
+    if m.per is not None and axes[m.per] != axis:
+        raise ValueError(f"per={m.per} must be {'global' if not axis else f'per {axis[0]}'} like {m.stat}")
     if isinstance(m.layer, int):
-        n = depth + 1 if m.stat in LAYER_STATS else depth
+        n = family.axis_sizes(config)[axis[0]]
         if not -n <= m.layer < n:
-            raise ValueError(f"layer {m.layer} does not exist for {m.stat} at depth {depth} (0..{n - 1} or -{n}..-1)")
+            raise ValueError(f"layer {m.layer} does not exist for {m.stat} at depth {config.depth} (0..{n - 1} or -{n}..-1)")
 
 
 def _check_template(text: str, names: list[str]) -> None:
