@@ -18,7 +18,7 @@ export { CHARTS, COLORS };
 const Plotly = window.Plotly;
 // a lesson's `look` names a dashboard chart; these are the compare view's closest
 const LOOK = { profile: "profile", heatmap: "heatmap", chain: "chain", hist: "profile", acts: "acts", ratio: "ratio", loss: "loss",
-  clip: "clip", boundary: "loss", val: "accuracy", time: "time", timeheat: "heatmap" };
+  clip: "clip", boundary: "loss", val: "accuracy", time: "time", timeheat: "heatmap", spp: "spp" };
 // the heat maps' two kinds (comparecharts.js heatRows), by the run's axis: layers, or time steps
 const HEAT = {
   layer: { title: "Layer × step: log10 ‖dL/dW‖", ytitle: "layer", hover: "layer" },

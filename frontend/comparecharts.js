@@ -20,6 +20,8 @@ export const CHARTS = {
   profile: { title: "Gradient profile: ‖dL/dW‖ per layer", kind: "layer", stat: "grad_norm", log: true, requires: ["delta_norm"] },
   acts: { title: "Activations: std per hidden layer (dotted: dead share)", kind: "layer", stat: "act_std", extra: "dead", requires: ["act_std"] },
   ratio: { title: "Update ratio ‖Δw‖/‖w‖ per layer", kind: "layer", stat: "update_ratio", log: true, requires: ["update_ratio", "delta_norm"] },
+  spp: { title: "Signal propagation: average channel variance at each unit's end (dotted: the residual branch's)", kind: "layer",
+    stat: "spp_var", extra: "spp_res_var", log: true, gaps: true, requires: ["spp_var"] },
   loss: { title: "Loss", kind: "time", stat: "loss", requires: ["loss"] },
   accuracy: { title: "Accuracy", kind: "time", stat: "accuracy", requires: ["accuracy"],
     skip: (run, meta) => (regression(run, meta) ? `${run.config.dataset} is a regression: no accuracy` : "") },
@@ -47,8 +49,12 @@ export function layerTraces(run, spec) {
   const latest = run.series.latest;
   if (!latest || !latest[spec.stat]) return [];
   const y = latest[spec.stat], x = layers(y.length), tag = run.name.toUpperCase(), color = COLORS[run.name];
-  const out = [{ x, y, name: `${tag} ${spec.stat}`, mode: "lines+markers", line: { color } }];
-  if (spec.extra && latest[spec.extra]) out.push({ x, y: latest[spec.extra], name: `${tag} ${spec.extra}`, mode: "lines", line: { color, dash: "dot" } });
+  // gaps: a statistic with no value inside a residual block (NaN) is drawn from one unit's end to the next
+  const gaps = Boolean(spec.gaps);
+  const out = [{ x, y, name: `${tag} ${spec.stat}`, mode: "lines+markers", line: { color }, connectgaps: gaps }];
+  if (spec.extra && latest[spec.extra]) {
+    out.push({ x, y: latest[spec.extra], name: `${tag} ${spec.extra}`, mode: "lines", line: { color, dash: "dot" }, connectgaps: gaps });
+  }
   return out;
 }
 

@@ -170,3 +170,27 @@ def test_compare_with_an_existing_session_by_its_link_and_open_each_runs_own_pag
         assert own.is_disabled("#btn-play") == (role == "viewer")  # the owner controls A on its own page
         own.close()
     assert tab.errors == [] and other.errors == [] and tab.external == [] and other.external == []
+
+
+def test_a_cnn_lesson_outlines_the_signal_propagation_chart(server, browser):  # noqa: F811
+    """The residual CNN without and with BatchNorm: the verdict holds in the page, and the compare
+    view's signal-propagation card (the lesson's look) holds both runs' per-unit variances."""
+    tab = Tab(browser).open(f"{server}/lessons/cnn-residual-batchnorm")
+    page = tab.page
+    page.wait_for_selector("#lesson-run", timeout=SLOW)
+    page.check("input[name=choice][value='1']")
+    page.click("#lesson-run")
+    verdict = wait(tab, "() => gradscope.lesson && gradscope.lesson.verdict")
+    assert verdict["ready"] and verdict["holds"], verdict
+    assert verdict["values"]["exp"] > 10 and verdict["values"]["lin"] < 3
+    assert page.get_attribute(".cmp-card.highlight", "data-chart") == "spp"
+    assert "Right." in page.inner_text(".lesson-verdict")
+    tab.wait("() => document.getElementById('cmp-spp').data && document.getElementById('cmp-spp').data.length === 4")
+    traces = tab.eval("Array.from(document.getElementById('cmp-spp').data, t => [t.name, t.y.length, t.connectgaps])")
+    assert [t[0] for t in traces] == ["A spp_var", "A spp_res_var", "B spp_var", "B spp_res_var"]
+    assert all(n == 25 and gaps for _, n, gaps in traces)  # one entry per conv layer, drawn across the blocks' insides
+    # the page's last values are the runs' own: B's (BatchNorm) last unit is far below A's
+    last = tab.eval("""() => Object.fromEntries(gradscope.compare.runs.map(r => [r.name, r.series.latest.spp_var.at(-1)]))""")
+    assert last["a"] > 5 * last["b"] > 0
+    assert not page.is_hidden("#cmp-spp") and page.is_hidden("#cmp-chain")
+    assert tab.errors == [] and tab.external == []
