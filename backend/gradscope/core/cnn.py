@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradscope.core.activations import ACTIVATIONS, derivative
-from gradscope.core.initializers import init_kernel
+from gradscope.core.initializers import init_kernel as _init_kernel
 from gradscope.core.network import BN_EPS, SATURATION_THRESHOLD, fixed
 
 KERNEL = 3
@@ -106,6 +106,11 @@ def unit_ends(shape: CnnShape) -> np.ndarray:
     ends = np.zeros(shape.depth, bool)
     ends[[b.last for b in blocks(shape)]] = True
     return ends
+
+
+# One small compiled program per kernel shape (a stack has three or four), shared by every layer
+# of that shape: drawing all of a deep stack's kernels in one program compiled for seconds.
+init_kernel = jax.jit(_init_kernel, static_argnums=(0, 2, 4))
 
 
 def init_params(key, shape: CnnShape, init: str, gain: float):

@@ -201,6 +201,8 @@ class Trainer(Evaluation):
         The time per step is the slope between a short and a longer call, each measured once
         as a server's calls are: a call's fixed cost and its measured step are not per-step
         costs, and counting them as such (a single 8-step probe) made K about half what fits."""
+        if self.max_steps == 1:  # nothing to choose (the CNN): no probe calls before the first frame
+            return 1
         ckey = (self.shape, int(self.x.shape[0]))
         if ckey not in self._cache.chunk_steps:
             probe = self._executable()

@@ -7,7 +7,6 @@ evaluation-mode forward pass that the trainer's evaluation reads.
 """
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import jax
@@ -76,9 +75,9 @@ class PredictKey(NamedTuple):
         return f"the CNN's evaluation ({self.activation})"
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
 def _initial_state(seed, shape, init, gain, optimizer):
-    """Weights and optimizer state from the seed, as one compiled program (not dozens of small ones)."""
+    """Weights and optimizer state from the seed: each kernel drawn by its shape's small compiled
+    program (core.cnn.init_kernel), the rest a few cached operations."""
     k_init, k_train = jax.random.split(jax.random.PRNGKey(seed))
     return init_state(k_train, init_params(k_init, shape, init, gain), shape, optimizer)
 
