@@ -148,11 +148,13 @@ export function wireLessonsMenu(app) {
     const r = await api("GET", "/api/lessons");
     if (!r.ok) return;
     menu.dataset.loaded = "1";
-    menu.replaceChildren(...r.data.map((l) => {
+    // grouped by model (the server sends them in the models' order), each group headed by the model's label
+    menu.replaceChildren(...r.data.flatMap((l, k) => {
       const a = text("a", "lesson-link", l.title);
       a.href = `/lessons/${l.id}`;
       a.title = l.claim;
-      return a;
+      a.dataset.model = l.model;
+      return k === 0 || r.data[k - 1].model !== l.model ? [text("span", "lesson-group", l.model_label), a] : [a];
     }));
   });
   const dialog = $("compare-dialog");

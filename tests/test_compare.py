@@ -140,7 +140,10 @@ def test_the_compare_link_opens_as_a_viewer_of_both(live_server):
 def test_a_lesson_over_http_from_start_to_verdict(live_server):
     srv = live_server()
     lessons = httpx.get(f"{srv.url}/api/lessons", timeout=30).json()
-    assert len(lessons) >= 12 and {"id", "title", "look", "compare"} <= set(lessons[0])
+    assert len(lessons) >= 12 and {"id", "title", "look", "compare", "model", "model_label"} <= set(lessons[0])
+    models = [lesson["model"] for lesson in lessons]  # grouped, in the models' menu order: the MLP's first
+    assert models == sorted(models, key=["mlp", "rnn", "lstm", "gru", "cnn"].index) and models[0] == "mlp" and "cnn" in models
+    assert {(lesson["model"], lesson["model_label"]) for lesson in lessons} >= {("mlp", "MLP"), ("cnn", "CNN")}
     one = httpx.get(f"{srv.url}/api/lessons/sigmoid-vs-tanh", timeout=30).json()
     assert "answer" not in one["question"] and "verdict" not in one and one["config"]["depth"] == 10  # predict first
     r = _post(srv, "/api/lessons/sigmoid-vs-tanh/start", {})

@@ -194,3 +194,15 @@ def test_a_cnn_lesson_outlines_the_signal_propagation_chart(server, browser):  #
     assert last["a"] > 5 * last["b"] > 0
     assert not page.is_hidden("#cmp-spp") and page.is_hidden("#cmp-chain")
     assert tab.errors == [] and tab.external == []
+
+
+def test_the_lessons_menu_groups_the_lessons_by_model(server, browser):  # noqa: F811
+    tab = Tab(browser).open(f"{server}/?depth=2&width=4")
+    tab.page.click("#btn-lessons")
+    tab.page.wait_for_selector("#lessons-menu .lesson-group", timeout=SLOW)
+    groups = tab.eval("Array.from(document.querySelectorAll('#lessons-menu .lesson-group'), g => g.textContent)")
+    assert groups == ["MLP", "CNN"]
+    order = tab.eval("Array.from(document.querySelectorAll('#lessons-menu .lesson-link'), a => a.dataset.model)")
+    assert order == sorted(order, key=["mlp", "cnn"].index) and order.count("cnn") == 7
+    assert tab.page.get_attribute("#lessons-menu .lesson-link[data-model=cnn]", "href").startswith("/lessons/cnn-")
+    assert tab.errors == [] and tab.external == []

@@ -11,6 +11,7 @@ import time
 from fastapi import HTTPException
 
 from gradscope.compare import changed_keys
+from gradscope.config import MODEL_NAMES
 from gradscope.lessons import Lesson, evaluate, load_lessons
 
 from . import lockstep
@@ -29,8 +30,13 @@ def catalogue(state) -> dict[str, Lesson]:
 
 
 def listing(lessons: dict[str, Lesson]) -> list[dict]:
-    return [{"id": x.id, "title": x.title, "claim": x.claim, "look": x.look, "steps": x.steps,
-             "compare": x.vs is not None} for x in lessons.values()]
+    """Every lesson with its model (and the model's label), grouped in the models' menu order
+    (the MLP's first), each group in the catalogue's order."""
+    order = {name: k for k, name in enumerate(MODEL_NAMES)}
+    rows = [{"id": x.id, "title": x.title, "claim": x.claim, "look": x.look, "steps": x.steps,
+             "compare": x.vs is not None, "model": x.config().model, "model_label": MODEL_NAMES[x.config().model]}
+            for x in lessons.values()]
+    return sorted(rows, key=lambda r: order[r["model"]])
 
 
 def public(lesson: Lesson) -> dict:
