@@ -449,6 +449,7 @@ def make_step(shape: GanShape, spec: GanSpec):
         batch) and the saturated fraction (|phi'(z)| < 0.05), as network.activation_stats. The D
         statistics, and the ones below that read D, are measured at the last D update, at its
         parameters before the update; D's batch is its real and fake batches stacked (2B rows).
+      d_loss, g_loss: the adversarial losses (d_loss, g_loss) at the measured updates, d_loss without the gradient penalty.
       d_real, d_fake: d_output of D on the real and the fake batch; w_estimate: mean D(real) - mean D(fake) (raw outputs).
       g_logit_grad: B * mean_i |dL_G/dl_i| over G's batch, l_i = D(G(z_i)) the logit: since L_G is
         a batch mean, B dL_G/dl_i is sample i's own slope, sigmoid(l_i) (saturating),
@@ -457,6 +458,10 @@ def make_step(shape: GanShape, spec: GanSpec):
         (row 0) and the fake batch (row 1).
       input_grad_norm (3,): mean_i ||grad_x D(x_i)|| at the real, the fake and the interpolated points.
       spectral_norm (d_depth+1,): sigma = ||W u|| per D kernel (its raw weight), after this update's power iteration.
+
+    Under spectral, D's kernels in the state are the raw ones (d_weight_norm, d_update_ratio read
+    them); the forward pass divides them. Under clip the clip follows each D update: the initial
+    weights are used unclipped by the first one (clip_c is a knob, unknown at init_state).
     """
     _check(spec)
     g_opt, d_opt = _optimizer(spec.g_optimizer), _optimizer(spec.d_optimizer)
