@@ -219,16 +219,15 @@ export class Controls {
   }
 
   /**
-   * The changes that go with switching to `model`, so that the server accepts the new config: each menu's
-   * value moved into the model's list (its default where that is in it), each key the model refuses to
-   * the one value it allows, and the depth into the model's range.
+   * The changes that go with switching to `model`: each menu's value moved into the model's list (its
+   * default where that is in it) and the depth into the model's range. (The keys the model does not
+   * take the server drops with the switch.)
    */
   fitModel(model) {
     const meta = this.schema.meta, c = this.config, d = this.schema.defaults(), out = {};
     for (const [key, names] of Object.entries(this.menus(model))) {
       if (Array.isArray(names) && !names.includes(c[key])) out[key] = names.includes(d[key]) ? d[key] : names[0];
     }
-    for (const [key, allowed] of Object.entries(refusedKeys(meta, model))) if (key in c && c[key] !== allowed) out[key] = allowed;
     const [lo, hi] = depthRange(meta, model) || [c.depth, c.depth];
     if (c.depth < lo || c.depth > hi) out.depth = Math.min(hi, Math.max(lo, c.depth));
     return out;

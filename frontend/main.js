@@ -69,7 +69,8 @@ async function loadMeta() {
 /** Show `config`; redraw the charts from scratch when the network's shape changed. */
 function applyConfig(config, redraw) {
   const prev = app.config;
-  app.config = { ...schema.defaults(), ...config };
+  // a key the model does not take comes as null in a switch's changes (or not at all): shown at its default
+  app.config = { ...schema.defaults(), ...Object.fromEntries(Object.entries(config).filter(([, v]) => v !== null && v !== undefined)) };
   const reshaped = redraw || !prev || schema.keys.some((k) => !schema.isLive(k) && prev[k] !== app.config[k]);
   if (reshaped) {
     dashboard.reset(app.config, app.meta);

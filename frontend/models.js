@@ -73,23 +73,25 @@ export function initializersOf(meta, model) {
 /** The datasets `model` takes (meta.datasets_by_model), or undefined where meta does not say. */
 export const datasetsOf = (meta, model) => ((meta || EMPTY).datasets_by_model || EMPTY)[model];
 
+/** The keys `model` takes (meta.keys_by_model), or undefined where meta does not say. */
+export const keysOf = (meta, model) => ((meta || EMPTY).keys_by_model || EMPTY)[model];
+
 /**
- * The keys the server refuses for `model`, each with the one value it allows: {key: value}. A key
- * its family lists with null is accepted and ignored, so it is left out.
+ * The keys the server refuses for `model` (another model's keys: a config of `model` does not hold
+ * them), each with the value the page shows for it, greyed: {key: value}.
  */
 export function refusedKeys(meta, model) {
-  const out = {};
-  for (const [k, v] of Object.entries(familyOf(meta, model).refused_keys || EMPTY)) if (v !== null && v !== undefined) out[k] = v;
+  const taken = keysOf(meta, model), out = {};
+  if (!Array.isArray(taken)) return out;
+  for (const [k, v] of Object.entries((meta || EMPTY).defaults || EMPTY)) if (!taken.includes(k)) out[k] = v;
   return out;
 }
 
-/** Every key some family refuses (refusedKeys), in the families' order. */
+/** Every key some model refuses (refusedKeys), in meta.defaults' order. */
 export function refusableKeys(meta) {
   const keys = new Set();
-  for (const f of Object.values((meta || EMPTY).families || EMPTY)) {
-    for (const [k, v] of Object.entries(f.refused_keys || EMPTY)) if (v !== null && v !== undefined) keys.add(k);
-  }
-  return [...keys];
+  for (const m of modelsOf(meta)) for (const k of Object.keys(refusedKeys(meta, m))) keys.add(k);
+  return Object.keys((meta || EMPTY).defaults || EMPTY).filter((k) => keys.has(k));
 }
 
 /** [lo, hi] of `model`'s depth: its family's depth_range, else meta.limits.depth, else null. */

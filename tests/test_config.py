@@ -6,7 +6,7 @@ from typing import get_args
 import numpy as np
 import pytest
 
-from gradscope.config import CONFIG_KEYS, LIVE_KEYS, RESET_KEYS, Config, ConfigError, choices_of, make_config, meta, range_of
+from gradscope.config import CONFIG_KEYS, FIELDS, KEYS_BY_MODEL, LIVE_KEYS, RESET_KEYS, ConfigError, choices_of, make_config, meta, range_of
 from gradscope.core.activations import ACTIVATIONS
 from gradscope.core.datasets import DATASETS, load
 from gradscope.core.initializers import INITIALIZERS
@@ -14,7 +14,7 @@ from gradscope.core.train import CLIP_MODES, OPTIMIZERS
 
 
 def test_schema_choices_are_the_registry_names():
-    fields = Config.model_fields
+    fields = FIELDS
     assert get_args(fields["activation"].annotation) == tuple(ACTIVATIONS)
     assert get_args(fields["init"].annotation) == INITIALIZERS + ("identity",)  # identity: W_hh of the recurrent models
     assert get_args(fields["dataset"].annotation) == DATASETS + ("adding", "copy", "parity", "shapes")  # digits: also sequences, images
@@ -44,8 +44,14 @@ def test_meta_lists_statistics_bins_and_bounds():
     assert "dropout" in m["live_keys"]
 
 
-FLOAT_KEYS = [k for k, f in Config.model_fields.items() if f.annotation is float]
-NUMERIC_KEYS = [k for k, f in Config.model_fields.items() if f.annotation in (int, float)]
+FLOAT_KEYS = [k for k, f in FIELDS.items() if f.annotation is float]
+NUMERIC_KEYS = [k for k, f in FIELDS.items() if f.annotation in (int, float)]
+
+
+def of_a_taker(values: dict) -> dict:
+    """`values` with the first model that takes all of their keys."""
+    model = next(m for m, keys in KEYS_BY_MODEL.items() if set(values) <= set(keys))
+    return {"model": model, **values}
 
 
 def errors_of(values) -> list[dict]:
@@ -57,14 +63,14 @@ def errors_of(values) -> list[dict]:
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, "nan", "inf", "-Infinity"])
 @pytest.mark.parametrize("key", FLOAT_KEYS)
 def test_non_finite_numbers_are_refused_as_such(key, value):
-    (err,) = errors_of({key: value})
+    (err,) = errors_of(of_a_taker({key: value}))
     assert err["field"] == key and err["message"].startswith("must be a finite number"), err
 
 
 @pytest.mark.parametrize("key", NUMERIC_KEYS)
 def test_a_number_out_of_range_is_told_the_range(key):
     lo, hi = meta()["bounds"][key]
-    (err,) = errors_of({key: hi * 2 + 1 if hi is not None else lo - 1})
+    (err,) = errors_of(of_a_taker({key: hi * 2 + 1 if hi is not None else lo - 1}))
     assert err["field"] == key and range_of(key) and range_of(key) in err["message"], err
 
 
@@ -80,16 +86,16 @@ def test_every_bad_key_is_named_at_once_with_its_choices():
 
 def test_every_broken_cross_field_rule_is_named_with_the_bad_keys():
     errs = errors_of({"model": "rnn", "dataset": "spirals", "activation": "prelu", "batchnorm": True, "depth": 9})
-    assert [e["field"] for e in errs] == ["dataset", "activation", "batchnorm", "depth"]
+    assert [e["field"] for e in errs] == ["batchnorm", "dataset", "activation", "depth"]  # the keys' own errors first
     assert all(e["choices"] for e in errs)
     # A bad key and a broken rule over good keys: both; a rule reading the bad key does not guess.
     errs = errors_of({"model": "rnn", "dataset": "spirals", "activation": "bogus", "dropout": 0.5})
-    assert [e["field"] for e in errs] == ["activation", "dataset", "dropout"]
+    assert [e["field"] for e in errs] == ["activation", "dropout", "dataset"]
     assert [e["field"] for e in errors_of({"model": "gan", "dataset": "adding"})] == ["model"]
     errs = errors_of({"model": "cnn", "dataset": "adding", "width": 256, "stages": 3, "depth": 2, "seq_len": 7})
-    assert [e["field"] for e in errs] == ["dataset", "width", "stages"] and all(e["choices"] for e in errs)
+    assert [e["field"] for e in errs] == ["seq_len", "dataset", "width", "stages"] and all(e["choices"] for e in errs)
     assert [e["field"] for e in errors_of({"model": "mlp", "stages": 2, "skip_init": True, "dataset": "shapes"})] == [
-        "dataset", "stages", "skip_init"]
+        "stages", "skip_init", "dataset"]
 
 
 def test_meta_names_the_keys_that_compile():
@@ -104,7 +110,9 @@ def test_meta_model_tables_agree_with_validation():
     assert list(m["model_names"]) == m["models"] == list(m["activations_by_model"]) == list(m["datasets_by_model"])
     assert m["model_names"]["mlp"] == "MLP" and m["activations_by_model"]["mlp"] == m["activations"]
     for model in m["models"]:
-        base = {"model": model, "dataset": m["datasets_by_model"][model][0], "seq_len": 64}  # 64 fits every task
+        base = {"model": model, "dataset": m["datasets_by_model"][model][0]}
+        if "seq_len" in m["keys_by_model"][model]:
+            base["seq_len"] = 64  # fits every task
         listed = m["activations_by_model"][model]
         for name in m["activations"]:  # every listed one is accepted; an empty list: the model takes any and ignores it
             if name in listed or not listed:

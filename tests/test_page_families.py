@@ -99,10 +99,10 @@ def test_renamed_models_and_families_get_the_same_page(page, server):  # noqa: F
     # and they are the ones the page had before issue 18, for the models of today
     rnn, lstm, mlp = real["rnn"], real["lstm"], real["mlp"]
     assert "boundary" in mlp["charts"] and "boundary" not in rnn["charts"] and "time" in rnn["charts"] and "time" not in mlp["charts"]
-    assert set(rnn["why"]) == {"batchnorm", "residual", "dropout", "stages", "skip_init"}  # the last two: the CNN's
-    assert set(lstm["why"]) == {"batchnorm", "residual", "dropout", "stages", "skip_init", "activation"}
-    assert set(mlp["why"]) == {"stages", "skip_init"}  # the CNN's
-    assert rnn["fit"] == {"dataset": "adding", "residual": False, "dropout": 0.0, "depth": 4} and mlp["fit"] == {}
+    assert set(rnn["why"]) == {"input_dim", "batchnorm", "residual", "dropout", "stages", "skip_init"}  # the MLP's, the CNN's
+    assert set(lstm["why"]) == {"input_dim", "batchnorm", "residual", "dropout", "stages", "skip_init", "activation"}
+    assert set(mlp["why"]) == {"seq_len", "forget_bias", "stages", "skip_init"}  # the recurrent models', the CNN's
+    assert rnn["fit"] == {"dataset": "adding", "depth": 4} and mlp["fit"] == {}  # residual, dropout: the server drops them
     assert [f[0] for f in rnn["fixes"]] == ["gated", "orthogonal", "identity_relu"]
     assert rnn["fixes"][0][1:] == ["Switch to LSTM", {"model": "lstm"}]
     assert [f[0] for f in lstm["fixes"]] == ["orthogonal"]

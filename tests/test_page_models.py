@@ -1,5 +1,5 @@
 """The control panel follows the model in a real Chromium: on a recurrent session the keys its family
-refuses (BatchNorm, residual, dropout: `/api/meta` families[...].refused_keys) are greyed out with the
+refuses (BatchNorm, residual, dropout: the keys `/api/meta`'s keys_by_model does not list for it) are greyed out with the
 reason shown, and the dataset and initializer menus offer only what `/api/meta` lists for the model;
 switching to the MLP with the Model control restores them (the page sends the dataset the MLP needs
 with the switch, or the server would refuse it)."""
@@ -13,7 +13,8 @@ pytestmark = pytest.mark.browser
 
 RNN = "model=rnn&dataset=adding&seq_len=20&width=16&batch_size=16"
 MLP_ONLY = ["batchnorm", "residual", "dropout"]  # the keys the recurrent models refuse and the MLP takes
-TAKERS = {"batchnorm": "MLP and CNN", "residual": "MLP and CNN", "dropout": "MLP and CNN", "stages": "CNN", "skip_init": "CNN"}
+TAKERS = {"input_dim": "MLP", "batchnorm": "MLP and CNN", "residual": "MLP and CNN", "dropout": "MLP and CNN",
+          "stages": "CNN", "skip_init": "CNN"}
 # Each key's state as the page shows it: disabled, the visible note, the tooltip.
 STATE = """keys => Object.fromEntries(keys.map(k => {
   const row = document.querySelector(`[data-key=${k}]`), why = row.querySelector('.ctl-why');
@@ -26,9 +27,8 @@ def test_recurrent_model_greys_out_mlp_keys_and_narrows_menus(server, tabs):  # 
     tab = tabs().open(f"{server}/?{RNN}")
     tab.wait_running(3)
     meta = tab.eval("gradscope.meta")
-    family = meta["families"][meta["model_family"]["rnn"]]
-    assert [k for k, allowed in family["refused_keys"].items() if allowed is not None] == list(TAKERS)
-    assert all(meta["families"][meta["model_family"]["mlp"]]["refused_keys"].get(k) is None for k in MLP_ONLY)
+    assert [k for k in meta["defaults"] if k not in meta["keys_by_model"]["rnn"]] == list(TAKERS)
+    assert all(k in meta["keys_by_model"]["mlp"] for k in MLP_ONLY)
     state = tab.eval(STATE, list(TAKERS))
     for key, s in state.items():
         assert s["disabled"], key

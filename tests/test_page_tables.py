@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gradscope.config import CONFIG_KEYS, LIMITS, LIVE_KEYS, Config, choices_of
+from gradscope.config import CONFIG, CONFIG_KEYS, LIMITS, LIVE_KEYS, choices_of, make_config
 from gradscope.core.activations import ACTIVATIONS, PRELU_INIT, RRELU_MEAN, derivative
 from gradscope.core.initializers import INITIALIZERS, kernel_variance
 from test_dashboard import browser, server  # noqa: F401  (fixtures)
@@ -20,6 +20,8 @@ LOAD = """async () => {
   const schema = new state.Schema(meta);
   window.T = { state, controls, theory, meta, schema, panel: new controls.Controls(document.createElement("div"), schema, () => {}) };
 }"""
+# every key's JSON schema, from the union's members (a key several families take has one schema)
+PROPERTIES = {k: p for d in CONFIG.json_schema()["$defs"].values() for k, p in d["properties"].items()}
 
 
 @pytest.fixture(scope="module")
@@ -42,19 +44,19 @@ def test_schema_keys_choices_and_live_flags_come_from_meta(page):
     literal = {k: choices_of(k) for k in CONFIG_KEYS if choices_of(k) and not isinstance(choices_of(k)[0], bool)}
     assert choices == literal  # every named-choice key, with the engine's registry names
     types = page.evaluate("Object.fromEntries(T.schema.keys.map((k) => [k, T.schema.type(k)]))")
-    for key, prop in Config.model_json_schema()["properties"].items():
+    for key, prop in PROPERTIES.items():
         expected = "choice" if "enum" in prop else "bool" if prop["type"] == "boolean" else "number"
         assert types[key] == expected, key
 
 
 def test_url_round_trip_parses_every_key(page):
     """A setup link's parameters go to the server as the text they are; it parses them back into the same config."""
-    config = {**Config().model_dump(), "activation": "relu", "depth": 30, "batchnorm": True, "learning_rate": 0.003, "seed": 7}
+    config = {**make_config().model_dump(), "activation": "relu", "depth": 30, "batchnorm": True, "learning_rate": 0.003, "seed": 7}
     query = page.evaluate("c => T.schema.toQuery(c)", config)
     params = page.evaluate("async q => (await import('/static/pageparams.js')).queryParams(q)", query)
     assert all(isinstance(v, str) for v in params.values())
     assert params == {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in config.items()
-                      if v != Config().model_dump()[k] or k == "seed"}
+                      if v != make_config().model_dump()[k] or k == "seed"}
     created = page.evaluate("""async (params) => {
       const r = await fetch('/api/sessions', { method: 'POST', headers: { 'Content-Type': 'application/json' },
                                                body: JSON.stringify({ ...params, paused: true }) });
@@ -69,7 +71,7 @@ def test_every_key_has_a_control_within_the_schema_bounds(page):
     widgets = page.evaluate("[...T.panel.widgets.keys()]")
     assert sorted(widgets) == sorted(CONFIG_KEYS)
     ranges = page.evaluate("T.panel.ranges()")
-    props = Config.model_json_schema()["properties"]
+    props = PROPERTIES
     for key, (lo, hi) in ranges.items():
         p = props[key]
         assert lo >= p.get("minimum", p.get("exclusiveMinimum", -np.inf)), key
@@ -104,7 +106,7 @@ def test_theory_initializer_variances_are_the_engines(page):
 
 def test_theory_uses_the_reported_negative_slope(page):
     """PReLU learns its slope: with the engine's neg_slope at 1 every layer is linear's, at null PReLU's start."""
-    config = {**Config().model_dump(), "activation": "prelu", "init": "he_normal", "depth": 5}
+    config = {**make_config().model_dump(), "activation": "prelu", "init": "he_normal", "depth": 5}
     ones, nulls = page.evaluate("c => [T.theory.layerFactors(c, [1, 1, 1, 1, 1]), "
                                 "T.theory.layerFactors(c, [null, null, null, null, null])]", config)
     linear = page.evaluate("c => T.theory.layerFactors({...c, activation: 'linear'})", config)

@@ -188,8 +188,9 @@ def test_every_bad_field_is_listed_at_once(live_server):
                                                     "batchnorm": True, "depth": 9}, timeout=120)
     assert r.status_code == 422
     errs = r.json()["detail"]
-    assert [e["field"] for e in errs] == ["dataset", "activation", "batchnorm", "depth"]
-    assert errs[0]["choices"] == meta["datasets_by_model"]["rnn"] and errs[1]["choices"] == meta["activations_by_model"]["rnn"]
+    assert [e["field"] for e in errs] == ["batchnorm", "dataset", "activation", "depth"]  # the keys' own errors, then the rules'
+    assert errs[0]["message"] == "the RNN does not take batchnorm (MLP, CNN do)" and errs[0]["choices"] == meta["keys_by_model"]["rnn"]
+    assert errs[1]["choices"] == meta["datasets_by_model"]["rnn"] and errs[2]["choices"] == meta["activations_by_model"]["rnn"]
 
 
 def test_malformed_json_is_named_body_and_keys_by_their_names(live_server):

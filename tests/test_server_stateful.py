@@ -38,7 +38,7 @@ from pydantic import ValidationError
 from websockets.exceptions import ConnectionClosed
 
 from conftest import ServerProcess, read_text, recv_until, ws_open
-from gradscope.config import Config, ConfigError
+from gradscope.config import ConfigError, make_config, parse_changes
 
 GONE = 4404
 CHUNK = 16  # the servers' K (conftest's SERVE): a single step from a multiple of it leaves a rewind checkpoint
@@ -69,11 +69,14 @@ GARBAGE = st.sampled_from(["{not json", "[1, 2]", '{"type": "dance"}', '{"type":
                            '{"type": "control", "action": ["play"]}'])
 
 
-def valid(config: dict) -> bool:
-    """The oracle for which configs the server accepts: the config schema itself (its rules are
-    tested on their own in test_config.py; here what matters is that the server obeys them)."""
+def valid(config: dict, changes: dict | None = None) -> bool:
+    """The oracle for which configs (and changes to them) the server accepts: the config schema
+    itself (its rules are tested on their own in test_config.py; here what matters is that the
+    server obeys them)."""
     try:
-        Config.model_validate(config)
+        current = make_config(config)
+        if changes is not None:
+            parse_changes(current, changes)
     except (ValidationError, ConfigError):
         return False
     return True
@@ -216,7 +219,7 @@ class ServerMachine(RuleBasedStateMachine):
         if t.config is None:  # a fork replaying its source's changes: the config it checks against moves
             assert code in (200, 422), (changes, body)
         else:
-            assert code == (200 if changes and valid({**t.config, **changes}) else 422), (changes, t.config, body)
+            assert code == (200 if changes and valid(t.config, changes) else 422), (changes, t.config, body)
         if code == 200:
             self.acknowledged(t, changes, body)
 
@@ -375,7 +378,7 @@ class ServerMachine(RuleBasedStateMachine):
         config = self.call("GET", f"/api/sessions/{sid}").json()["config"]
         if t.config is not None and config != t.config:
             changes = msg.get("changes") or {}
-            assert msg["type"] == "set" and valid({**t.config, **changes}), (msg, t.config, config)
+            assert msg["type"] == "set" and valid(t.config, changes), (msg, t.config, config)
             assert all(config[k] == v for k, v in changes.items()), (changes, config)
         if t.config is not None:
             t.config = config

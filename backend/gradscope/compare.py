@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from gradscope.config import CONFIG_KEYS, Config, ConfigError, parse_changes
+from gradscope.config import CONFIG_KEYS, Config, ConfigError, differing, parse_changes
 from gradscope.engine import CompileCache, Trainer
 
 
@@ -29,7 +29,7 @@ def parse_pairs(pairs: list[str], option: str = "--vs") -> dict:
 def changed_keys(config: Config, changes: dict) -> dict:
     """{key: [old, new]} for the keys `changes` really changes (validated; raises ConfigError)."""
     new = parse_changes(config, changes)
-    return {k: [getattr(config, k), getattr(new, k)] for k in CONFIG_KEYS if getattr(config, k) != getattr(new, k)}
+    return differing(config, new)
 
 
 def branch(a: Trainer, changes: dict | None, cache: CompileCache | None = None,

@@ -1,14 +1,27 @@
-"""The validated run configuration: one flat object, the same keys everywhere.
+"""The validated run configuration: a discriminated union on `model`, one class per model
+family, each holding the common keys and the family's own (`ModelFamily.config_fields`).
 
 The `Literal` choices are the registry names themselves, so the schema, the URL, the
-WebSocket messages and the engine can never disagree about what a name means.
+WebSocket messages and the engine can never disagree about what a name means. A key a model
+does not take is refused by name ("the LSTM does not take batchnorm"); switching the model
+(`parse_changes`) keeps the keys the new model shares and drops the rest.
 """
 
 from collections.abc import Callable, Iterator
-from typing import Any, Literal, NamedTuple, get_args, get_origin
+from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_origin
 
 import jax
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+    model_validator,
+)
 
 from gradscope import __version__
 from gradscope.core.activations import ACTIVATIONS
@@ -28,20 +41,11 @@ LIMITS = {
     "depth": [1, 256],
     "width": [2, 1024],
     "batch_size": [1, 4096],
-    "input_dim": [2, 64],
-    "seq_len": [2, 1000],
     # Server protection beyond the per-key bounds: kernel entries and activations per step.
     "max_parameters": 2**24,
     "max_activations": 2**25,
 }
 
-LIVE_KEYS = ("activation", "leaky_alpha", "batchnorm", "residual", "clip_mode", "clip_value", "optimizer", "learning_rate", "l1", "l2",
-             "dropout")
-RESET_KEYS = ("model", "dataset", "input_dim", "noise", "depth", "width", "batch_size", "init", "init_gain", "seed", "seq_len", "forget_bias",
-              "stages", "skip_init")
-# The live keys that pick compiled code rather than a traced number: their change compiles, like a reset's.
-CODE_KEYS = ("activation", "optimizer")
-COMPILE_KEYS = RESET_KEYS + CODE_KEYS
 # Every name some model takes, in the order the families list them; which model takes which: MODELS.
 ALL_DATASETS = tuple(dict.fromkeys(d for m in MODELS.values() for d in m.datasets))
 ALL_INITIALIZERS = tuple(dict.fromkeys(i for m in MODELS.values() for i in m.initializers))
@@ -54,50 +58,50 @@ INITIALIZERS_BY_MODEL = {name: m.initializers for name, m in MODELS.items()}
 ACTIVATIONS_BY_MODEL = {name: m.activations for name, m in MODELS.items()}
 
 
-class Config(BaseModel):
-    """A run: data, architecture, initialization (reset keys) and the live knobs."""
+# The keys every model takes: size, seed and the live optimization knobs, and the names (`dataset`,
+# `init`: every model's, so that a name another model takes gets the rule's "the LSTM does not take
+# ..."). A family's class adds `model` and `depth` (its names, its default) and its own keys.
+COMMON_FIELDS = {
+    "dataset": (Literal[ALL_DATASETS], "spirals"),
+    "depth": (int, Field(10, ge=LIMITS["depth"][0], le=LIMITS["depth"][1])),
+    "width": (int, Field(64, ge=LIMITS["width"][0], le=LIMITS["width"][1])),
+    "batch_size": (int, Field(128, ge=LIMITS["batch_size"][0], le=LIMITS["batch_size"][1])),
+    "init": (Literal[ALL_INITIALIZERS], "glorot_normal"),
+    "init_gain": (float, Field(1.0, gt=0.0, le=100.0)),
+    "seed": (int, Field(0, ge=0, le=2**31 - 1)),
+    "activation": (Literal[ACTIVATION_NAMES], "sigmoid"),
+    "leaky_alpha": (float, Field(0.01, ge=0.0, le=1.0)),
+    "clip_mode": (Literal[CLIP_MODES], "none"),
+    "clip_value": (float, Field(1.0, gt=0.0, le=1e6)),
+    "optimizer": (Literal[OPTIMIZER_NAMES], "sgd"),
+    "learning_rate": (float, Field(0.1, gt=0.0, le=10.0)),
+    "l1": (float, Field(0.0, ge=0.0, le=10.0)),
+    "l2": (float, Field(0.0, ge=0.0, le=10.0)),
+}
+# The order of the keys in every config, record and URL; a family's new keys follow.
+ORDER = ("model", "dataset", "input_dim", "noise", "depth", "width", "batch_size", "init", "init_gain", "seed", "activation",
+         "leaky_alpha", "batchnorm", "residual", "clip_mode", "clip_value", "optimizer", "learning_rate", "l1", "l2", "dropout",
+         "seq_len", "forget_bias", "stages", "skip_init")
+
+
+class CommonConfig(BaseModel):
+    """What every family's config class shares: strictness, and every error at once."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # NaN, Inf: "must be a finite number"
-
-    model: Literal[tuple(MODELS)] = DEFAULT_MODEL
-    dataset: Literal[ALL_DATASETS] = "spirals"
-    input_dim: int = Field(2, ge=LIMITS["input_dim"][0], le=LIMITS["input_dim"][1])
-    noise: float = Field(0.1, ge=0.0, le=2.0)
-    depth: int = Field(10, ge=LIMITS["depth"][0], le=LIMITS["depth"][1])
-    width: int = Field(64, ge=LIMITS["width"][0], le=LIMITS["width"][1])
-    batch_size: int = Field(128, ge=LIMITS["batch_size"][0], le=LIMITS["batch_size"][1])
-    init: Literal[ALL_INITIALIZERS] = "glorot_normal"
-    init_gain: float = Field(1.0, gt=0.0, le=100.0)
-    seed: int = Field(0, ge=0, le=2**31 - 1)
-    activation: Literal[ACTIVATION_NAMES] = "sigmoid"
-    leaky_alpha: float = Field(0.01, ge=0.0, le=1.0)
-    batchnorm: bool = False
-    residual: bool = False
-    clip_mode: Literal[CLIP_MODES] = "none"
-    clip_value: float = Field(1.0, gt=0.0, le=1e6)
-    optimizer: Literal[OPTIMIZER_NAMES] = "sgd"
-    learning_rate: float = Field(0.1, gt=0.0, le=10.0)
-    l1: float = Field(0.0, ge=0.0, le=10.0)
-    l2: float = Field(0.0, ge=0.0, le=10.0)
-    dropout: float = Field(0.0, ge=0.0, le=0.9)
-    seq_len: int = Field(50, ge=LIMITS["seq_len"][0], le=LIMITS["seq_len"][1])
-    forget_bias: float = Field(1.0, ge=-10.0, le=10.0)
-    stages: int = Field(1, ge=1, le=3)  # the CNN's stride-2 stages
-    skip_init: bool = False  # the CNN's SkipInit gains on its residual branches
 
     @model_validator(mode="wrap")
     @classmethod
     def _every_error(cls, data, handler):
         """The per-key checks, then every cross-field rule (RULES), all in one ValidationError.
         With bad keys, the rules that read only good ones still run (the bad ones at their defaults)."""
-        data = _family_depth_default(data)
+        data = _model_dataset_default(data)
         try:
             config = handler(data)
         except ValidationError as exc:
             bad = {e["loc"][0] for e in exc.errors() if e["loc"]}
-            good = {k: v for k, v in data.items() if k not in bad} if isinstance(data, dict) and bad else None
+            good = {k: v for k, v in data.items() if k not in bad and k in cls.model_fields} if isinstance(data, dict) and bad else None
             try:
-                rest = handler(_family_depth_default(good)) if good is not None else None
+                rest = handler(_model_dataset_default(good)) if good is not None else None
             except ValidationError:
                 rest = None
             broken = broken_rules(rest, skip=bad) if rest is not None else []
@@ -110,16 +114,60 @@ class Config(BaseModel):
         return config
 
 
-def _family_depth_default(data):
-    """A config given no depth gets its family's default (one recurrent layer, not the MLP's ten),
-    and one given no dataset its model's first where the default is not among the model's
-    (`/?model=cnn` trains on digits, not the MLP's spirals)."""
+
+def _family_config(family) -> type[CommonConfig]:
+    """The config class of `family`'s models: its names and defaults, the common keys, its own keys."""
+    models = tuple(m.name for m in family.models)
+    datasets = family.models[0].datasets
+    fields = {
+        **COMMON_FIELDS,
+        "model": (Literal[models], models[0]),
+        "dataset": (Literal[ALL_DATASETS], "spirals" if "spirals" in datasets else datasets[0]),
+        "depth": (int, Field(family.default_depth, ge=LIMITS["depth"][0], le=LIMITS["depth"][1])),
+        **family.config_fields,
+    }
+    rank = {k: i for i, k in enumerate(ORDER)}
+    fields = dict(sorted(fields.items(), key=lambda kv: rank.get(kv[0], len(rank))))
+    name = "".join(part.capitalize() for part in family.name.split("_")) + "Config"
+    return create_model(name, __base__=CommonConfig, __module__=__name__, __doc__=f"A run of a {family.name} model.", **fields)
+
+
+CLASSES: dict[str, type[CommonConfig]] = {f.name: _family_config(f) for f in FAMILIES}
+
+
+def _family_tag(value) -> str | None:
+    """The union's discriminator: the family of the value's model (the default model's where it names none)."""
+    model = value.get("model", DEFAULT_MODEL) if isinstance(value, dict) else getattr(value, "model", None)
+    return family_of(model).name if isinstance(model, str) and model in MODELS else None
+
+
+Config = Annotated[
+    Union[tuple(Annotated[cls, Tag(name)] for name, cls in CLASSES.items())],  # noqa: UP007 (a tuple of members)
+    Discriminator(_family_tag, custom_error_type="unknown_model", custom_error_message="unknown model"),
+]
+CONFIG = TypeAdapter(Config)
+# Every key some model takes, the common ones first, then each family's in the families' order.
+FIELDS = {name: info for cls in CLASSES.values() for name, info in cls.model_fields.items()}
+CONFIG_KEYS = tuple(sorted(FIELDS, key=lambda k: ORDER.index(k) if k in ORDER else len(ORDER)))
+KEYS_BY_MODEL = {m: tuple(k for k in CONFIG_KEYS if k in CLASSES[family_of(m).name].model_fields) for m in MODELS}
+CHOICES = {"model": list(MODELS)}
+# Live keys change mid-run (traced: weights and step kept); the others re-initialize the run.
+COMMON_LIVE_KEYS = ("activation", "leaky_alpha", "clip_mode", "clip_value", "optimizer", "learning_rate", "l1", "l2")
+LIVE_KEYS = tuple(k for k in CONFIG_KEYS if k in COMMON_LIVE_KEYS or any(k in f.live_keys for f in FAMILIES))
+RESET_KEYS = tuple(k for k in CONFIG_KEYS if k not in LIVE_KEYS)
+# The live keys that pick compiled code rather than a traced number: their change compiles, like a reset's.
+CODE_KEYS = ("activation", "optimizer")
+COMPILE_KEYS = RESET_KEYS + CODE_KEYS
+
+
+def _model_dataset_default(data):
+    """A config given no dataset gets its model's first where its family's default is not among the
+    model's (every model of a family starts from the family's, where it takes it)."""
     model = data.get("model", DEFAULT_MODEL) if isinstance(data, dict) else None
-    if model in MODELS and "depth" not in data:
-        data = {**data, "depth": family_of(model).default_depth}
     if model in MODELS and "dataset" not in data:
-        datasets = family_of(model).model(model).datasets
-        if Config.model_fields["dataset"].default not in datasets:
+        datasets = MODELS[model].datasets
+        default = CLASSES[family_of(model).name].model_fields["dataset"].default
+        if default not in datasets:
             data = {**data, "dataset": datasets[0]}
     return data
 
@@ -133,14 +181,11 @@ def _validation_error(title: str, errors: list[dict], broken: list) -> Validatio
 
 
 # -- cross-field rules: which keys fit which model, sizes (issues 12, 17) ------------------
-# Keys some family refuses (with the one value it allows: the page greys them out); the rest its family takes.
-REFUSED_KEYS = tuple(dict.fromkeys(k for f in FAMILIES for k, allowed in f.refused_keys.items() if allowed is not None))
-
-
 class Rule(NamedTuple):
-    """A check over several keys: the keys it reads, and the errors of a config that breaks it."""
+    """A check over several keys: the keys it reads (or, where they depend on the model, a function of
+    the config giving them), and the errors of a config that breaks it."""
 
-    keys: tuple[str, ...]
+    keys: tuple[str, ...] | Callable[[Any], tuple[str, ...]]
     check: Callable[[Any], Iterator["ConfigError"]]
 
 
@@ -153,13 +198,6 @@ def _in_model_list(key: str, table: dict) -> Rule:
             also = f" ({', '.join(takers)} {'does' if len(takers) == 1 else 'do'})" if takers else ""
             yield ConfigError(key, f"the {MODEL_NAMES[c.model]} does not take {key} {value}{also}", list(names))
     return Rule(("model", key), check)
-
-
-def _refused(c):
-    family = family_of(c.model)
-    for key, allowed in family.refused_keys.items():
-        if allowed is not None and getattr(c, key) != allowed:
-            yield ConfigError(key, f"does not apply to the {family.name} model {c.model}", [allowed])
 
 
 def _depth(c):
@@ -190,11 +228,10 @@ RULES = (
     _in_model_list("dataset", DATASETS_BY_MODEL),
     _in_model_list("init", INITIALIZERS_BY_MODEL),
     _in_model_list("activation", ACTIVATIONS_BY_MODEL),
-    Rule(("model",) + REFUSED_KEYS, _refused),
     Rule(("model", "depth"), _depth),
-    Rule(("model",) + tuple(dict.fromkeys(k for f in FAMILIES for k in f.rule_keys)), _family_rules),
+    Rule(lambda c: ("model", *family_of(c.model).rule_keys), _family_rules),
     Rule(("depth", "width"), _weights),
-    Rule(("model",) + tuple(dict.fromkeys(k for f in FAMILIES for k in f.count_keys)), _activations),
+    Rule(lambda c: ("model", *family_of(c.model).count_keys), _activations),
 )
 
 
@@ -202,18 +239,17 @@ def broken_rules(c, skip=frozenset()) -> list["ConfigError"]:
     """Every cross-field error of `c`, one per key; rules reading a key in `skip` (a bad one) do not run."""
     out = {}
     for rule in RULES:
-        if not skip & set(rule.keys):
+        if not skip & set(rule.keys(c) if callable(rule.keys) else rule.keys):
             for err in rule.check(c):
                 if err.field not in skip:
                     out.setdefault(err.field, err)
     return list(out.values())
 
 
-CONFIG_KEYS = tuple(Config.model_fields)
-
-
 def choices_of(field: str) -> list | None:
-    info = Config.model_fields.get(field)
+    if field in CHOICES:
+        return CHOICES[field]
+    info = FIELDS.get(field)
     if info is None:
         return None
     if get_origin(info.annotation) is Literal:
@@ -228,7 +264,7 @@ SYMBOLS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 
 def range_of(field: str) -> str:
     """A numeric key's bounds as words: "from 1 to 256", "> 0 and <= 10"; "" where it has none."""
-    bounds = {op: getattr(m, op) for m in Config.model_fields[field].metadata for op in SYMBOLS if getattr(m, op, None) is not None}
+    bounds = {op: getattr(m, op) for m in FIELDS[field].metadata for op in SYMBOLS if getattr(m, op, None) is not None}
     text = {op: str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for op, v in bounds.items()}
     if set(bounds) == {"ge", "le"}:
         return f"from {text['ge']} to {text['le']}"
@@ -240,7 +276,7 @@ NUMBER_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_e
 
 
 def _message(field: str, err: dict) -> str:
-    kind, info = err["type"], Config.model_fields.get(field)
+    kind, info = err["type"], FIELDS.get(field)
     if info is not None and (kind == "finite_number" or kind in NUMBER_ERRORS):
         what = "a finite number" if kind == "finite_number" else "an integer" if info.annotation is int else "a number"
         return f"must be {what} {range_of(field)}".strip()
@@ -252,43 +288,101 @@ def _message(field: str, err: dict) -> str:
     return err["msg"]
 
 
-def describe_error(err: dict, field: str | None = None) -> dict:
-    """One pydantic error of a Config as {"field", "message", "choices"}: the key by its name (`field`, or
-    the error's location), what it takes (a finite number, its range), its valid names where it has some."""
+def not_taken(field: str, model: str) -> dict:
+    """The error of a key `model` does not take: which models do, and the keys it takes."""
+    if model not in MODELS:
+        return {"field": field, "message": "unknown key", "choices": list(CONFIG_KEYS)}
+    takers = [MODEL_NAMES[m] for m, keys in KEYS_BY_MODEL.items() if field in keys]
+    if not takers:
+        return {"field": field, "message": "unknown key", "choices": list(KEYS_BY_MODEL[model])}
+    also = f" ({', '.join(takers)} {'does' if len(takers) == 1 else 'do'})"
+    return {"field": field, "message": f"the {MODEL_NAMES[model]} does not take {field}{also}",
+            "choices": list(KEYS_BY_MODEL[model])}
+
+
+def describe_error(err: dict, field: str | None = None, model: str | None = None) -> dict:
+    """One pydantic error of a config as {"field", "message", "choices"}: the key by its name (`field`, or
+    the error's location), what it takes (a finite number, its range), its valid names where it has some.
+    `model`: the config's model, for a key it does not take."""
     if isinstance(err.get("ctx", {}).get("error"), ConfigError):  # a cross-field rule's: it names its field
         return err["ctx"]["error"].as_dict()
-    field = field or next((p for p in reversed(err["loc"]) if isinstance(p, str)), "config")
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in CLASSES))  # the union's member tag
+    field = field or next((p for p in reversed(loc) if isinstance(p, str)), None)
+    if err["type"] == "unknown_model":  # the discriminator's
+        field, err = "model", {**err, "type": "literal_error", "input": err["input"].get("model") if isinstance(err["input"], dict) else err["input"]}
+    field = field or "config"
     if err["type"] == "extra_forbidden":
-        return {"field": field, "message": "unknown key", "choices": list(CONFIG_KEYS)}
+        return not_taken(field, model or DEFAULT_MODEL)
     return {"field": field, "message": _message(field, err), "choices": choices_of(field)}
 
 
-def describe_errors(exc: ValidationError) -> list[dict]:
+def describe_errors(exc: ValidationError, model: str | None = None) -> list[dict]:
     """pydantic errors as [{"field", "message", "choices"}], every one of them."""
-    return [describe_error(err) for err in exc.errors()]
+    return [describe_error(err, model=model) for err in exc.errors()]
 
 
 def make_config(values: dict[str, Any] | None = None) -> Config:
     """Validate a (partial) dict of config keys; raises ConfigError naming the first bad field, the others in `more`."""
     if values is not None and not isinstance(values, dict):
         raise ConfigError("config", "must be an object of config keys", list(CONFIG_KEYS))
+    values = values or {}
     try:
-        return Config.model_validate(values or {})
+        return CONFIG.validate_python(values)
     except ValidationError as exc:
-        raise ConfigError.of([ConfigError(**d) for d in describe_errors(exc)]) from None
+        model = values.get("model", DEFAULT_MODEL)
+        raise ConfigError.of([ConfigError(**d) for d in describe_errors(exc, model if isinstance(model, str) else None)]) from None
+
+
+def is_config(value) -> bool:
+    return isinstance(value, CommonConfig)
+
+
+def load_config(values: dict[str, Any]) -> Config:
+    """A config as an earlier version stored it (every key of every model in one flat object):
+    the keys its model takes, validated; the others dropped."""
+    model = values.get("model", DEFAULT_MODEL)
+    keys = KEYS_BY_MODEL.get(model, CONFIG_KEYS)
+    return make_config({k: v for k, v in values.items() if k in keys})
 
 
 def parse_changes(config: Config, changes: Any) -> Config:
-    """The config with `changes` applied, validated; raises ConfigError."""
+    """The config with `changes` applied, validated; raises ConfigError. A change of model keeps the
+    keys the new model takes too and drops the others (theirs start at their defaults)."""
     if not isinstance(changes, dict) or not changes:
         raise ConfigError("changes", "must be a non-empty object of config keys", list(CONFIG_KEYS))
-    return make_config({**config.model_dump(), **changes})
+    current = config.model_dump()
+    model = changes.get("model", config.model)
+    if model == config.model or model not in MODELS:
+        return make_config({**current, **changes})
+    kept = {k: v for k, v in current.items() if k in KEYS_BY_MODEL[model]}
+    while True:
+        try:
+            return make_config({**kept, **changes})
+        except ConfigError as exc:
+            unfit = {e.field for e in (exc, *exc.more)} - set(changes)
+            if not unfit:
+                raise
+            if unfit & set(kept):  # a kept value the new model refuses (the MLP's spirals for an LSTM): its default
+                kept = {k: v for k, v in kept.items() if k not in unfit}
+            elif set(kept) & set(family_of(model).rule_keys):  # a default that does not fit a kept value (seq_len 50
+                kept = {k: v for k, v in kept.items() if k not in family_of(model).rule_keys}  # for digits' 64 pixels)
+            elif set(kept) - set(LIVE_KEYS):
+                kept = {k: v for k, v in kept.items() if k in LIVE_KEYS}  # the knobs stay; the run's set-up is the model's
+            else:
+                raise
+
+
+def differing(old: Config, new: Config, keys=None) -> dict[str, list]:
+    """{key: [old value, new value]} of the keys (`keys`, else every key) whose values differ; a key
+    only one of the two models takes counts as None in the other."""
+    a, b = old.model_dump(), new.model_dump()
+    return {k: [a.get(k), b.get(k)] for k in (keys if keys is not None else CONFIG_KEYS) if a.get(k) != b.get(k)}
 
 
 def _bounds() -> dict:
     """[min, max] of every numeric config key, from the schema (exclusive bounds as given)."""
     out = {}
-    for name, info in Config.model_fields.items():
+    for name, info in FIELDS.items():
         lo = hi = None
         for m in info.metadata:
             lo = getattr(m, "ge", getattr(m, "gt", lo))
@@ -296,6 +390,16 @@ def _bounds() -> dict:
         if lo is not None or hi is not None:
             out[name] = [lo, hi]
     return out
+
+
+def _flat_defaults() -> dict:
+    """One value for every key: the default model's defaults, then each other family's for its own keys
+    (what a page shows, greyed, for a key its model does not take)."""
+    out = {}
+    for cls in CLASSES.values():
+        for k, v in cls().model_dump().items():
+            out.setdefault(k, v)
+    return {k: out[k] for k in CONFIG_KEYS}
 
 
 def meta() -> dict:
@@ -310,15 +414,17 @@ def meta() -> dict:
         "datasets_by_model": {m: list(names) for m, names in DATASETS_BY_MODEL.items()},
         "initializers_by_model": {m: list(names) for m, names in INITIALIZERS_BY_MODEL.items()},
         "activations_by_model": {m: list(names) for m, names in ACTIVATIONS_BY_MODEL.items()},  # []: the model ignores it
-        "families": {f.name: f.meta() for f in FAMILIES},
+        "families": {f.name: {**f.meta(), "keys": list(CLASSES[f.name].model_fields)} for f in FAMILIES},
         "model_family": {name: family_of(name).name for name in MODELS},
         "optimizers": list(OPTIMIZER_NAMES),
         "clip_modes": list(CLIP_MODES),
         "live_keys": list(LIVE_KEYS),
         "reset_keys": list(RESET_KEYS),
         "compile_keys": list(COMPILE_KEYS),  # a change compiles new code (the page says "compiling")
-        "defaults": Config().model_dump(),
-        "limits": LIMITS,
+        "defaults": _flat_defaults(),  # every key: the default model's, then the others' own keys
+        "defaults_by_model": {m: make_config({"model": m}).model_dump() for m in MODELS},
+        "keys_by_model": {m: list(keys) for m, keys in KEYS_BY_MODEL.items()},  # a key not listed: refused by name
+        "limits": {**LIMITS, **{k: _bounds()[k] for k in ("input_dim", "seq_len")}},
         "bounds": _bounds(),
         "hist_edges": [float(e) for e in HIST_EDGES],
         "z_edges": [float(e) for e in Z_EDGES],

@@ -133,9 +133,10 @@ export function ema(a, alpha = 0.08) {
 
 const fmt = (v) => (typeof v === "number" ? +v.toPrecision(3) : String(v));
 
-/** "step 120: sigmoid -> relu, learning_rate 0.1 -> 0.01" for a timeline event. */
+/** "step 120: sigmoid -> relu, learning_rate 0.1 -> 0.01" for a timeline event (a key only one of
+ * the two models takes, null on the other side, is left out: "model mlp -> lstm" says it). */
 export function eventLabel(ev) {
-  const parts = Object.entries(ev.changes || {}).map(([k, [a, b]]) =>
+  const parts = Object.entries(ev.changes || {}).filter(([, [a, b]]) => a !== null && b !== null).map(([k, [a, b]]) =>
     k === "activation" ? `${a} -> ${b}` : `${k} ${fmt(a)} -> ${fmt(b)}`);
   const what = parts.length ? parts.join(", ") : ev.kind;
   return `step ${ev.step}: ${what}`;

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradscope.config import LIVE_KEYS, RESET_KEYS, Config, make_config, parse_changes
+from gradscope.config import LIVE_KEYS, RESET_KEYS, Config, differing, is_config, make_config, parse_changes
 from gradscope.families import family_of
 from gradscope.families.base import TARGET_CHUNK_SECONDS
 
@@ -59,7 +59,7 @@ def prewarm(cache: CompileCache, config: Config | dict | None = None) -> None:
     """Queue the compiles a first session of `config` (default: the default config) needs,
     its chunk first, then its evaluation program, on the cache's background thread.
     A server calls this at start-up, so its first session finds them built (or building)."""
-    config = config if isinstance(config, Config) else make_config(config)
+    config = config if is_config(config) else make_config(config)
     family = family_of(config.model)
     shape = family.shape_of(config)
     x, y, x_val, y_val = family.data(config, shape)
@@ -98,7 +98,7 @@ class Trainer(Evaluation):
         self.stats_every = stats_every
         self.specialize = self._cache.background if specialize is None else specialize
         self._built_spec = None  # the spec the first executable was built for (compiled in the caller)
-        self._build(config if isinstance(config, Config) else make_config(config))
+        self._build(config if is_config(config) else make_config(config))
 
     # -- construction -------------------------------------------------------
     def _build(self, config: Config):
@@ -272,7 +272,7 @@ class Trainer(Evaluation):
         """
         new = parse_changes(self.config, changes)
         old = self.config
-        diff = {k: [getattr(old, k), getattr(new, k)] for k in type(new).model_fields if getattr(old, k) != getattr(new, k)}
+        diff = differing(old, new)
         if any(k not in LIVE_KEYS for k in diff):
             self._build(new)
             return {"kind": "reset", "changes": diff}
@@ -299,7 +299,7 @@ class Trainer(Evaluation):
         shapes are rebuilt only when a reset key differs from the current config.
         """
         config, state = snap
-        if any(getattr(config, k) != getattr(self.config, k) for k in RESET_KEYS):
+        if differing(config, self.config, RESET_KEYS):
             self._build(config)
         self.config = config
         self.state = state
@@ -329,7 +329,7 @@ class Trainer(Evaluation):
         """
         data = np.load(io.BytesIO(blob))
         config = make_config(json.loads(bytes(data["config"]).decode()))
-        if any(getattr(config, k) != getattr(self.config, k) for k in RESET_KEYS):
+        if differing(config, self.config, RESET_KEYS):
             self._build(config)
         elif config.optimizer != self.config.optimizer:
             self.state = self.family.reset_optimizer(self.state, config.optimizer)

@@ -4,8 +4,9 @@ A family is one module (`mlp`, `recurrent`, later `cnn` and `gan`) holding one `
 object. The config, the engine, the CLI, the server and (through `/api/meta`) the page ask
 that object what to do; none of them tests a model's name. What a family owns:
 
-- its models and config rules: which datasets, initializers and activations each model takes,
-  the keys that do not apply to it, its depth range and its cross-field checks (`rules`);
+- its models and config: which datasets, initializers and activations each model takes, the
+  keys it takes beyond the common ones (`config_fields`: the config's discriminated union on
+  `model` holds one class per family), its depth range and its cross-field checks (`rules`);
 - its data, initial state and compiled programs, each program named by a typed key (a
   NamedTuple whose `compile` builds it and `describe` names it for a person);
 - the statistics it emits, with their axes (`stats`), and what the page shows for it (`views`).
@@ -58,7 +59,11 @@ class ModelFamily:
 
     name: str = ""  # the family's name, for people and for /api/meta
     models: tuple[Model, ...] = ()
-    refused_keys: dict[str, Any] = {}  # config keys that do not apply, with the one value they may take
+    # The config keys the family takes beyond the common ones (config.CommonConfig): {name: (type,
+    # default or pydantic Field)}. The config builds the family's class from them; a key the family
+    # does not list is refused for its models, by name.
+    config_fields: dict[str, tuple[Any, Any]] = {}
+    live_keys: tuple[str, ...] = ()  # those of its own keys that change mid-run (traced); the others reset the run
     rule_keys: tuple[str, ...] = ()  # the config keys `rules` reads (a bad one of them skips it)
     count_keys: tuple[str, ...] = ("depth", "width", "batch_size")  # the keys `activation_count` reads
     depth_range: tuple[int, int] = (1, 256)
@@ -151,5 +156,5 @@ class ModelFamily:
         """The family for clients (`/api/meta`'s `families`)."""
         return {"models": [m.name for m in self.models], "stats": {s.name: list(s.axes) for s in self.stats},
                 "model_stats": {m.name: list(self.model_stats(m.name)) for m in self.models},
-                "refused_keys": dict(self.refused_keys), "depth_range": list(self.depth_range),
+                "depth_range": list(self.depth_range),
                 "default_depth": self.default_depth, "views": self.views}

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from pydantic import Field
 
 from gradscope.core import datasets, images
 from gradscope.core.activations import ACTIVATIONS
@@ -32,6 +33,7 @@ from gradscope.core.train_cnn import (
 )
 from gradscope.errors import ConfigError
 
+from . import keys
 from .base import Model, ModelFamily, Stat
 
 WIDTH_RANGE = (4, 128)
@@ -95,8 +97,13 @@ def _shape(c) -> CnnShape:
 class CnnFamily(ModelFamily):
     name = "cnn"
     models = (Model("cnn", "CNN", images.IMAGE_DATASETS, INITIALIZERS, CNN_ACTIVATIONS),)
-    # the MLP's point-cloud and the recurrent models' keys: accepted and ignored (a URL may carry them)
-    refused_keys = {"input_dim": None, "seq_len": None, "forget_bias": None}
+    config_fields = {
+        "noise": keys.NOISE,  # the images' pixel noise
+        **keys.LAYER_KNOBS,
+        "stages": (int, Field(1, ge=1, le=3)),  # stride-2 stages, each halving the side and doubling the channels
+        "skip_init": (bool, False),  # SkipInit: a zero-initialized gain on each residual branch
+    }
+    live_keys = tuple(keys.LAYER_KNOBS)
     rule_keys = ("width", "stages", "depth")
     count_keys = ("depth", "width", "batch_size", "stages", "dataset")
     depth_range = (1, 100)

@@ -30,6 +30,7 @@ from gradscope.core.train import (
     reset_optimizer,
 )
 
+from . import keys
 from .base import Model, ModelFamily, Stat, chunk_steps_for
 
 UNROLL = 1  # hidden layers per scan iteration: more compiled slower and ran no faster (bench/bench_engine.py)
@@ -82,8 +83,8 @@ def _initial_state(seed, shape, init, gain, optimizer):
 class MlpFamily(ModelFamily):
     name = "mlp"
     models = (Model("mlp", "MLP", datasets.DATASETS, INITIALIZERS, tuple(ACTIVATIONS)),)
-    # None: accepted and ignored (a URL may carry them); the CNN's keys only at their defaults
-    refused_keys = {"seq_len": None, "forget_bias": None, "stages": 1, "skip_init": False}
+    config_fields = {"input_dim": keys.INPUT_DIM, "noise": keys.NOISE, **keys.LAYER_KNOBS}
+    live_keys = tuple(keys.LAYER_KNOBS)
     depth_range = (1, 256)
     default_depth = 10
     stats = (

@@ -11,6 +11,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from pydantic import Field
 
 from gradscope.core import datasets, sequences
 from gradscope.core.recurrent import GATES, MODELS, RECURRENT_INITIALIZERS, RNN_ACTIVATIONS, RecurrentShape, init_params
@@ -20,6 +21,7 @@ from gradscope.core.train_rnn import knobs_of as _knobs_of
 from gradscope.core.train_rnn import reset_optimizer as _reset_optimizer
 from gradscope.errors import ConfigError
 
+from . import keys
 from .base import Model, ModelFamily, Stat, chunk_steps_for
 
 EVAL_BATCH = 512  # sequences in the fixed evaluation batch
@@ -49,8 +51,11 @@ class RecurrentFamily(ModelFamily):
     name = "recurrent"
     models = tuple(Model(m, m.upper(), sequences.TASKS, RECURRENT_INITIALIZERS, RNN_ACTIVATIONS if GATES[m] == ("h",) else ())
                    for m in MODELS)
-    # the MLP's layer knobs: refused with the one value they may take (the page greys them out)
-    refused_keys = {"batchnorm": False, "residual": False, "dropout": 0.0, "stages": 1, "skip_init": False}
+    config_fields = {
+        "noise": keys.NOISE,  # the digits task's pixel noise
+        "seq_len": (int, Field(50, ge=2, le=1000)),
+        "forget_bias": (float, Field(1.0, ge=-10.0, le=10.0)),  # the LSTM's; the RNN and GRU ignore it
+    }
     rule_keys = ("dataset", "seq_len")
     count_keys = ("depth", "width", "batch_size", "seq_len")
     depth_range = (1, 4)  # stacked recurrent layers

@@ -6,7 +6,7 @@ submitted through `Session.submit`/`call`, and returns the body its caller ackno
 """
 from __future__ import annotations
 
-from gradscope.config import LIVE_KEYS, parse_changes
+from gradscope.config import LIVE_KEYS, differing, parse_changes
 
 
 class SessionCommands:
@@ -62,7 +62,7 @@ class SessionCommands:
         # knobs set since are then applied again as one change (a switched optimizer starts
         # fresh from the restored weights, as it did when it was switched), so the controls
         # keep what the owner last chose.
-        later = {k: getattr(current, k) for k in LIVE_KEYS if getattr(restored, k) != getattr(current, k)}
+        later = {k: new for k, (_, new) in differing(restored, current, LIVE_KEYS).items()}
         reapplied = self.tr.update(later)["changes"] if later else {}
         changes, detail = {}, f"rewound from step {step} to {to_step}"
         if learning_rate is not None and learning_rate != self.tr.config.learning_rate:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from gradscope.config import Config
+from gradscope.config import load_config
 
 from .manager import SessionManager
 from .sessions import Session
@@ -47,5 +47,5 @@ async def fork_current(manager: SessionManager, s: Session, *, paused: bool, cli
     st = await s.call(s.fork_state)
     events = st["events"] + [fork_event(st["events"], st["step"], s.id, "current")]
     return await asyncio.to_thread(
-        manager.create, Config.model_validate(st["config"]), paused=paused, parent=s.id, config0=s.config0,
+        manager.create, load_config(st["config"]), paused=paused, parent=s.id, config0=s.config0,
         step=st["step"], events=events, weights=st["weights"], history=st["history"], client=client, sid=sid)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradscope.config import LIVE_KEYS, RESET_KEYS, Config
+from gradscope.config import LIVE_KEYS, RESET_KEYS, Config, differing, load_config
 from gradscope.engine import CompileCache, Trainer
 
 from .commands import SessionCommands
@@ -56,8 +56,8 @@ class Session(SessionCommands):
                  replay: list | None = None, checkpoints: list | None = None):
         self.services, self.settings = services, services.settings
         self.id, self.token_hash, self.parent = row["id"], row["token_hash"], row.get("parent")
-        self.config0 = Config.model_validate(row["config0"])
-        self.config = Config.model_validate(row["config"])
+        self.config0 = load_config(row["config0"])  # (an earlier version stored every key of every model)
+        self.config = load_config(row["config"])
         self.status, self.step = row["status"], int(row["step"])
         self.timeline = Timeline(row["events"], history_bytes=self.settings.history_bytes,
                                  ring_size=self.settings.ring_size, replay=replay, stored=checkpoints)
@@ -144,11 +144,11 @@ class Session(SessionCommands):
         the weights are saved every few seconds: after a crash the two can differ)."""
         self.tr.load_bytes(blob)
         saved = self.tr.config
-        if any(getattr(saved, k) != getattr(target, k) for k in RESET_KEYS):
+        if differing(saved, target, RESET_KEYS):
             self.tr = self._new_trainer(target)  # the weights belong to an older shape
             self.timeline.ring.clear()
             return
-        live = {k: getattr(target, k) for k in LIVE_KEYS if getattr(saved, k) != getattr(target, k)}
+        live = {k: new for k, (_, new) in differing(saved, target, LIVE_KEYS).items()}
         if live:
             self.tr.update(live)
 

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from gradscope.config import Config
+from gradscope.config import ConfigError, make_config
 from gradscope.records import column_names, columns, csv_bytes, jsonl_bytes, run_header
 
 from .. import forks
@@ -24,10 +24,10 @@ router = APIRouter(prefix="/api")
 router.add_api_websocket_route("/sessions/{sid}/ws", session_ws)
 
 
-class CreateSession(Config):
-    """A config (any subset of the keys; the rest default) plus whether to start paused."""
-
-    paused: bool = False
+PAUSED = TypeAdapter(bool)
+CREATE_BODY = {"description": "A config (any subset of its model's keys; the rest default: `/api/meta`'s "
+               "`keys_by_model` and `defaults_by_model`) plus `paused`, whether to start paused.",
+               "content": {"application/json": {"schema": {"type": "object", "additionalProperties": True}}}}
 
 
 class ForkRequest(BaseModel):
@@ -54,15 +54,20 @@ def created(request: Request, s: Session, token: str) -> dict:
     return {**s.summary(), "token": token, "url": str(request.url_for("session_page", sid=s.id))}
 
 
-@router.post("/sessions", status_code=201)
-async def create_session(request: Request, body: CreateSession | None = None,
+@router.post("/sessions", status_code=201, openapi_extra={"requestBody": CREATE_BODY})
+async def create_session(request: Request, body: dict[str, Any] | None = Body(None),
                          manager: SessionManager = Depends(get_manager)) -> dict:
-    """Create a session; it trains at once unless `paused`."""
-    body = body or CreateSession()
-    config = Config.model_validate(body.model_dump(exclude={"paused"}))
+    """Create a session; it trains at once unless `paused`. The config is validated as its model's
+    (the union on `model`): a key that model does not take is refused by name."""
+    values = dict(body or {})
+    try:
+        paused = PAUSED.validate_python(values.pop("paused", False))
+    except ValidationError:
+        raise ConfigError("paused", "must be true or false", [True, False]) from None
+    config = make_config(values)
     client = client_of(request)
     manager.admit(client)
-    s, token = await asyncio.to_thread(manager.create, config, paused=body.paused, client=client)
+    s, token = await asyncio.to_thread(manager.create, config, paused=paused, client=client)
     return created(request, s, token)
 
 
