@@ -213,9 +213,13 @@ def test_bad_cnn_configs_name_their_field(values, field):
     assert info.value.field == field, info.value
 
 
-def test_cnn_config_defaults_validate_and_ignore_the_other_models_keys():
-    c = make_config({"model": "cnn", "dataset": "shapes", "seq_len": 7, "input_dim": 5, "stages": 3, "skip_init": True})
+def test_cnn_config_defaults_validate_and_refuse_the_other_models_keys():
+    c = make_config({"model": "cnn", "dataset": "shapes", "stages": 3, "skip_init": True})
     assert c.depth == 10 and c.stages == 3 and c.skip_init
+    with pytest.raises(ConfigError) as info:
+        make_config({"model": "cnn", "dataset": "shapes", "seq_len": 7, "input_dim": 5})
+    assert sorted((e["field"], e["message"]) for e in info.value.as_dicts()) == [
+        ("input_dim", "the CNN does not take input_dim (MLP does)"), ("seq_len", "the CNN does not take seq_len (RNN, LSTM, GRU do)")]
 
 
 def test_a_cnn_trains_and_its_knobs_are_live():

@@ -16,8 +16,8 @@ SMALL = dict(model="rnn", dataset="adding", seq_len=12, width=8, batch_size=16, 
 @pytest.mark.parametrize("values,field,choice", [
     (dict(model="lstm", dataset="spirals"), "dataset", "adding"),  # a dataset that is not a sequence (given none: adding)
     (dict(dataset="copy"), "dataset", "spirals"),
-    (dict(model="gru", dataset="adding", batchnorm=True), "batchnorm", False),
-    (dict(model="lstm", dataset="adding", residual=True), "residual", False),
+    (dict(model="gru", dataset="adding", batchnorm=True), "batchnorm", "seq_len"),  # not taken: the keys it takes
+    (dict(model="lstm", dataset="adding", residual=True), "residual", "forget_bias"),
     (dict(model="rnn", dataset="adding", activation="prelu"), "activation", "tanh"),
     (dict(model="rnn", dataset="adding", depth=5), "depth", 4),
     (dict(model="rnn", dataset="digits", seq_len=10), "seq_len", 8),
@@ -122,4 +122,4 @@ def test_a_running_recurrent_session_streams_time_statistics_and_takes_live_swit
         assert all(v is not None for v in after["loss"])  # trains on under SGD, from the same weights (live)
         ws.send(json.dumps({"type": "set", "id": "b", "changes": {"batchnorm": True}}))
         err = recv_until(ws, of_type("error", id="b"))
-        assert err["field"] == "batchnorm" and err["choices"] == [False]
+        assert err["field"] == "batchnorm" and "seq_len" in err["choices"] and "batchnorm" not in err["choices"]

@@ -85,7 +85,7 @@ def test_compare_two_recurrent_runs_time_profiles_heat_maps_and_diagnoses(server
                                timeout=240_000, polling=200)
     cards = "() => Object.fromEntries(Array.from(document.querySelectorAll('.cmp-card'), c => [c.dataset.chart, !c.hidden]))"
     assert tab.eval(cards) == {"time": True, "profile": False, "acts": False, "ratio": False, "loss": True, "accuracy": False,
-                               "clip": True, "heatmap": True, "chain": False, "diagnosis": True}
+                               "clip": True, "heatmap": True, "chain": False, "diagnosis": True, "spp": False}
     assert "adding is a regression: no accuracy" in page.inner_text("#cmp-sub-loss")
     tab.eval("gradscope.compare.dirty = true")  # one more draw after the last stats
     tab.wait("() => !gradscope.compare.dirty && document.getElementById('cmp-time').data.length === 4")
