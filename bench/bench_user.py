@@ -6,7 +6,8 @@ eager with hooks, and a fresh server's first frame. Prints markdown tables of ra
     python bench/bench_user.py [--widths 64 256] [--rounds 9] [--cli-steps 10000] [--quick]
 
 - session call: `Trainer(stats_every=None).run(K)`, as a server's worker drives it (statistics once a call);
-- CLI call: `Trainer().run(K)`, as `gradscope run` drives it (statistics every step).
+- CLI call: `Trainer().run(K)`, as `gradscope run` drives it (statistics every step);
+- CLI call with `--stats grad_norm,delta_norm` (SELECTED): the two chain-rule profiles every step.
 K is the trainer's calibrated chunk (about 30 ms of steps). Ratios, not rates, are the point: the
 machine's load moves the rates, and every variant of a round shares it.
 """
@@ -31,11 +32,15 @@ import reference_step  # noqa: E402
 from gradscope.engine import CompileCache, Trainer  # noqa: E402
 
 
+SELECTED = ("grad_norm", "delta_norm")
+
+
 def variants(width: int) -> tuple[dict, int]:
     config = {"depth": 10, "width": width, "batch_size": 128, "activation": "sigmoid"}
     cache = CompileCache(background=False)
     session = Trainer(config, cache=cache, stats_every=None, specialize=True)
     cli = Trainer(config, cache=cache, stats_every=1, specialize=True)
+    selected = Trainer(config, cache=cache, stats_every=1, specialize=True, stats=SELECTED)
     k = session.chunk_steps
     shape = session.shape
     params = reference_step.init(jax.random.PRNGKey(0), shape.n_in, shape.depth, shape.width, shape.classes)
@@ -45,6 +50,7 @@ def variants(width: int) -> tuple[dict, int]:
         "minimal JAX step (bench/reference_step.py)": lambda: jax.block_until_ready(ref(params, key, session.x, session.y)),
         "session call: Trainer(stats_every=None).run(K), rows built": lambda: session.run(k),
         "CLI call: Trainer().run(K), statistics every step, rows built": lambda: cli.run(k),
+        f"CLI call, `--stats {','.join(SELECTED)}`: those every step, rows built": lambda: selected.run(k),
     }, k
 
 
@@ -61,11 +67,11 @@ def rates(calls: dict, k: int, rounds: int) -> dict:
     return {name: k / statistics.median(ts) for name, ts in times.items()}
 
 
-def cli_seconds(steps: int, width: int, cache_dir: str, fmt: str = "jsonl") -> float:
-    """`gradscope run` as a user types it, statistics every step, to a file: wall seconds."""
+def cli_seconds(steps: int, width: int, cache_dir: str, fmt: str = "jsonl", stats=()) -> float:
+    """`gradscope run` as a user types it, statistics every step (`stats`: only those), to a file: wall seconds."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "gradscope", "run", "--steps", str(steps), "--every", "1", "-q",
-               "--set", f"width={width}", "--out", str(Path(tmp) / f"run.{fmt}")]
+               "--set", f"width={width}", "--out", str(Path(tmp) / f"run.{fmt}")] + (["--stats", ",".join(stats)] if stats else [])
         env = {**os.environ, "PYTHONPATH": str(ROOT / "backend"), "GRADSCOPE_CACHE": cache_dir}
         t0 = time.perf_counter()
         subprocess.run(cmd, env=env, check=True, cwd=tmp)
@@ -77,19 +83,23 @@ def cli_table(widths, steps: int) -> None:
     a `steps`-step run on a warm persistent compile cache; against the minimal step's rate measured
     in this process just before and after (a subprocess cannot interleave with it)."""
     print(f"\n| width | `gradscope run --steps {steps} --every 1 --out f.jsonl` | start-up (1 step) | "
-          "steps/s without start-up | minimal step, steps/s | vs minimal step |\n|---:|---:|---:|---:|---:|---:|")
+          "steps/s without start-up | minimal step, steps/s | vs minimal step |\n|---:|---|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as cache_dir:
         for width in widths:
-            cli_seconds(1, width, cache_dir)  # fills the persistent cache: the start-up measured is a warm one
+            for stats in ((), SELECTED):
+                cli_seconds(1, width, cache_dir, stats=stats)  # fills the persistent cache: the start-up measured is a warm one
             calls, k = variants(width)
             ref = {"minimal": next(iter(calls.values()))}
             before = rates(ref, k, 5)["minimal"]
-            one, whole = cli_seconds(1, width, cache_dir), cli_seconds(steps, width, cache_dir)
+            runs = {stats: (cli_seconds(1, width, cache_dir, stats=stats), cli_seconds(steps, width, cache_dir, stats=stats))
+                    for stats in ((), SELECTED)}
             after = rates(ref, k, 5)["minimal"]
             minimal = (before + after) / 2
-            rate = (steps - 1) / (whole - one)
-            print(f"| {width} | {whole:.1f} s ({steps / whole:,.0f} steps/s) | {one:.1f} s | {rate:,.0f} | {minimal:,.0f} | "
-                  f"{rate / minimal:.2f}x |")
+            for stats, (one, whole) in runs.items():
+                rate = (steps - 1) / (whole - one)
+                what = f"{width}, `--stats {','.join(stats)}`" if stats else str(width)
+                print(f"| {what} | {whole:.1f} s ({steps / whole:,.0f} steps/s) | {one:.1f} s | {rate:,.0f} | {minimal:,.0f} | "
+                      f"{rate / minimal:.2f}x |")
 
 
 def torch_table(steps: int, cli_total: float | None = None) -> None:

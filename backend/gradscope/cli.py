@@ -100,7 +100,8 @@ def cmd_run(args) -> int:
     vs = parse_pairs(args.vs) if args.vs else None
     cache = CompileCache(background=False)  # A and B share executables
     # one config: the build for its values; measured every k-th step, rows of k steps
-    trainers = {"a": Trainer(config, cache=cache, specialize=True, stats_every=args.every)}
+    stats = tuple(s.strip() for arg in args.stats for s in arg.split(",") if s.strip()) or None
+    trainers = {"a": Trainer(config, cache=cache, specialize=True, stats_every=args.every, stats=stats)}
     header = run_header(config)
     if vs is not None:
         trainers["b"], info = branch(trainers["a"], vs, cache=cache)
@@ -215,6 +216,10 @@ def build_parser():
                      help="JSON Lines (a header line, then a record a line), CSV (a column per number) or Parquet "
                           "(needs pyarrow; a column per statistic, the header in its metadata); default from --out's "
                           "suffix, else jsonl")
+    run.add_argument("--stats", action="append", default=[], metavar="NAMES",
+                     help="compute only these statistics, comma-separated (repeatable; step, count, loss and nonfinite "
+                          "always): XLA drops the others' work, so a run measuring every step buys speed with fewer "
+                          "columns (default: every statistic the model emits; a name it does not emit lists them)")
     run.add_argument("--vs", action="append", default=[], metavar="KEY=VALUE",
                      help="also run B from A's very initial state with this change (repeatable); records get \"run\": \"a\"/\"b\"")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar (shown only when stderr is a terminal)")

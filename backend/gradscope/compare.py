@@ -39,7 +39,7 @@ def branch(a: Trainer, changes: dict | None, cache: CompileCache | None = None,
     Returns (trainer, {"kind": "live"|"reset"|"same", "changes": {key: [old, new]}}). Jax
     arrays are immutable, so sharing A's state copies nothing and A is never affected.
     """
-    b = Trainer(a.config, chunk_steps=chunk_steps or a.chunk_steps, cache=cache)
+    b = Trainer(a.config, chunk_steps=chunk_steps or a.chunk_steps, cache=cache, stats=a.stats)
     b.restore(a.snapshot())
     if not changes:
         return b, {"kind": "same", "changes": {}}

@@ -354,7 +354,22 @@ def _packer(example: dict):
     return pack, unpack
 
 
-def make_chunk(act, optimizer, shape: Shape, steps: int, unroll=1, with_stats=True, spec: Spec = GENERIC):
+def kept(step, keep):
+    """`step` (-> (state, scalars, row)) keeping only the statistics named in `keep` (None: all):
+    XLA then drops the others' work (the chunk packs every row statistic into one array, so a
+    selection must happen before the packing for that)."""
+    if keep is None:
+        return step
+    keep = set(keep)
+
+    def selected(*args):
+        state, scalars, row = step(*args)
+        pick = lambda stats: None if stats is None else {k: v for k, v in stats.items() if k in keep}
+        return state, pick(scalars), pick(row)
+    return selected
+
+
+def make_chunk(act, optimizer, shape: Shape, steps: int, unroll=1, with_stats=True, spec: Spec = GENERIC, keep=None):
     """Up to K = `steps` training steps in one loop; the traced `n` says how many run and
     the traced `every` which of them are measured.
 
@@ -367,9 +382,10 @@ def make_chunk(act, optimizer, shape: Shape, steps: int, unroll=1, with_stats=Tr
     the page draws at most about 30 frames a second, so measuring a few steps per call
     shows everything it can draw. `every` = 1 measures every step.
     Rows and steps past what ran are left zero (the caller slices them off).
+    `keep`: the statistics to compute (None: all; see `kept`).
     """
-    full = make_step(act, optimizer, shape, unroll, with_stats, spec)
-    plain = make_step(act, optimizer, shape, unroll, with_stats, spec, measure=False)
+    full = kept(make_step(act, optimizer, shape, unroll, with_stats, spec), keep)
+    plain = kept(make_step(act, optimizer, shape, unroll, with_stats, spec, measure=False), keep)
     make = make_draws(act, shape)
 
     def chunk(state, knobs, x_all, y_all, x_val, y_val, n, every):

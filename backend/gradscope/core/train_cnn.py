@@ -36,7 +36,7 @@ from gradscope.core.cnn import (
 )
 from gradscope.core.network import BN_MOMENTUM, Knobs, fixed
 from gradscope.core.optimizers import ClipMode, advance, clip_effect, feed, fixed_mode, make_optimizer
-from gradscope.core.train import GENERIC, VAL_EVERY, Spec, TrainState, _packer, specialize
+from gradscope.core.train import GENERIC, VAL_EVERY, Spec, TrainState, _packer, kept, specialize
 
 GLOBAL_STATS = ("loss", "accuracy", "penalty", "global_grad_norm", "clipped_global_grad_norm", "nonfinite",
                 "clip_cosine", "clip_fraction", "val_loss", "val_accuracy")
@@ -203,7 +203,7 @@ def make_draws(shape: CnnShape):
     return draws
 
 
-def make_chunk(act, optimizer, shape: CnnShape, steps: int, spec: Spec = GENERIC, with_stats=True):
+def make_chunk(act, optimizer, shape: CnnShape, steps: int, spec: Spec = GENERIC, with_stats=True, keep=None):
     """Up to K = `steps` steps; the traced `n` says how many run and `every` which are measured
     (see core.train.make_chunk, whose loop and output form this is).
 
@@ -211,9 +211,10 @@ def make_chunk(act, optimizer, shape: CnnShape, steps: int, spec: Spec = GENERIC
     conditional around it: XLA's CPU backend runs the backward convolutions inside a while loop or
     a conditional 30-50x slower than at the top level of a program (depth 20 x 16 channels, batch
     128: 2.4-2.7 s a step against 52-58 ms; the forward convolutions are not affected, so the
-    held-out evaluation keeps its conditional)."""
-    full = make_step(act, optimizer, shape, spec, with_stats=with_stats)
-    plain = make_step(act, optimizer, shape, spec, measure=False)
+    held-out evaluation keeps its conditional). `keep`: the statistics to compute (None: all;
+    core.train.kept)."""
+    full = kept(make_step(act, optimizer, shape, spec, with_stats=with_stats), keep)
+    plain = kept(make_step(act, optimizer, shape, spec, measure=False), keep)
     make = make_draws(shape)
 
     if steps == 1:

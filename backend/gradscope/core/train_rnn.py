@@ -171,9 +171,16 @@ def make_step(model, act, optimizer, shape: RecurrentShape):
     return step
 
 
-def make_chunk(model, act, optimizer, shape: RecurrentShape, steps: int):
-    """Up to K = `steps` steps in one scan; the traced `n` says how many run (later rows are zero)."""
+def make_chunk(model, act, optimizer, shape: RecurrentShape, steps: int, keep=None):
+    """Up to K = `steps` steps in one scan; the traced `n` says how many run (later rows are zero).
+    `keep`: the statistics to compute (None: all): XLA drops the others' work."""
     step = make_step(model, act, optimizer, shape)
+    if keep is not None:
+        full, keep = step, set(keep)
+
+        def step(*args):
+            state, stats = full(*args)
+            return state, {k: v for k, v in stats.items() if k in keep}
 
     def chunk(state, knobs, pool_x, pool_y, n):
         state = state._replace(opt_state=feed(state.opt_state, knobs))  # the live learning rate and clip threshold

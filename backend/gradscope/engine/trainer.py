@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradscope.config import LIVE_KEYS, RESET_KEYS, Config, differing, is_config, make_config, parse_changes
+from gradscope.config import LIVE_KEYS, RESET_KEYS, Config, ConfigError, differing, is_config, make_config, parse_changes
 from gradscope.families import family_of
 from gradscope.families.base import TARGET_CHUNK_SECONDS
 
@@ -74,12 +74,16 @@ def prewarm(cache: CompileCache, config: Config | dict | None = None) -> None:
     if predict is not None:
         cache.warm([predict], family.predict_args(state, config, shape, GRID * GRID))
 
+# The statistics every selection keeps (`stats`): what turning a chunk's output into rows needs
+# (the measured steps, where a run broke) and the loss (the CLI's progress line).
+KEPT_ALWAYS = ("step", "nonfinite", "loss")
 
 class Trainer(Evaluation):
     """One run: data, parameters, optimizer state and the config; trains in compiled chunks."""
 
     def __init__(self, config: Config | dict | None = None, *, chunk_steps: int | None = None, cache: CompileCache | None = None,
-                 warm=False, stats_every: int | None = 1, specialize: bool | None = None, on_compile=None):
+                 warm=False, stats_every: int | None = 1, specialize: bool | None = None, on_compile=None,
+                 stats: tuple[str, ...] | None = None):
         """`warm`: compile the next activations (WARM_ORDER) in the background too.
 
         `stats_every`: measure every k-th step (and the last of each call); None: once per
@@ -90,8 +94,12 @@ class Trainer(Evaluation):
         generic build otherwise. Default: where the cache compiles in the background (a
         change then never waits: the generic build serves until the new one is ready).
         `on_compile(what, state, seconds)`: told when this trainer starts ("start") and stops
-        ("end", with seconds) waiting for a compile; `what` names it for a person."""
+        ("end", with seconds) waiting for a compile; `what` names it for a person.
+        `stats`: the statistics to compute (names the model emits; the rows always carry
+        step, count, loss and nonfinite); None: every one. Raises ConfigError naming a
+        statistic the model does not emit, with those it does."""
         self.on_compile = on_compile
+        self.stats = None if stats is None else tuple(dict.fromkeys(stats))
         self._fixed_k = chunk_steps
         self._cache = cache or CompileCache(background=warm)
         self._warm = warm
@@ -108,6 +116,13 @@ class Trainer(Evaluation):
 
     def _build_run(self, config: Config):
         self.config, self.family = config, family_of(config.model)
+        if self.stats is not None:
+            emitted = self.family.model_stats(config.model)
+            unknown = [s for s in self.stats if s not in emitted]
+            if unknown or not self.stats:
+                label = self.family.model(config.model).label
+                what = f"the {label} emits no statistic {unknown[0]!r}" if unknown else "names no statistic"
+                raise ConfigError("stats", what, list(emitted))
         self.shape = self.family.shape_of(config)
         self.x, self.y, self.x_val, self.y_val = self.family.data(config, self.shape)
         # a fixed K is capped by the family's: the CNN's chunk is one straight-line step (a loop of them runs 30-50x slower)
@@ -156,7 +171,8 @@ class Trainer(Evaluation):
     def _key(self, act, optimizer, spec=None):
         """The chunk's key for activation `act` and `optimizer` (`spec` None: the generic build)."""
         config = self.config.model_copy(update={"activation": act, "optimizer": optimizer})
-        return self.family.chunk_key(config, self.shape, int(self.x.shape[0]), int(self.x_val.shape[0]), self.max_steps, spec)
+        keep = None if self.stats is None else tuple(dict.fromkeys(self.stats + KEPT_ALWAYS))
+        return self.family.chunk_key(config, self.shape, int(self.x.shape[0]), int(self.x_val.shape[0]), self.max_steps, spec, keep)
 
     def _args(self, n, every=1):
         return self.family.chunk_args(self.state, self.config, self.x, self.y, self.x_val, self.y_val, n, every)

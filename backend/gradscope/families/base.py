@@ -105,8 +105,9 @@ class ModelFamily:
         raise NotImplementedError
 
     # -- compiled programs --------------------------------------------------------------
-    def chunk_key(self, config, shape, n_train: int, n_val: int, steps: int, spec=None):
-        """The typed key of the training chunk for these values (`spec` None: the generic build)."""
+    def chunk_key(self, config, shape, n_train: int, n_val: int, steps: int, spec=None, keep=None):
+        """The typed key of the training chunk for these values (`spec` None: the generic build;
+        `keep` None: every statistic, else only those named: XLA drops the others' work)."""
         raise NotImplementedError
 
     def chunk_args(self, state, config, x, y, x_val, y_val, n: int, every: int) -> tuple:

@@ -47,10 +47,14 @@ class ChunkKey(NamedTuple):
     n_val: int
     steps: int
     spec: Spec
+    keep: tuple[str, ...] | None = None  # the statistics computed (None: every one)
+
+    def function(self):
+        """The chunk, uncompiled: chunk(*args) -> (state, statistics)."""
+        return make_chunk(self.activation, self.optimizer, self.shape, self.steps, UNROLL, spec=self.spec, keep=self.keep)
 
     def compile(self, args):
-        chunk = make_chunk(self.activation, self.optimizer, self.shape, self.steps, UNROLL, spec=self.spec)
-        return jax.jit(chunk).lower(*args).compile()
+        return jax.jit(self.function()).lower(*args).compile()
 
     def describe(self) -> str:
         return f"{self.activation}, {self.optimizer}, depth {self.shape.depth} x width {self.shape.width}"
@@ -126,8 +130,8 @@ class MlpFamily(ModelFamily):
     def reset_optimizer(self, state, optimizer):
         return reset_optimizer(state, optimizer)
 
-    def chunk_key(self, c, shape, n_train, n_val, steps, spec=None) -> ChunkKey:
-        return ChunkKey("chunk", c.activation, c.optimizer, shape, n_train, n_val, steps, GENERIC if spec is None else spec)
+    def chunk_key(self, c, shape, n_train, n_val, steps, spec=None, keep=None) -> ChunkKey:
+        return ChunkKey("chunk", c.activation, c.optimizer, shape, n_train, n_val, steps, GENERIC if spec is None else spec, keep)
 
     def chunk_args(self, state, c, x, y, x_val, y_val, n, every):
         return (state, self.knobs_of(c), x, y, x_val, y_val, np.int32(n), np.int32(every))

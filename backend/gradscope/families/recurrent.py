@@ -37,11 +37,15 @@ class ChunkKey(NamedTuple):
     n_train: int
     n_val: int
     steps: int
+    keep: tuple[str, ...] | None = None  # the statistics computed (None: every one)
+
+    def function(self):
+        """The chunk, uncompiled, with every chunk's args: (state, knobs, x, y, x_val, y_val, n); the held-out pair is unused."""
+        chunk = make_chunk(self.shape.model, self.activation, self.optimizer, self.shape, self.steps, keep=self.keep)
+        return lambda state, knobs, x, y, x_val, y_val, n: chunk(state, knobs, x, y, n)
 
     def compile(self, args):
-        """args as every chunk's: (state, knobs, x, y, x_val, y_val, n); the held-out pair is unused."""
-        chunk = make_chunk(self.shape.model, self.activation, self.optimizer, self.shape, self.steps)
-        return jax.jit(lambda state, knobs, x, y, x_val, y_val, n: chunk(state, knobs, x, y, n)).lower(*args).compile()
+        return jax.jit(self.function()).lower(*args).compile()
 
     def describe(self) -> str:
         return f"{self.shape.model} {self.activation}, {self.optimizer}, depth {self.shape.depth} x width {self.shape.width}"
@@ -106,9 +110,9 @@ class RecurrentFamily(ModelFamily):
     def reset_optimizer(self, state, optimizer):
         return _reset_optimizer(state, optimizer)
 
-    def chunk_key(self, c, shape, n_train, n_val, steps, spec=None) -> ChunkKey:
+    def chunk_key(self, c, shape, n_train, n_val, steps, spec=None, keep=None) -> ChunkKey:
         act = c.activation if self.model(c.model).activations else "-"
-        return ChunkKey("chunk", act, c.optimizer, shape, n_train, n_val, steps)
+        return ChunkKey("chunk", act, c.optimizer, shape, n_train, n_val, steps, keep)
 
     def chunk_args(self, state, c, x, y, x_val, y_val, n, every):
         return (state, self.knobs_of(c), x, y, x_val, y_val, np.int32(n))
