@@ -31,7 +31,6 @@ import jax  # noqa: E402
 import reference_step  # noqa: E402
 from gradscope.engine import CompileCache, Trainer  # noqa: E402
 
-
 SELECTED = ("grad_norm", "delta_norm")
 
 

@@ -36,19 +36,33 @@ def persistent_compile_cache(tmp_path_factory):
     yield path
 
 
-@pytest.fixture(scope="module", autouse=True)
+MAPPINGS_LIMIT = 40_000  # of Linux's default 65,530 (vm.max_map_count)
+
+
+def memory_mappings() -> int:
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            return sum(1 for _ in f)
+    except OSError:  # not Linux: no such limit to guard
+        return 0
+
+
+@pytest.fixture(autouse=True)
 def release_compiled_programs():
-    """Drop what JAX keeps of every program a test module traced and compiled (jit caches hold
-    their executables for the life of the process). Each executable holds ~700 memory mappings on
-    CPU: kept for the whole suite, they passed Linux's 65,530 mappings per process near its end,
-    and the next compile crashed (a segfault serializing an executable for the disk cache)."""
+    """Drop what JAX keeps of every program traced and compiled so far once the process holds
+    many memory mappings. jit caches hold their executables for the life of the process and each
+    holds hundreds of mappings on CPU: kept for the whole suite they passed Linux's 65,530 per
+    process near its end and the next compile crashed (a segfault serializing an executable for
+    the disk cache). Clearing after every module instead kept the count low but made later
+    modules trace and load again what earlier ones had built, so clear only when it is needed."""
     yield
-    import gc
+    if memory_mappings() > MAPPINGS_LIMIT:
+        import gc
 
-    import jax
+        import jax
 
-    jax.clear_caches()
-    gc.collect()
+        jax.clear_caches()
+        gc.collect()
 
 
 def read_text(path) -> str:

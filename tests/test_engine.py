@@ -277,7 +277,7 @@ def test_prewarm_builds_the_first_session_in_the_background():
         queued = sorted(k[0] for k in pool._futures)
         # the build for the config's knob values, the generic build, the decision boundary
         assert queued == ["chunk", "chunk", "predict"]
-        specs = {k[-1] for k in pool._futures if k[0] == "chunk"}
+        specs = {k.spec for k in pool._futures if k[0] == "chunk"}
         assert specs == {GENERIC, spec_of(make_config(SMALL))}
         tr = Trainer(SMALL, cache=pool)  # waits for the queued compile instead of starting its own
         assert sorted(k[0] for k in pool._futures) == ["chunk", "chunk", "predict"]

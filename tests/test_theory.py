@@ -16,7 +16,7 @@ def first_step():
     cache = CompileCache(background=False)
 
     def run(**config):
-        return {k: v[0] for k, v in Trainer(config, cache=cache).run(1).items()}
+        return {k: v[0] for k, v in Trainer(config, cache=cache, chunk_steps=1, specialize=True).run(1).items()}
 
     yield run
     cache.close()
