@@ -1,6 +1,6 @@
 // The control panel: one widget per config key, each with a short account of what it does to gradients.
 import { formatValue } from "./state.js";
-import { activationsOf, axisOf, datasetsOf, depthRange, initializersOf, isGated, modelName, modelsOf, namesWhere, refusableKeys,
+import { activationsOf, axisOf, datasetsOf, depthRange, initializersOf, isGated, modelName, namesWhere, pageModelsOf, refusableKeys,
   listNames, refusedKeys, siblingsOf } from "./models.js";
 
 const log = (min, max) => ({ kind: "log", min, max });
@@ -14,7 +14,7 @@ const num = (min, max) => ({ kind: "number", min, max });
  */
 function modelHelp(meta) {
   const groups = new Map();  // one entry per family: its models' names, its axis and depth range
-  for (const m of modelsOf(meta)) {
+  for (const m of pageModelsOf(meta)) {
     const key = siblingsOf(meta, m).join();
     if (!groups.has(key)) groups.set(key, { names: [], axis: axisOf(meta, m), range: depthRange(meta, m) });
     groups.get(key).names.push(modelName(meta, m));

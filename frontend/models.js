@@ -106,6 +106,12 @@ export const taskOf = (meta, model, dataset) => (familyOf(meta, model).tasks || 
 /** Every model meta lists, in its order. */
 export const modelsOf = (meta) => (meta || EMPTY).models || Object.keys((meta || EMPTY).model_family || EMPTY);
 
+/** The models the page has views for (a family's views.page false: trained by the API and CLI only). */
+export const pageModelsOf = (meta) => modelsOf(meta).filter((m) => {
+  const family = ((meta || EMPTY).model_family || EMPTY)[m];
+  return ((((meta || EMPTY).families || EMPTY)[family] || EMPTY).views || EMPTY).page !== false;
+});
+
 /** `model`'s display name (meta.model_names), else the name itself. */
 export const modelName = (meta, model) => ((meta || EMPTY).model_names || EMPTY)[model] || String(model);
 

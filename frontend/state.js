@@ -3,6 +3,8 @@
 // nothing here is a copy of the backend's tables. A link's parameters go to the server as the
 // text they are (pageparams.js): it parses them and names every one it refuses.
 
+import { pageModelsOf } from "./models.js";
+
 // Which list of names in meta holds each named-choice key's valid values.
 const CHOICE_LISTS = { dataset: "datasets", init: "initializers", activation: "activations",
                        clip_mode: "clip_modes", optimizer: "optimizers", model: "models" };
@@ -15,6 +17,8 @@ export class Schema {
     this.live = new Set(meta.live_keys || []);
     this.choices = Object.fromEntries(Object.entries(CHOICE_LISTS)
       .filter(([k, list]) => this.keys.includes(k) && Array.isArray(meta[list])).map(([k, list]) => [k, meta[list]]));
+    for (const [k, names] of Object.entries(meta.choices || {})) if (!(k in this.choices)) this.choices[k] = names;  // a family's own menus
+    if (this.choices.model) this.choices.model = pageModelsOf(meta);  // the Model menu: the models the page has views for
   }
 
   has(key) {

@@ -17,7 +17,8 @@ def test_schema_choices_are_the_registry_names():
     fields = FIELDS
     assert get_args(fields["activation"].annotation) == tuple(ACTIVATIONS)
     assert get_args(fields["init"].annotation) == INITIALIZERS + ("identity",)  # identity: W_hh of the recurrent models
-    assert get_args(fields["dataset"].annotation) == DATASETS + ("adding", "copy", "parity", "shapes")  # digits: also sequences, images
+    # digits: also sequences and images; moons: also the GAN's
+    assert get_args(fields["dataset"].annotation) == DATASETS + ("adding", "copy", "parity", "shapes", "ring8", "grid25", "swissroll")
     assert get_args(fields["optimizer"].annotation) == tuple(OPTIMIZERS)
     assert get_args(fields["clip_mode"].annotation) == CLIP_MODES
     m = meta()
@@ -37,7 +38,8 @@ def test_meta_lists_statistics_bins_and_bounds():
     from gradscope.core.network import H_EDGES, Z_EDGES
     from gradscope.records import STAT_NAMES
     m = meta()
-    assert ["step", "count", *m["families"]["mlp"]["model_stats"]["mlp"]] == list(STAT_NAMES)
+    mlp = ["step", "count", *m["families"]["mlp"]["model_stats"]["mlp"]]
+    assert mlp == list(STAT_NAMES)[:len(mlp)]  # the MLP's first (the records' column order), then the GAN's
     assert m["z_edges"] == list(Z_EDGES) and len(m["z_edges"]) == 49 and m["z_edges"][0] == -6.0
     assert m["h_edges"] == sorted(m["h_edges"]) and len(m["h_edges"]) == len(H_EDGES)
     assert m["bounds"]["dropout"] == [0.0, 0.9] and m["bounds"]["depth"] == [1, 256]
@@ -91,7 +93,8 @@ def test_every_broken_cross_field_rule_is_named_with_the_bad_keys():
     # A bad key and a broken rule over good keys: both; a rule reading the bad key does not guess.
     errs = errors_of({"model": "rnn", "dataset": "spirals", "activation": "bogus", "dropout": 0.5})
     assert [e["field"] for e in errs] == ["activation", "dropout", "dataset"]
-    assert [e["field"] for e in errors_of({"model": "gan", "dataset": "adding"})] == ["model"]
+    assert [e["field"] for e in errors_of({"model": "vae", "dataset": "adding"})] == ["model"]
+    assert [e["field"] for e in errors_of({"model": "gan", "dataset": "adding"})] == ["dataset"]
     errs = errors_of({"model": "cnn", "dataset": "adding", "width": 256, "stages": 3, "depth": 2, "seq_len": 7})
     assert [e["field"] for e in errs] == ["seq_len", "dataset", "width", "stages"] and all(e["choices"] for e in errs)
     assert [e["field"] for e in errors_of({"model": "mlp", "stages": 2, "skip_init": True, "dataset": "shapes"})] == [
@@ -100,7 +103,8 @@ def test_every_broken_cross_field_rule_is_named_with_the_bad_keys():
 
 def test_meta_names_the_keys_that_compile():
     m = meta()
-    assert set(m["compile_keys"]) == set(RESET_KEYS) | {"activation", "optimizer"}
+    gan = {"g_activation", "d_activation", "gan_loss", "lipschitz", "n_critic"}  # the GAN's structural knobs
+    assert set(m["compile_keys"]) == set(RESET_KEYS) | {"activation", "optimizer"} | gan
     assert "model" in m["compile_keys"] and "learning_rate" not in m["compile_keys"]
     assert set(m["compile_keys"]) <= set(CONFIG_KEYS)
 
@@ -114,7 +118,8 @@ def test_meta_model_tables_agree_with_validation():
         if "seq_len" in m["keys_by_model"][model]:
             base["seq_len"] = 64  # fits every task
         listed = m["activations_by_model"][model]
-        for name in m["activations"]:  # every listed one is accepted; an empty list: the model takes any and ignores it
+        # every listed one is accepted; an empty list: the model takes any and ignores it (the GAN: one per network)
+        for name in m["activations"] if "activation" in m["keys_by_model"][model] else ():
             if name in listed or not listed:
                 assert make_config({**base, "activation": name}).activation == name
             else:

@@ -189,7 +189,7 @@ def test_every_bad_field_is_listed_at_once(live_server):
     assert r.status_code == 422
     errs = r.json()["detail"]
     assert [e["field"] for e in errs] == ["batchnorm", "dataset", "activation", "depth"]  # the keys' own errors, then the rules'
-    assert errs[0]["message"] == "the RNN does not take batchnorm (MLP, CNN do)" and errs[0]["choices"] == meta["keys_by_model"]["rnn"]
+    assert errs[0]["message"] == "the RNN does not take batchnorm (MLP, CNN, GAN do)" and errs[0]["choices"] == meta["keys_by_model"]["rnn"]
     assert errs[1]["choices"] == meta["datasets_by_model"]["rnn"] and errs[2]["choices"] == meta["activations_by_model"]["rnn"]
 
 
@@ -216,11 +216,14 @@ def test_meta_model_tables_and_compile_keys(live_server):
 
     srv = live_server()
     m = httpx.get(f"{srv.url}/api/meta", timeout=120).json()
-    assert set(m["reset_keys"]) | {"activation", "optimizer", "model"} == set(m["compile_keys"])
-    assert not {"learning_rate", "clip_value", "l2"} & set(m["compile_keys"])
+    gan = {"g_activation", "d_activation", "gan_loss", "lipschitz", "n_critic"}
+    assert set(m["reset_keys"]) | {"activation", "optimizer", "model"} | gan == set(m["compile_keys"])
+    assert not {"learning_rate", "clip_value", "l2", "g_lr", "clip_c"} & set(m["compile_keys"])
     assert set(m["model_names"]) == set(m["models"]) == set(m["activations_by_model"])
     assert m["activations_by_model"]["mlp"] == m["activations"] and "prelu" not in m["activations_by_model"]["rnn"]
     for model, names in m["activations_by_model"].items():  # each one accepted, by Config validation
+        if "activation" not in m["keys_by_model"][model]:  # the GAN: an activation per network
+            continue
         base = {"model": model, "dataset": m["datasets_by_model"][model][0]}
         for name in names:
             assert make_config({**base, "activation": name}).activation == name

@@ -135,7 +135,7 @@ def _rows(trainers, steps, every, progress):
         rows = blocks[run].add(stats)
         if rows is not None:
             yield run, rows
-        progress.update(min(t.step for t in trainers.values()), float(stats["loss"][-1]))
+        progress.update(min(t.step for t in trainers.values()), float(stats[trainers[run].family.loss_stat][-1]))
 
 
 def _chunks(trainers, steps, every):

@@ -124,8 +124,9 @@ def _family_config(family) -> type[CommonConfig]:
         "model": (Literal[models], models[0]),
         "dataset": (Literal[ALL_DATASETS], "spirals" if "spirals" in datasets else datasets[0]),
         "depth": (int, Field(family.default_depth, ge=LIMITS["depth"][0], le=LIMITS["depth"][1])),
-        **family.config_fields,
     }
+    fields = {k: v for k, v in fields.items() if k not in family.common_keys_not_taken}
+    fields.update(family.config_fields)
     rank = {k: i for i, k in enumerate(ORDER)}
     fields = dict(sorted(fields.items(), key=lambda kv: rank.get(kv[0], len(rank))))
     name = "".join(part.capitalize() for part in family.name.split("_")) + "Config"
@@ -156,7 +157,7 @@ COMMON_LIVE_KEYS = ("activation", "leaky_alpha", "clip_mode", "clip_value", "opt
 LIVE_KEYS = tuple(k for k in CONFIG_KEYS if k in COMMON_LIVE_KEYS or any(k in f.live_keys for f in FAMILIES))
 RESET_KEYS = tuple(k for k in CONFIG_KEYS if k not in LIVE_KEYS)
 # The live keys that pick compiled code rather than a traced number: their change compiles, like a reset's.
-CODE_KEYS = ("activation", "optimizer")
+CODE_KEYS = ("activation", "optimizer", *dict.fromkeys(k for f in FAMILIES for k in f.code_keys))
 COMPILE_KEYS = RESET_KEYS + CODE_KEYS
 
 
@@ -237,9 +238,10 @@ RULES = (
 
 def broken_rules(c, skip=frozenset()) -> list["ConfigError"]:
     """Every cross-field error of `c`, one per key; rules reading a key in `skip` (a bad one) do not run."""
-    out = {}
+    out, taken = {}, type(c).model_fields
     for rule in RULES:
-        if not skip & set(rule.keys(c) if callable(rule.keys) else rule.keys):
+        keys = set(rule.keys(c) if callable(rule.keys) else rule.keys)
+        if not skip & keys and keys <= set(taken):  # a rule over keys the model does not take does not apply
             for err in rule.check(c):
                 if err.field not in skip:
                     out.setdefault(err.field, err)
@@ -322,7 +324,29 @@ def describe_errors(exc: ValidationError, model: str | None = None) -> list[dict
 
 
 def make_config(values: dict[str, Any] | None = None) -> Config:
-    """Validate a (partial) dict of config keys; raises ConfigError naming the first bad field, the others in `more`."""
+    """Validate a (partial) dict of config keys; raises ConfigError naming the first bad field, the others in `more`.
+    A key given a value of its own (not its default) where it does not apply (the GAN's clip_c under a
+    gradient penalty: `ModelFamily.applies`) is refused by name."""
+    config = _validate(values)
+    given = {k for k, v in (values or {}).items() if k in type(config).model_fields and v != type(config).model_fields[k].default}
+    _check_applies(config, given)
+    return config
+
+
+def _check_applies(config, keys) -> None:
+    """ConfigErrors for the `keys` that do not apply under the config's other values (`ModelFamily.applies`)."""
+    errors = []
+    for key in sorted(keys):
+        rule = family_of(config.model).applies.get(key)
+        if rule is not None and getattr(config, rule[0]) not in rule[1]:
+            on = " or ".join(f"{rule[0]} {v}" for v in rule[1])
+            errors.append(ConfigError(key, f"{key} applies only with {on} (this run has {rule[0]} {getattr(config, rule[0])}); "
+                                           f"set {rule[0]} first", list(rule[1])))
+    if errors:
+        raise ConfigError.of(errors)
+
+
+def _validate(values: dict[str, Any] | None = None) -> Config:
     if values is not None and not isinstance(values, dict):
         raise ConfigError("config", "must be an object of config keys", list(CONFIG_KEYS))
     values = values or {}
@@ -342,7 +366,7 @@ def load_config(values: dict[str, Any]) -> Config:
     the keys its model takes, validated; the others dropped."""
     model = values.get("model", DEFAULT_MODEL)
     keys = KEYS_BY_MODEL.get(model, CONFIG_KEYS)
-    return make_config({k: v for k, v in values.items() if k in keys})
+    return _validate({k: v for k, v in values.items() if k in keys})
 
 
 def parse_changes(config: Config, changes: Any) -> Config:
@@ -350,14 +374,20 @@ def parse_changes(config: Config, changes: Any) -> Config:
     keys the new model takes too and drops the others (theirs start at their defaults)."""
     if not isinstance(changes, dict) or not changes:
         raise ConfigError("changes", "must be a non-empty object of config keys", list(CONFIG_KEYS))
+    new = _apply(config, changes)
+    _check_applies(new, set(changes))
+    return new
+
+
+def _apply(config: Config, changes: dict) -> Config:
     current = config.model_dump()
     model = changes.get("model", config.model)
     if model == config.model or model not in MODELS:
-        return make_config({**current, **changes})
+        return _validate({**current, **changes})
     kept = {k: v for k, v in current.items() if k in KEYS_BY_MODEL[model]}
     while True:
         try:
-            return make_config({**kept, **changes})
+            return _validate({**kept, **changes})
         except ConfigError as exc:
             unfit = {e.field for e in (exc, *exc.more)} - set(changes)
             if not unfit:
@@ -420,7 +450,8 @@ def meta() -> dict:
         "clip_modes": list(CLIP_MODES),
         "live_keys": list(LIVE_KEYS),
         "reset_keys": list(RESET_KEYS),
-        "compile_keys": list(COMPILE_KEYS),  # a change compiles new code (the page says "compiling")
+        "compile_keys": list(COMPILE_KEYS),
+        "choices": {k: choices_of(k) for k in CONFIG_KEYS if k != "model" and get_origin(FIELDS[k].annotation) is Literal},  # a change compiles new code (the page says "compiling")
         "defaults": _flat_defaults(),  # every key: the default model's, then the others' own keys
         "defaults_by_model": {m: make_config({"model": m}).model_dump() for m in MODELS},
         "keys_by_model": {m: list(keys) for m, keys in KEYS_BY_MODEL.items()},  # a key not listed: refused by name

@@ -16,7 +16,8 @@ import threading
 import numpy as np
 import orjson
 
-from gradscope.core.train import HIST_STATS, PER_STEP_STATS, SPARSE_STATS, STAT_NAMES
+from gradscope.core.stats import PER_STEP_STATS, SPARSE_STATS, STAT_NAMES
+from gradscope.core.train import HIST_STATS
 
 INT_STATS = ("step", "count", "nonfinite", "nonfinite_count") + HIST_STATS
 

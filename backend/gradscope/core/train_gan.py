@@ -34,6 +34,8 @@ from gradscope.core.train import _packer
 PER_STEP_STATS = tuple(s for s in gan.SCALAR_STATS if s != "step") + ("nonfinite",)
 ROW_STATS = ("step",) + tuple(s for s in gan.STAT_NAMES if s not in gan.SCALAR_STATS)
 STAT_NAMES = PER_STEP_STATS + ROW_STATS
+# measured once a call at its last measured row, NaN at the others (families.gan adds them): averaged over their finite values
+SPARSE_STATS = ("modes_covered", "high_quality")
 
 
 def step_key(key, step):

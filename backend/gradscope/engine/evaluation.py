@@ -17,7 +17,7 @@ class Evaluation:
     def predict(self, x) -> np.ndarray:
         """Evaluation-mode class probabilities (running BatchNorm stats, rrelu's mean slope, no dropout)."""
         x = jnp.asarray(x, jnp.float32)
-        exe = self._get(self._predict_key(self.config.activation, x.shape[0]), self._predict_args(x.shape[0]))
+        exe = self._get(self._predict_key(getattr(self.config, "activation", None), x.shape[0]), self._predict_args(x.shape[0]))
         return self._probabilities(exe, x)
 
     def _probabilities(self, exe, x):
@@ -39,12 +39,17 @@ class Evaluation:
             loss = float(-np.mean(np.log(p[np.arange(len(y)), y])))
         return {"loss": loss, "accuracy": float(np.mean(p.argmax(1) == y))}
 
+    def data_plane(self) -> dict | None:
+        """The family's data plane (the GAN's real and generated points under D's output), else None."""
+        plane = getattr(self.family, "plane", None)
+        return None if plane is None else plane(self)
+
     def decision_grid(self, n: int = GRID, wait: bool = False) -> dict | None:
         """Class-1 probability on an n x n grid over the data (2-D datasets), else None.
 
         Also None (unless `wait`) while its predict function is still compiling in the
         background: the caller's thread never waits for a compile after an activation switch."""
-        key = self._predict_key(self.config.activation, n * n)
+        key = self._predict_key(getattr(self.config, "activation", None), n * n)
         if key is None or self.config.dataset not in datasets.TWO_D:
             return None
         args = self._predict_args(n * n)

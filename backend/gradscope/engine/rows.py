@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradscope.core.train import PER_STEP_STATS, SPARSE_STATS
+from gradscope.core.stats import PER_STEP_STATS, SPARSE_STATS
 
 
 def rows_of(out: dict, n: int) -> tuple[dict, int | None]:

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradscope.config import LIVE_KEYS, RESET_KEYS, Config, ConfigError, differing, is_config, make_config, parse_changes
+from gradscope.config import LIVE_KEYS, RESET_KEYS, Config, ConfigError, differing, is_config, load_config, make_config, parse_changes
 from gradscope.families import family_of
 from gradscope.families.base import TARGET_CHUNK_SECONDS
 
@@ -55,6 +55,16 @@ def _by_position(pathed, saved: list) -> list:
     return saved[:head] + [None] * (len(pathed) - head - tail) + (saved[len(saved) - tail:] if tail else [])
 
 
+def _activation(config) -> str | None:
+    """The config's activation; None for a model without one (the GAN has one per network)."""
+    return getattr(config, "activation", None)
+
+
+def _with(config, **values):
+    """`config` with those of `values` it takes replaced (a key its model does not take is left out)."""
+    return config.model_copy(update={k: v for k, v in values.items() if k in type(config).model_fields})
+
+
 def prewarm(cache: CompileCache, config: Config | dict | None = None) -> None:
     """Queue the compiles a first session of `config` (default: the default config) needs,
     its chunk first, then its evaluation program, on the cache's background thread.
@@ -76,7 +86,7 @@ def prewarm(cache: CompileCache, config: Config | dict | None = None) -> None:
 
 # The statistics every selection keeps (`stats`): what turning a chunk's output into rows needs
 # (the measured steps, where a run broke) and the loss (the CLI's progress line).
-KEPT_ALWAYS = ("step", "nonfinite", "loss")
+KEPT_ALWAYS = ("step", "nonfinite")  # and the family's loss_stat
 
 class Trainer(Evaluation):
     """One run: data, parameters, optimizer state and the config; trains in compiled chunks."""
@@ -132,7 +142,7 @@ class Trainer(Evaluation):
             # the first executable compiles from the state's shapes on a thread of its
             # own while the initial weights compile and run here (two cores, not one after the other)
             self.state = self.family.initial_state(config, self.shape, abstract=True)
-            self._cache.start(self._key(config.activation, config.optimizer, self.family.spec_of(config)), self._args(0))
+            self._cache.start(self._key(_activation(config), config.optimizer, self.family.spec_of(config)), self._args(0))
         self.state = self.family.initial_state(config, self.shape)
         self._built_spec = None
         self.chunk_steps = self.max_steps if self._fixed_k else self._calibrate()
@@ -150,7 +160,7 @@ class Trainer(Evaluation):
         generic ones (4.0 s), where it can."""
         if not self._warm:
             return
-        act, opt, spec = self.config.activation, self.config.optimizer, self.family.spec_of(self.config)
+        act, opt, spec = _activation(self.config), self.config.optimizer, self.family.spec_of(self.config)
         others = [a for a in self.family.warm_activations(self.config, WARM_ORDER) if a != act][:WARM_ACTIVATIONS]
         predicts = [k for k in (self._predict_key(a) for a in [act] + others) if k is not None]
         if predicts:
@@ -170,15 +180,15 @@ class Trainer(Evaluation):
 
     def _key(self, act, optimizer, spec=None):
         """The chunk's key for activation `act` and `optimizer` (`spec` None: the generic build)."""
-        config = self.config.model_copy(update={"activation": act, "optimizer": optimizer})
-        keep = None if self.stats is None else tuple(dict.fromkeys(self.stats + KEPT_ALWAYS))
+        config = _with(self.config, activation=act, optimizer=optimizer)
+        keep = None if self.stats is None else tuple(dict.fromkeys(self.stats + KEPT_ALWAYS + (self.family.loss_stat,)))
         return self.family.chunk_key(config, self.shape, int(self.x.shape[0]), int(self.x_val.shape[0]), self.max_steps, spec, keep)
 
     def _args(self, n, every=1):
         return self.family.chunk_args(self.state, self.config, self.x, self.y, self.x_val, self.y_val, n, every)
 
     def _predict_key(self, act, rows=GRID * GRID):
-        return self.family.predict_key(self.config.model_copy(update={"activation": act}), self.shape, rows)
+        return self.family.predict_key(_with(self.config, activation=act), self.shape, rows)
 
     def _predict_args(self, rows):
         return self.family.predict_args(self.state, self.config, self.shape, rows)
@@ -192,7 +202,7 @@ class Trainer(Evaluation):
         for its values alone, and the generic one follows in the background: at depth 10 the
         build for the values compiles in 2.3 s and the generic in 4.0 s, and the two at once
         on two cores took 8.9 s to the first frame (bench/first_frame.py)."""
-        act, opt = self.config.activation, self.config.optimizer
+        act, opt = _activation(self.config), self.config.optimizer
         spec = self.family.spec_of(self.config)
         if spec is None or not self.specialize:
             return self._get(self._key(act, opt), self._args(0))
@@ -344,7 +354,7 @@ class Trainer(Evaluation):
         a weight that does not fit raises SnapshotError.
         """
         data = np.load(io.BytesIO(blob))
-        config = make_config(json.loads(bytes(data["config"]).decode()))
+        config = load_config(json.loads(bytes(data["config"]).decode()))
         if differing(config, self.config, RESET_KEYS):
             self._build(config)
         elif config.optimizer != self.config.optimizer:

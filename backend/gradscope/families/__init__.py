@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from .base import Model, ModelFamily, Stat
 from .cnn import FAMILY as CNN
+from .gan import FAMILY as GAN
 from .mlp import FAMILY as MLP
 from .recurrent import FAMILY as RECURRENT
 
-FAMILIES: tuple[ModelFamily, ...] = (MLP, RECURRENT, CNN)
+FAMILIES: tuple[ModelFamily, ...] = (MLP, RECURRENT, CNN, GAN)
 MODELS: dict[str, Model] = {m.name: m for f in FAMILIES for m in f.models}  # in menu order, the MLP first
 _FAMILY_OF = {m.name: f for f in FAMILIES for m in f.models}
 

@@ -21,6 +21,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from gradscope.core.train import PER_STEP_STATS, SPARSE_STATS
+
 TARGET_CHUNK_SECONDS = 0.03  # a compiled call trains about this long (the page draws ~30 frames a second)
 MAX_CHUNK_STEPS = 256
 
@@ -63,12 +65,22 @@ class ModelFamily:
     # default or pydantic Field)}. The config builds the family's class from them; a key the family
     # does not list is refused for its models, by name.
     config_fields: dict[str, tuple[Any, Any]] = {}
+    # Common keys (config.COMMON_FIELDS) the family's models do not take: the GAN has a depth, an
+    # activation and a learning rate per network instead of one
+    common_keys_not_taken: tuple[str, ...] = ()
     live_keys: tuple[str, ...] = ()  # those of its own keys that change mid-run (traced); the others reset the run
+    code_keys: tuple[str, ...] = ()  # those of its live keys that pick compiled code: a change compiles (shown), weights kept
     rule_keys: tuple[str, ...] = ()  # the config keys `rules` reads (a bad one of them skips it)
     count_keys: tuple[str, ...] = ("depth", "width", "batch_size")  # the keys `activation_count` reads
     depth_range: tuple[int, int] = (1, 256)
     default_depth: int = 10
     stats: tuple[Stat, ...] = ()
+    # {key: (other key, its values)}: `key` applies only where the other key has one of those values
+    # (greyed on the page otherwise; given a value of its own there, refused by name)
+    applies: dict[str, tuple[str, tuple]] = {}
+    loss_stat: str = "loss"  # the statistic a progress line shows
+    per_step_stats: tuple[str, ...] = PER_STEP_STATS  # the chunk's statistics for every step (the others: at measured steps)
+    sparse_stats: tuple[str, ...] = SPARSE_STATS  # NaN where not measured: averaged over their finite values
     views: dict = {}  # what the page shows for the family (published in /api/meta; see docs/adding-a-model.md)
 
     # -- config --------------------------------------------------------------------------
@@ -158,4 +170,5 @@ class ModelFamily:
         return {"models": [m.name for m in self.models], "stats": {s.name: list(s.axes) for s in self.stats},
                 "model_stats": {m.name: list(self.model_stats(m.name)) for m in self.models},
                 "depth_range": list(self.depth_range),
-                "default_depth": self.default_depth, "views": self.views}
+                "default_depth": self.default_depth, "views": self.views,
+                "applies": {k: {"key": other, "values": list(values)} for k, (other, values) in self.applies.items()}}

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from gradscope.core.train import SPARSE_STATS
+from gradscope.core.stats import SPARSE_STATS
 from gradscope.engine.rows import merge_mean
 
 try:  # optional fast path: numpy straight to JSON, NaN/Inf as null

@@ -251,6 +251,9 @@ class Session(SessionCommands):
             grid = self.tr.decision_grid()
             if grid is not None:
                 self._emit({"type": "boundary", "step": self.step, **grid})
+            plane = self.tr.data_plane()
+            if plane is not None:
+                self._emit({"type": "plane", "step": self.step, **plane})
 
     # -- state changes and persistence (worker thread) ----------------------------------------
     def _event(self, kind: str, changes: dict | None = None, detail: str | None = None, **extra) -> dict:

@@ -1,0 +1,261 @@
+"""The GAN family: a generator G and a discriminator/critic D, both MLPs, on 2-D data where every
+sample can be seen (core.gan, core.train_gan). Measured per network and per layer: G's and D's
+gradients, D's outputs on real and fake points, the generator's gradient at D's logit (the
+saturating loss's vanishing one), the critic's activation gradients under weight clipping or a
+gradient penalty, spectral norms, and for the mixtures the modes the generator covers.
+
+The GAN has a depth, an activation and a learning rate per network (`g_depth`, `d_activation`,
+`g_lr`, ...), so it does not take the common `depth`, `activation` and `learning_rate`, nor the
+classifier's gradient clipping and L1/L2 (its Lipschitz constraint on D is `lipschitz`).
+
+Its one program is the training chunk, built for the structural choices' values (GanSpec:
+activations, loss, Lipschitz constraint, n_critic, optimizer, G's BatchNorm). They are live keys:
+a change keeps both networks' weights and the step, and compiles that choice's chunk (shown as a
+compile). Learning rates, clip_c and gp_lambda are traced: a change never compiles.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from pydantic import Field
+
+from gradscope.core import gan
+from gradscope.core.initializers import INITIALIZERS
+from gradscope.core.train_gan import PER_STEP_STATS, ROW_STATS, SPARSE_STATS, make_chunk
+from gradscope.errors import ConfigError
+
+from .base import Model, ModelFamily, Stat, chunk_steps_for
+
+MODE_SAMPLES = 1000  # G's samples counted against a mixture's modes, at the last measured step of each call
+PLANE_SAMPLES = 256  # real and generated points on the page's data plane
+PLANE_ARROWS = 32  # generated points with a grad_x D arrow (where D pushes G)
+PLANE_GRID = 40  # D's output on a PLANE_GRID x PLANE_GRID grid over the data (the plane's background)
+DEPTHS = (1, 16)
+
+
+class GanChunkKey(NamedTuple):
+    """The GAN's training chunk: K steps of (n_critic D updates, one G update) on `shape` under `spec`,
+    for `dataset` (its mode count, for the mode statistics)."""
+
+    kind: str  # "chunk"
+    shape: gan.GanShape
+    spec: gan.GanSpec
+    n_modes: int  # the mixture's modes (0: not a mixture, no mode statistics)
+    n_train: int
+    steps: int
+    keep: tuple[str, ...] | None = None  # the statistics returned (None: every one)
+
+    def function(self):
+        """chunk(state, knobs, points, modes, key, mode_std, n, every) -> (state, statistics): the
+        chunk's own output plus, at its last measured row, the mode statistics of MODE_SAMPLES of G's
+        samples (NaN at the other rows: sparse statistics, as the MLP's held-out loss)."""
+        chunk = make_chunk(self.shape, self.spec, self.steps)
+        sample = gan.make_sampler(self.shape, self.spec)
+        n_modes, steps, keep = self.n_modes, self.steps, self.keep
+
+        def run(state, knobs, points, modes, key, mode_std, n, every):
+            state, out = chunk(state, knobs, points, key, n, every)
+            if n_modes:
+                fake = sample(state.g_params, jax.random.fold_in(jax.random.fold_in(key, 1 << 30), state.step), MODE_SAMPLES)
+                covered, quality = gan.mode_stats(fake, modes, mode_std[0])
+                last = jnp.arange(steps) == out["rows"] - 1
+                out["modes_covered"] = jnp.where(last, covered.astype(jnp.float32), jnp.nan)
+                out["high_quality"] = jnp.where(last, quality, jnp.nan)
+            if keep is not None:
+                out = {k: v for k, v in out.items() if k in keep or k == "rows"}
+            return state, out
+        return run
+
+    def compile(self, args):
+        return jax.jit(self.function()).lower(*args).compile()
+
+    def describe(self) -> str:
+        s, sp = self.shape, self.spec
+        return (f"GAN {sp.gan_loss}, {sp.lipschitz}, G {sp.g_act} x {s.g_depth}, D {sp.d_act} x {s.d_depth}, "
+                f"width {s.width}, {sp.d_optimizer}")
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
+def _initial_state(seed, shape, spec, init, gain):
+    """Both networks, optimizer states and power-iteration vectors from the seed, one compiled program."""
+    return gan.init_state(jax.random.PRNGKey(seed), shape, spec, init, init, gain, gain)
+
+
+def _mixture(name: str, seed: int):
+    points, modes, std = gan.load(name, seed=seed)
+    return points, modes, std
+
+
+class GanFamily(ModelFamily):
+    name = "gan"
+    models = (Model("gan", "GAN", gan.DATASETS, INITIALIZERS, gan.GAN_ACTIVATIONS),)
+    common_keys_not_taken = ("depth", "activation", "leaky_alpha", "clip_mode", "clip_value", "learning_rate", "l1", "l2")
+    config_fields = {
+        "z_dim": (int, Field(2, ge=1, le=16)),
+        "g_depth": (int, Field(3, ge=DEPTHS[0], le=DEPTHS[1])),
+        "d_depth": (int, Field(3, ge=DEPTHS[0], le=DEPTHS[1])),
+        "g_activation": (Literal[gan.GAN_ACTIVATIONS], "relu"),
+        "d_activation": (Literal[gan.GAN_ACTIVATIONS], "leaky_relu"),
+        "batchnorm": (bool, False),  # in G only
+        "gan_loss": (Literal[gan.GAN_LOSSES], "non_saturating"),
+        "lipschitz": (Literal[gan.LIPSCHITZ], "none"),
+        "clip_c": (float, Field(0.01, gt=0.0, le=10.0)),
+        "gp_lambda": (float, Field(10.0, ge=0.0, le=1000.0)),
+        "n_critic": (int, Field(1, ge=1, le=10)),
+        "g_lr": (float, Field(1e-3, gt=0.0, le=10.0)),
+        "d_lr": (float, Field(1e-3, gt=0.0, le=10.0)),
+    }
+    live_keys = ("g_activation", "d_activation", "batchnorm", "gan_loss", "lipschitz", "clip_c", "gp_lambda", "n_critic",
+                 "g_lr", "d_lr")
+    code_keys = ("g_activation", "d_activation", "gan_loss", "lipschitz", "n_critic")  # and batchnorm (G's)
+    rule_keys = ("g_depth", "d_depth", "width")
+    count_keys = ("g_depth", "d_depth", "width", "batch_size")
+    depth_range = DEPTHS
+    default_depth = 3
+    applies = {"clip_c": ("lipschitz", ("clip",)), "gp_lambda": ("lipschitz", ("gp",))}
+    loss_stat = "d_loss"
+    per_step_stats = PER_STEP_STATS
+    sparse_stats = SPARSE_STATS
+    stats = (
+        Stat("d_loss", (), "D's loss (no penalty)"), Stat("g_loss", (), "G's loss"),
+        Stat("d_real", (), "mean D(x) on real points (a probability; raw under wasserstein)"),
+        Stat("d_fake", (), "mean D(G(z))"),
+        Stat("g_logit_grad", (), "mean |dL_G / d logit of D(G(z))|"),
+        Stat("w_estimate", (), "mean D(real) - mean D(fake): the critic's Wasserstein estimate"),
+        *(Stat(s, ("g_layer",)) for s in gan.G_LAYER_STATS),
+        *(Stat(s, ("g_hidden",)) for s in gan.G_HIDDEN_STATS),
+        *(Stat(s, ("d_layer",)) for s in gan.D_LAYER_STATS),
+        *(Stat(s, ("d_hidden",)) for s in gan.D_HIDDEN_STATS),
+        Stat("critic_act_grad", ("batch", "d_hidden"), "||dD/dh_l||, row 0 real, row 1 fake"),
+        Stat("input_grad_norm", ("point",), "||grad_x D|| at real, fake, interpolated points"),
+        Stat("modes_covered", (), "mixtures: modes with at least 1% of G's samples within 3 std"),
+        Stat("high_quality", (), "mixtures: share of G's samples within 3 std of a mode"),
+    )
+    # "page": False: the page's GAN views (data plane, G and D profiles, the logit-gradient chart) are
+    # not built yet, so its Model menu does not offer the GAN; the API, the CLI and compare train it
+    views = {"axis": "layer", "diagnosis": "gan", "theory": "logit", "boundary": False, "plane": True, "page": False,
+             "networks": {"g": "generator", "d": "discriminator"}}
+
+    # -- config --------------------------------------------------------------------
+    def rules(self, c):
+        params = (c.g_depth + c.d_depth) * c.width * c.width
+        if params > 2**24:
+            yield ConfigError("width", f"(g_depth + d_depth) x width^2 = {params} exceeds {2**24} weights; lower a depth or width")
+
+    def activation_count(self, c):
+        return (c.g_depth + c.d_depth) * c.width * c.batch_size * (c.n_critic + 1), "batch_size", \
+            "(g_depth + d_depth) x width x batch_size x (n_critic + 1)"
+
+    def warm_activations(self, config, order):
+        return ()  # two activations: their builds compile when chosen
+
+    # -- data and state --------------------------------------------------------------
+    def shape_of(self, c) -> gan.GanShape:
+        return gan.GanShape(z_dim=c.z_dim, width=c.width, g_depth=c.g_depth, d_depth=c.d_depth, batch=c.batch_size)
+
+    def spec_of(self, c) -> gan.GanSpec:
+        return gan.GanSpec(g_act=c.g_activation, d_act=c.d_activation, gan_loss=c.gan_loss, lipschitz=c.lipschitz,
+                           g_optimizer=c.optimizer, d_optimizer=c.optimizer, n_critic=c.n_critic, g_batchnorm=c.batchnorm)
+
+    def data(self, c, shape):
+        """(points, modes, the mode std as an array, a 1-row stand-in): the chunk draws its batches
+        from the points; a dataset without modes gets one placeholder mode (its statistics are not computed)."""
+        points, modes, std = _mixture(c.dataset, c.seed)
+        modes = np.zeros((1, 2), np.float32) if modes is None else modes
+        return jnp.asarray(points), jnp.asarray(modes), jnp.asarray([std or 1.0], jnp.float32), jnp.asarray(points[:1])
+
+    def initial_state(self, c, shape, abstract=False):
+        make = lambda seed: _initial_state(seed, shape, self.spec_of(c), c.init, c.init_gain)
+        return jax.eval_shape(make, np.int32(c.seed)) if abstract else make(np.int32(c.seed))
+
+    def knobs_of(self, c) -> gan.GanKnobs:
+        return gan.knobs(g_lr=c.g_lr, d_lr=c.d_lr, clip_c=c.clip_c, gp_lambda=c.gp_lambda)
+
+    def reset_optimizer(self, state, optimizer):
+        """Both optimizers restarted as `optimizer` from the current weights."""
+        g_opt = gan._optimizer(optimizer)
+        return state._replace(g_opt=g_opt.init(state.g_params), d_opt=g_opt.init(state.d_params))
+
+    # -- compiled programs ------------------------------------------------------------
+    def chunk_key(self, c, shape, n_train, n_val, steps, spec=None, keep=None) -> GanChunkKey:
+        """One build per choice of the structural knobs (spec None is the config's own: GAN builds are never generic)."""
+        modes = gan.load(c.dataset, n=1, seed=0)[1]
+        modes = 0 if modes is None else len(modes)
+        return GanChunkKey("chunk", shape, self.spec_of(c), modes, n_train, steps, keep)
+
+    def chunk_args(self, state, c, x, y, x_val, y_val, n, every):
+        """(state, knobs, points, modes, key, mode_std, n, every): x the points, y the modes, x_val the mode std (1,)."""
+        key = jax.random.fold_in(jax.random.PRNGKey(c.seed), 2)
+        return (state, self.knobs_of(c), x, y, key, x_val, np.int32(n), np.int32(every))
+
+    def max_chunk_steps(self, shape: gan.GanShape) -> int:
+        """Each step is n_critic + 1 updates of both small MLPs over a batch (twice it for D's real and fake)."""
+        w, b = shape.width, shape.batch
+        flops = 6 * 3 * b * (shape.g_depth + shape.d_depth) * w * w
+        return chunk_steps_for(flops / 20e9 + (shape.g_depth + shape.d_depth) * 30e-6)
+
+    def evaluate(self, trainer, held_out):
+        """D's and G's losses on a fresh batch, and for mixtures the modes covered."""
+        c = trainer.config
+        fake = self.samples(trainer, MODE_SAMPLES)
+        out = {"samples": int(fake.shape[0])}
+        points, modes, std = _mixture(c.dataset, c.seed)
+        if modes is not None:
+            covered, quality = gan.mode_stats(jnp.asarray(fake), jnp.asarray(modes), std)
+            out.update(modes_covered=int(covered), high_quality=float(quality), modes=int(len(modes)))
+        return out
+
+    def samples(self, trainer, n: int) -> np.ndarray:
+        """n of G's samples from the trainer's current weights (a fixed draw: frames compare)."""
+        sample = gan.make_sampler(trainer.shape, self.spec_of(trainer.config))
+        return np.asarray(sample(trainer.state.g_params, jax.random.PRNGKey(7), n))
+
+    def plane(self, trainer, n: int = PLANE_GRID) -> dict:
+        """The data plane: real and generated points, D's output on an n x n grid over them (as
+        a probability for the sigmoid losses, raw otherwise), and grad_x D at some generated
+        points (the direction D pushes G's samples)."""
+        c, st = trainer.config, trainer.state
+        real = np.asarray(trainer.x)[:PLANE_SAMPLES]
+        fake = self.samples(trainer, PLANE_SAMPLES)
+        both = np.concatenate([real, fake[np.isfinite(fake).all(axis=1)]])
+        lo, hi = both.min(axis=0) - 0.5, both.max(axis=0) + 0.5
+        gx, gy = np.linspace(lo[0], hi[0], n), np.linspace(lo[1], hi[1], n)
+        grid = np.stack(np.meshgrid(gx, gy), axis=-1).reshape(-1, 2).astype(np.float32)
+        d, arrows = _plane_fields(c.d_activation, c.gan_loss, c.lipschitz, st.d_params, st.u, jnp.asarray(grid),
+                                  jnp.asarray(fake[:PLANE_ARROWS]))
+        clean = lambda a: np.where(np.isfinite(a), a, np.nan).tolist()
+        return {"real": clean(real), "fake": clean(fake), "x": gx.tolist(), "y": gy.tolist(),
+                "d": clean(np.asarray(d).reshape(n, n)), "arrows": clean(np.asarray(arrows)),
+                "d_output": "probability" if c.gan_loss in gan.SIGMOID_LOSSES else "critic value"}
+
+    def axis_sizes(self, c) -> dict[str, int]:
+        return {"g_layer": c.g_depth + 1, "g_hidden": c.g_depth, "d_layer": c.d_depth + 1, "d_hidden": c.d_depth,
+                "batch": 2, "point": 3}
+
+    def columns(self, c) -> dict:
+        return {"networks": ["g", "d"], "input_grad_points": ["real", "fake", "interpolated"],
+                "critic_act_grad_rows": ["real", "fake"],
+                "d_output": "probability" if c.gan_loss in gan.SIGMOID_LOSSES else "critic value"}
+
+    def model_stats(self, model):
+        return tuple(s.name for s in self.stats)
+
+    def meta(self) -> dict:
+        return {**super().meta(), "losses": list(gan.GAN_LOSSES), "lipschitz": list(gan.LIPSCHITZ)}
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _plane_fields(act, gan_loss, lipschitz, d_params, u, grid, fake):
+    sigmas = gan.spectral_norms(d_params, u)[0] if lipschitz == "spectral" else None
+    raw = gan.critic(act, d_params, grid, sigmas=sigmas)[0]
+    arrows = gan.input_gradients(act, d_params, fake, sigmas=sigmas)
+    return (jax.nn.sigmoid(raw) if gan_loss in gan.SIGMOID_LOSSES else raw), arrows
+
+
+FAMILY = GanFamily()
+
+__all__ = ["FAMILY", "GanChunkKey", "GanFamily", "ROW_STATS"]

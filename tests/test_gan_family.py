@@ -1,0 +1,123 @@
+"""The GAN as a model family (issue 20): its config (keys per network, what applies under which
+Lipschitz constraint), the Trainer's rows with the GAN's statistics and theory, live switches,
+the CLI, and a session on a real server streaming statistics and the data plane."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from conftest import recv_until
+from gradscope.config import ConfigError, make_config, meta, parse_changes
+from gradscope.engine import CompileCache, Trainer
+from test_server_ws import of_type, ws_connect
+
+SMALL = dict(model="gan", dataset="ring8", width=16, batch_size=64, g_depth=2, d_depth=2)
+BACKEND = str(Path(__file__).resolve().parents[1] / "backend")
+
+
+@pytest.fixture(scope="module")
+def cache():
+    c = CompileCache(background=False)
+    yield c
+    c.close()
+
+
+def test_the_gan_takes_its_own_keys_and_names_the_ones_it_does_not():
+    c = make_config({"model": "gan"})
+    assert (c.g_depth, c.d_depth, c.gan_loss, c.lipschitz, c.dataset) == (3, 3, "non_saturating", "none", "ring8")
+    with pytest.raises(ConfigError) as info:
+        make_config({"model": "gan", "depth": 5, "learning_rate": 0.1})
+    assert sorted(e.field for e in (info.value, *info.value.more)) == ["depth", "learning_rate"]
+    assert "the GAN does not take depth" in str(info.value) and "g_depth" in info.value.choices
+    # a key that does not apply under the Lipschitz constraint: refused by name, with what it needs
+    with pytest.raises(ConfigError) as info:
+        make_config({"model": "gan", "lipschitz": "gp", "clip_c": 0.1})
+    assert info.value.field == "clip_c" and info.value.choices == ["clip"] and "lipschitz gp" in info.value.message
+    run = make_config({"model": "gan", "lipschitz": "clip", "clip_c": 0.1})
+    with pytest.raises(ConfigError) as info:
+        parse_changes(run, {"lipschitz": "gp", "clip_c": 0.2})
+    assert info.value.field == "clip_c"
+    assert parse_changes(run, {"lipschitz": "gp"}).clip_c == 0.1  # kept, greyed, until clip comes back
+    m = meta()
+    assert "depth" not in m["keys_by_model"]["gan"] and "g_lr" in m["keys_by_model"]["gan"]
+    assert m["families"]["gan"]["applies"]["gp_lambda"] == {"key": "lipschitz", "values": ["gp"]}
+    assert m["choices"]["gan_loss"] == ["saturating", "non_saturating", "least_squares", "wasserstein"]
+    # from a GAN back to the MLP: the shared keys stay, the GAN's go
+    mlp = parse_changes(make_config({"model": "gan", "width": 24}), {"model": "mlp"})
+    assert mlp.width == 24 and not hasattr(mlp, "g_depth")
+
+
+def test_a_gan_trains_in_rows_with_both_networks_statistics_and_the_logit_gradients_theory(cache):
+    tr = Trainer({**SMALL, "gan_loss": "saturating"}, cache=cache, chunk_steps=16)
+    out = tr.run(32)
+    assert out["step"].tolist() == list(range(32))
+    assert out["g_grad_norm"].shape == (32, 3) and out["d_grad_norm"].shape == (32, 3)
+    assert out["critic_act_grad"].shape == (32, 2, 2) and out["input_grad_norm"].shape == (32, 3)
+    assert np.isfinite(out["d_loss"]).all() and not out["nonfinite"].any()
+    # saturating: the per-sample slope is sigmoid(logit), so its mean is D(G(z))'s mean probability
+    # (over G's batch rather than D's: the same distribution, another draw)
+    assert np.allclose(out["g_logit_grad"], out["d_fake"], atol=0.05)
+    seen = np.isfinite(out["modes_covered"])
+    assert seen.sum() == 2 and seen[-1] and 0 <= np.nanmax(out["modes_covered"]) <= 8  # once a call, at its last row
+    before = len(cache._futures)
+    ack = tr.update({"gan_loss": "non_saturating", "g_lr": 5e-3})
+    assert ack["kind"] == "live" and tr.step == 32
+    out = tr.run(16)
+    assert np.allclose(out["g_logit_grad"], 1 - out["d_fake"], atol=0.05)
+    assert len(cache._futures) == before + 1  # the loss compiled its chunk; the learning rate did not
+    tr.update({"g_lr": 1e-2, "d_lr": 1e-4})
+    tr.run(16)
+    assert len(cache._futures) == before + 1
+
+
+def test_the_data_plane_shows_real_and_generated_points_under_ds_output(cache):
+    tr = Trainer(SMALL, cache=cache, chunk_steps=16)
+    tr.run(16)
+    plane = tr.data_plane()
+    assert len(plane["real"]) == len(plane["fake"]) == 256 and len(plane["arrows"]) == 32
+    d = np.asarray(plane["d"], float)
+    assert d.shape == (40, 40) and np.all((d >= 0) & (d <= 1))  # a probability under the sigmoid losses
+    assert tr.decision_grid() is None  # no classifier's boundary
+
+
+def test_gradscope_run_trains_a_gan_and_compares_losses_from_one_state(tmp_path):
+    out = tmp_path / "gan.jsonl"
+    cmd = [sys.executable, "-m", "gradscope", "run", "--set", "model=gan", "--set", "width=16", "--set", "batch_size=32",
+           "--set", "gan_loss=saturating", "--vs", "gan_loss=non_saturating", "--steps", "20", "--every", "10", "--out", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, env={"PYTHONPATH": BACKEND, "PATH": "/usr/bin:/bin"}, timeout=600)
+    assert r.returncode == 0, r.stderr
+    header, *rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert header["config"]["gan_loss"] == "saturating" and header["gan"]["networks"] == ["g", "d"]
+    assert sorted((row["run"], row["step"]) for row in rows) == [("a", 9), ("a", 19), ("b", 9), ("b", 19)]
+    a, b = (next(row for row in rows if row["run"] == run) for run in "ab")
+    assert a["d_fake"] == pytest.approx(b["d_fake"], rel=0.05)  # the same D, the same first steps' fakes
+    assert a["g_logit_grad"] == pytest.approx(a["d_fake"], abs=0.05) and b["g_logit_grad"] == pytest.approx(1 - b["d_fake"], abs=0.05)
+    bad = subprocess.run([sys.executable, "-m", "gradscope", "run", "--set", "model=gan", "--set", "depth=4", "--steps", "1"],
+                         capture_output=True, text=True, env={"PYTHONPATH": BACKEND, "PATH": "/usr/bin:/bin"}, timeout=600)
+    assert bad.returncode != 0 and "the GAN does not take depth" in bad.stderr
+
+
+def test_a_gan_session_streams_statistics_and_the_data_plane(live_server):
+    srv = live_server()
+    r = httpx.post(f"{srv.url}/api/sessions", json=SMALL, timeout=120)  # not the MLP's SMALL: no depth
+    assert r.status_code == 201, r.text
+    d = r.json()
+    with ws_connect(srv, d) as ws:
+        stats = recv_until(ws, of_type("stats"))
+        assert len(stats["g_grad_norm"][0]) == 3 and "d_real" in stats
+        plane = recv_until(ws, of_type("plane"))
+        assert len(plane["real"]) == 256 and len(plane["x"]) == 40
+        ws.send(json.dumps({"type": "set", "id": "l", "changes": {"lipschitz": "gp", "gp_lambda": 5.0}}))
+        ack = recv_until(ws, of_type("ack", id="l"))
+        assert ack["applied"]["kind"] == "live"
+        ws.send(json.dumps({"type": "set", "id": "c", "changes": {"clip_c": 0.5}}))
+        err = recv_until(ws, of_type("error", id="c"))
+        assert err["field"] == "clip_c" and err["choices"] == ["clip"]
+        after = recv_until(ws, lambda m: m["type"] == "stats" and m["step"][0] > ack["step"])
+        assert all(v is not None for v in after["d_loss"])
