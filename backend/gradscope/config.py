@@ -450,8 +450,8 @@ def meta() -> dict:
         "clip_modes": list(CLIP_MODES),
         "live_keys": list(LIVE_KEYS),
         "reset_keys": list(RESET_KEYS),
-        "compile_keys": list(COMPILE_KEYS),
-        "choices": {k: choices_of(k) for k in CONFIG_KEYS if k != "model" and get_origin(FIELDS[k].annotation) is Literal},  # a change compiles new code (the page says "compiling")
+        "compile_keys": list(COMPILE_KEYS),  # a change compiles new code (the page says "compiling")
+        "choices": {k: choices_of(k) for k in CONFIG_KEYS if k != "model" and get_origin(FIELDS[k].annotation) is Literal},
         "defaults": _flat_defaults(),  # every key: the default model's, then the others' own keys
         "defaults_by_model": {m: make_config({"model": m}).model_dump() for m in MODELS},
         "keys_by_model": {m: list(keys) for m, keys in KEYS_BY_MODEL.items()},  # a key not listed: refused by name

@@ -41,8 +41,7 @@ class Evaluation:
 
     def data_plane(self) -> dict | None:
         """The family's data plane (the GAN's real and generated points under D's output), else None."""
-        plane = getattr(self.family, "plane", None)
-        return None if plane is None else plane(self)
+        return self.family.plane(self)
 
     def decision_grid(self, n: int = GRID, wait: bool = False) -> dict | None:
         """Class-1 probability on an n x n grid over the data (2-D datasets), else None.

@@ -143,6 +143,10 @@ class ModelFamily:
         """Loss and accuracy of the trainer's weights; None: the trainer's predict serves (see Evaluation)."""
         return None
 
+    def plane(self, trainer) -> dict | None:
+        """The data plane a session streams as `plane` messages (the GAN's points under D's output); None: none."""
+        return None
+
     def axis_sizes(self, config) -> dict[str, int]:
         """The length of each statistic axis a lesson may index (`Stat.axes`), for `config`.
         Default: a weight layer per hidden layer plus the readout."""

@@ -85,9 +85,17 @@ def _initial_state(seed, shape, spec, init, gain):
     return gan.init_state(jax.random.PRNGKey(seed), shape, spec, init, init, gain, gain)
 
 
-def _mixture(name: str, seed: int):
-    points, modes, std = gan.load(name, seed=seed)
-    return points, modes, std
+@functools.cache
+def _n_modes(dataset: str) -> int:
+    """The mixture's mode count (0: not a mixture); a chunk key reads it on every call."""
+    modes = gan.load(dataset, n=1, seed=0)[1]
+    return 0 if modes is None else len(modes)
+
+
+@functools.lru_cache(maxsize=32)
+def _sampler(shape: gan.GanShape, spec: gan.GanSpec):
+    """G's sampler for a shape and spec, built once: the data plane draws from it every second."""
+    return gan.make_sampler(shape, spec)
 
 
 class GanFamily(ModelFamily):
@@ -164,7 +172,7 @@ class GanFamily(ModelFamily):
     def data(self, c, shape):
         """(points, modes, the mode std as an array, a 1-row stand-in): the chunk draws its batches
         from the points; a dataset without modes gets one placeholder mode (its statistics are not computed)."""
-        points, modes, std = _mixture(c.dataset, c.seed)
+        points, modes, std = gan.load(c.dataset, seed=c.seed)
         modes = np.zeros((1, 2), np.float32) if modes is None else modes
         return jnp.asarray(points), jnp.asarray(modes), jnp.asarray([std or 1.0], jnp.float32), jnp.asarray(points[:1])
 
@@ -183,9 +191,7 @@ class GanFamily(ModelFamily):
     # -- compiled programs ------------------------------------------------------------
     def chunk_key(self, c, shape, n_train, n_val, steps, spec=None, keep=None) -> GanChunkKey:
         """One build per choice of the structural knobs (spec None is the config's own: GAN builds are never generic)."""
-        modes = gan.load(c.dataset, n=1, seed=0)[1]
-        modes = 0 if modes is None else len(modes)
-        return GanChunkKey("chunk", shape, self.spec_of(c), modes, n_train, steps, keep)
+        return GanChunkKey("chunk", shape, self.spec_of(c), _n_modes(c.dataset), n_train, steps, keep)
 
     def chunk_args(self, state, c, x, y, x_val, y_val, n, every):
         """(state, knobs, points, modes, key, mode_std, n, every): x the points, y the modes, x_val the mode std (1,)."""
@@ -203,7 +209,7 @@ class GanFamily(ModelFamily):
         c = trainer.config
         fake = self.samples(trainer, MODE_SAMPLES)
         out = {"samples": int(fake.shape[0])}
-        points, modes, std = _mixture(c.dataset, c.seed)
+        points, modes, std = gan.load(c.dataset, seed=c.seed)
         if modes is not None:
             covered, quality = gan.mode_stats(jnp.asarray(fake), jnp.asarray(modes), std)
             out.update(modes_covered=int(covered), high_quality=float(quality), modes=int(len(modes)))
@@ -211,7 +217,7 @@ class GanFamily(ModelFamily):
 
     def samples(self, trainer, n: int) -> np.ndarray:
         """n of G's samples from the trainer's current weights (a fixed draw: frames compare)."""
-        sample = gan.make_sampler(trainer.shape, self.spec_of(trainer.config))
+        sample = _sampler(trainer.shape, self.spec_of(trainer.config))
         return np.asarray(sample(trainer.state.g_params, jax.random.PRNGKey(7), n))
 
     def plane(self, trainer, n: int = PLANE_GRID) -> dict:
