@@ -33,6 +33,7 @@ export class Dashboard {
     this.theory = null;
     this.factors = null;
     this.boundary = null;
+    this.plane = null;  // the latest plane message (a GAN's data plane)
     this.config = null;
     this.meta = {};
     this.drawn = {};  // series version each chart last drew
@@ -143,6 +144,11 @@ export class Dashboard {
   setBoundary(msg) {
     this.boundary = msg;
     this.redrawSoon("boundary");
+  }
+
+  setPlane(msg) {
+    this.plane = msg;
+    if (this.active.plane) this.redrawSoon("plane");
   }
 
   setWindow(mode) {

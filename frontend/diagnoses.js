@@ -1,13 +1,15 @@
 // Which diagnosis reads a model's statistics: the one its family's views.diagnosis names
-// (models.js): "layers" (diagnosis.js, along the layers) or "time" (timediagnosis.js, along the
-// time steps of the top layer).
+// (models.js): "layers" (diagnosis.js, along the layers), "time" (timediagnosis.js, along the
+// time steps of the top layer) or "game" (gamediagnosis.js, a GAN's two networks).
 import { diagnose } from "./diagnosis.js";
 import { diagnoseTime } from "./timediagnosis.js";
+import { diagnoseGame } from "./gamediagnosis.js";
 import { viewsOf } from "./models.js";
 
 const BY_VIEW = {
   layers: (meta, config, s) => diagnose(config, s),
   time: (meta, config, s) => diagnoseTime(config, s, meta),
+  game: (meta, config, s) => diagnoseGame(config, s, meta),
 };
 
 /** The diagnosis of `s`, the latest record of a run with `config`, by its model's family's view. */

@@ -1,7 +1,7 @@
 // Reads the latest statistics in plain words and proposes fixes that are plain config changes.
 import { chainFactors, geomean } from "./charts/factors.js";
 import { defaultSlope, derivative } from "./theory.js";
-import { gatedAlternative } from "./models.js";
+import { familyFixes, gatedAlternative } from "./models.js";
 
 const sci = (v) => (v === 0 ? "0" : v >= 0.01 && v < 100 ? String(+Number(v).toPrecision(2))
   : Number(v).toExponential(0).replace("e+", "e"));
@@ -220,8 +220,9 @@ function finish(config, result) {
  * for it (models.js gatedAlternative: {label, changes}, e.g. a switch of model).
  */
 export function fixTable(meta, model) {
-  const alt = gatedAlternative(meta, model);
-  return alt ? { ...FIXES, gated: { label: alt.label, changes: { ...alt.changes } } } : FIXES;
+  const alt = gatedAlternative(meta, model), own = familyFixes(meta, model);
+  const table = Object.keys(own).length ? { ...FIXES, ...own } : FIXES;
+  return alt ? { ...table, gated: { label: alt.label, changes: { ...alt.changes } } } : table;
 }
 
 /** Changes that apply fix `name` (of `table`: FIXES or fixTable's) to `config`. */

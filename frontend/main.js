@@ -7,6 +7,7 @@ import { Controls } from "./controls.js";
 import { READS, fixChanges, fixTable, renderDiagnosis } from "./diagnosis.js";
 import { SLOPED, layerFactors, expectedProfile } from "./theory.js";
 import { diagnoseFor } from "./diagnoses.js";
+import { GAME_READS } from "./gamediagnosis.js";
 import { toColumnar } from "./series.js";
 import { openExtraPage, wireLessonsMenu } from "./lessons.js";
 import { errorText, isAnswering, onReachability, persistent, problems } from "./net.js";
@@ -37,7 +38,7 @@ function toast(text, isError = false) {
   if (isError) app.errors.push(text);
 }
 
-const dashboard = new Dashboard($("grid"), CHARTS, { latest: [...READS, "baseline"] });  // baseline: timediagnosis.js
+const dashboard = new Dashboard($("grid"), CHARTS, { latest: [...READS, ...GAME_READS, "baseline"] });  // baseline: timediagnosis.js
 app.dashboard = dashboard;
 const notice = new Notice($("notice"));
 app.notice = notice;
@@ -200,6 +201,7 @@ function connect() {
   sock.on("status", (m) => setStatus(m.status, m.step, m.diverged, m.rewind_to));
   sock.on("compile", (m) => busy.compile(m));
   sock.on("boundary", (m) => dashboard.setBoundary(m));
+  sock.on("plane", (m) => dashboard.setPlane(m));
   sock.on("close", (m) => setStatus(m.gone ? "deleted" : "reconnecting"));
   app.socket = sock;
   sock.connect();

@@ -43,6 +43,33 @@ export function shows(meta, model, spec) {
   return emits(meta, model, spec.requires || []) && Object.entries(spec.views || EMPTY).every(([k, v]) => views[k] === v);
 }
 
+/**
+ * The keys of `model` that apply only under some values of another key (its family's applies):
+ * {key: {key: the key it depends on, values: the values under which it applies}}.
+ */
+export const appliesOf = (meta, model) => familyOf(meta, model).applies || EMPTY;
+
+/** The networks `model`'s family trains side by side, {stat prefix: name} (views.networks); {} for one network. */
+export const networksOf = (meta, model) => viewsOf(meta, model).networks || EMPTY;
+
+/** The loss `config` trains with, where its family names the key that picks one (loss_key), else undefined. */
+export const lossOf = (meta, config) => config[familyOf(meta, config.model).loss_key];
+
+/** Whether the run's output is a probability under its loss (its family's probability_losses). */
+export const isProbability = (meta, config) => (familyOf(meta, config.model).probability_losses || []).includes(lossOf(meta, config));
+
+/** The control sections the families add for their own keys ({title, rows: [[key, label, widget, help]]}, views.controls), in meta's order. */
+export const controlSections = (meta) => Object.values((meta || EMPTY).families || EMPTY).map((f) => (f.views || EMPTY).controls).filter(Boolean);
+
+/** The fixes `model`'s family offers beside the page's own ({name: {label, changes}}, views.fixes). */
+export const familyFixes = (meta, model) => viewsOf(meta, model).fixes || EMPTY;
+
+/** The knobs the compare page shows for the runs of the families that name some (views.compare_knobs), in meta's order. */
+export const compareKnobs = (meta) => [...new Set(Object.values((meta || EMPTY).families || EMPTY).flatMap((f) => (f.views || EMPTY).compare_knobs || []))];
+
+/** The number of modes of `dataset` for `model` (its family's modes: the mixtures), 0 for none. */
+export const modesOf = (meta, model, dataset) => (familyOf(meta, model).modes || EMPTY)[dataset] || 0;
+
 /** Whether `model` has gates (its statistics include each gate's mean value). */
 export const isGated = (meta, model) => emits(meta, model, ["gate_mean"]);
 

@@ -22,9 +22,19 @@ import { TimeProfileChart } from "./timeprofile.js";
 import { ChannelsChart } from "./channels.js";
 import { SppChart } from "./spp.js";
 import { SaliencyChart } from "./saliency.js";
+import { PlaneChart } from "./plane.js";
+import { LogitGradChart } from "./logitgrad.js";
+import { DProfileChart, GProfileChart } from "./netprofile.js";
+import { DHeatmapChart, GHeatmapChart } from "./netheatmap.js";
+import { OddsChart } from "./odds.js";
+import { CriticGradChart } from "./critic.js";
+import { ModesChart } from "./modes.js";
 
 // Rows of the 6-column grid: spans 3+3, 3+3, then 2+2+2.
 export const CHARTS = [
+  PlaneChart, LogitGradChart,  // the GAN's (views.plane; g_logit_grad), as are the next three rows
+  GProfileChart, DProfileChart, GHeatmapChart, DHeatmapChart,
+  OddsChart, CriticGradChart, ModesChart,
   TimeProfileChart,  // models that emit time_delta_norm (spec.requires), as do TimeHeatmapChart and GateChart's
   TimeHeatmapChart, GateChart,
   ProfileChart, HeatmapChart,
