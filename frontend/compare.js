@@ -8,6 +8,7 @@ import { LogAxis } from "./charts/logaxis.js";
 import { OI, PLOT_CONFIG, StickyRange, baseLayout, layers, logz, palette } from "./charts/plot.js";
 import { READS, fixChanges, fixTable, renderDiagnosis } from "./diagnosis.js";
 import { diagnoseFor } from "./diagnoses.js";
+import { GAME_READS } from "./gamediagnosis.js";
 import { CHARTS, COLORS, applies, chainTraces, clipShapes, fits, heatRows, layerTraces, reads, timeProfileTraces, timeTraces } from "./comparecharts.js";
 import { RunKnobs } from "./compareknobs.js";
 import { Run } from "./comparerun.js";
@@ -33,7 +34,7 @@ export class CompareView {
     this.listeners = [];
     this.meta = {};
     // the diagnoses read these from the latest step (baseline: timediagnosis.js)
-    const keep = reads([...READS, "baseline"]);
+    const keep = reads([...READS, ...GAME_READS, "baseline"]);
     this.runs = [opts.a, opts.b].filter(Boolean).map((id, k) => new Run("ab"[k], id, keep, () => this.changed()));
     this.dirty = true;
     this.build();

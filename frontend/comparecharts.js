@@ -3,7 +3,7 @@
 import { chainFactors } from "./charts/factors.js";
 import { layers, pos } from "./charts/plot.js";
 import { timeTheory } from "./charts/timeprofile.js";
-import { emits, taskOf } from "./models.js";
+import { emits, modesOf, taskOf } from "./models.js";
 
 export const COLORS = { a: "#0072B2", b: "#E69F00" };  // Okabe-Ito blue / orange, as in the dashboard
 const regression = (run, meta) => Boolean(taskOf(meta, run.model, run.config.dataset).regression);
@@ -27,7 +27,21 @@ export const CHARTS = {
     skip: (run, meta) => (regression(run, meta) ? `${run.config.dataset} is a regression: no accuracy` : "") },
   clip: { title: "Global gradient norm (dotted: after clipping, dashed: threshold)", kind: "time", stat: "global_grad_norm",
     extra: "clipped_global_grad_norm", log: true, requires: ["global_grad_norm"] },
+  // the GAN's (two networks): G's profile is the one its heat map shows (heat)
+  gprofile: { title: "G: gradient profile ‖dL/dW‖ per layer", kind: "layer", stat: "g_grad_norm", log: true, requires: ["g_grad_norm"], heat: true },
+  dprofile: { title: "D: gradient profile ‖dL/dW‖ per layer", kind: "layer", stat: "d_grad_norm", log: true, requires: ["d_grad_norm"] },
+  logit: { title: "G's gradient at D's logit, |dL_G/dlogit|", kind: "time", stat: "g_logit_grad", log: true, requires: ["g_logit_grad"] },
+  odds: { title: "D(G(z)) on G's samples (dotted: D(x) on real points)", kind: "time", stat: "d_fake", extra: "d_real", extraName: "d_real",
+    requires: ["d_fake", "d_real"] },
+  modes: { title: "Modes covered", kind: "time", stat: "modes_covered", gaps: true, requires: ["modes_covered"],
+    skip: (run, meta) => (modesOf(meta, run.model, run.config.dataset) ? "" : `${run.config.dataset} is not a mixture: no modes`) },
 };
+
+/** The per-layer statistic `run`'s heat map shows: a layer chart's marked `heat` that its model emits, else grad_norm. */
+export function heatStat(run, meta) {
+  const spec = Object.values(CHARTS).find((c) => c.heat && emits(meta, run.model, c.requires));
+  return spec ? spec.stat : "grad_norm";
+}
 
 /** Whether `run`'s model emits what chart `spec` requires (its config known). */
 export const fits = (spec, run, meta) => Boolean(run.config) && emits(meta, run.model, spec.requires);
@@ -41,7 +55,8 @@ export function applies(spec, run, meta) {
 export function reads(extraLatest) {
   const stats = (kind) => Object.values(CHARTS).filter((c) => c.kind === kind).flatMap((c) => [c.stat, c.extra].filter(Boolean));
   // the heat maps: every layer's gradient norm (axis "layer"), every time step's (axis "time"), at every kept step
-  const history = [...stats("time"), "grad_norm", "time_delta_norm"];
+  const heat = Object.values(CHARTS).filter((c) => c.heat).map((c) => c.stat);
+  const history = [...stats("time"), "grad_norm", "time_delta_norm", ...heat];
   return { history, latest: [...stats("layer"), "theory_factor", "forget_gate_mean", "gate_mean", "slope_rms", ...extraLatest] };
 }
 
@@ -60,8 +75,9 @@ export function layerTraces(run, spec) {
 
 export function timeTraces(run, spec) {
   const s = run.series, tag = run.name.toUpperCase(), color = COLORS[run.name];
-  const out = [{ x: s.step, y: s.h[spec.stat], name: `${tag} ${spec.stat}`, mode: "lines", line: { color } }];
-  if (spec.extra) out.push({ x: s.step, y: s.h[spec.extra], name: `${tag} clipped`, mode: "lines", line: { color, dash: "dot" } });
+  const gaps = Boolean(spec.gaps);  // a statistic measured once a call: its rows between have none
+  const out = [{ x: s.step, y: s.h[spec.stat], name: `${tag} ${spec.stat}`, mode: "lines", line: { color }, connectgaps: gaps }];
+  if (spec.extra) out.push({ x: s.step, y: s.h[spec.extra], name: `${tag} ${spec.extraName || "clipped"}`, mode: "lines", line: { color, dash: "dot" } });
   return out;
 }
 
@@ -101,5 +117,6 @@ export function heatRows(run) {
     const top = run.config.depth - 1, n = ((latest.time_delta_norm || [])[top] || []).length;
     return { kind: "time", n, value: (row, i) => { const c = S.h.time_delta_norm[i]; return c && c[top] ? c[top][row] : null; } };
   }
-  return { kind: "layer", n: (latest.grad_norm || []).length, value: (row, i) => (S.h.grad_norm[i] || [])[row] };
+  const stat = heatStat(run, run.meta || {});
+  return { kind: "layer", n: (latest[stat] || []).length, value: (row, i) => ((S.h[stat] || [])[i] || [])[row] };
 }

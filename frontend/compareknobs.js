@@ -1,7 +1,7 @@
-// Each run's live knobs on the compare page: activation, learning rate, clipping. A lecturer
+// Each run's live knobs on the compare page: activation, learning rate, clipping, and those its family names. A lecturer
 // changes B's rate without leaving the comparison; the change is a marker on B's charts as on
 // its own page. Enabled where this browser owns the run (its token); a viewer sees the values.
-import { activationsOf } from "./models.js";
+import { activationsOf, compareKnobs, keysOf } from "./models.js";
 import { errorText } from "./net.js";
 import { compileKeys } from "./compiling.js";
 
@@ -13,6 +13,10 @@ const KNOBS = [
   ["clip_value", "at", "number"],
 ];
 
+/** The knobs: the common ones, then those the families name (views.compare_knobs, a menu where meta lists choices). */
+const knobsOf = (meta) => [...KNOBS, ...compareKnobs(meta).filter((k) => !KNOBS.some(([key]) => key === k))
+  .map((k) => [k, k.replace(/_/g, " "), k in (meta.choices || {}) ? "select" : "number"])];
+
 export class RunKnobs {
   /**
    * @param {HTMLElement} root  the run's knob row
@@ -22,7 +26,8 @@ export class RunKnobs {
   constructor(root, run, meta) {
     Object.assign(this, { root, run, meta, inputs: {}, model: null });
     root.replaceChildren();
-    for (const [key, label, kind] of KNOBS) {
+    this.knobs = knobsOf(meta);
+    for (const [key, label, kind] of this.knobs) {
       const input = document.createElement(kind === "select" ? "select" : "input");
       if (kind === "number") Object.assign(input, { type: "number", min: "0", step: "any" });
       input.id = `cmp-knob-${run.name}-${key}`;
@@ -42,7 +47,14 @@ export class RunKnobs {
   /** The activations the run's model takes (models.js: none for a gated cell), or the clip modes. */
   choices(key) {
     if (key === "clip_mode") return this.meta.clip_modes || [];
-    return activationsOf(this.meta, this.run.model);
+    if (key === "activation") return activationsOf(this.meta, this.run.model);
+    return (this.meta.choices || {})[key] || [];
+  }
+
+  /** Whether the run's model takes `key` (meta.keys_by_model; every key where meta does not say). */
+  takes(key) {
+    const keys = keysOf(this.meta, this.run.model);
+    return !Array.isArray(keys) || keys.includes(key);
   }
 
   /** Show the run's config (a knob being edited is left alone) and who may change it. */
@@ -51,10 +63,13 @@ export class RunKnobs {
     if (!c) return;
     if (this.model !== this.run.model) {
       this.model = this.run.model;
-      for (const key of ["activation", "clip_mode"]) this.inputs[key].replaceChildren(...this.choices(key).map((v) => new Option(v, v)));
-      this.inputs.activation.parentElement.hidden = !this.choices("activation").length;
+      for (const [key, , kind] of this.knobs) {
+        if (kind === "select") this.inputs[key].replaceChildren(...this.choices(key).map((v) => new Option(v, v)));
+        this.inputs[key].parentElement.hidden = !this.takes(key) || (kind === "select" && !this.choices(key).length);
+      }
     }
     for (const [key, input] of Object.entries(this.inputs)) {
+      if (!(key in c)) continue;
       if (document.activeElement !== input && input.value !== String(c[key])) input.value = String(c[key]);
       input.disabled = !this.run.token || (key === "clip_value" && c.clip_mode === "none");
     }

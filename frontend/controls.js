@@ -1,7 +1,7 @@
 // The control panel: one widget per config key, each with a short account of what it does to gradients.
 import { formatValue } from "./state.js";
-import { activationsOf, axisOf, datasetsOf, depthRange, initializersOf, isGated, modelName, namesWhere, pageModelsOf, refusableKeys,
-  listNames, refusedKeys, siblingsOf } from "./models.js";
+import { activationsOf, appliesOf, axisOf, datasetsOf, depthRange, initializersOf, isGated, controlSections, keysOf, modelName, namesWhere, networksOf, pageModelsOf,
+  refusableKeys, listNames, refusedKeys, siblingsOf } from "./models.js";
 
 const log = (min, max) => ({ kind: "log", min, max });
 const lin = (min, max, step) => ({ kind: "range", min, max, step });
@@ -16,11 +16,12 @@ function modelHelp(meta) {
   const groups = new Map();  // one entry per family: its models' names, its axis and depth range
   for (const m of pageModelsOf(meta)) {
     const key = siblingsOf(meta, m).join();
-    if (!groups.has(key)) groups.set(key, { names: [], axis: axisOf(meta, m), range: depthRange(meta, m) });
+    if (!groups.has(key)) groups.set(key, { names: [], axis: axisOf(meta, m), range: depthRange(meta, m), nets: Object.values(networksOf(meta, m)) });
     groups.get(key).names.push(modelName(meta, m));
   }
-  const parts = [...groups.values()].map(({ names, axis, range }) => {
+  const parts = [...groups.values()].map(({ names, axis, range, nets }) => {
     const span = range ? ` (${range[0]}-${range[1]})` : "";
+    if (nets.length > 1) return `the ${listNames(names)}: a ${listNames(nets)}, each with its own depth${span}, learning rate and activation`;
     return axis === "time"
       ? `the ${listNames(names)}, trained by backpropagation through time on a sequence task, where depth counts stacked layers${span}`
       : `the ${listNames(names)}, where depth counts hidden layers${span}`;
@@ -117,12 +118,21 @@ export class Controls {
     this.config = {};
     this.enabled = true;
     this.why = new Map();  // key -> why it does not apply to the current model (the input stays disabled)
+    this.hidden = new Set();  // keys of a section the current model takes none of (hidden, disabled)
     this.build();
   }
 
+  /** The page's sections, then the families' own (views.controls), in display order. */
+  panel() {
+    const own = controlSections(this.schema.meta || {}).map((c) => [c.title, c.rows]);
+    return [...PANEL.slice(0, -1), ...own, PANEL[PANEL.length - 1]];  // the families' before Data (the seed) at the end
+  }
+
   build() {
-    for (const [title, rows] of PANEL) {
+    this.sections = [];  // [section, its keys]
+    for (const [title, rows] of this.panel()) {
       const section = el("section", { class: "ctl-section" }, el("h3", {}, title));
+      this.sections.push([section, rows.map(([key]) => key).filter((k) => this.schema.has(k))]);
       for (const [key, label, spec, help] of rows) {
         if (!this.schema.has(key)) continue;
         const limits = spec.kind === "number" && this.schema.limits(key);
@@ -190,6 +200,7 @@ export class Controls {
       else input.value = String(v);
       value.textContent = spec.kind === "bool" ? (v ? "on" : "off") : formatValue(v);
     }
+    this.applyRules(config);
     this.mute("leaky_alpha", config.activation !== "leaky_relu");
     this.mute("clip_value", config.clip_mode === "none");
     this.mute("input_dim", config.dataset !== "gaussian");
@@ -200,7 +211,14 @@ export class Controls {
     const meta = this.schema.meta;
     for (const [key, names] of Object.entries(this.menus(model))) this.offer(key, names || this.schema.choices[key]);
     const refused = refusedKeys(meta, model), name = modelName(meta, model);
+    // a section none of whose keys the model takes (another family's own) is hidden, its keys disabled without a note
+    this.hidden = new Set();
+    for (const [section, keys] of this.sections) {
+      section.hidden = keys.length > 0 && keys.every((k) => k in refused);
+      if (section.hidden) keys.forEach((k) => this.hidden.add(k));
+    }
     for (const key of refusableKeys(meta)) {
+      if (this.hidden.has(key)) { this.inapplicable(key, false); continue; }
       const label = this.widgets.has(key) && this.widgets.get(key).label;
       const takers = namesWhere(meta, (m) => !(key in refusedKeys(meta, m)));
       const these = listNames(siblingsOf(meta, model).map((m) => modelName(meta, m)));
@@ -208,7 +226,20 @@ export class Controls {
     }
     const acting = namesWhere(meta, (m) => activationsOf(meta, m).length > 0);
     const cell = isGated(meta, model) ? `The ${name} cell has fixed sigmoid gates and tanh` : `The ${name} takes no activation`;
-    this.inapplicable("activation", !activationsOf(meta, model).length && `${cell}; the activation applies to the ${acting}.`);
+    if (!("activation" in refused)) this.inapplicable("activation", !activationsOf(meta, model).length && `${cell}; the activation applies to the ${acting}.`);
+  }
+
+  /**
+   * The keys of the model that apply only under some values of another (its family's applies, e.g.
+   * clip_c under lipschitz clip) greyed out with the reason while the other key has none of them.
+   */
+  applyRules(config) {
+    const meta = this.schema.meta, refused = refusedKeys(meta, config.model);
+    for (const [key, rule] of Object.entries(appliesOf(meta, config.model))) {
+      if (key in refused || !this.widgets.has(key)) continue;
+      const on = rule.values.includes(config[rule.key]), label = this.widgets.get(key).label;
+      this.inapplicable(key, !on && `${label} applies under ${rule.key} ${listNames(rule.values)} only; the server refuses it under ${rule.key} ${config[rule.key]}.`);
+    }
   }
 
   /** {key: valid names for `model`} from meta, for the menus that depend on it (undefined: the full list). */
@@ -230,7 +261,8 @@ export class Controls {
     }
     const [lo, hi] = depthRange(meta, model) || [c.depth, c.depth];
     if (c.depth < lo || c.depth > hi) out.depth = Math.min(hi, Math.max(lo, c.depth));
-    return out;
+    const takes = keysOf(meta, model);  // a key the model does not take is not sent with the switch (the server would refuse it)
+    return Array.isArray(takes) ? Object.fromEntries(Object.entries(out).filter(([k]) => takes.includes(k))) : out;
   }
 
   /** Replace a menu's options with `names` (kept as they are when unchanged). */
@@ -250,7 +282,7 @@ export class Controls {
     w.why.hidden = !reason;
     w.row.classList.toggle("inapplicable", Boolean(reason));
     w.row.title = reason || "";
-    w.input.disabled = !this.enabled || Boolean(reason);
+    w.input.disabled = !this.enabled || Boolean(reason) || this.hidden.has(key);
   }
 
   mute(key, muted) {
@@ -266,7 +298,7 @@ export class Controls {
 
   setEnabled(enabled) {
     this.enabled = enabled;
-    for (const [key, { input }] of this.widgets) input.disabled = !enabled || this.why.has(key);
+    for (const [key, { input }] of this.widgets) input.disabled = !enabled || this.why.has(key) || this.hidden.has(key);
     this.root.classList.toggle("disabled", !enabled);
   }
 }

@@ -13,6 +13,9 @@ pytestmark = pytest.mark.browser
 
 RNN = "model=rnn&dataset=adding&seq_len=20&width=16&batch_size=16"
 MLP_ONLY = ["batchnorm", "residual", "dropout"]  # the keys the recurrent models refuse and the MLP takes
+# the GAN's own keys: their section (the family's views.controls) is hidden for the other models, its inputs disabled
+GAN_ONLY = ["z_dim", "g_depth", "d_depth", "g_activation", "d_activation", "gan_loss", "lipschitz", "clip_c", "gp_lambda",
+            "n_critic", "g_lr", "d_lr"]
 TAKERS = {"input_dim": "MLP", "batchnorm": "MLP, CNN and GAN", "residual": "MLP and CNN", "dropout": "MLP and CNN",
           "stages": "CNN", "skip_init": "CNN"}
 # Each key's state as the page shows it: disabled, the visible note, the tooltip.
@@ -20,6 +23,8 @@ STATE = """keys => Object.fromEntries(keys.map(k => {
   const row = document.querySelector(`[data-key=${k}]`), why = row.querySelector('.ctl-why');
   return [k, {disabled: document.getElementById(`ctl-${k}`).disabled, note: why.hidden ? '' : why.innerText, title: row.title}];
 }))"""
+HIDDEN = """keys => Object.fromEntries(keys.map(k => [k, {disabled: document.getElementById(`ctl-${k}`).disabled,
+  hidden: document.querySelector(`[data-key=${k}]`).closest('section').hidden}]))"""
 OPTIONS = "id => [...document.getElementById(id).options].map(o => o.value)"
 
 
@@ -27,8 +32,8 @@ def test_recurrent_model_greys_out_mlp_keys_and_narrows_menus(server, tabs):  # 
     tab = tabs().open(f"{server}/?{RNN}")
     tab.wait_running(3)
     meta = tab.eval("gradscope.meta")
-    gan_only = set(meta["keys_by_model"]["gan"]) - set(meta["keys_by_model"]["mlp"])  # no widgets yet: the page has no GAN views
-    assert [k for k in meta["defaults"] if k not in meta["keys_by_model"]["rnn"] and k not in gan_only] == list(TAKERS)
+    assert [k for k in meta["defaults"] if k not in meta["keys_by_model"]["rnn"]] == [*TAKERS, *GAN_ONLY]
+    assert tab.eval(HIDDEN, GAN_ONLY) == dict.fromkeys(GAN_ONLY, {"disabled": True, "hidden": True})
     assert all(k in meta["keys_by_model"]["mlp"] for k in MLP_ONLY)
     state = tab.eval(STATE, list(TAKERS))
     for key, s in state.items():

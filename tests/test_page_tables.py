@@ -42,7 +42,6 @@ def test_schema_keys_choices_and_live_flags_come_from_meta(page):
     assert keys == list(CONFIG_KEYS) and set(live) == set(LIVE_KEYS)
     choices = page.evaluate("T.schema.choices")
     literal = {k: choices_of(k) for k in CONFIG_KEYS if choices_of(k) and not isinstance(choices_of(k)[0], bool)}
-    literal["model"] = [m for m in literal["model"] if m != "gan"]  # the Model menu: the models the page has views for
     assert choices == literal  # every named-choice key, with the engine's registry names
     types = page.evaluate("Object.fromEntries(T.schema.keys.map((k) => [k, T.schema.type(k)]))")
     for key, prop in PROPERTIES.items():
@@ -70,9 +69,7 @@ def test_url_round_trip_parses_every_key(page):
 
 def test_every_key_has_a_control_within_the_schema_bounds(page):
     widgets = page.evaluate("[...T.panel.widgets.keys()]")
-    from gradscope.config import KEYS_BY_MODEL
-    others = {k for m, keys in KEYS_BY_MODEL.items() if m != "gan" for k in keys}
-    assert sorted(widgets) == sorted(k for k in CONFIG_KEYS if k in others)  # the GAN's own: no views yet, no widgets
+    assert sorted(widgets) == sorted(CONFIG_KEYS)  # every family's keys, the GAN's own included
     ranges = page.evaluate("T.panel.ranges()")
     props = PROPERTIES
     for key, (lo, hi) in ranges.items():

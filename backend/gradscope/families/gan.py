@@ -98,6 +98,44 @@ def _sampler(shape: gan.GanShape, spec: gan.GanSpec):
     return gan.make_sampler(shape, spec)
 
 
+def _log(lo, hi, zero=False):
+    return {"kind": "log", "min": lo, "max": hi, "zero": zero}
+
+
+# The page's control section for the GAN's own keys: [key, label, widget, what it does to gradients]
+# (frontend/controls.js builds it as its own sections; the widgets' bounds lie inside config_fields').
+CONTROLS = {"title": "Generator & discriminator", "rows": [
+    ["gan_loss", "Adversarial loss", {"kind": "select"},
+     "What G and D play for. Saturating: G minimizes log(1 − D(G(z))), whose gradient at D's logit is D(G(z)) and vanishes "
+     "once D rejects G's samples; non-saturating: G maximizes log D(G(z)), gradient 1 − D(G(z)); least squares; "
+     "Wasserstein: a critic's raw score, which needs a Lipschitz constraint."],
+    ["lipschitz", "Lipschitz constraint", {"kind": "select"},
+     "How D is kept smooth: weight clipping to [−c, c] (the critic's gradient then explodes or vanishes across its layers "
+     "with c), a gradient penalty on (‖grad_x D‖ − 1)² at points between real and fake, or spectral normalization of every D layer."],
+    ["clip_c", "Clip c", _log(1e-4, 10),
+     "D's weights are clipped to [−c, c] after every update. Too large: the critic's gradient explodes toward the input; "
+     "too small: it vanishes."],
+    ["gp_lambda", "Penalty λ", _log(1e-2, 1000, zero=True), "The gradient penalty's weight; 10 is WGAN-GP's value."],
+    ["n_critic", "D steps per G step", {"kind": "number", "min": 1, "max": 10},
+     "D's updates for each of G's: a Wasserstein critic needs several to be near its optimum, whose gradient G then follows."],
+    ["g_lr", "G learning rate", _log(1e-5, 10), "G's step size."],
+    ["d_lr", "D learning rate", _log(1e-5, 10),
+     "D's step size. A D that learns much faster than G wins the game, and the saturating loss then starves G."],
+    ["g_activation", "G activation", {"kind": "select"}, "The activation of G's hidden layers."],
+    ["d_activation", "D activation", {"kind": "select"}, "The activation of D's hidden layers (leaky ReLU is the DCGAN choice)."],
+    ["z_dim", "Noise dim", {"kind": "number", "min": 1, "max": 16},
+     "The dimension of G's input noise z ~ N(0, I). Restarts training."],
+    ["g_depth", "G depth", {"kind": "number", "min": DEPTHS[0], "max": DEPTHS[1]}, "G's hidden layers. Restarts training."],
+    ["d_depth", "D depth", {"kind": "number", "min": DEPTHS[0], "max": DEPTHS[1]}, "D's hidden layers. Restarts training."],
+]}
+# The page's fixes for what its diagnosis finds (frontend/gamediagnosis.js names them): Goodfellow et
+# al. (2014)'s switch of G's loss, and WGAN-GP (Gulrajani et al. 2017)
+FIXES = {
+    "non_saturating": {"label": "Switch to the non-saturating loss", "changes": {"gan_loss": "non_saturating"}},
+    "wgan_gp": {"label": "Wasserstein loss + gradient penalty", "changes": {"gan_loss": "wasserstein", "lipschitz": "gp"}},
+}
+
+
 class GanFamily(ModelFamily):
     name = "gan"
     models = (Model("gan", "GAN", gan.DATASETS, INITIALIZERS, gan.GAN_ACTIVATIONS),)
@@ -143,10 +181,12 @@ class GanFamily(ModelFamily):
         Stat("modes_covered", (), "mixtures: modes with at least 1% of G's samples within 3 std"),
         Stat("high_quality", (), "mixtures: share of G's samples within 3 std of a mode"),
     )
-    # "page": False: the page's GAN views (data plane, G and D profiles, the logit-gradient chart) are
-    # not built yet, so its Model menu does not offer the GAN; the API, the CLI and compare train it
-    views = {"axis": "layer", "diagnosis": "gan", "theory": "logit", "boundary": False, "plane": True, "page": False,
-             "networks": {"g": "generator", "d": "discriminator"}}
+    # the page's GAN views: the data plane (plane messages), G's and D's profiles and heat maps (the
+    # networks' stat prefixes), the logit-gradient chart with its theory, the two networks' game as
+    # its diagnosis with its fixes, its own control section and the knobs of each compared run
+    views = {"axis": "layer", "diagnosis": "game", "theory": "logit", "boundary": False, "plane": True, "page": True,
+             "networks": {"g": "generator", "d": "discriminator"}, "controls": CONTROLS, "fixes": FIXES,
+             "compare_knobs": ["gan_loss", "g_lr", "d_lr"]}
 
     # -- config --------------------------------------------------------------------
     def rules(self, c):
@@ -251,7 +291,12 @@ class GanFamily(ModelFamily):
         return tuple(s.name for s in self.stats)
 
     def meta(self) -> dict:
-        return {**super().meta(), "losses": list(gan.GAN_LOSSES), "lipschitz": list(gan.LIPSCHITZ)}
+        """Beside the common record: the key that picks the loss and the losses under which D outputs a
+        probability (the page's logit-gradient theory and D(x) axis read them), and each mixture's mode
+        count (the page's modes chart)."""
+        modes = {d: _n_modes(d) for d in gan.DATASETS if _n_modes(d)}
+        return {**super().meta(), "losses": list(gan.GAN_LOSSES), "lipschitz": list(gan.LIPSCHITZ),
+                "loss_key": "gan_loss", "probability_losses": list(gan.SIGMOID_LOSSES), "modes": modes}
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
