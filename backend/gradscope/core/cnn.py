@@ -144,6 +144,27 @@ def scaled_norm(a, axis=None):
     return jnp.where(jnp.squeeze(m, axis) > 0, out, jnp.squeeze(m, axis))  # 0 stays 0; NaN and Inf stay
 
 
+def scaled_norms(arrays, axis=None) -> list:
+    """[scaled_norm(a, axis) for a in arrays], with the arrays of one shape stacked and reduced
+    together: one set of reductions per distinct shape instead of one per array. A deep stack's
+    kernels come in three or four shapes, so its per-layer norms compile as a handful of operations
+    rather than hundreds (each one a separately compiled kernel on XLA's CPU backend)."""
+    arrays = list(arrays)
+    groups: dict = {}
+    for i, a in enumerate(arrays):
+        groups.setdefault(a.shape, []).append(i)
+    out = [None] * len(arrays)
+    for shape, members in groups.items():
+        if len(members) == 1:
+            out[members[0]] = scaled_norm(arrays[members[0]], axis)
+            continue
+        dims = range(len(shape)) if axis is None else (axis if isinstance(axis, tuple) else (axis,))
+        norms = scaled_norm(jnp.stack([arrays[i] for i in members]), tuple(d + 1 for d in dims))
+        for j, i in enumerate(members):
+            out[i] = norms[j]
+    return out
+
+
 @jax.custom_vjp
 def tap(x, probe):
     """Identity in x; the "gradient" it reports for `probe` (a zero scalar) is ||dL/dx|| (scaled_norm)."""

@@ -32,6 +32,7 @@ from gradscope.core.cnn import (
     max_channels,
     penalized,
     scaled_norm,
+    scaled_norms,
     zero_taps,
 )
 from gradscope.core.network import BN_MOMENTUM, Knobs, fixed
@@ -57,7 +58,7 @@ def reset_optimizer(state: TrainState, optimizer: str) -> TrainState:
 
 
 def _norms(arrays):
-    return jnp.stack([scaled_norm(a) for a in arrays])
+    return jnp.stack(scaled_norms(arrays))
 
 
 def make_loss(act, shape: CnnShape, measure=True):
@@ -94,7 +95,7 @@ def make_saliency(act, shape: CnnShape):
 def _channel_norms(grads, width):
     """Per conv layer ||dL/dW|| over each output channel's kernel, NaN-padded to `width`: (D, width);
     and the per-layer vectors they come from."""
-    norms = [scaled_norm(g, axis=(0, 1, 2)) for g in kernels(grads)[:-1]]
+    norms = scaled_norms(kernels(grads)[:-1], axis=(0, 1, 2))
     rows = [jnp.pad(n, (0, width - n.shape[0]), constant_values=jnp.nan) for n in norms]
     return jnp.stack(rows), norms
 
@@ -104,7 +105,7 @@ def _statistics(state, update, grads, clipped, tap_norms, aux, shape, saliency):
     w_before = kernels(state.params)
     weight_norm = _norms(w_before)
     channel, per_channel = _channel_norms(grads, max_channels(shape))
-    grad_norm = jnp.concatenate([jnp.stack([scaled_norm(n) for n in per_channel]), scaled_norm(kernels(grads)[-1])[None]])
+    grad_norm = jnp.concatenate([_norms(per_channel), scaled_norm(kernels(grads)[-1])[None]])
     global_norm = optax.tree.norm(grads)
     if clipped is None:
         clipped_norm, clipped_global, (cosine, fraction) = grad_norm, global_norm, (jnp.ones(()), jnp.zeros(()))
