@@ -63,22 +63,35 @@ export class CompareView {
       </div>
       <div class="cmp-grid"></div>`;
     const grid = this.root.querySelector(".cmp-grid");
+    this.grid = grid;
     this.el = {};
-    for (const [name, spec] of Object.entries(CHARTS)) {
-      const card = document.createElement("article");
-      card.className = "card cmp-card";
-      card.dataset.chart = name;
-      card.innerHTML = `<header><h2>${spec.title}</h2><span class="sub" id="cmp-sub-${name}"></span></header>
-        <div class="chart-wrap"><div class="chart" id="cmp-${name}"></div><div class="card-empty" hidden></div></div>`;
-      if (name === this.look) card.classList.add("highlight");
-      grid.append(card);
-      this.el[name] = card.querySelector(".chart");
-    }
+    for (const [name, spec] of Object.entries(CHARTS)) if (!spec.own) grid.append(this.chartCard(name, spec));
     this.buildPairs(grid);
     this.root.querySelector("#cmp-play").addEventListener("click", () => this.control(this.anyRunning() ? "pause" : "play"));
     this.root.querySelector("#cmp-step").addEventListener("click", () => this.control("step"));
     this.root.querySelector("#cmp-link").hidden = !paired;
     this.root.querySelector("#cmp-link").addEventListener("click", () => this.copyLink());
+  }
+
+  /** The card of chart `name`: its header, sub line and plot (this.el[name]). */
+  chartCard(name, spec) {
+    const card = document.createElement("article");
+    card.className = "card cmp-card";
+    card.dataset.chart = name;
+    card.innerHTML = `<header><h2>${spec.title}</h2><span class="sub" id="cmp-sub-${name}"></span></header>
+      <div class="chart-wrap"><div class="chart" id="cmp-${name}"></div><div class="card-empty" hidden></div></div>`;
+    if (name === this.look) card.classList.add("highlight");
+    this.el[name] = card.querySelector(".chart");
+    return card;
+  }
+
+  /** A family's own cards (spec.own), built the first time a run fits them, before the heat maps. */
+  buildOwn() {
+    for (const [name, spec] of Object.entries(CHARTS)) {
+      if (spec.own && !this.el[name] && this.runs.some((r) => fits(spec, r, this.meta))) {
+        this.grid.insertBefore(this.chartCard(name, spec), this.el.heatmap);
+      }
+    }
   }
 
   /** The cards that show A and B in two panels (heat maps, diagnoses) and the chain-rule factors. */
@@ -122,7 +135,7 @@ export class CompareView {
     this.knobs = this.runs.map((r) => new RunKnobs(this.root.querySelector(`#cmp-knobs-${r.name}`), r, this.meta));
     this.fitModels();
     this.renderStatus();
-    if (this.look) this.el[this.look].closest(".card").scrollIntoView({ block: "center" });
+    if (this.look && this.el[this.look]) this.el[this.look].closest(".card").scrollIntoView({ block: "center" });
     const loop = (now) => { if (this.dirty && now - (this.drawn || 0) > 150) this.draw(now); requestAnimationFrame(loop); };
     requestAnimationFrame(loop);
     return [];
@@ -201,7 +214,9 @@ export class CompareView {
    */
   fitModels() {
     const notes = [];
+    this.buildOwn();
     for (const [name, spec] of Object.entries(CHARTS)) {
+      if (!this.el[name]) continue;
       const fitting = this.runs.filter((r) => fits(spec, r, this.meta));
       const skipped = fitting.filter((r) => !applies(spec, r, this.meta)), shown = fitting.length > skipped.length;
       const reasons = [...new Set(skipped.map((r) => spec.skip(r, this.meta)))];  // "A, B: adding is a regression: no accuracy"
@@ -224,7 +239,7 @@ export class CompareView {
     if (this.runs.some((r) => r.reshaped)) this.fitModels();
     const T = Math.max(2, ...this.runs.map((r) => (r.axis === "time" ? r.config.seq_len : 0)));
     for (const [name, spec] of Object.entries(CHARTS)) {
-      if (this.el[name].closest(".card").hidden) continue;
+      if (!this.el[name] || this.el[name].closest(".card").hidden) continue;
       const runs = this.runs.filter((r) => applies(spec, r, this.meta));
       let traces = runs.flatMap((r) => (spec.kind === "layer" ? layerTraces(r, spec) : spec.kind === "time" ? timeTraces(r, spec) : timeProfileTraces(r)));
       const xaxis = spec.kind === "timeprofile" ? { title: { text: "time step (first → last)" }, range: [0.5, T + 0.5] }

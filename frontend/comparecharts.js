@@ -13,7 +13,7 @@ const regression = (run, meta) => Boolean(taskOf(meta, run.model, run.config.dat
  * training steps; "timeprofile": the latest ‖dL/dh_t‖ over the time steps. `requires`: the
  * statistics a run's model must emit for its traces to be drawn (models.js; a card none of the
  * runs fits is hidden); `skip(run, meta)`: why a run that fits still has no trace (said in the
- * card's header), or "".
+ * card's header), or "". `own`: a family's own card, built only once a run that fits it joins.
  */
 export const CHARTS = {
   time: { title: "Time profile: ‖dL/dh_t‖ per time step, top layer (dotted: theory)", kind: "timeprofile", requires: ["time_delta_norm"], log: true },
@@ -28,12 +28,13 @@ export const CHARTS = {
   clip: { title: "Global gradient norm (dotted: after clipping, dashed: threshold)", kind: "time", stat: "global_grad_norm",
     extra: "clipped_global_grad_norm", log: true, requires: ["global_grad_norm"] },
   // the GAN's (two networks): G's profile is the one its heat map shows (heat)
-  gprofile: { title: "G: gradient profile ‖dL/dW‖ per layer", kind: "layer", stat: "g_grad_norm", log: true, requires: ["g_grad_norm"], heat: true },
-  dprofile: { title: "D: gradient profile ‖dL/dW‖ per layer", kind: "layer", stat: "d_grad_norm", log: true, requires: ["d_grad_norm"] },
-  logit: { title: "G's gradient at D's logit, |dL_G/dlogit|", kind: "time", stat: "g_logit_grad", log: true, requires: ["g_logit_grad"] },
+  gprofile: { title: "G: gradient profile ‖dL/dW‖ per layer", kind: "layer", stat: "g_grad_norm", log: true, requires: ["g_grad_norm"],
+    heat: true, own: true },
+  dprofile: { title: "D: gradient profile ‖dL/dW‖ per layer", kind: "layer", stat: "d_grad_norm", log: true, requires: ["d_grad_norm"], own: true },
+  logit: { title: "G's gradient at D's logit, |dL_G/dlogit|", kind: "time", stat: "g_logit_grad", log: true, requires: ["g_logit_grad"], own: true },
   odds: { title: "D(G(z)) on G's samples (dotted: D(x) on real points)", kind: "time", stat: "d_fake", extra: "d_real", extraName: "d_real",
-    requires: ["d_fake", "d_real"] },
-  modes: { title: "Modes covered", kind: "time", stat: "modes_covered", gaps: true, requires: ["modes_covered"],
+    requires: ["d_fake", "d_real"], own: true },
+  modes: { title: "Modes covered", kind: "time", stat: "modes_covered", gaps: true, requires: ["modes_covered"], own: true,
     skip: (run, meta) => (modesOf(meta, run.model, run.config.dataset) ? "" : `${run.config.dataset} is not a mixture: no modes`) },
 };
 

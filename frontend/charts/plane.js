@@ -74,7 +74,7 @@ export class PlaneChart extends Chart {
   decorate() {}  // not a Plotly plot: no markers, no highlighted layer
 
   emptyReason() {
-    return this.cur || this.view.plane ? null : "The data plane is drawn within a second of training.";
+    return this.cur || this.view.plane ? null : "The data plane is sent about once a second while the run trains.";
   }
 
   /** A new message: what is on screen now becomes where the glide starts. */
