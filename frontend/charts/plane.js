@@ -123,8 +123,16 @@ export class PlaneChart extends Chart {
       ctx.globalAlpha = alpha;
       ctx.drawImage(bg.canvas, m.px(x0), m.py(y1), m.s * (x1 - x0), m.s * (y1 - y0));
     };
-    if (f.bgPrev) image(f.bgPrev, f.bgPrevBox, 1);  // the old background, the new one fading in over it
+    // the new background over the old one, fading in; only inside the new one's extent (the old
+    // one's edges would show as a frame where the extents differ)
+    const [bx0, bx1, by0, by1] = f.bgBox;
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(m.px(bx0), m.py(by1), m.s * (bx1 - bx0), m.s * (by1 - by0));
+    ctx.clip();
+    if (f.bgPrev) image(f.bgPrev, f.bgPrevBox, 1);
     image(f.bg, f.bgBox, f.bgPrev ? f.t : 1);
+    ctx.restore();
     ctx.globalAlpha = 1;
     const dots = (points, fill) => {
       ctx.fillStyle = fill;
