@@ -111,6 +111,36 @@ def test_a_bad_lesson_names_the_field(path, value, words):
     assert words in str(info.value)
 
 
+GAN = {**MINIMAL, "setup": {"model": "gan", "dataset": "ring8", "g_depth": 2, "d_depth": 3, "width": 4},
+       "verdict": {**MINIMAL["verdict"], "checks": [{"name": "r", "op": "<", "threshold": 1.0, "says": "{r:.2f}",
+                   "value": {"stat": "critic_act_grad", "row": 1, "layer": 0, "steps": [0, 4]},
+                   "over": {"stat": "critic_act_grad", "row": 1, "layer": -1, "steps": [0, 4]}}]}}
+
+
+@pytest.mark.parametrize("measure, words", [
+    ({"stat": "critic_act_grad", "layer": 0}, "per batch and d_hidden: give a row"),
+    ({"stat": "critic_act_grad", "row": 2, "layer": 0}, "row 2 does not exist"),
+    ({"stat": "critic_act_grad", "row": 0, "layer": 3}, "its d_hidden axis has 3 entries"),
+    ({"stat": "g_grad_norm", "row": 0, "layer": 0}, "row is for a statistic along two axes"),
+    ({"stat": "g_grad_norm", "layer": 3}, "its g_layer axis has 3 entries"),
+    ({"stat": "grad_norm", "layer": 0}, "the gan model records no statistic 'grad_norm'"),
+])
+def test_a_gan_lessons_measures_name_their_axes(measure, words):
+    data = json.loads(json.dumps(GAN))
+    data["verdict"]["checks"][0]["value"] = {**measure, "steps": [0, 4]}
+    with pytest.raises(ValueError) as info:
+        Lesson.model_validate(data)
+    assert words in str(info.value)
+
+
+def test_a_row_picks_the_first_axis_of_a_two_axis_statistic():
+    """critic_act_grad is (steps, real|fake, D's hidden layers): row 1 is the fake batch."""
+    lesson = Lesson.model_validate(GAN)
+    a = np.arange(24, dtype=np.float32).reshape(4, 2, 3) + 1
+    v = evaluate(lesson, {"a": _history(range(4), np.ones((4, 4)), critic_act_grad=a)})
+    assert v["values"]["r"] == pytest.approx(a[:, 1, 0].mean() / a[:, 1, -1].mean(), rel=1e-6)
+
+
 def test_a_change_must_be_live_and_before_the_end():
     with pytest.raises(ValueError, match="live keys only"):
         Lesson.model_validate({**MINIMAL, "change": {"at": 2, "set": {"depth": 3}}})

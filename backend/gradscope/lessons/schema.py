@@ -17,10 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from gradscope.config import LIVE_KEYS, Config, ConfigError, make_config, parse_changes
 from gradscope.families import FAMILIES, family_of
 
-# What a measure may read: a statistic with one number a step, or one along a single axis (layers,
-# hidden layers, parameter groups). Which of them a lesson's model emits: its family's stat_axes.
-MEASURABLE_AXES = ((), ("layer",), ("hidden",), ("group",))
-STATS = tuple(dict.fromkeys(s.name for f in FAMILIES for s in f.stats if s.axes in MEASURABLE_AXES))
+# What a measure may read: a statistic with one number a step, one along a single axis (layers,
+# hidden layers, parameter groups, a GAN network's layers, the critic's input points), or one along
+# two axes of which `row` picks the first (the critic's activation gradients: real or fake batch,
+# then its hidden layers). Which of them a lesson's model emits: its family's stat_axes.
+MAX_AXES = 2
+STATS = tuple(dict.fromkeys(s.name for f in FAMILIES for s in f.stats if len(s.axes) <= MAX_AXES))
 CHARTS = ("profile", "heatmap", "loss", "clip", "ratio", "acts", "hist", "boundary", "spp")
 LAYER_REDUCERS = ("mean", "max", "min")
 MAX_STEPS = 2000
@@ -42,6 +44,7 @@ class Measure(_Strict):
 
     stat: Literal[STATS]  # every family's; the setup's model must emit it (Lesson checks)
     run: Literal["a", "b"] = "a"
+    row: int | None = None  # for a statistic along two axes: the index along the first
     layer: int | Literal[LAYER_REDUCERS] | None = None
     per: Literal[STATS] | None = None
     steps: tuple[int, int]
@@ -173,20 +176,27 @@ def _check_measure(m: Measure, config: Config, steps: int, has_b: bool) -> None:
     if m.steps[1] > steps:
         raise ValueError(f"window {list(m.steps)} ends after the lesson's {steps} steps")
     family = family_of(config.model)
-    axes = {k: a for k, a in family.stat_axes(config.model).items() if a in MEASURABLE_AXES}
+    axes = {k: a for k, a in family.stat_axes(config.model).items() if len(a) <= MAX_AXES}
     for stat in (m.stat, m.per):
         if stat is not None and stat not in axes:
             raise ValueError(f"the {config.model} model records no statistic {stat!r} a measure can read; "
                              f"it records: {', '.join(axes)}")
-    axis = axes[m.stat]
-    if bool(axis) != (m.layer is not None):
-        raise ValueError(f"{m.stat} is {f'per {axis[0]}: give a layer' if axis else 'global: give no layer'}")
+    axis, sizes = axes[m.stat], family.axis_sizes(config)
+    if (m.row is not None) != (len(axis) == 2):
+        raise ValueError(f"{m.stat} is per {' and '.join(axis)}: give a row (the {axis[0]}) and a layer" if len(axis) == 2
+                         else f"row is for a statistic along two axes; {m.stat} is {'global' if not axis else f'per {axis[0]}'}")
+    if m.row is not None and not -sizes[axis[0]] <= m.row < sizes[axis[0]]:
+        raise ValueError(f"row {m.row} does not exist for {m.stat} (0..{sizes[axis[0]] - 1})")
+    along = axis[-1:]  # what `layer` indexes (after `row`)
+    if bool(along) != (m.layer is not None):
+        raise ValueError(f"{m.stat} is {f'per {along[0]}: give a layer' if along else 'global: give no layer'}")
     if m.per is not None and axes[m.per] != axis:
-        raise ValueError(f"per={m.per} must be {'global' if not axis else f'per {axis[0]}'} like {m.stat}")
+        raise ValueError(f"per={m.per} must be {'global' if not axis else 'per ' + ' and '.join(axis)} like {m.stat}")
     if isinstance(m.layer, int):
-        n = family.axis_sizes(config)[axis[0]]
+        n = sizes[along[0]]
         if not -n <= m.layer < n:
-            raise ValueError(f"layer {m.layer} does not exist for {m.stat} at depth {config.depth} (0..{n - 1} or -{n}..-1)")
+            raise ValueError(f"layer {m.layer} does not exist for {m.stat}: its {along[0]} axis has {n} entries "
+                             f"(0..{n - 1} or -{n}..-1)")
 
 
 def _check_template(text: str, names: list[str]) -> None:

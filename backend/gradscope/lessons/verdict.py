@@ -53,6 +53,8 @@ def measure(histories: dict, m: Measure) -> float:
         a = np.asarray(h[m.stat], dtype=np.float64)[sel]
         if m.per is not None:
             a = a / np.asarray(h[m.per], dtype=np.float64)[sel]
+        if m.row is not None:  # (T, rows, L) -> (T, L)
+            a = a[:, m.row]
         return _STEP_REDUCE[m.reduce](_at_layer(a, m.layer))
 
 
