@@ -142,7 +142,7 @@ def test_a_lesson_over_http_from_start_to_verdict(live_server):
     lessons = httpx.get(f"{srv.url}/api/lessons", timeout=30).json()
     assert len(lessons) >= 12 and {"id", "title", "look", "compare", "model", "model_label"} <= set(lessons[0])
     models = [lesson["model"] for lesson in lessons]  # grouped, in the models' menu order: the MLP's first
-    assert models == sorted(models, key=["mlp", "rnn", "lstm", "gru", "cnn"].index) and models[0] == "mlp" and "cnn" in models
+    assert models == sorted(models, key=["mlp", "rnn", "lstm", "gru", "cnn", "gan"].index) and models[0] == "mlp" and "cnn" in models
     assert {(lesson["model"], lesson["model_label"]) for lesson in lessons} >= {("mlp", "MLP"), ("cnn", "CNN")}
     one = httpx.get(f"{srv.url}/api/lessons/sigmoid-vs-tanh", timeout=30).json()
     assert "answer" not in one["question"] and "verdict" not in one and one["config"]["depth"] == 10  # predict first
@@ -174,6 +174,10 @@ def test_a_lesson_change_lands_at_its_step(live_server):
     assert change and change[0]["step"] == 20 and change[0]["changes"] == {"learning_rate": [0.001, 0.05]}
     v = httpx.get(f"{srv.url}/api/lessons/dead-relu/verdict", params={"a": a["id"]}, timeout=30).json()
     assert not v["ready"] and not v["holds"] and v["message"] == ""
+    # a session of another model (or other sizes) is not a run of the lesson: its layer indices would not fit
+    r = httpx.get(f"{srv.url}/api/lessons/gan-spectral-norm/verdict", params={"a": a["id"], "b": a["id"]}, timeout=30)
+    assert r.status_code == 422 and f"session {a['id']} (mlp, 11 layer, 10 hidden) is not run a" in r.text, r.text
+    assert "(gan, 4 g_layer, 3 g_hidden, 5 d_layer, 4 d_hidden, 2 batch, 3 point)" in r.text, r.text
 
 
 class _FakeSession:

@@ -12,6 +12,7 @@ from fastapi import HTTPException
 
 from gradscope.compare import changed_keys
 from gradscope.config import MODEL_NAMES
+from gradscope.families import family_of
 from gradscope.lessons import Lesson, evaluate, load_lessons
 
 from . import lockstep
@@ -91,9 +92,16 @@ async def verdict(manager: SessionManager, lesson: Lesson, a: str, b: str | None
     runs = {"a": a, **({"b": b} if lesson.vs is not None else {})}
     sessions = await asyncio.to_thread(lambda: {run: get_session(sid, manager) for run, sid in runs.items()})
     for run, s in sessions.items():
-        if s.config.depth != lesson.config(run).depth:  # its layer indices would not fit
-            raise HTTPException(422, f"session {s.id} (depth {s.config.depth}) is not run {run} of lesson {lesson.id}")
+        want = lesson.config(run)
+        sizes = lambda c: family_of(c.model).axis_sizes(c)
+        if s.config.model != want.model or sizes(s.config) != sizes(want):  # its layer indices would not fit
+            raise HTTPException(422, f"session {s.id} ({s.config.model}, {_axes(sizes(s.config))}) is not run {run} of lesson "
+                                     f"{lesson.id} ({want.model}, {_axes(sizes(want))})")
     return await asyncio.to_thread(lambda: evaluate(lesson, {run: _means(s) for run, s in sessions.items()}))
+
+
+def _axes(sizes: dict) -> str:
+    return ", ".join(f"{n} {axis}" for axis, n in sizes.items())
 
 
 def _means(s: Session) -> dict:
