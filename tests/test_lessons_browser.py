@@ -201,8 +201,8 @@ def test_the_lessons_menu_groups_the_lessons_by_model(server, browser):  # noqa:
     tab.page.click("#btn-lessons")
     tab.page.wait_for_selector("#lessons-menu .lesson-group", timeout=SLOW)
     groups = tab.eval("Array.from(document.querySelectorAll('#lessons-menu .lesson-group'), g => g.textContent)")
-    assert groups == ["MLP", "CNN"]
+    assert groups == ["MLP", "CNN", "GAN"]
     order = tab.eval("Array.from(document.querySelectorAll('#lessons-menu .lesson-link'), a => a.dataset.model)")
-    assert order == sorted(order, key=["mlp", "cnn"].index) and order.count("cnn") == 7
+    assert order == sorted(order, key=["mlp", "cnn", "gan"].index) and order.count("cnn") == 7 and order.count("gan") == 3
     assert tab.page.get_attribute("#lessons-menu .lesson-link[data-model=cnn]", "href").startswith("/lessons/cnn-")
     assert tab.errors == [] and tab.external == []
