@@ -20,8 +20,13 @@ export class HeatmapChart extends Chart {
       hovertemplate: "step %{x:.0f}<br>layer %{y}<br>log10 %{z:.2f}<extra></extra>" });
   }
 
+  /** Hidden layers drawn (the readout adds one row). */
+  depth() {
+    return this.view.config.depth;
+  }
+
   reset() {
-    this.map.reset(layers(this.view.config.depth + 1));
+    this.map.reset(layers(this.depth() + 1));
   }
 
   onSelect(value) {

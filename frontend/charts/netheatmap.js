@@ -1,16 +1,14 @@
 // G's and D's layer × step heat maps: one statistic of every layer of one network over the whole
 // run, log10, as an image (charts/imagemap.js, as the MLP's heat map). One class per network, made
 // from its statistic prefix (the family's views.networks: "g", "d").
-import { Chart } from "./chart.js";
-import { ImageHeatmap, VIRIDIS } from "./imagemap.js";
-import { layers, logz } from "./plot.js";
+import { HeatmapChart } from "./heatmap.js";
 
 const METRICS = ["grad_norm", "delta_norm", "update_ratio"];
 
 /** The heat map of the network whose statistics are named `${p}_*` and whose depth is config[`${p}_depth`]. */
 function heatmapChart(p, title) {
   const metrics = METRICS.map((m) => [`${p}_${m}`, `log10 ${m}`]);
-  return class extends Chart {
+  return class extends HeatmapChart {
     static spec = {
       name: `${p}heat`, requires: metrics.map(([k]) => k), title, span: 3, every: 80, share: 0.1, markers: true, labels: false,
       help: "Every layer of this network (rows, input at the bottom) at every step of the run (columns), coloured by one statistic on a log scale. A change of loss or Lipschitz constraint shows as a seam at its marker.",
@@ -21,24 +19,10 @@ function heatmapChart(p, title) {
     constructor(el, view) {
       super(el, view);
       this.metric = `${p}_grad_norm`;
-      this.map = new ImageHeatmap(el, { scale: VIRIDIS, zmin: -6, zmax: 0, autoz: true, xtitle: "step", ytitle: "layer", colorbar: "log10",
-        hovertemplate: "step %{x:.0f}<br>layer %{y}<br>log10 %{z:.2f}<extra></extra>" });
     }
 
-    reset() {
-      this.map.reset(layers((this.view.config[`${p}_depth`] || 1) + 1));
-    }
-
-    onSelect(value) {
-      this.metric = value;
-      this.reset();  // a fresh colour range
-      this.decorate();
-      this.dirty = true;
-    }
-
-    draw() {
-      const S = this.view.series, cols = S.h[this.metric];
-      this.map.draw(S.step, (row, i) => (cols[i] ? logz(cols[i][row]) : null));
+    depth() {
+      return this.view.config[`${p}_depth`] || 1;
     }
   };
 }
