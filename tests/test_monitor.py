@@ -220,19 +220,45 @@ def test_a_failing_sink_is_logged_once_and_the_run_goes_on(tmp_path, caplog):
 
 def test_a_lagging_reader_drops_frames_instead_of_queueing_them(tmp_path, monkeypatch):
     params = mlp_params(jax.random.PRNGKey(0))
+    x, y = data()
     tx = gso.monitor(optax.sgd, learning_rate=0.1)
+    step = make_step(tx)
     state = tx.init(params)
+    states = []
+    for _ in range(6):
+        params, state, _ = step(params, state, x, y)
+        states.append(state)
     release = threading.Event()
     gs = gradscope.Run("lag", None, queue_frames=2)
     real = gs._record
     monkeypatch.setattr(gs, "_record", lambda *a: (release.wait(), real(*a))[1])
-    for i in range(6):
+    for i, state in enumerate(states):
         gs.publish(i, state)
     assert gs.published + gs.dropped == 6
     assert gs.dropped >= 3  # the reader holds one frame, the queue two
     release.set()
     gs.close()
     assert len(gs.records) == gs.published
+    updates = [r["update"] for r in gs.records]
+    assert updates[0] == 0 and updates == sorted(set(updates))  # in order, none twice
+
+
+def test_every_nth_update_is_measured_and_recorded_once(tmp_path):
+    params = mlp_params(jax.random.PRNGKey(0))
+    x, y = data()
+    tx = gso.monitor(optax.sgd, learning_rate=0.1, every=3)
+    step = make_step(tx)
+    state = tx.init(params)
+    with gradscope.attach("every", out=None) as gs:
+        for i in range(7):
+            before = params
+            params, state, _ = step(params, state, x, y)
+            if i == 3:
+                expected = norms(jax.grad(loss_fn)(before, x, y))
+            state = gs.publish(i, state)
+    assert [r["update"] for r in gs.records] == [0, 3, 6]
+    assert [r["step"] for r in gs.records] == [0, 3, 6]
+    np.testing.assert_allclose(gs.records[1]["grad_norm"], expected, rtol=1e-5)
 
 
 @pytest.mark.parametrize("tree,names", [

@@ -114,13 +114,14 @@ class Run:
         self.dropped = 0        # frames the background thread was too far behind to take
         self.published = 0
         self._layers: list[str] | None = None
-        self._knobs: dict[str, float] = {}
+        self._knobs: dict[str, float] | None = None
         self._pending: dict[str, float] = {}
         self._lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue(maxsize=queue_frames)
         self._file = None
         self._sink_failed = False
         self._warned_no_monitor = False
+        self._last_update = None
         self._closed = False
         self._thread = threading.Thread(target=self._drain, name=f"gradscope-publish-{name}", daemon=True)
         self._thread.start()
@@ -139,9 +140,10 @@ class Run:
                         "for per-layer statistics (only loss and metrics are recorded)")
         if state is not None:
             self._layers = list(state.layers)
-            self._knobs = gs_optax.hyperparams(opt_state)
+            if self._knobs is None:  # read once (a device fetch); afterwards only `request` changes them
+                self._knobs = gs_optax.hyperparams(opt_state)
         if step % self.every == 0:
-            frame = ("frame", int(step), None if state is None else state.stats, loss, dict(metrics or {}), dict(self._knobs))
+            frame = ("frame", int(step), None if state is None else state.stats, loss, dict(metrics or {}), dict(self._knobs or {}))
             try:
                 self._queue.put_nowait(frame)
                 self.published += 1
@@ -167,14 +169,14 @@ class Run:
         except ValueError as e:  # a knob this run does not expose: told, the run goes on
             log.warning("gradscope: %s", e)
             return opt_state
-        self._knobs = gs_optax.hyperparams(opt_state)
+        self._knobs = {**self._knobs, **{k: float(v) for k, v in pending.items()}}
         self._queue.put(("set", {"step": int(step), "set": _plain(pending)}))  # rare: waits for room rather than lose it
         return opt_state
 
     @property
     def knobs(self) -> dict[str, float]:
         """The knobs this run exposes and their values at the last publish."""
-        return dict(self._knobs)
+        return dict(self._knobs or {})
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every published frame is written (True), or `timeout` seconds passed (False)."""
@@ -213,7 +215,9 @@ class Run:
                 item.set()
                 continue
             try:
-                self._write(self._record(*item[1:]) if item[0] == "frame" else item[1])
+                rec = self._record(*item[1:]) if item[0] == "frame" else item[1]
+                if rec is not None:
+                    self._write(rec)
             except Exception:  # never the training loop's problem: logged, the run goes on
                 log.exception("gradscope: could not record step %s", item[1])
 
@@ -224,7 +228,11 @@ class Run:
         if stats is not None:
             packed = np.asarray(stats)  # waits for this step's device work, on this thread only
             n = (packed.size - len(gs_optax.GLOBAL_STATS)) // len(gs_optax.LAYER_STATS)
-            rec.update({k: _plain(v) for k, v in gs_optax.unpack(packed, n).items()})
+            stats = gs_optax.unpack(packed, n)
+            if stats["update"] == self._last_update:
+                return None  # monitor(every=N): no new measurement since the last record
+            self._last_update = stats["update"]
+            rec.update({k: _plain(v) for k, v in stats.items()})
         probes = _drain_probes()
         if probes:
             rec["probes"] = list(probes)
@@ -234,7 +242,7 @@ class Run:
         return rec
 
     def header(self) -> dict:
-        return {"attached": {"name": self.name, "layers": self._layers or [], "knobs": self._knobs,
+        return {"attached": {"name": self.name, "layers": self._layers or [], "knobs": self._knobs or {},
                              "layer_stats": list(gs_optax.LAYER_STATS), "global_stats": list(gs_optax.GLOBAL_STATS)},
                 "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
                 "version": _version()}

@@ -32,7 +32,8 @@ import optax
 # Per layer, one row each in the packed array (names shared with the built-in nets' statistics).
 LAYER_STATS = ("grad_norm", "clipped_grad_norm", "weight_norm", "update_norm", "update_ratio", "nonfinite_count")
 # Once per step, after the layer rows.
-GLOBAL_STATS = ("global_grad_norm", "clipped_global_grad_norm", "nonfinite", "clip_fraction")
+GLOBAL_STATS = ("global_grad_norm", "clipped_global_grad_norm", "nonfinite", "clip_fraction", "update")
+# `update`: the index (from 0) of the optimizer update the statistics were measured at
 # clip -> (optax factory, the name of its threshold argument)
 CLIPS: dict[str, tuple[Callable, str]] = {
     "global_norm": (optax.clip_by_global_norm, "max_norm"),
@@ -43,13 +44,16 @@ KNOBS = ("learning_rate", "clip_value")  # what the page may change in a monitor
 _EPS = 1e-12
 
 
-@functools.partial(jax.tree_util.register_dataclass, data_fields=["inner", "clip", "stats"], meta_fields=["layers"])
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["inner", "clip", "stats", "count"],
+                   meta_fields=["layers", "every"])
 @dataclasses.dataclass(frozen=True)
 class MonitorState:
     inner: Any        # the wrapped optimizer's state (an inject_hyperparams state where monitor built it)
     clip: Any         # the clip's inject_hyperparams state (its threshold), or optax.EmptyState()
     stats: jax.Array  # float32 (len(LAYER_STATS) * layers + len(GLOBAL_STATS),): see `unpack`
+    count: jax.Array  # int32: updates made so far
     layers: tuple[str, ...] = ()  # the layers' names, in the order of the packed rows (static: no array)
+    every: int = 1  # measure every Nth update (static)
 
     def _replace(self, **changes) -> MonitorState:
         return dataclasses.replace(self, **changes)
@@ -115,29 +119,36 @@ def layer_names(params) -> list[str]:
 
 # -- the statistics ----------------------------------------------------------------------
 def _sq_sums(tree, index: np.ndarray, n: int) -> jax.Array:
-    """Per layer, the sum of squares of its leaves (float32)."""
-    leaves = jax.tree_util.tree_leaves(tree)
-    sums = [jnp.sum(jnp.square(jnp.asarray(x, jnp.float32))) for x in leaves]
-    return jax.ops.segment_sum(jnp.stack(sums), jnp.asarray(index), num_segments=n) if sums else jnp.zeros((n,))
+    """Per layer, the sum of squares of its leaves (float32): one reduction per leaf, read in
+    place (stacking same-shape leaves first copied them all and measured slower)."""
+    sums = [jnp.sum(jnp.square(jnp.asarray(x, jnp.float32))) for x in jax.tree_util.tree_leaves(tree)]
+    if not sums:
+        return jnp.zeros((n,), jnp.float32)
+    return jax.ops.segment_sum(jnp.stack(sums), jnp.asarray(index, jnp.int32), num_segments=n)
 
 
-def _nonfinite_counts(tree, index: np.ndarray, n: int) -> jax.Array:
-    leaves = jax.tree_util.tree_leaves(tree)
-    counts = [jnp.sum(~jnp.isfinite(x)).astype(jnp.float32) for x in leaves]
-    return jax.ops.segment_sum(jnp.stack(counts), jnp.asarray(index), num_segments=n) if counts else jnp.zeros((n,))
+def _nonfinite_counts(tree, index: np.ndarray, n: int, sq_sums: jax.Array) -> jax.Array:
+    """Per layer, its non-finite entries: counted only where a layer's sum of squares is not
+    finite (a finite sum has none), so a healthy step pays no extra pass over the gradient."""
+    def count():
+        bad = [jnp.sum(~jnp.isfinite(x)).astype(jnp.float32) for x in jax.tree_util.tree_leaves(tree)]
+        return jax.ops.segment_sum(jnp.stack(bad), jnp.asarray(index, jnp.int32), num_segments=n)
+    if n == 0:
+        return jnp.zeros((0,), jnp.float32)
+    return jax.lax.cond(jnp.all(jnp.isfinite(sq_sums)), lambda: jnp.zeros((n,), jnp.float32), count)
 
 
-def measure(grads, clipped, updates, params, index: np.ndarray, n: int) -> jax.Array:
+def measure(grads, clipped, updates, params, index: np.ndarray, n: int, update_index) -> jax.Array:
     """The packed statistics of one step (see `unpack` for the layout)."""
     g2, c2 = _sq_sums(grads, index, n), _sq_sums(clipped, index, n)
     u2, w2 = _sq_sums(updates, index, n), _sq_sums(params, index, n)
-    bad = _nonfinite_counts(grads, index, n)
+    bad = _nonfinite_counts(grads, index, n, g2)
     w, u = jnp.sqrt(w2), jnp.sqrt(u2)
     layer = jnp.stack([jnp.sqrt(g2), jnp.sqrt(c2), w, u, u / (w + _EPS), bad])
     g_all, c_all = jnp.sqrt(jnp.sum(g2)), jnp.sqrt(jnp.sum(c2))
     # the share of the gradient that clipping took away (0: untouched)
     cut = jnp.where(g_all > 0, 1.0 - c_all / jnp.maximum(g_all, _EPS), 0.0)
-    glob = jnp.stack([g_all, c_all, (jnp.sum(bad) > 0).astype(jnp.float32), cut])
+    glob = jnp.stack([g_all, c_all, (jnp.sum(bad) > 0).astype(jnp.float32), cut, jnp.asarray(update_index, jnp.float32)])
     return jnp.concatenate([layer.reshape(-1), glob]).astype(jnp.float32)
 
 
@@ -150,11 +161,12 @@ def unpack(stats, layers: int) -> dict[str, np.ndarray]:
     # counts and flags: 0 before the first update (the state starts as NaN: nothing measured yet)
     out["nonfinite_count"] = np.nan_to_num(out["nonfinite_count"], nan=0.0).astype(np.int64)
     out["nonfinite"] = bool(np.nan_to_num(out["nonfinite"], nan=0.0))
+    out["update"] = int(np.nan_to_num(out["update"], nan=-1.0))  # -1: nothing measured yet
     return out
 
 
 # -- the transformation ----------------------------------------------------------------
-def monitor(inner, *, clip: str | None = None, clip_value: float | None = None,
+def monitor(inner, *, clip: str | None = None, clip_value: float | None = None, every: int = 1,
             **hyperparams) -> optax.GradientTransformationExtraArgs:
     """Wrap an optimizer so that every update also measures the step.
 
@@ -163,7 +175,11 @@ def monitor(inner, *, clip: str | None = None, clip_value: float | None = None,
     built (then its learning rate is reachable only if it was built with inject_hyperparams).
     `clip`: None or one of CLIPS ("global_norm", "value", "agc"), applied before `inner`
     with threshold `clip_value`; the statistics hold the gradient before and after it.
+    `every`: measure every Nth update only (the others skip the statistics' passes over the
+    gradient, update and parameters; `publish` sends each measurement once).
     `update` needs `params` (for the weight norms and update ratios)."""
+    if not isinstance(every, int) or every < 1:
+        raise ValueError(f"every: {every!r} must be an int >= 1 (measure every Nth update)")
     if clip is not None and clip not in CLIPS:
         raise ValueError(f"clip: {clip!r} is not one of {sorted(CLIPS)} (or None)")
     if clip is not None and clip_value is None:
@@ -186,7 +202,7 @@ def monitor(inner, *, clip: str | None = None, clip_value: float | None = None,
     def init(params):
         names, _ = layer_groups(params)
         stats = jnp.full((len(LAYER_STATS) * len(names) + len(GLOBAL_STATS),), jnp.nan, jnp.float32)
-        return MonitorState(tx.init(params), clip_tx.init(params), stats, tuple(names))
+        return MonitorState(tx.init(params), clip_tx.init(params), stats, jnp.zeros((), jnp.int32), tuple(names), every)
 
     def update(grads, state: MonitorState, params=None, **extra):
         if params is None:
@@ -195,8 +211,13 @@ def monitor(inner, *, clip: str | None = None, clip_value: float | None = None,
         names, index = layer_groups(params)
         clipped, clip_state = clip_tx.update(grads, state.clip, params)
         updates, inner_state = tx.update(clipped, state.inner, params, **extra)
-        stats = measure(grads, clipped, updates, params, index, len(names))
-        return updates, MonitorState(inner_state, clip_state, stats, tuple(names))
+        def measured():
+            return measure(grads, clipped, updates, params, index, len(names), state.count)
+        if every == 1:
+            stats = measured()
+        else:
+            stats = jax.lax.cond(state.count % every == 0, measured, lambda: state.stats)
+        return updates, MonitorState(inner_state, clip_state, stats, state.count + 1, tuple(names), every)
 
     return optax.GradientTransformationExtraArgs(init, update)
 
