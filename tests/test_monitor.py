@@ -310,3 +310,23 @@ def test_monitor_inside_a_chain_is_found_and_its_knobs_set():
     state = gso.set_hyperparams(state, {"learning_rate": 0.25})
     updates, state = tx.update({"w": jnp.ones(3)}, state, params)
     np.testing.assert_allclose(updates["w"], -0.25 * (1 + 1e-4), rtol=1e-6)
+
+
+def test_the_equinox_example_trains_and_records(tmp_path):
+    """examples/equinox_mlp.py as a user runs it: it learns digits, the file has a record per step."""
+    pytest.importorskip("equinox")
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "run.jsonl"
+    done = subprocess.run([sys.executable, str(root / "examples" / "equinox_mlp.py"), "--steps", "150", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.splitlines()[-1])
+    assert summary["loss"] < 1.0 and summary["dropped"] == 0
+    header, *records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert header["attached"]["layers"] == [f"layers/{i}" for i in range(9)]
+    assert [r["step"] for r in records] == list(range(150))
+    assert records[-1]["probes"] == [f"z{i}" for i in range(8)] and len(records[-1]["delta_norm"]) == 8

@@ -11,6 +11,10 @@ _LAZY = {"attach": "gradscope.monitoring", "probe": "gradscope.monitoring", "Run
 
 
 def __getattr__(name):
+    if name == "optax":  # gradscope.optax.monitor without importing the submodule first
+        import importlib
+
+        return importlib.import_module("gradscope.optax")
     if name in _LAZY:
         import importlib
 
