@@ -18,7 +18,8 @@ def test_schema_choices_are_the_registry_names():
     assert get_args(fields["activation"].annotation) == tuple(ACTIVATIONS)
     assert get_args(fields["init"].annotation) == INITIALIZERS + ("identity",)  # identity: W_hh of the recurrent models
     # digits: also sequences and images; moons: also the GAN's
-    assert get_args(fields["dataset"].annotation) == DATASETS + ("adding", "copy", "parity", "shapes", "ring8", "grid25", "swissroll")
+    assert get_args(fields["dataset"].annotation) == DATASETS + ("adding", "copy", "parity", "shapes", "ring8", "grid25", "swissroll",
+                                                                 "drawn")
     assert get_args(fields["optimizer"].annotation) == tuple(OPTIMIZERS)
     assert get_args(fields["clip_mode"].annotation) == CLIP_MODES
     m = meta()
@@ -127,7 +128,8 @@ def test_meta_model_tables_agree_with_validation():
                 assert err["field"] == "activation" and err["choices"] == listed
         for key, table in (("dataset", "datasets_by_model"), ("init", "initializers_by_model")):
             for name in m[table][model]:
-                assert getattr(make_config({**base, key: name}), key) == name
+                extra = {"points": [[float(i), 0.0] for i in range(8)]} if name == "drawn" else {}  # a drawing needs its points
+                assert getattr(make_config({**base, key: name, **extra}), key) == name
     assert m["model_family"]["rnn"] == "recurrent" and m["families"]["recurrent"]["models"] == ["rnn", "lstm", "gru"]
 
 

@@ -121,3 +121,63 @@ def test_a_gan_session_streams_statistics_and_the_data_plane(live_server):
         assert err["field"] == "clip_c" and err["choices"] == ["clip"]
         after = recv_until(ws, lambda m: m["type"] == "stats" and m["step"][0] > ack["step"])
         assert all(v is not None for v in after["d_loss"])
+
+
+def _stroke(n=40):
+    """A drawn stroke: an arc of radius 1.5 from 0 to pi (what a mouse drag on the plane sends)."""
+    t = np.linspace(0.0, np.pi, n)
+    return np.round(np.stack([1.5 * np.cos(t), 1.5 * np.sin(t)], axis=1), 4).tolist()
+
+
+def test_drawn_points_are_a_dataset_checked_by_name():
+    c = make_config({**SMALL, "dataset": "drawn", "points": _stroke()})
+    assert len(c.points) == 40 and hash(c)  # a tuple of pairs: configs stay hashable (compile keys read them)
+    cases = [({"dataset": "drawn"}, "dataset drawn trains on the points you draw"),
+             ({"points": _stroke()}, "points are read only with dataset drawn, not ring8"),
+             ({"dataset": "drawn", "points": _stroke(3)}, "too few drawn points: 3, at least 8"),
+             ({"dataset": "drawn", "points": [[0.0, 1.0, 2.0]] * 10}, "(entry 0 and 9 more)"),
+             ({"dataset": "drawn", "points": [[0.0, float("nan")]] * 10}, "must be a finite number (entry 0 and 9 more)"),
+             ({"dataset": "drawn", "points": [[0.0, 1.0]] * 5001}, "at most 5000")]
+    for change, message in cases:
+        with pytest.raises(ConfigError) as e:
+            make_config({**SMALL, **change})
+        assert e.value.field == "points" and message in str(e.value), (change, str(e.value))
+    assert "drawn" in meta()["datasets_by_model"]["gan"] and "points" in meta()["keys_by_model"]["gan"]
+
+
+def test_a_drawing_trains_g_on_jittered_copies_of_its_points(cache):
+    from gradscope.core import gan
+
+    stroke = np.asarray(_stroke())
+    tr = Trainer({**SMALL, "dataset": "drawn", "points": stroke.tolist()}, cache=cache, chunk_steps=16)
+    x = np.asarray(tr.x)
+    assert x.shape == (gan.N_POINTS, 2)  # every dataset one shape: the ring's build serves the drawing
+    nearest = np.min(np.linalg.norm(x[:, None, :] - stroke[None], axis=-1), axis=1)
+    assert np.percentile(nearest, 99) < 4 * gan.DRAWN_JITTER  # around the strokes, nowhere else
+    assert len(np.unique(np.argmin(np.linalg.norm(x[:, None, :] - stroke[None], axis=-1), axis=1))) == len(stroke)
+    again = Trainer({**SMALL, "dataset": "drawn", "points": stroke.tolist()}, cache=cache, chunk_steps=16)
+    np.testing.assert_array_equal(np.asarray(again.x), x)  # fixed by the seed
+    rows = tr.run(16)
+    assert np.all(np.isfinite(rows["d_loss"])) and "modes_covered" not in tr.data_plane()
+
+
+def test_a_session_resets_onto_a_drawing_and_a_bad_one_is_refused_by_name(live_server):
+    srv = live_server()
+    r = httpx.post(f"{srv.url}/api/sessions", json={**SMALL, "dataset": "drawn", "points": _stroke(5)}, timeout=120)
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "points"
+    r = httpx.post(f"{srv.url}/api/sessions", json=SMALL, timeout=120)
+    d = r.json()
+    with ws_connect(srv, d) as ws:
+        recv_until(ws, of_type("plane"))
+        ws.send(json.dumps({"type": "set", "id": "bad", "changes": {"dataset": "drawn"}}))
+        err = recv_until(ws, of_type("error", id="bad"))
+        assert err["field"] == "points"
+        ws.send(json.dumps({"type": "set", "id": "draw", "changes": {"dataset": "drawn", "points": _stroke()}}))
+        ack = recv_until(ws, of_type("ack", id="draw"))
+        assert ack["applied"]["kind"] == "reset"
+        def on_the_arc(m):  # the arc drawn, not the ring (a plane sent before the reset may still arrive first)
+            real = np.asarray(m.get("real") or [[0.0, 0.0]], float)
+            return m["type"] == "plane" and np.all(np.abs(np.linalg.norm(real, axis=1) - 1.5) < 0.3) and np.all(real[:, 1] > -0.3)
+        assert len(recv_until(ws, on_the_arc)["real"]) == 256
+    got = httpx.get(f"{srv.url}/api/sessions/{d['id']}", timeout=60).json()
+    assert got["config"]["dataset"] == "drawn" and len(got["config"]["points"]) == 40

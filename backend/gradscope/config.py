@@ -319,8 +319,20 @@ def describe_error(err: dict, field: str | None = None, model: str | None = None
 
 
 def describe_errors(exc: ValidationError, model: str | None = None) -> list[dict]:
-    """pydantic errors as [{"field", "message", "choices"}], every one of them."""
-    return [describe_error(err, model=model) for err in exc.errors()]
+    """pydantic errors as [{"field", "message", "choices"}], every problem once: the errors of a
+    list's entries (the GAN's drawn `points`) that say the same thing are one, naming the first
+    entry and how many more."""
+    groups: dict[tuple, list] = {}
+    for err in exc.errors():
+        d = describe_error(err, model=model)
+        entry = next((p for p in err["loc"] if isinstance(p, int)), None)
+        groups.setdefault((d["field"], d["message"]), [d, entry, 0])[2] += 1
+    out = []
+    for d, entry, n in groups.values():
+        if entry is not None:
+            d = {**d, "message": f"{d['message']} (entry {entry}{f' and {n - 1} more' if n > 1 else ''})"}
+        out.append(d)
+    return out
 
 
 def make_config(values: dict[str, Any] | None = None) -> Config:

@@ -38,6 +38,8 @@ GRID_SPACING, GRID_STD = 2.0, 0.05  # grid25: 5x5 Gaussians at {-4, -2, 0, 2, 4}
 SWISSROLL_SCALE, SWISSROLL_NOISE = 7.5, 0.25  # sklearn's 2-D swiss roll divided by 7.5 (WGAN-GP's toy), noise before scaling
 MOONS_NOISE = 0.05
 MIN_DRAWN, MAX_DRAWN = 8, 5000  # how many user-drawn points `drawn` accepts by default
+DRAWN = "drawn"  # the dataset of points the user draws (config key `points`)
+DRAWN_JITTER = 0.05  # std of the noise around each drawn point in the training set (a stroke, not single pixels)
 
 
 def _ring8(rng, n):
@@ -99,6 +101,15 @@ def drawn(points, max_points=MAX_DRAWN):
     if a.shape[0] > max_points:
         raise ValueError(f"too many drawn points: {a.shape[0]}, at most {max_points} are allowed")
     return a.astype(np.float32)
+
+
+def from_drawn(points, *, n=N_POINTS, seed=0):
+    """The training set of a drawing: `n` points (so every dataset has one shape and one build),
+    each a drawn point (drawn uniformly, fixed by `seed`) plus N(0, DRAWN_JITTER^2) noise: G
+    learns the strokes' shape rather than memorizing a few dots. float32 (n, 2)."""
+    a = drawn(points)
+    rng = np.random.default_rng(seed)
+    return (a[rng.integers(0, len(a), n)] + DRAWN_JITTER * rng.standard_normal((n, 2))).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- the run's constants

@@ -87,7 +87,9 @@ def _initial_state(seed, shape, spec, init, gain):
 
 @functools.cache
 def _n_modes(dataset: str) -> int:
-    """The mixture's mode count (0: not a mixture); a chunk key reads it on every call."""
+    """The mixture's mode count (0: not a mixture, or a drawing); a chunk key reads it on every call."""
+    if dataset not in gan.DATASETS:
+        return 0
     modes = gan.load(dataset, n=1, seed=0)[1]
     return 0 if modes is None else len(modes)
 
@@ -138,7 +140,7 @@ FIXES = {
 
 class GanFamily(ModelFamily):
     name = "gan"
-    models = (Model("gan", "GAN", gan.DATASETS, INITIALIZERS, gan.GAN_ACTIVATIONS),)
+    models = (Model("gan", "GAN", gan.DATASETS + (gan.DRAWN,), INITIALIZERS, gan.GAN_ACTIVATIONS),)
     common_keys_not_taken = ("depth", "activation", "leaky_alpha", "clip_mode", "clip_value", "learning_rate", "l1", "l2")
     config_fields = {
         "z_dim": (int, Field(2, ge=1, le=16)),
@@ -154,6 +156,8 @@ class GanFamily(ModelFamily):
         "n_critic": (int, Field(1, ge=1, le=10)),
         "g_lr": (float, Field(1e-3, gt=0.0, le=10.0)),
         "d_lr": (float, Field(1e-3, gt=0.0, le=10.0)),
+        # dataset=drawn: the user's points, [[x, y], ...] (a tuple: configs are hashable)
+        "points": (tuple[tuple[float, float], ...] | None, Field(None, max_length=gan.MAX_DRAWN)),
     }
     live_keys = ("g_activation", "d_activation", "batchnorm", "gan_loss", "lipschitz", "clip_c", "gp_lambda", "n_critic",
                  "g_lr", "d_lr")
@@ -190,6 +194,17 @@ class GanFamily(ModelFamily):
 
     # -- config --------------------------------------------------------------------
     def rules(self, c):
+        if c.dataset == gan.DRAWN:
+            if c.points is None:
+                yield ConfigError("points", f"dataset drawn trains on the points you draw: send points=[[x, y], ...] "
+                                  f"({gan.MIN_DRAWN} to {gan.MAX_DRAWN} of them)")
+            else:
+                try:
+                    gan.drawn(c.points)
+                except ValueError as e:
+                    yield ConfigError("points", str(e))
+        elif c.points is not None:
+            yield ConfigError("points", f"points are read only with dataset drawn, not {c.dataset}", [gan.DRAWN])
         params = (c.g_depth + c.d_depth) * c.width * c.width
         if params > 2**24:
             yield ConfigError("width", f"(g_depth + d_depth) x width^2 = {params} exceeds {2**24} weights; lower a depth or width")
@@ -212,7 +227,10 @@ class GanFamily(ModelFamily):
     def data(self, c, shape):
         """(points, modes, the mode std as an array, a 1-row stand-in): the chunk draws its batches
         from the points; a dataset without modes gets one placeholder mode (its statistics are not computed)."""
-        points, modes, std = gan.load(c.dataset, seed=c.seed)
+        if c.dataset == gan.DRAWN:
+            points, modes, std = gan.from_drawn(c.points, seed=c.seed), None, None
+        else:
+            points, modes, std = gan.load(c.dataset, seed=c.seed)
         modes = np.zeros((1, 2), np.float32) if modes is None else modes
         return jnp.asarray(points), jnp.asarray(modes), jnp.asarray([std or 1.0], jnp.float32), jnp.asarray(points[:1])
 
