@@ -187,10 +187,12 @@ class GanFamily(ModelFamily):
     )
     # the page's GAN views: the data plane (plane messages), G's and D's profiles and heat maps (the
     # networks' stat prefixes), the logit-gradient chart with its theory, the two networks' game as
-    # its diagnosis with its fixes, its own control section and the knobs of each compared run
+    # its diagnosis with its fixes, its own control section, the knobs of each compared run, and the
+    # dataset drawn on the plane (its name, the key of its points and how many it takes)
     views = {"axis": "layer", "diagnosis": "game", "theory": "logit", "boundary": False, "plane": True, "page": True,
              "networks": {"g": "generator", "d": "discriminator"}, "controls": CONTROLS, "fixes": FIXES,
-             "compare_knobs": ["gan_loss", "g_lr", "d_lr"]}
+             "compare_knobs": ["gan_loss", "g_lr", "d_lr"],
+             "draw": {"dataset": gan.DRAWN, "key": "points", "min": gan.MIN_DRAWN, "max": gan.MAX_DRAWN}}
 
     # -- config --------------------------------------------------------------------
     def rules(self, c):
