@@ -17,7 +17,8 @@ import { countTitle, problemItems, queryParams, unexpectedParams, withoutFields 
 import { CompileIndicator, compileKeys } from "./compiling.js";
 import { DivergedBanner } from "./banner.js";
 import { initTheme } from "./theme.js";
-import { viewsOf } from "./models.js";
+import { drawingOf, viewsOf } from "./models.js";
+import { PlaneDrawing } from "./drawing.js";
 import { retheme } from "./charts/plot.js";
 
 const $ = (id) => document.getElementById(id);
@@ -40,6 +41,8 @@ function toast(text, isError = false) {
 
 const dashboard = new Dashboard($("grid"), CHARTS, { latest: [...READS, ...GAME_READS, "baseline"] });  // baseline: timediagnosis.js
 app.dashboard = dashboard;
+const drawing = new PlaneDrawing(dashboard.cards.get("plane"), dashboard.charts.get("plane"), (changes) => send("set", changes));
+app.drawing = drawing;
 const notice = new Notice($("notice"));
 app.notice = notice;
 const busy = new CompileIndicator($("busy"), () => showStatus());
@@ -63,16 +66,34 @@ async function loadMeta() {
   schema = new Schema(app.meta);
   app.schema = schema;
   app.compileKeys = compileKeys(app.meta);
-  controls = new Controls($("controls"), schema, (changes) => send("set", changes));
+  controls = new Controls($("controls"), schema, (changes) => { const c = withDrawing(changes); if (c) send("set", c); });
   app.controls = controls;
 }
+
+/**
+ * A control's changes, fitted to the dataset drawn on the plane (models.js drawingOf), which the
+ * server takes only with its points and whose points it takes with no other dataset: choosing it in
+ * the menu opens the drawing mode instead (null: nothing to send; the menu shows the data trained on
+ * until the points are sent), and leaving it drops its points.
+ */
+function withDrawing(changes) {
+  const spec = drawingOf(app.meta, app.config.model);
+  if (!spec || !("dataset" in changes) || spec.key in changes) return changes;
+  if (changes.dataset !== spec.dataset) return app.config.dataset === spec.dataset ? { ...changes, [spec.key]: null } : changes;
+  controls.setConfig(app.config);
+  drawing.open();
+  return null;
+}
+
+/** Whether two values of a config key are the same (a list, such as drawn points, by its entries). */
+const same = (a, b) => a === b || (Array.isArray(a) && Array.isArray(b) && JSON.stringify(a) === JSON.stringify(b));
 
 /** Show `config`; redraw the charts from scratch when the network's shape changed. */
 function applyConfig(config, redraw) {
   const prev = app.config;
   // a key the model does not take comes as null in a switch's changes (or not at all): shown at its default
   app.config = { ...schema.defaults(), ...Object.fromEntries(Object.entries(config).filter(([, v]) => v !== null && v !== undefined)) };
-  const reshaped = redraw || !prev || schema.keys.some((k) => !schema.isLive(k) && prev[k] !== app.config[k]);
+  const reshaped = redraw || !prev || schema.keys.some((k) => !schema.isLive(k) && !same(prev[k], app.config[k]));
   if (reshaped) {
     dashboard.reset(app.config, app.meta);
   } else {
@@ -80,6 +101,7 @@ function applyConfig(config, redraw) {
   }
   if (chainTheory()) updateTheory(true);  // theory "time": the time profile draws its own theory line
   controls.setConfig(app.config);
+  drawing.setSpec(drawingOf(app.meta, app.config.model));
   showStatus();
 }
 
@@ -128,14 +150,16 @@ function setRole(role) {
   for (const b of document.querySelectorAll(".owner-only")) b.disabled = !owner;
   $("btn-fork").hidden = owner;
   controls.setEnabled(owner);
+  drawing.setEnabled(owner);
   $("diagnosis").replaceChildren();
   showStatus();
 }
 
 /** "activation relu" for the keys of `changes` that may compile; null when none may. */
 function compileWhat(changes) {
-  const keys = Object.keys(changes).filter((k) => app.compileKeys.has(k));
-  return keys.length ? keys.map((k) => `${k} ${changes[k]}`).join(", ") : null;
+  const keys = Object.keys(changes).filter((k) => app.compileKeys.has(k) && changes[k] !== null);
+  const text = (v) => (Array.isArray(v) ? `(${v.length})` : v);  // drawn points: how many, not every one
+  return keys.length ? keys.map((k) => `${k} ${text(changes[k])}`).join(", ") : null;
 }
 
 async function send(kind, payload, extra = {}) {

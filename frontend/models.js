@@ -61,6 +61,12 @@ export const isProbability = (meta, config) => (familyOf(meta, config.model).pro
 /** The control sections the families add for their own keys ({title, rows: [[key, label, widget, help]]}, views.controls), in meta's order. */
 export const controlSections = (meta) => Object.values((meta || EMPTY).families || EMPTY).map((f) => (f.views || EMPTY).controls).filter(Boolean);
 
+/**
+ * The dataset the user draws on `model`'s data plane ({dataset, key, min, max}: the dataset's name, the
+ * config key that carries the points, how few and how many it takes; views.draw), or null where there is none.
+ */
+export const drawingOf = (meta, model) => viewsOf(meta, model).draw || null;
+
 /** The fixes `model`'s family offers beside the page's own ({name: {label, changes}}, views.fixes). */
 export const familyFixes = (meta, model) => viewsOf(meta, model).fixes || EMPTY;
 

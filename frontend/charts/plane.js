@@ -21,6 +21,17 @@ function colour(v) {
   return STOPS[i].map((c, k) => Math.round(mix(c, STOPS[i + 1][k], f)));
 }
 
+/**
+ * The plane's mapping of the data box [x0, x1, y0, y1] onto a W x H (CSS pixel) canvas: pixels per
+ * data unit `s`, one scale for both axes (circles stay circles), the box centred; px/py map data to
+ * pixels, x/y pixels back to data.
+ */
+export function fitBox(box, W, H) {
+  const [x0, x1, y0, y1] = box, pad = 6, s = Math.min((W - 2 * pad) / (x1 - x0 || 1), (H - 2 * pad) / (y1 - y0 || 1));
+  const ox = (W - s * (x1 - x0)) / 2 - s * x0, oy = (H + s * (y1 - y0)) / 2 + s * y0;
+  return { s, px: (x) => ox + s * x, py: (y) => oy - s * y, x: (px) => (px - ox) / s, y: (py) => (oy - py) / s };
+}
+
 /** D's grid (n_y rows over y, n_x columns over x) painted into a small canvas, top row = largest y. */
 function paint(d, probability) {
   const ny = d.length, nx = ny ? d[0].length : 0, cv = document.createElement("canvas");
@@ -64,6 +75,7 @@ export class PlaneChart extends Chart {
     this.canvas.setAttribute("aria-label", "data plane: real and generated points over D's output");
     el.append(this.canvas);
     this.frames = 0;
+    this.held = null;  // the drawing mode's box (hold)
   }
 
   reset() {
@@ -95,11 +107,15 @@ export class PlaneChart extends Chart {
              box: c.box.map((v, i) => mix(p.box[i], v, t)), t, bgPrev: p.bg, bgPrevBox: p.bgBox };
   }
 
-  /** Canvas pixels per data unit and the offset, one scale for both axes (circles stay circles). */
-  fit(box, W, H) {
-    const [x0, x1, y0, y1] = box, pad = 6, s = Math.min((W - 2 * pad) / (x1 - x0 || 1), (H - 2 * pad) / (y1 - y0 || 1));
-    const ox = (W - s * (x1 - x0)) / 2 - s * x0, oy = (H + s * (y1 - y0)) / 2 + s * y0;
-    return { s, px: (x) => ox + s * x, py: (y) => oy - s * y };
+  /** The data box [x0, x1, y0, y1] the plane shows (the one held, else the latest message's), or null before any. */
+  axes() {
+    return this.held || (this.cur ? this.cur.box : null);
+  }
+
+  /** Keep the axes at `box` whatever the messages' extents (the drawing mode draws over them), or follow them again (null). */
+  hold(box) {
+    this.held = box;
+    this.dirty = true;
   }
 
   draw(now) {
@@ -112,7 +128,7 @@ export class PlaneChart extends Chart {
       this.canvas.width = Math.round(W * dpr);
       this.canvas.height = Math.round(H * dpr);
     }
-    const f = this.shown(now), m = this.fit(f.box, W, H), ctx = this.canvas.getContext("2d"), p = palette();
+    const f = this.shown(now), m = fitBox(this.held || f.box, W, H), ctx = this.canvas.getContext("2d"), p = palette();
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, W, H);
     ctx.fillStyle = p.plot;

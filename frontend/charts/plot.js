@@ -131,7 +131,7 @@ export function ema(a, alpha = 0.08) {
   });
 }
 
-const fmt = (v) => (typeof v === "number" ? +v.toPrecision(3) : String(v));
+const fmt = (v) => (typeof v === "number" ? +v.toPrecision(3) : Array.isArray(v) ? `(${v.length})` : String(v));  // a list (drawn points): its length
 
 /** "step 120: sigmoid -> relu, learning_rate 0.1 -> 0.01" for a timeline event (a key only one of
  * the two models takes, null on the other side, is left out: "model mlp -> lstm" says it). */
