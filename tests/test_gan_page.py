@@ -2,12 +2,17 @@
 and D's arrows from the server's plane messages; G's and D's profiles and the logit-gradient chart
 draw the rows the server sent, on the theory of the loss in use; gan_loss switched live takes effect
 (|dL_G/dlogit| moves from 1 - D(G(z)) to D(G(z))); the controls grey out what the chosen Lipschitz
-constraint does not use and the common keys the GAN does not take; a compare of two GAN runs draws both."""
+constraint does not use and the common keys the GAN does not take; a compare of two GAN runs draws both;
+the data drawn on the plane with the mouse becomes the run's dataset, and a viewer cannot draw."""
 from __future__ import annotations
+
+import json
+import math
+import urllib.request
 
 import pytest
 
-from test_dashboard import Tab, browser, server, tabs  # noqa: F401  (fixtures)
+from test_dashboard import Tab, browser, server, session_id, tabs  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.browser
 
@@ -161,3 +166,92 @@ def test_compare_draws_two_gan_runs_from_one_state(server, browser):  # noqa: F8
         assert tab.page.locator(f"#cmp-diagnosis-{name}").get_attribute("data-level") in ("ok", "warn", "bad")
     assert tab.errors == [] and tab.external == []
     tab.context.close()
+
+
+def to_pixel(box, rect, x, y):
+    """The page's point of data (x, y) on the drawing canvas at `rect`, by the plane's mapping
+    (charts/plane.js fitBox: one scale for both axes, 6 px padding, the box centred), written again here."""
+    x0, x1, y0, y1 = box
+    s = min((rect["width"] - 12) / (x1 - x0), (rect["height"] - 12) / (y1 - y0))
+    ox, oy = (rect["width"] - s * (x1 - x0)) / 2 - s * x0, (rect["height"] + s * (y1 - y0)) / 2 + s * y0
+    return rect["x"] + ox + s * x, rect["y"] + oy - s * y
+
+
+def drag(tab, pixels):
+    """Press at the first pixel, move through the others (two pointer events to each), release."""
+    mouse = tab.page.mouse
+    mouse.move(*pixels[0])
+    mouse.down()
+    for px in pixels[1:]:
+        mouse.move(*px, steps=2)
+    mouse.up()
+
+
+def test_data_drawn_on_the_plane_becomes_the_runs_dataset_and_a_viewer_cannot_draw(server, tabs):  # noqa: F811
+    tab = tabs().open(f"{server}/?{GAN}")
+    tab.page.locator("[data-card=plane]").scroll_into_view_if_needed()
+    tab.wait("() => window.gradscope && gradscope.role === 'owner' && gradscope.dashboard.info.plane")  # the plane has axes
+    assert tab.eval("gradscope.drawing.spec") == {"dataset": "drawn", "key": "points", "min": 8, "max": 5000}  # /api/meta
+    # "drawn" in the Dataset menu opens the drawing mode rather than sending a set the server would refuse
+    tab.page.select_option("#ctl-dataset", "drawn")
+    tab.wait("() => gradscope.drawing.isOpen")
+    assert tab.page.input_value("#ctl-dataset") == "ring8" and tab.eval("gradscope.config.dataset") == "ring8"
+    assert tab.page.is_disabled("#draw-train") and tab.page.inner_text("#draw-train") == "Train on 0 points"
+    tab.page.click("#draw-cancel")
+    assert tab.eval("gradscope.drawing.isOpen") is False and tab.page.is_visible("#btn-draw")
+
+    tab.page.click("#btn-draw")
+    box = tab.eval("gradscope.drawing.box")
+    assert box == tab.eval("gradscope.dashboard.charts.get('plane').axes()")  # the plane holds the axes drawn in
+    rect = tab.page.locator(".draw-canvas").bounding_box()
+    cx, cy, r = (box[0] + box[1]) / 2, (box[2] + box[3]) / 2, 0.3 * min(box[1] - box[0], box[3] - box[2])
+    drag(tab, [to_pixel(box, rect, cx + r * (i / 2 - 1), cy - r / 2) for i in range(5)])  # a line, then cleared
+    assert tab.eval("gradscope.drawing.points.length") >= 8
+    tab.page.click("#draw-clear")
+    assert tab.eval("gradscope.drawing.points.length") == 0 and tab.page.is_disabled("#draw-train")
+    # an arc around the plane's centre, from angle 0 to pi
+    arc = [(cx + r * math.cos(t), cy + r * math.sin(t)) for t in (math.pi * i / 12 for i in range(13))]
+    drag(tab, [to_pixel(box, rect, x, y) for x, y in arc])
+    points = tab.eval("gradscope.drawing.points")
+    assert tab.page.locator(".draw-canvas").bounding_box() == rect  # the count shown never moved the plane under the pointer
+    assert len(points) >= 20 and tab.page.inner_text("#draw-train") == f"Train on {len(points)} points"
+    assert tab.page.is_enabled("#draw-train") and "at least" not in tab.page.inner_text("#draw-note")
+
+    def on_the_arc(pts, tol):
+        return all(abs(math.hypot(x - cx, y - cy) - r) < tol and y > cy - tol for x, y in pts)
+
+    assert on_the_arc(points, 0.1)  # the page's mapping from pixels back to data is the plane's
+    # a drawing the server refuses: said by field, and the mode stays open with the drawing
+    held = tab.eval("() => { const d = gradscope.drawing, kept = d.points; d.points = kept.slice(0, 3); d.submit(); return kept; }")
+    tab.wait("() => gradscope.errors.some(e => e.startsWith('points: '))")
+    assert "too few drawn points: 3" in tab.page.inner_text("#toast") and tab.eval("gradscope.drawing.isOpen")
+    tab.eval("kept => { gradscope.drawing.points = kept; gradscope.drawing.update(); }", held)
+
+    tab.page.click("#draw-train")
+    tab.wait("() => !gradscope.drawing.isOpen && gradscope.config.dataset === 'drawn'")
+    sid = session_id(tab)
+    with urllib.request.urlopen(f"{server}/api/sessions/{sid}", timeout=60) as reply:
+        config = json.load(reply)["config"]
+    assert config["dataset"] == "drawn" and len(config["points"]) == len(points)
+    assert config["points"] == [[round(x, 4), round(y, 4)] for x, y in points]  # rounded to 4 decimals
+    assert on_the_arc(config["points"], 0.1)
+    angles = [math.atan2(y - cy, x - cx) for x, y in config["points"]]
+    assert min(angles) < 0.2 and max(angles) > math.pi - 0.2  # the whole arc, end to end
+    # G trains on jittered copies of it: the plane's real points follow the drawing, and the plane draws them
+    tab.wait("""([cx, cy, r]) => { const m = gradscope.dashboard.plane;
+        return m.real.length > 0 && m.real.every(([x, y]) => Math.abs(Math.hypot(x - cx, y - cy) - r) < 0.3 && y > cy - 0.3); }""",
+             [cx, cy, r])
+    tab.wait("() => gradscope.dashboard.info.plane.step === gradscope.dashboard.plane.step")
+    assert tab.eval("gradscope.dashboard.charts.get('plane').held") is None  # the axes follow the messages again
+
+    viewer = tabs().open(f"{server}/s/{sid}")  # the share link, without the owner's token
+    viewer.wait("() => window.gradscope && gradscope.role === 'viewer' && gradscope.config && gradscope.config.dataset === 'drawn'")
+    assert viewer.page.is_disabled("#btn-draw") and viewer.page.is_disabled("#ctl-dataset")
+    assert viewer.eval("gradscope.drawing.open()") is False and not viewer.page.is_visible(".draw-canvas")
+
+    # back to a dataset of the family's own: the points go with the drawing (the server takes them with no other dataset)
+    tab.page.select_option("#ctl-dataset", "ring8")
+    tab.wait("() => gradscope.config.dataset === 'ring8' && !gradscope.config.points")
+    with urllib.request.urlopen(f"{server}/api/sessions/{sid}", timeout=60) as reply:
+        config = json.load(reply)["config"]
+    assert (config["dataset"], config["points"]) == ("ring8", None) and tab.eval("gradscope.errors.length") == 1  # the refusal above
