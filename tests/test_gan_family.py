@@ -143,6 +143,11 @@ def test_drawn_points_are_a_dataset_checked_by_name():
             make_config({**SMALL, **change})
         assert e.value.field == "points" and message in str(e.value), (change, str(e.value))
     assert "drawn" in meta()["datasets_by_model"]["gan"] and "points" in meta()["keys_by_model"]["gan"]
+    # leaving the drawing for another dataset drops its points (they belong to it); naming them still refuses
+    assert parse_changes(c, {"dataset": "moons"}).points is None
+    with pytest.raises(ConfigError, match="points are read only with dataset drawn"):
+        parse_changes(c, {"dataset": "moons", "points": _stroke()})
+    assert parse_changes(c, {"g_lr": 0.01}).points == c.points
 
 
 def test_a_drawing_trains_g_on_jittered_copies_of_its_points(cache):

@@ -395,6 +395,9 @@ def _apply(config: Config, changes: dict) -> Config:
     current = config.model_dump()
     model = changes.get("model", config.model)
     if model == config.model or model not in MODELS:
+        for key, (on, values) in family_of(config.model).cleared_with.items():
+            if on in changes and changes[on] not in values and key not in changes:
+                current.pop(key, None)  # its default: it belongs to the value being left
         return _validate({**current, **changes})
     kept = {k: v for k, v in current.items() if k in KEYS_BY_MODEL[model]}
     while True:

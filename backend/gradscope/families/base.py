@@ -78,6 +78,9 @@ class ModelFamily:
     # {key: (other key, its values)}: `key` applies only where the other key has one of those values
     # (greyed on the page otherwise; given a value of its own there, refused by name)
     applies: dict[str, tuple[str, tuple]] = {}
+    # {key: (other key, values)}: `key` is cleared (back to its default) when a change moves the other
+    # key off `values` without naming `key` (the GAN's drawn points when the dataset changes)
+    cleared_with: dict[str, tuple[str, tuple]] = {}
     loss_stat: str = "loss"  # the statistic a progress line shows
     per_step_stats: tuple[str, ...] = PER_STEP_STATS  # the chunk's statistics for every step (the others: at measured steps)
     sparse_stats: tuple[str, ...] = SPARSE_STATS  # NaN where not measured: averaged over their finite values

@@ -167,6 +167,7 @@ class GanFamily(ModelFamily):
     depth_range = DEPTHS
     default_depth = 3
     applies = {"clip_c": ("lipschitz", ("clip",)), "gp_lambda": ("lipschitz", ("gp",))}
+    cleared_with = {"points": ("dataset", (gan.DRAWN,))}
     loss_stat = "d_loss"
     per_step_stats = PER_STEP_STATS
     sparse_stats = SPARSE_STATS
