@@ -291,7 +291,21 @@ async function start() {
 
 async function copy(text, what) {
   app.copied = text;
-  try { await navigator.clipboard.writeText(text); toast(`${what} copied`); } catch { toast(text); }
+  try { await navigator.clipboard.writeText(text); toast(`${what} copied`); } catch { toast(`${what}: ${text}`); }
+}
+
+/**
+ * Copy the link that starts a fresh run with this setup. A drawing (models.js drawingOf) cannot
+ * travel in a link: the link starts the model's default dataset instead, and says so (Fork keeps it).
+ */
+function copySetup() {
+  const spec = drawingOf(app.meta, app.config.model);
+  if (!spec || app.config.dataset !== spec.dataset) {
+    copy(`${location.origin}/${schema.toQuery(app.config)}`, "Setup link");
+    return;
+  }
+  const { [spec.key]: _points, dataset: _dataset, ...rest } = app.config;
+  copy(`${location.origin}/${schema.toQuery(rest)}`, "Setup link (without the drawing, which a link cannot carry: Fork keeps it)");
 }
 
 function wireButtons() {
@@ -300,7 +314,7 @@ function wireButtons() {
   $("btn-reset").addEventListener("click", () => send("control", "reset"));
   $("btn-rewind").addEventListener("click", () => send("control", "rewind"));
   $("btn-share").addEventListener("click", () => copy(`${location.origin}/s/${app.id}`, "Session link"));
-  $("btn-setup").addEventListener("click", () => copy(`${location.origin}/${schema.toQuery(app.config)}`, "Setup link"));
+  $("btn-setup").addEventListener("click", () => copySetup());
   $("btn-export").addEventListener("click", () => { $("export-menu").hidden = !$("export-menu").hidden; });
   $("btn-settings").addEventListener("click", () => document.body.classList.toggle("show-controls"));
   $("btn-fork").addEventListener("click", async () => {

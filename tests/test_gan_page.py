@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -243,6 +244,15 @@ def test_data_drawn_on_the_plane_becomes_the_runs_dataset_and_a_viewer_cannot_dr
              [cx, cy, r])
     tab.wait("() => gradscope.dashboard.info.plane.step === gradscope.dashboard.plane.step")
     assert tab.eval("gradscope.dashboard.charts.get('plane').held") is None  # the axes follow the messages again
+    # a setup link cannot carry the drawing: it keeps the rest of the setup, starts the default dataset, and says so
+    tab.page.click("#btn-setup")
+    link = tab.wait("() => gradscope.copied")
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(link).query)
+    assert "points" not in query and "dataset" not in query and query["model"] == ["gan"] and query["d_lr"] == ["0.1"]
+    assert "without the drawing" in tab.page.inner_text("#toast")
+    with urllib.request.urlopen(urllib.request.Request(f"{server}/api/sessions", method="POST", data=json.dumps(
+            {k: v[0] for k, v in query.items()}).encode(), headers={"Content-Type": "application/json"}), timeout=120) as reply:
+        assert reply.status == 201  # the server starts it
 
     viewer = tabs().open(f"{server}/s/{sid}")  # the share link, without the owner's token
     viewer.wait("() => window.gradscope && gradscope.role === 'viewer' && gradscope.config && gradscope.config.dataset === 'drawn'")
