@@ -158,6 +158,9 @@ def test_a_knob_change_from_another_thread_reaches_the_next_update_without_a_rec
         np.testing.assert_allclose(got["update_norm"], 0.5 * got["clipped_grad_norm"], rtol=1e-5)
         with pytest.raises(ValueError, match="momentum: not a knob.*learning_rate"):
             gs.request(momentum=0.9)
+        for bad in (-0.1, float("nan"), "0.1", True):
+            with pytest.raises(ValueError, match="learning_rate: .* is not a finite number >= 0"):
+                gs.request(learning_rate=bad)
 
 
 def test_nonfinite_gradients_are_data_not_a_crash(tmp_path):

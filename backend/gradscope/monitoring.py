@@ -133,6 +133,7 @@ class Run:
         may be device arrays: they are fetched on the background thread."""
         if self._closed:
             raise RuntimeError(f"run {self.name!r} is closed: attach a new one")
+        step = int(step)
         state = gs_optax.find_state(opt_state)
         if state is None and not self._warned_no_monitor:
             self._warned_no_monitor = True
@@ -143,7 +144,7 @@ class Run:
             if self._knobs is None:  # read once (a device fetch); afterwards only `request` changes them
                 self._knobs = gs_optax.hyperparams(opt_state)
         if step % self.every == 0:
-            frame = ("frame", int(step), None if state is None else state.stats, loss, dict(metrics or {}), dict(self._knobs or {}))
+            frame = ("frame", step, None if state is None else state.stats, loss, dict(metrics or {}), dict(self._knobs or {}))
             try:
                 self._queue.put_nowait(frame)
                 self.published += 1
@@ -153,9 +154,11 @@ class Run:
 
     def request(self, **changes: float) -> None:
         """Ask for knob changes (`learning_rate`, `clip_value`): the next `publish` applies them."""
-        for key in changes:
+        for key, value in changes.items():
             if key not in gs_optax.KNOBS:
                 raise ValueError(f"{key}: not a knob of a monitored run; choose from {list(gs_optax.KNOBS)}")
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{key}: {value!r} is not a finite number >= 0")
         with self._lock:
             self._pending.update(changes)
 
@@ -170,7 +173,10 @@ class Run:
             log.warning("gradscope: %s", e)
             return opt_state
         self._knobs = {**self._knobs, **{k: float(v) for k, v in pending.items()}}
-        self._queue.put(("set", {"step": int(step), "set": _plain(pending)}))  # rare: waits for room rather than lose it
+        try:  # rare: worth waiting a moment for room rather than losing the line (the records' knobs show it anyway)
+            self._queue.put(("set", {"step": step, "set": _plain(pending)}), timeout=1.0)
+        except queue.Full:
+            log.warning("gradscope: the recorder is behind; the change at step %s is applied but not written as its own line", step)
         return opt_state
 
     @property
