@@ -60,6 +60,13 @@ def make_step(tx, **kw):
     return step
 
 
+def sgd_loop(**monitor_kw):
+    """(params, x, y, step, state): the MLP, its data, a jitted step under monitor(optax.sgd, lr 0.1), its first state."""
+    params = mlp_params(jax.random.PRNGKey(0))
+    tx = gso.monitor(optax.sgd, learning_rate=0.1, **monitor_kw)
+    return (params, *data(), make_step(tx), tx.init(params))
+
+
 def norms(tree_list):
     return np.array([np.sqrt(sum(float(np.sum(np.square(np.asarray(v)))) for v in layer.values())) for layer in tree_list])
 
@@ -136,13 +143,13 @@ def test_probes_record_the_deltas_dl_dz_of_an_independent_computation(tmp_path):
     assert record["loss"] == pytest.approx(float(loss_fn(before, x, y)), rel=1e-6)
 
 
-def test_a_knob_change_from_another_thread_reaches_the_next_update_without_a_recompile():
+def test_a_knob_change_from_another_thread_reaches_the_next_update_without_a_recompile(tmp_path):
     params = mlp_params(jax.random.PRNGKey(0))
     x, y = data()
     tx = gso.monitor(optax.sgd, learning_rate=0.01, clip="global_norm", clip_value=100.0)
     step = make_step(tx)
     state = tx.init(params)
-    with gradscope.attach("knobs", out=None) as gs:
+    with gradscope.attach("knobs", out=tmp_path / "knobs.jsonl") as gs:
         params, state, _ = step(params, state, x, y)
         state = gs.publish(0, state)
         assert gs.knobs == pytest.approx({"learning_rate": 0.01, "clip_value": 100.0})
@@ -206,11 +213,7 @@ def test_the_file_has_the_header_then_one_record_per_published_step(tmp_path):
 
 
 def test_a_failing_sink_is_logged_once_and_the_run_goes_on(tmp_path, caplog):
-    params = mlp_params(jax.random.PRNGKey(0))
-    x, y = data()
-    tx = gso.monitor(optax.sgd, learning_rate=0.1)
-    step = make_step(tx)
-    state = tx.init(params)
+    params, x, y, step, state = sgd_loop()
     (tmp_path / "taken").mkdir()
     with gradscope.attach("sink", out=tmp_path / "taken") as gs:  # a directory: opening it for writing fails
         for i in range(3):
@@ -222,11 +225,7 @@ def test_a_failing_sink_is_logged_once_and_the_run_goes_on(tmp_path, caplog):
 
 
 def test_a_lagging_reader_drops_frames_instead_of_queueing_them(tmp_path, monkeypatch):
-    params = mlp_params(jax.random.PRNGKey(0))
-    x, y = data()
-    tx = gso.monitor(optax.sgd, learning_rate=0.1)
-    step = make_step(tx)
-    state = tx.init(params)
+    params, x, y, step, state = sgd_loop()
     states = []
     for _ in range(6):
         params, state, _ = step(params, state, x, y)
@@ -247,12 +246,8 @@ def test_a_lagging_reader_drops_frames_instead_of_queueing_them(tmp_path, monkey
 
 
 def test_every_nth_update_is_measured_and_recorded_once(tmp_path):
-    params = mlp_params(jax.random.PRNGKey(0))
-    x, y = data()
-    tx = gso.monitor(optax.sgd, learning_rate=0.1, every=3)
-    step = make_step(tx)
-    state = tx.init(params)
-    with gradscope.attach("every", out=None) as gs:
+    params, x, y, step, state = sgd_loop(every=3)
+    with gradscope.attach("every", out=tmp_path / "every.jsonl") as gs:
         for i in range(7):
             before = params
             params, state, _ = step(params, state, x, y)
