@@ -84,37 +84,48 @@ def start_server(data_dir: Path, cpus):
 GAN_QUERY = "model=gan&dataset=ring8&width=64&batch_size=128&g_depth=3&d_depth=3&optimizer=adam"
 
 
-def measure_gan(browser, url, seconds):
-    """The GAN page: the data plane's redraws per second (issue 20's goal: 20 or more; a redraw per
-    animation frame while points glide between `plane` messages) beside G's and D's profiles."""
+def _window(browser, url, query, ready, seconds, before=None):
+    """Open `/?query`, wait for `ready` (a JS predicate), run `before` (JS) if given, then measure for
+    `seconds`: (snapshot before, snapshot after, longest frame gap ms, page errors). Deletes the session."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     context.add_init_script(PROBE)
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(f"{url}/?{GAN_QUERY}")
-    page.wait_for_function("() => window.gradscope && gradscope.dashboard.info.plane"
-                           " && gradscope.dashboard.info.plane.frames >= 3", timeout=300_000, polling=200)
-    page.evaluate("() => gradscope.dashboard.cards.get('plane').scrollIntoView()")  # offscreen charts skip redraws
+    page.goto(f"{url}/?{query}")
+    page.wait_for_function(ready, timeout=300_000, polling=200)
+    if before:
+        page.evaluate(before)
     page.evaluate(INSTRUMENT)
     a = page.evaluate(SNAPSHOT)
     page.evaluate("() => { window.__bench.maxGap = 0; }")
     page.wait_for_timeout(seconds * 1000)  # the measurement window (a benchmark, not a test)
     b = page.evaluate(SNAPSHOT)
-    planes = page.evaluate("() => gradscope.dashboard.info.plane.frames")
+    b["planes"] = page.evaluate("() => gradscope.dashboard.info.plane ? gradscope.dashboard.info.plane.frames : 0")
     gap = page.evaluate("() => window.__bench.maxGap")
     page.evaluate("""async () => {
       await fetch(`/api/sessions/${gradscope.id}`, { method: "DELETE", headers: { Authorization: `Bearer ${gradscope.token}` } });
     }""")
     context.close()
+    return a, b, gap, errors
+
+
+def measure_gan(browser, url, seconds):
+    """The GAN page: the data plane's redraws per second (issue 20's goal: 20 or more; a redraw per
+    animation frame while points glide between `plane` messages) beside G's and D's profiles."""
+    a, b, gap, errors = _window(
+        browser, url, GAN_QUERY, "() => window.gradscope && gradscope.dashboard.info.plane"
+        " && gradscope.dashboard.info.plane.frames >= 3", seconds,
+        before="() => gradscope.dashboard.cards.get('plane').scrollIntoView()")  # offscreen charts skip redraws
     s = (b["t"] - a["t"]) / 1000
+    per_s = lambda chart: (b["draws"].get(chart, 0) - a["draws"].get(chart, 0)) / s
     return {
         "page": "GAN, widths 64, depths 3/3",
         "stats frames/s": (b["frames"] - a["frames"]) / s,
-        "plane messages (total)": planes,
+        "plane messages (total)": b["planes"],
         "animation frames/s": (b["raf"] - a["raf"]) / s,
-        "plane redraws/s": (b["draws"].get("plane", 0) - a["draws"].get("plane", 0)) / s,
-        "G profile redraws/s": (b["draws"].get("gprofile", 0) - a["draws"].get("gprofile", 0)) / s,
+        "plane redraws/s": per_s("plane"),
+        "G profile redraws/s": per_s("gprofile"),
         "main thread busy": (b["ingestMs"] + b["renderMs"]) / (s * 1000),
         "long tasks/s": (b["longTasks"] - a["longTasks"]) / s,
         "longest frame gap ms": gap,
@@ -123,24 +134,9 @@ def measure_gan(browser, url, seconds):
 
 
 def measure(browser, url, depth, seconds):
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    context.add_init_script(PROBE)
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(f"{url}/?depth={depth}&width=64&batch_size=128")
-    page.wait_for_function("() => window.gradscope && gradscope.dashboard.info.renders >= 5"
-                           " && gradscope.dashboard.series.step.length >= 50", timeout=300_000, polling=200)
-    page.evaluate(INSTRUMENT)
-    a = page.evaluate(SNAPSHOT)
-    page.evaluate("() => { window.__bench.maxGap = 0; }")
-    page.wait_for_timeout(seconds * 1000)  # the measurement window (a benchmark, not a test)
-    b = page.evaluate(SNAPSHOT)
-    gap = page.evaluate("() => window.__bench.maxGap")
-    page.evaluate("""async () => {
-      await fetch(`/api/sessions/${gradscope.id}`, { method: "DELETE", headers: { Authorization: `Bearer ${gradscope.token}` } });
-    }""")
-    context.close()
+    a, b, gap, errors = _window(browser, url, f"depth={depth}&width=64&batch_size=128",
+                                "() => window.gradscope && gradscope.dashboard.info.renders >= 5"
+                                " && gradscope.dashboard.series.step.length >= 50", seconds)
     s = (b["t"] - a["t"]) / 1000
     return {
         "depth": depth,
