@@ -285,7 +285,10 @@ def test_relu_he_fix_restarts_the_weights_and_marks_it(server, tabs):
     drawn = tab.eval("gradscope.dashboard.info.renders")  # the profile drawn from ReLU data, not before
     after = tab.wait("n => gradscope.dashboard.info.renders > n && gradscope.dashboard.info.profile", drawn)
     spread = lambda p: max(p) / min(p)  # the largest layer gradient over the smallest
-    assert spread(after) < spread(before) / 10
+    # One frame's profile is one batch's: under sigmoid the spread measured 27-60x, under ReLU/He
+    # 1.5-3x. A factor 4 leaves room for that noise and still fails if the fix changed nothing.
+    assert spread(before) > 10
+    assert spread(after) < spread(before) / 4
 
 
 def test_config_url_reproduces_its_setup(server, tabs):
