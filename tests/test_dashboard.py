@@ -262,7 +262,8 @@ def test_diagnosis_fix_applies(server, tabs):
     tab = tabs().open(f"{server}/?{SMALL}")  # sigmoid + Glorot: vanishing at once
     tab.wait_running(20)
     tab.wait("() => gradscope.diagnosis && gradscope.diagnosis.title === 'Vanishing gradients'")
-    assert "of the gradient of layer 7" in tab.page.inner_text("#diagnosis")
+    # what the reader sees (redrawn four times a second from the latest frame; CI once read it empty right after the wait)
+    tab.wait("() => document.querySelector('#diagnosis').innerText.includes('of the gradient of layer 7')")
     tab.page.click("button[data-fix=batchnorm]")
     tab.wait("() => gradscope.config.batchnorm === true")
     tab.wait("() => (gradscope.dashboard.info.labels || []).some(l => l.includes('batchnorm false -> true'))")

@@ -164,6 +164,19 @@ def test_a_drawing_trains_g_on_jittered_copies_of_its_points(cache):
     np.testing.assert_array_equal(np.asarray(again.x), x)  # fixed by the seed
     rows = tr.run(16)
     assert np.all(np.isfinite(rows["d_loss"])) and "modes_covered" not in tr.data_plane()
+    assert np.isnan(rows["modes_covered"]).all()  # a drawing is no mixture: no mode counted
+    # every dataset shares one build: drawing, or switching the data, waits for no compile
+    built = len(cache._futures)
+    for dataset in ("ring8", "moons", "grid25"):
+        ack = tr.update({"dataset": dataset})
+        assert ack["kind"] == "reset"
+        rows = tr.run(16)
+        counted = rows["modes_covered"][np.isfinite(rows["modes_covered"])]
+        if dataset == "moons":
+            assert counted.size == 0
+        else:  # the padding modes are never covered: at most the mixture's own
+            assert counted.size == 1 and 0 <= counted[0] <= {"ring8": 8, "grid25": 25}[dataset]
+    assert len(cache._futures) == built
 
 
 def test_a_session_resets_onto_a_drawing_and_a_bad_one_is_refused_by_name(live_server):
@@ -186,3 +199,39 @@ def test_a_session_resets_onto_a_drawing_and_a_bad_one_is_refused_by_name(live_s
         assert len(recv_until(ws, on_the_arc)["real"]) == 256
     got = httpx.get(f"{srv.url}/api/sessions/{d['id']}", timeout=60).json()
     assert got["config"]["dataset"] == "drawn" and len(got["config"]["points"]) == 40
+
+
+def test_a_paused_gan_sends_its_plane_to_a_new_client_and_after_each_step_by_hand(live_server):
+    srv = live_server()
+    d = httpx.post(f"{srv.url}/api/sessions", json=SMALL, timeout=120).json()
+    with ws_connect(srv, d) as ws:
+        recv_until(ws, of_type("stats"))
+        ws.send(json.dumps({"type": "control", "id": "p", "action": "pause"}))
+        paused = recv_until(ws, of_type("ack", id="p"))["step"]
+        ws.send(json.dumps({"type": "control", "id": "s", "action": "step"}))
+        # the step's plane: drawn after the step, though no housekeeping runs while paused
+        assert recv_until(ws, lambda m: m["type"] == "plane" and m["step"] > paused)["step"] == paused + 1
+    with ws_connect(srv, d, token=False) as viewer:  # a newcomer to the paused run sees its generator at once
+        hello = recv_until(viewer, of_type("hello"))
+        assert hello["status"] == "paused"
+        plane = recv_until(viewer, of_type("plane"))
+        assert plane["step"] == paused + 1 and len(plane["real"]) == 256
+
+
+def test_the_lessons_next_loss_compiles_in_the_background_and_serves_the_switch():
+    """Saturating G stalls, the lesson switches to the non-saturating loss: that build is queued
+    while the run shows the stall, so the switch trains at once; weight clipping's fix likewise."""
+    queued = []
+
+    class Recorder(CompileCache):
+        def warm(self, keys, args):
+            queued.extend(keys)
+
+    tr = Trainer({**SMALL, "gan_loss": "saturating"}, cache=Recorder(background=False), warm=True)
+    chunks = [k for k in queued if k.kind == "chunk"]
+    assert [k.spec.gan_loss for k in chunks] == ["non_saturating", "saturating"]  # the next loss, then its own (built)
+    tr.update({"gan_loss": "non_saturating"})
+    assert tr._key_for(tr.config, tr.family.spec_of(tr.config)) == chunks[0]
+    queued.clear()
+    Trainer({**SMALL, "gan_loss": "wasserstein", "lipschitz": "clip"}, cache=Recorder(background=False), warm=True)
+    assert queued[0].spec.gan_loss == "wasserstein" and queued[0].spec.lipschitz == "gp"

@@ -150,8 +150,9 @@ class Trainer(Evaluation):
     def _warm_others(self):
         """Queue background compiles, most wanted first: the evaluation program (the decision
         boundary shown now), the builds for the current knob values under the next
-        WARM_ACTIVATIONS activations of WARM_ORDER that the model takes (relu first: the README
-        demo's next step; such a switch then trains on its own build at once), the generic build
+        WARM_ACTIVATIONS changes the family names (`warm_changes`: for most, the next activations
+        of WARM_ORDER the model takes, relu first, the README demo's next step; for the GAN, the
+        next loss of its lesson), so such a switch trains on its own build at once, the generic build
         (it serves any other knob change at once), then the others' evaluation programs. Not
         every activation and optimizer: per shape that was ~22 executables, and a server meeting
         hundreds of shapes held them all (issue 17); the rest compile when chosen, shown. Each
@@ -161,11 +162,13 @@ class Trainer(Evaluation):
         if not self._warm:
             return
         act, opt, spec = _activation(self.config), self.config.optimizer, self.family.spec_of(self.config)
-        others = [a for a in self.family.warm_activations(self.config, WARM_ORDER) if a != act][:WARM_ACTIVATIONS]
-        predicts = [k for k in (self._predict_key(a) for a in [act] + others) if k is not None]
+        # the family names the changes (activations; the GAN's next loss): the builds for them
+        others = [_with(self.config, **c) for c in self.family.warm_changes(self.config, WARM_ORDER)][:WARM_ACTIVATIONS]
+        predicts = [k for k in (self.family.predict_key(c, self.shape, GRID * GRID) for c in [self.config] + others)
+                    if k is not None]
         if predicts:
             self._cache.warm(predicts[:1], self._predict_args(GRID * GRID))
-        self._cache.warm([self._key(a, opt, spec) for a in others], self._args(0))
+        self._cache.warm([self._key_for(c, self.family.spec_of(c)) for c in others], self._args(0))
         if spec is not None:
             self._cache.warm([self._key(act, opt)], self._args(0))
         if predicts[1:]:
@@ -180,7 +183,10 @@ class Trainer(Evaluation):
 
     def _key(self, act, optimizer, spec=None):
         """The chunk's key for activation `act` and `optimizer` (`spec` None: the generic build)."""
-        config = _with(self.config, activation=act, optimizer=optimizer)
+        return self._key_for(_with(self.config, activation=act, optimizer=optimizer), spec)
+
+    def _key_for(self, config, spec=None):
+        """The chunk's key for `config` (of this trainer's shape and data)."""
         keep = None if self.stats is None else tuple(dict.fromkeys(self.stats + KEPT_ALWAYS + (self.family.loss_stat,)))
         return self.family.chunk_key(config, self.shape, int(self.x.shape[0]), int(self.x_val.shape[0]), self.max_steps, spec, keep)
 

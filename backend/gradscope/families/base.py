@@ -131,9 +131,12 @@ class ModelFamily:
     def max_chunk_steps(self, shape) -> int:
         raise NotImplementedError
 
-    def warm_activations(self, config, order: tuple[str, ...]) -> tuple[str, ...]:
-        """The activations (of `order`) whose chunks are worth compiling in the background."""
-        return tuple(a for a in order if a in self.model(config.model).activations)
+    def warm_changes(self, config, order: tuple[str, ...]) -> tuple[dict, ...]:
+        """The live knob changes whose builds are worth compiling in the background, most wanted
+        first (the next step of a lesson or demo): by default the other activations of `order`
+        that the model takes."""
+        now = getattr(config, "activation", None)
+        return tuple({"activation": a} for a in order if a in self.model(config.model).activations and a != now)
 
     def predict_key(self, config, shape, rows: int):
         """The key of the evaluation-mode forward pass over `rows` inputs; None: the family has none."""

@@ -38,13 +38,13 @@ DEPTHS = (1, 16)
 
 
 class GanChunkKey(NamedTuple):
-    """The GAN's training chunk: K steps of (n_critic D updates, one G update) on `shape` under `spec`,
-    for `dataset` (its mode count, for the mode statistics)."""
+    """The GAN's training chunk: K steps of (n_critic D updates, one G update) on `shape` under `spec`.
+    Every dataset shares it (the modes are an argument, padded to MAX_MODES): switching the data,
+    or drawing new points, takes no compile."""
 
     kind: str  # "chunk"
     shape: gan.GanShape
     spec: gan.GanSpec
-    n_modes: int  # the mixture's modes (0: not a mixture, no mode statistics)
     n_train: int
     steps: int
     keep: tuple[str, ...] | None = None  # the statistics returned (None: every one)
@@ -52,19 +52,19 @@ class GanChunkKey(NamedTuple):
     def function(self):
         """chunk(state, knobs, points, modes, key, mode_std, n, every) -> (state, statistics): the
         chunk's own output plus, at its last measured row, the mode statistics of MODE_SAMPLES of G's
-        samples (NaN at the other rows: sparse statistics, as the MLP's held-out loss)."""
+        samples (NaN at the other rows: sparse statistics, as the MLP's held-out loss; NaN at every
+        row for data that is not a mixture, where `mode_std` = [std, 0])."""
         chunk = make_chunk(self.shape, self.spec, self.steps)
         sample = gan.make_sampler(self.shape, self.spec)
-        n_modes, steps, keep = self.n_modes, self.steps, self.keep
+        steps, keep = self.steps, self.keep
 
         def run(state, knobs, points, modes, key, mode_std, n, every):
             state, out = chunk(state, knobs, points, key, n, every)
-            if n_modes:
-                fake = sample(state.g_params, jax.random.fold_in(jax.random.fold_in(key, 1 << 30), state.step), MODE_SAMPLES)
-                covered, quality = gan.mode_stats(fake, modes, mode_std[0])
-                last = jnp.arange(steps) == out["rows"] - 1
-                out["modes_covered"] = jnp.where(last, covered.astype(jnp.float32), jnp.nan)
-                out["high_quality"] = jnp.where(last, quality, jnp.nan)
+            fake = sample(state.g_params, jax.random.fold_in(jax.random.fold_in(key, 1 << 30), state.step), MODE_SAMPLES)
+            covered, quality = gan.mode_stats(fake, modes, mode_std[0])
+            shown = (jnp.arange(steps) == out["rows"] - 1) & (mode_std[1] > 0)
+            out["modes_covered"] = jnp.where(shown, covered.astype(jnp.float32), jnp.nan)
+            out["high_quality"] = jnp.where(shown, quality, jnp.nan)
             if keep is not None:
                 out = {k: v for k, v in out.items() if k in keep or k == "rows"}
             return state, out
@@ -87,11 +87,16 @@ def _initial_state(seed, shape, spec, init, gain):
 
 @functools.cache
 def _n_modes(dataset: str) -> int:
-    """The mixture's mode count (0: not a mixture, or a drawing); a chunk key reads it on every call."""
+    """The mixture's mode count (0: not a mixture, or a drawing)."""
     if dataset not in gan.DATASETS:
         return 0
     modes = gan.load(dataset, n=1, seed=0)[1]
     return 0 if modes is None else len(modes)
+
+
+NEXT_LOSS = {"saturating": "non_saturating", "non_saturating": "saturating", "least_squares": "non_saturating"}
+MAX_MODES = max(_n_modes(d) for d in gan.DATASETS)  # the chunk's modes argument, padded to this
+FAR = 1e6  # where padding modes lie: no sample is ever near one, so none is ever covered
 
 
 @functools.lru_cache(maxsize=32)
@@ -216,8 +221,13 @@ class GanFamily(ModelFamily):
         return (c.g_depth + c.d_depth) * c.width * c.batch_size * (c.n_critic + 1), "batch_size", \
             "(g_depth + d_depth) x width x batch_size x (n_critic + 1)"
 
-    def warm_activations(self, config, order):
-        return ()  # two activations: their builds compile when chosen
+    def warm_changes(self, config, order):
+        """The fix each lesson makes next, compiled while the run shows the problem: the saturating
+        loss's switch to the non-saturating one (and back), weight clipping's switch to the
+        gradient penalty. The two activations compile when chosen."""
+        if config.gan_loss == "wasserstein":
+            return ({"lipschitz": "gp"},) if config.lipschitz == "clip" else ()
+        return ({"gan_loss": NEXT_LOSS[config.gan_loss]},)
 
     # -- data and state --------------------------------------------------------------
     def shape_of(self, c) -> gan.GanShape:
@@ -228,14 +238,18 @@ class GanFamily(ModelFamily):
                            g_optimizer=c.optimizer, d_optimizer=c.optimizer, n_critic=c.n_critic, g_batchnorm=c.batchnorm)
 
     def data(self, c, shape):
-        """(points, modes, the mode std as an array, a 1-row stand-in): the chunk draws its batches
-        from the points; a dataset without modes gets one placeholder mode (its statistics are not computed)."""
+        """(points, modes padded to MAX_MODES far away, [mode std, is a mixture], a 1-row stand-in):
+        the chunk draws its batches from the points. Every dataset gives arrays of the same shapes,
+        so one build serves them all."""
         if c.dataset == gan.DRAWN:
             points, modes, std = gan.from_drawn(c.points, seed=c.seed), None, None
         else:
             points, modes, std = gan.load(c.dataset, seed=c.seed)
-        modes = np.zeros((1, 2), np.float32) if modes is None else modes
-        return jnp.asarray(points), jnp.asarray(modes), jnp.asarray([std or 1.0], jnp.float32), jnp.asarray(points[:1])
+        padded = np.full((MAX_MODES, 2), FAR, np.float32)
+        if modes is not None:
+            padded[:len(modes)] = modes
+        flag = np.asarray([std or 1.0, float(modes is not None)], np.float32)
+        return jnp.asarray(points), jnp.asarray(padded), jnp.asarray(flag), jnp.asarray(points[:1])
 
     def initial_state(self, c, shape, abstract=False):
         make = lambda seed: _initial_state(seed, shape, self.spec_of(c), c.init, c.init_gain)
@@ -252,10 +266,10 @@ class GanFamily(ModelFamily):
     # -- compiled programs ------------------------------------------------------------
     def chunk_key(self, c, shape, n_train, n_val, steps, spec=None, keep=None) -> GanChunkKey:
         """One build per choice of the structural knobs (spec None is the config's own: GAN builds are never generic)."""
-        return GanChunkKey("chunk", shape, self.spec_of(c), _n_modes(c.dataset), n_train, steps, keep)
+        return GanChunkKey("chunk", shape, self.spec_of(c), n_train, steps, keep)
 
     def chunk_args(self, state, c, x, y, x_val, y_val, n, every):
-        """(state, knobs, points, modes, key, mode_std, n, every): x the points, y the modes, x_val the mode std (1,)."""
+        """(state, knobs, points, modes, key, mode_std, n, every): x the points, y the modes, x_val [mode std, is a mixture]."""
         key = jax.random.fold_in(jax.random.PRNGKey(c.seed), 2)
         return (state, self.knobs_of(c), x, y, key, x_val, np.int32(n), np.int32(every))
 

@@ -11,7 +11,7 @@ from gradscope.config import LIVE_KEYS, differing, parse_changes
 
 class SessionCommands:
     """Needs of the session: tr, config, status, step, diverged, hub, lock, history, events,
-    timeline, _event, _set_status, _record, save, flush."""
+    timeline, _event, _set_status, _record, save, flush, send_views."""
 
     def apply_changes(self, changes: dict) -> dict:
         """Worker: a `set`; live changes keep weights and step, shape changes re-initialize."""
@@ -29,6 +29,7 @@ class SessionCommands:
             self.save(forget_checkpoints=True)  # the stored weights and checkpoints are of the old shape
         else:
             self._event("change", info["changes"], step=step)
+        self._views_if_paused()
         return {"step": step, **info}
 
     def apply_reset(self) -> dict:
@@ -39,7 +40,13 @@ class SessionCommands:
         if self.status == "diverged":
             self._set_status("paused", "paused", detail="reset after divergence")
         self.save(forget_checkpoints=True)  # supersedes the stored rows and checkpoints of the forgotten run
+        self._views_if_paused()
         return {"step": step, "status": self.status}
+
+    def _views_if_paused(self) -> None:
+        """A running session sends its views on its next housekeeping; a paused one has none."""
+        if self.status != "running" and not self.timeline.replaying:
+            self.send_views()
 
     def _after_reinit(self) -> None:
         self.timeline.forget()
@@ -78,6 +85,7 @@ class SessionCommands:
         if self.status == "diverged":
             self._set_status("paused", "paused", detail="rewound after divergence")
         self.save()  # supersedes the stored rows and checkpoints past `to_step`
+        self._views_if_paused()
         return {"step": step, "to_step": to_step, "status": self.status, "changes": changes}
 
     def _apply_scheduled(self, ev: dict) -> None:
@@ -127,6 +135,7 @@ class SessionCommands:
             stop = min([target, step + k - step % k] + self.timeline.scheduled_after(step))
             self._record(self.tr.run(stop - step))
         self.flush()  # no housekeeping runs while paused
+        self.send_views()
         return {"step": self.tr.step, "status": self.status}
 
     def fork_state(self) -> dict:

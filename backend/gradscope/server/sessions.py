@@ -24,7 +24,7 @@ from gradscope.config import LIVE_KEYS, RESET_KEYS, Config, differing, load_conf
 from gradscope.engine import CompileCache, Trainer
 
 from .commands import SessionCommands
-from .errors import error_id
+from .errors import ActionError, error_id
 from .hub import Frame, Hub
 from .persist import Persistence
 from .settings import Settings
@@ -246,14 +246,33 @@ class Session(SessionCommands):
         elif now - self._last_flush > self.settings.flush_interval_s:
             self._last_flush = now
             self.flush()
-        if self.hub.count and now - self._last_boundary > self.settings.boundary_interval_s:
-            self._last_boundary = now
-            grid = self.tr.decision_grid()
-            if grid is not None:
-                self._emit({"type": "boundary", "step": self.step, **grid})
-            plane = self.tr.data_plane()
-            if plane is not None:
-                self._emit({"type": "plane", "step": self.step, **plane})
+        if now - self._last_boundary > self.settings.boundary_interval_s:
+            self.send_views()
+
+    def send_views(self) -> None:
+        """Worker: the decision boundary and the GAN's data plane as they are now, to every client.
+        A running session sends them every `boundary_interval_s`; a paused one after each step
+        taken by hand, change, reset or rewind, and when a client subscribes: a paused run's plane
+        shows its generator as it is, not as it was when it was paused."""
+        self._last_boundary = time.monotonic()
+        if self.tr is None or not self.hub.count:
+            return
+        grid = self.tr.decision_grid()
+        if grid is not None:
+            self._emit({"type": "boundary", "step": self.step, **grid})
+        plane = self.tr.data_plane()
+        if plane is not None:
+            self._emit({"type": "plane", "step": self.step, **plane})
+
+    def views_on_subscribe(self) -> None:
+        """Event loop: a new client of a paused, built session gets the views at once (a running
+        one sends them within `boundary_interval_s`). Not a command: it keeps no session loaded."""
+        if self.tr is None or self.status == "running":
+            return
+        try:
+            self.worker.submit(self.send_views)
+        except ActionError:  # closing: nothing to show
+            pass
 
     # -- state changes and persistence (worker thread) ----------------------------------------
     def _event(self, kind: str, changes: dict | None = None, detail: str | None = None, **extra) -> dict:
