@@ -32,6 +32,7 @@ import reference_step  # noqa: E402
 from gradscope.engine import CompileCache, Trainer  # noqa: E402
 
 SELECTED = ("grad_norm", "delta_norm")
+PARTS = ("calls", "cli", "torch", "first")
 
 
 def variants(width: int) -> tuple[dict, int]:
@@ -106,6 +107,11 @@ def torch_table(steps: int, cli_total: float | None = None) -> None:
     for the step alone (no file written): an upper bound on what it does end to end."""
     import bench_engine
 
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("\nPyTorch is not installed (`pip install 'gradscope[torch]'` or torch's CPU wheel): its row is skipped.")
+        return
     config = {"depth": 10, "width": 64, "batch_size": 128, "activation": "sigmoid"}
     torch_rate = bench_engine.torch_steps_per_second(config, seconds=3.0, every=1)
     with tempfile.TemporaryDirectory() as cache_dir:
@@ -129,22 +135,30 @@ def main():
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--cli-steps", type=int, default=10_000)
     parser.add_argument("--quick", action="store_true", help="the in-process calls only")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="which tables (default: all)")
     args = parser.parse_args()
     print(f"JAX {jax.__version__} on {jax.default_backend()}; depth 10, batch 128, sigmoid, SGD; "
           f"median of {args.rounds} interleaved rounds\n")
+    parts = set(args.parts) & ({"calls"} if args.quick else set(PARTS))
+    if "calls" in parts:
+        calls_table(args.widths, args.rounds)
+    if "cli" in parts:
+        cli_table(args.widths, args.cli_steps)
+    if "torch" in parts:
+        torch_table(args.cli_steps)
+    if "first" in parts:
+        print()
+        first_frame_table((10, 200))
+
+
+def calls_table(widths, rounds) -> None:
     print("| width | K | variant | steps/s | vs minimal step |\n|---:|---:|---|---:|---:|")
-    for width in args.widths:
+    for width in widths:
         calls, k = variants(width)
-        got = rates(calls, k, args.rounds)
+        got = rates(calls, k, rounds)
         ref = next(iter(got.values()))
         for name, rate in got.items():
             print(f"| {width} | {k} | {name} | {rate:,.0f} | {rate / ref:.2f}x |")
-    if args.quick:
-        return
-    cli_table(args.widths, args.cli_steps)
-    torch_table(args.cli_steps)
-    print()
-    first_frame_table((10, 200))
 
 
 if __name__ == "__main__":
