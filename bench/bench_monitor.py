@@ -1,10 +1,11 @@
 """What `gradscope.optax.monitor` plus `Run.publish` cost the user's own training step (issue 21: 5% at most).
 
-    python bench/bench_monitor.py [--depth 20] [--width 128] [--batch 128] [--steps 200] [--rounds 7]
+    python bench/bench_monitor.py [--model mlp|flax-cnn] [--depth 20] [--width 128] [--batch 128] [--steps 200] [--rounds 7]
 
-The user's loop: a `depth`-layer tanh MLP (plain dict params) on the project's digits set
-(64 inputs, 10 classes), Adam, one jitted step per batch, nothing fetched between steps but
-what the loop itself does. Variants, interleaved in one process and each timed over `steps`
+The user's loop: a `depth`-layer tanh MLP (plain dict params), or examples/flax_cnn.py's Flax
+nnx CNN (`--model flax-cnn`: `depth` 3x3 convolutions of `width` channels, relu, on the 8x8
+images), on the project's digits set (64 inputs, 10 classes), Adam, one jitted step per batch,
+nothing fetched between steps but what the loop itself does. Variants, interleaved in one process and each timed over `steps`
 steps ended by one block_until_ready:
 - plain: optax.adam, no gradscope;
 - monitor: gradscope.optax.monitor(optax.adam) and `publish` after every step (statistics
@@ -50,9 +51,21 @@ def forward(params, x, probed):
     return h @ params[-1]["w"] + params[-1]["b"]
 
 
-def make_step(tx, probed=False):
+def flax_cnn(depth, width):
+    """examples/flax_cnn.py's model: (params, forward(params, x, probed)) over its nnx.Param pytree."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    from flax import nnx
+    from flax_cnn import CNN
+
+    nets = {probed: CNN(depth, width, jax.nn.relu, rngs=nnx.Rngs(0), probed=probed) for probed in (False, True)}
+    graphs = {probed: nnx.split(net, nnx.Param)[0] for probed, net in nets.items()}
+    params = nnx.split(nets[False], nnx.Param)[1]
+    return params, lambda p, x, probed: nnx.merge(graphs[probed], p)(x)
+
+
+def make_step(tx, fwd=forward, probed=False):
     def loss(params, x, y):
-        return optax.softmax_cross_entropy_with_integer_labels(forward(params, x, probed), y).mean()
+        return optax.softmax_cross_entropy_with_integer_labels(fwd(params, x, probed), y).mean()
 
     @jax.jit
     def step(params, state, x, y):
@@ -74,8 +87,9 @@ def run(step, params, state, batches, gs=None):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--depth", type=int, default=20)
-    ap.add_argument("--width", type=int, default=128)
+    ap.add_argument("--model", choices=["mlp", "flax-cnn"], default="mlp")
+    ap.add_argument("--depth", type=int, default=None, help="default: 20 (mlp), 6 (flax-cnn)")
+    ap.add_argument("--width", type=int, default=None, help="default: 128 (mlp), 16 (flax-cnn)")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=7)
@@ -83,18 +97,23 @@ def main(argv=None):
 
     data = load("digits")
     x_all, y_all = jnp.asarray(data[0], jnp.float32), jnp.asarray(data[1])
+    cnn = args.model == "flax-cnn"
+    args.depth = args.depth or (6 if cnn else 20)
+    args.width = args.width or (16 if cnn else 128)
+    if cnn:
+        x_all = x_all.reshape(-1, 8, 8, 1)
     rng = np.random.default_rng(0)
     batches = []
     for _ in range(args.steps):
         idx = rng.integers(0, x_all.shape[0], args.batch)
         batches.append((x_all[idx], y_all[idx]))
-    params = init(jax.random.PRNGKey(0), args.depth, args.width)
+    params, fwd = flax_cnn(args.depth, args.width) if cnn else (init(jax.random.PRNGKey(0), args.depth, args.width), forward)
 
     plain_tx = optax.adam(1e-3)
     mon_tx = gso.monitor(optax.adam, learning_rate=1e-3)
-    variants = {"plain": (make_step(plain_tx), plain_tx, False),
-                "monitor": (make_step(mon_tx), mon_tx, True),
-                "monitor+probes": (make_step(mon_tx, probed=True), mon_tx, True)}
+    variants = {"plain": (make_step(plain_tx, fwd), plain_tx, False),
+                "monitor": (make_step(mon_tx, fwd), mon_tx, True),
+                "monitor+probes": (make_step(mon_tx, fwd, probed=True), mon_tx, True)}
     out = Path(tempfile.mkdtemp())
     times = {name: [] for name in variants}
     for r in range(args.rounds + 1):  # round 0 compiles and warms: not counted
@@ -107,7 +126,8 @@ def main(argv=None):
             if r:
                 times[name].append(seconds)
     ms = {name: 1000 * statistics.median(t) / args.steps for name, t in times.items()}
-    print(f"{args.depth}-layer MLP, width {args.width}, batch {args.batch}, {args.steps} steps x {args.rounds} rounds, "
+    what = "Flax CNN" if cnn else "MLP"
+    print(f"{args.depth}-layer {what}, width {args.width}, batch {args.batch}, {args.steps} steps x {args.rounds} rounds, "
           f"{jax.default_backend()}")
     for name, t in times.items():
         ratio = statistics.median(a / b for a, b in zip(t, times["plain"], strict=True))

@@ -328,3 +328,65 @@ def test_the_equinox_example_trains_and_records(tmp_path):
     assert header["attached"]["layers"] == [f"layers/{i}" for i in range(9)]
     assert [r["step"] for r in records] == list(range(150))
     assert records[-1]["probes"] == [f"z{i}" for i in range(8)] and len(records[-1]["delta_norm"]) == 8
+
+
+def test_a_flax_nnx_cnn_is_named_in_forward_order_and_its_norms_match_jax_grad():
+    """nnx params (State of Param nodes) as a user splits them: conv kernels (k*k*C_in*C_out) and
+    biases measured per layer, equal to norms of an independent jax.grad; linen's names too."""
+    nnx = pytest.importorskip("flax.nnx")
+    linen = pytest.importorskip("flax.linen")
+
+    class CNN(nnx.Module):
+        def __init__(self, rngs):
+            self.convs = nnx.List([nnx.Conv(c, 4, (3, 3), rngs=rngs) for c in (1, 4, 4)])
+            self.head = nnx.Linear(4, 3, rngs=rngs)
+
+        def __call__(self, x):
+            for conv in self.convs:
+                x = jnp.tanh(conv(x))
+            return self.head(x.mean(axis=(1, 2)))
+
+    graphdef, params = nnx.split(CNN(nnx.Rngs(0)), nnx.Param)
+    assert gso.layer_names(params) == ["convs/0", "convs/1", "convs/2", "head"]
+    x = jax.random.normal(jax.random.PRNGKey(1), (5, 6, 6, 1))
+    y = jnp.array([0, 1, 2, 0, 1])
+    loss = lambda p: optax.softmax_cross_entropy_with_integer_labels(nnx.merge(graphdef, p)(x), y).mean()
+    tx = gso.monitor(optax.sgd, learning_rate=0.1)
+    grads = jax.grad(loss)(params)
+    _, state = jax.jit(tx.update)(grads, tx.init(params), params)
+    got = gso.unpack(gso.find_state(state).stats, 4)
+    plain = jax.grad(lambda p: loss(p))(params)  # independent: per layer, the norm over its kernel and bias
+    layers = [plain["convs"][i] for i in range(3)] + [plain["head"]]
+    want = [np.sqrt(sum(float(jnp.sum(jnp.square(leaf))) for leaf in jax.tree_util.tree_leaves(layer))) for layer in layers]
+    np.testing.assert_allclose(got["grad_norm"], want, rtol=1e-5)
+    np.testing.assert_allclose(got["update_norm"], 0.1 * np.asarray(want), rtol=1e-5)
+
+    class Linen(linen.Module):
+        @linen.compact
+        def __call__(self, x):
+            for _ in range(11):
+                x = linen.Conv(4, (3, 3))(x)
+            return linen.Dense(3)(x.mean(axis=(1, 2)))
+
+    variables = Linen().init(jax.random.PRNGKey(0), x)
+    assert gso.layer_names(variables) == [f"Conv_{i}" for i in range(11)] + ["Dense_0"]  # Conv_10 after Conv_9
+
+
+def test_the_flax_example_trains_and_records(tmp_path):
+    """examples/flax_cnn.py as a user runs it: a CNN learns digits; a record per step, convs named in order."""
+    pytest.importorskip("flax.nnx")
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "run.jsonl"
+    done = subprocess.run([sys.executable, str(root / "examples" / "flax_cnn.py"), "--steps", "150", "--depth", "4", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.splitlines()[-1])
+    assert summary["loss"] < 1.0 and summary["dropped"] == 0
+    header, *records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert header["attached"]["layers"] == ["convs/0", "convs/1", "convs/2", "convs/3", "head"]
+    assert [r["step"] for r in records] == list(range(150))
+    assert records[-1]["probes"] == [f"conv{i}" for i in range(4)] and len(records[-1]["delta_norm"]) == 4
