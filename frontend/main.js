@@ -151,7 +151,7 @@ function setRole(role) {
   $("btn-fork").hidden = owner;
   controls.setEnabled(owner);
   drawing.setEnabled(owner);
-  $("diagnosis").replaceChildren();
+  lastDiag = 0;  // the diagnosis and its fix buttons (enabled by role) redrawn on the next frame, never blanked
   showStatus();
 }
 
