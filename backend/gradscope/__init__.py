@@ -7,7 +7,7 @@ records the run, `gradscope.probe` marks an activation whose dL/dz to record (se
 
 __version__ = "0.1.0"
 
-_LAZY = {"attach": "gradscope.monitoring", "probe": "gradscope.monitoring", "Run": "gradscope.monitoring"}
+_LAZY = {"attach": "gradscope.attaching", "probe": "gradscope.monitoring", "Run": "gradscope.monitoring"}
 
 
 def __getattr__(name):

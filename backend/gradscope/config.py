@@ -122,7 +122,7 @@ def _family_config(family) -> type[CommonConfig]:
     fields = {
         **COMMON_FIELDS,
         "model": (Literal[models], models[0]),
-        "dataset": (Literal[ALL_DATASETS], "spirals" if "spirals" in datasets else datasets[0]),
+        "dataset": (Literal[ALL_DATASETS], "spirals" if "spirals" in datasets or not datasets else datasets[0]),
         "depth": (int, Field(family.default_depth, ge=LIMITS["depth"][0], le=LIMITS["depth"][1])),
     }
     fields = {k: v for k, v in fields.items() if k not in family.common_keys_not_taken}
@@ -167,8 +167,8 @@ def _model_dataset_default(data):
     model = data.get("model", DEFAULT_MODEL) if isinstance(data, dict) else None
     if model in MODELS and "dataset" not in data:
         datasets = MODELS[model].datasets
-        default = CLASSES[family_of(model).name].model_fields["dataset"].default
-        if default not in datasets:
+        field = CLASSES[family_of(model).name].model_fields.get("dataset")
+        if field is not None and field.default not in datasets:
             data = {**data, "dataset": datasets[0]}
     return data
 
@@ -394,6 +394,10 @@ def parse_changes(config: Config, changes: Any) -> Config:
 def _apply(config: Config, changes: dict) -> Config:
     current = config.model_dump()
     model = changes.get("model", config.model)
+    if model != config.model and model in MODELS and not (family_of(model).trains_here and family_of(config.model).trains_here):
+        attached = MODEL_NAMES[model if not family_of(model).trains_here else config.model]
+        raise ConfigError("model", f"an {attached} is trained by its own script: it cannot become another model, "
+                          "nor another model become one", [config.model])
     if model == config.model or model not in MODELS:
         for key, (on, values) in family_of(config.model).cleared_with.items():
             if on in changes and changes[on] not in values and key not in changes:

@@ -1,18 +1,24 @@
-"""The host side of a monitored training loop: `attach`, `Run.publish` and `probe`.
+"""The host side of a monitored training loop: `Run.publish`, `Remote` and `probe`.
 
     tx = gradscope.optax.monitor(optax.adam, learning_rate=1e-3)
-    gs = gradscope.attach(name="my run", out="my-run.jsonl")
+    gs = gradscope.attach(name="my run", server="http://localhost:8000")  # or out="my-run.jsonl"
     for step in range(steps):
         params, opt_state, loss = train_step(params, opt_state, batch)
         opt_state = gs.publish(step, opt_state, loss=loss)
 
-`publish` never waits for the device or the disk: it hands the step's packed statistics (a
-device array, not yet fetched) to a background thread and returns at once. The thread fetches
-them, turns them into one record in the format of `gradscope run --out` (JSON Lines: a header,
-then one record per published step), and writes it. When the thread falls behind, frames are
-dropped (counted in `Run.dropped`), never queued without bound; a sink that fails (a full disk)
-is logged once and the run goes on. Knob changes requested with `Run.request` (from any thread)
-are applied to the optimizer state that `publish` returns, so they reach the next update.
+`publish` never waits for the device, the disk or the network: it hands the step's packed
+statistics (a device array, not yet fetched) to a background thread and returns at once. The
+thread fetches them, turns them into one record in the format of `gradscope run --out` (JSON
+Lines: a header, then one record per published step), writes it, and, given a server, posts
+the records to the run's session there about five times a second (`Remote`). When the thread
+falls behind (a slow disk, a slow server), frames are dropped (counted in `Run.dropped`), never
+queued without bound; a sink or a server that fails is logged once and the run goes on (the
+records wait, bounded, and go when the server is back). Knob changes, requested with
+`Run.request` from any thread or made on the page (they come back in the server's replies), are
+applied to the optimizer state that `publish` returns, so they reach the next update.
+
+This module stands on the standard library, JAX and numpy only (an import contract): it runs in
+the user's process. `gradscope.attach` (attaching.py) builds a `Run` and can start a server.
 """
 from __future__ import annotations
 
@@ -22,7 +28,11 @@ import json
 import logging
 import math
 import queue
+import sys
 import threading
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import jax
@@ -36,6 +46,11 @@ log = logging.getLogger("gradscope.attach")
 QUEUE_FRAMES = 64      # published steps waiting for the background thread; more are dropped
 RECENT_RECORDS = 1024  # records kept in memory (Run.records) for a notebook or a test
 PROBE_VALUES = 256     # dL/dz norms kept per probe between two fetches
+POST_EVERY_S = 0.2     # a server gets the new records about this often
+POST_RECORDS = 512     # records one post carries at most (the server's limit)
+OUTBOX_RECORDS = 4096  # records waiting for an unreachable server; older ones are dropped
+RETRY_S = 2.0          # while the server is unreachable, a post is tried this often
+HTTP_TIMEOUT_S = 5.0
 
 
 # -- probes: dL/dz of an activation inside the user's model ------------------------------
@@ -104,11 +119,13 @@ def _plain(value):
 class Run:
     """One monitored training run (make it with `attach`). Thread-safe `request`; `publish` from the training loop."""
 
-    def __init__(self, name: str, out: str | Path | None = None, *, every: int = 1, queue_frames: int = QUEUE_FRAMES):
+    def __init__(self, name: str, out: str | Path | None = None, *, every: int = 1, queue_frames: int = QUEUE_FRAMES,
+                 server: str | None = None, session: str | None = None, token: str | None = None):
         if not isinstance(every, int) or every < 1:
             raise ValueError(f"every: {every!r} must be an int >= 1 (publish every Nth step)")
         self.name = name
         self.out = None if out is None else Path(out)
+        self.remote = None if server is None else Remote(self, server, session=session, token=token)
         self.every = every
         self.records: collections.deque = collections.deque(maxlen=RECENT_RECORDS)
         self.dropped = 0        # frames the background thread was too far behind to take
@@ -211,13 +228,24 @@ class Run:
     def __exit__(self, *exc):
         self.close()
 
+    @property
+    def link(self) -> str | None:
+        """The run's page on the server (None without a server, or before the first post)."""
+        return None if self.remote is None else self.remote.url
+
     # -- the background thread -------------------------------------------------------------
     def _drain(self) -> None:
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=RETRY_S if self.remote is not None else None)
+            except queue.Empty:  # a quiet loop: records still waiting for the server go now
+                self._send()
+                continue
             if item is None:
+                self._send(done=True)
                 return
             if isinstance(item, threading.Event):
+                self._send(force=True)
                 item.set()
                 continue
             try:
@@ -226,6 +254,15 @@ class Run:
                     self._write(rec)
             except Exception:  # never the training loop's problem: logged, the run goes on
                 log.exception("gradscope: could not record step %s", item[1])
+            self._send()
+
+    def _send(self, force: bool = False, done: bool = False) -> None:
+        if self.remote is None:
+            return
+        try:
+            self.remote.send(force=force, done=done)
+        except Exception:  # a bug in talking to the server must not end the recorder
+            log.exception("gradscope: posting to %s failed", self.remote.base)
 
     def _record(self, step, stats, loss, metrics, knobs) -> dict:
         rec: dict = {"step": step, "count": 1}
@@ -256,6 +293,8 @@ class Run:
     def _write(self, rec: dict) -> None:
         if "set" not in rec:
             self.records.append(rec)
+            if self.remote is not None:
+                self.remote.add(rec)
         if self.out is None or self._sink_failed:
             return
         try:
@@ -275,9 +314,153 @@ def _version() -> str:
     return __version__
 
 
-def attach(name: str = "run", out: str | Path | None = None, *, every: int = 1) -> Run:
-    """Start recording a monitored run. `out`: the JSON Lines file (default `<name>.jsonl` in the
-    working directory); `every`: publish every Nth step only."""
-    if out is None:
-        out = Path("".join(c if c.isalnum() or c in "-_." else "-" for c in name) + ".jsonl")
-    return Run(name, out, every=every)
+# -- the server side of a run: its session, its records posted, the page's knob changes back ------
+class ServerError(Exception):
+    """An answer of the server other than success: its HTTP status and message."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(f"{status}: {message}")
+        self.status, self.message = status, message
+
+
+def http_json(method: str, url: str, body: dict | None = None, token: str | None = None,
+              timeout: float = HTTP_TIMEOUT_S) -> dict:
+    """One JSON request with the standard library (no client library in the user's process);
+    raises ServerError for an HTTP error and OSError when the server cannot be reached."""
+    data = None if body is None else json.dumps(body, allow_nan=False).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            text = resp.read().decode() or "{}"
+    except urllib.error.HTTPError as e:
+        detail = e.read().decode(errors="replace")
+        try:
+            detail = json.loads(detail).get("detail", detail)
+        except (ValueError, AttributeError):
+            pass
+        raise ServerError(e.code, detail if isinstance(detail, str) else json.dumps(detail)) from None
+    return json.loads(text)
+
+
+def session_config(name: str, layers: list[str], probes: list[str], knobs: dict) -> dict:
+    """The config of an attached run's session: its names, and the knobs it exposes with their
+    values (a value outside the page's range, such as a learning rate above 10, is not a knob there)."""
+    exposed = {k: float(f"{float(v):.7g}") for k, v in knobs.items()
+               if k in gs_optax.KNOBS and isinstance(v, int | float) and math.isfinite(v)
+               and 0 < v <= (10.0 if k == "learning_rate" else 1e6)}
+    return {"model": "attached", "run_name": (name or "run")[:200], "layers": [n[:200] for n in layers],
+            "probes": [n[:200] for n in probes], "knobs": list(exposed), **exposed}
+
+
+class Remote:
+    """A run's session on a gradscope server, fed from the run's recorder thread.
+
+    The session is created at the first post (`model: attached`, the run's layer and probe
+    names, the knobs it exposes), or continued (`session` and its `token`). Records wait in a
+    bounded outbox and go in posts of up to POST_RECORDS, about every POST_EVERY_S. A server that
+    cannot be reached is told once (a warning) and tried again every RETRY_S, the records
+    waiting meanwhile (the oldest dropped beyond OUTBOX_RECORDS); when it answers again, the
+    run goes on in the same session (a restarted server loads it from its store) or, where the
+    server no longer has it, in a new one, whose link is printed. The replies carry the knob
+    changes made on the page: they go to `Run.request`, and the next `publish` applies them."""
+
+    def __init__(self, run: Run, server: str, *, session: str | None = None, token: str | None = None):
+        if (session is None) != (token is None):
+            raise ValueError("session= and token= go together: the id and the owner token of a run to continue")
+        self.run, self.base = run, server.rstrip("/")
+        self.sid, self.token, self.url = session, token, None
+        if session is not None:
+            self.url = f"{self.base}/s/{session}"
+        self.outbox: collections.deque = collections.deque()
+        self.dropped = 0       # records dropped while the server could not be reached
+        self.posted = 0        # records the server accepted
+        self.down = False      # the server did not answer the last try
+        self.refused = False   # the server refused the token: nothing more is sent
+        self._last = 0.0
+        self._next_try = 0.0
+
+    def add(self, rec: dict) -> None:
+        if len(self.outbox) >= OUTBOX_RECORDS:
+            self.outbox.popleft()
+            self.dropped += 1
+        self.outbox.append(rec)
+
+    def send(self, force: bool = False, done: bool = False) -> None:
+        now = time.monotonic()
+        if self.refused or (not self.outbox and not done) or (self.sid is None and not self.outbox):
+            return
+        if not (force or done) and (now < self._next_try or now - self._last < POST_EVERY_S):
+            return
+        self._last = now
+        try:
+            if self.sid is None:
+                self._create()
+            while True:
+                batch = [self.outbox[i] for i in range(min(len(self.outbox), POST_RECORDS))]
+                last = len(batch) == len(self.outbox)
+                reply = http_json("POST", f"{self.base}/api/sessions/{self.sid}/rows",
+                                  {"records": [self._fit(r) for r in batch], "done": done and last}, self.token)
+                for _ in batch:
+                    self.outbox.popleft()
+                self.posted += len(batch)
+                self._apply(reply.get("set") or {})
+                if last:
+                    break
+        except ServerError as e:
+            self._refused(e)
+        except (OSError, ValueError) as e:  # unreachable, timed out, a reply that is not JSON
+            self._next_try = now + RETRY_S
+            if not self.down:
+                log.warning("gradscope: the server at %s does not answer (%s); the run goes on and its records "
+                            "wait for it (retried every %g s)", self.base, e, RETRY_S)
+            self.down = True
+            return
+        if self.down:
+            log.warning("gradscope: the server at %s answers again; the run goes on at %s", self.base, self.url)
+            self.down = False
+
+    def _create(self) -> None:
+        first = self.outbox[0]
+        self.probes = list(first.get("probes") or [])
+        config = session_config(self.run.name, self.run._layers or [], self.probes, self.run.knobs)
+        created = http_json("POST", f"{self.base}/api/sessions", config)
+        self.sid, self.token, self.url = created["id"], created["token"], created.get("url") or f"{self.base}/s/{created['id']}"
+        print(f"gradscope: watch {self.run.name!r} at {self.url}", file=sys.stderr, flush=True)
+
+    def _fit(self, rec: dict) -> dict:
+        """A record for the session: its probes' deltas in the session's probe order."""
+        probes = rec.get("probes")
+        if probes is None or probes == getattr(self, "probes", probes):
+            return rec
+        by_name = dict(zip(probes, rec.get("delta_norm") or [], strict=False))
+        return {**rec, "probes": self.probes, "delta_norm": [by_name.get(p) for p in self.probes]}
+
+    def _apply(self, changes: dict) -> None:
+        if not changes:
+            return
+        try:
+            self.run.request(**changes)
+        except ValueError as e:
+            log.warning("gradscope: the page asked for %s, which this run cannot take (%s)", changes, e)
+            return
+        log.warning("gradscope: the page changed %s; applied at the next publish",
+                    ", ".join(f"{k} to {v:g}" for k, v in changes.items()))
+
+    def _refused(self, e: ServerError) -> None:
+        if e.status == 404:  # the server no longer has the session (a new store): a new one at the next post
+            log.warning("gradscope: %s no longer has session %s; the run goes on in a new one", self.base, self.sid)
+            self.sid = self.token = None
+        elif e.status in (401, 403):
+            self.refused = True
+            log.warning("gradscope: %s refused the run's token (%s); nothing more is sent", self.base, e.message)
+        elif e.status == 422:  # records the session cannot take: dropped, not retried forever
+            log.warning("gradscope: %s refused records (%s); %d dropped", self.base, e.message, len(self.outbox))
+            self.dropped += len(self.outbox)
+            self.outbox.clear()
+        else:
+            self._next_try = time.monotonic() + RETRY_S
+            if not self.down:
+                log.warning("gradscope: the server at %s answered %s; retrying every %g s", self.base, e, RETRY_S)
+            self.down = True

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradscope.config import LIVE_KEYS, RESET_KEYS, Config, ConfigError, differing, is_config, load_config, make_config, parse_changes
+from gradscope.config import LIVE_KEYS, MODEL_NAMES, MODELS, RESET_KEYS, Config, ConfigError, differing, is_config, load_config, make_config, parse_changes
 from gradscope.families import family_of
 from gradscope.families.base import TARGET_CHUNK_SECONDS
 
@@ -125,6 +125,10 @@ class Trainer(Evaluation):
         self._warm_others()
 
     def _build_run(self, config: Config):
+        if not family_of(config.model).trains_here:
+            raise ConfigError("model", f"an {MODEL_NAMES[config.model]} is trained by its own script, not here: "
+                              "wrap its optimizer in gradscope.optax.monitor and call gradscope.attach (docs/attach.md)",
+                              [m for m in MODELS if family_of(m).trains_here])
         self.config, self.family = config, family_of(config.model)
         if self.stats is not None:
             emitted = self.family.model_stats(config.model)

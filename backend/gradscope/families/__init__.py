@@ -3,13 +3,14 @@ model's name picks code. Adding a family is one module here and one line in FAMI
 (docs/adding-a-model.md)."""
 from __future__ import annotations
 
+from .attached import FAMILY as ATTACHED
 from .base import Model, ModelFamily, Stat
 from .cnn import FAMILY as CNN
 from .gan import FAMILY as GAN
 from .mlp import FAMILY as MLP
 from .recurrent import FAMILY as RECURRENT
 
-FAMILIES: tuple[ModelFamily, ...] = (MLP, RECURRENT, CNN, GAN)
+FAMILIES: tuple[ModelFamily, ...] = (MLP, RECURRENT, CNN, GAN, ATTACHED)
 MODELS: dict[str, Model] = {m.name: m for f in FAMILIES for m in f.models}  # in menu order, the MLP first
 _FAMILY_OF = {m.name: f for f in FAMILIES for m in f.models}
 

@@ -84,6 +84,9 @@ class ModelFamily:
     loss_stat: str = "loss"  # the statistic a progress line shows
     per_step_stats: tuple[str, ...] = PER_STEP_STATS  # the chunk's statistics for every step (the others: at measured steps)
     sparse_stats: tuple[str, ...] = SPARSE_STATS  # NaN where not measured: averaged over their finite values
+    # False: the family's runs train elsewhere (an attached script posts their rows; server/feed.py):
+    # the engine and the CLI refuse the model by name, and no other model switches to or from it
+    trains_here: bool = True
     views: dict = {}  # what the page shows for the family (published in /api/meta; see docs/adding-a-model.md)
 
     # -- config --------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from .settings import Settings
 
-__all__ = ["Settings", "create_app", "serve", "main"]
+__all__ = ["Settings", "create_app", "serve", "serve_in_thread", "main"]
 
 
 def __getattr__(name: str):
@@ -37,6 +37,35 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | Path = "dat
     # (the owner's WebSocket token travels in Sec-WebSocket-Protocol)
     uvicorn.run(app, host=host, port=port, ws_max_size=1 << 20, ws_per_message_deflate=False,
                 access_log=False, log_level="info")
+
+
+def serve_in_thread(host: str = "127.0.0.1", port: int = 0, data_dir: str | Path | None = None, *,
+                    timeout: float = 60.0, **overrides):
+    """Start the server in a daemon thread of this process (`gradscope.attach(serve=True)`,
+    `gradscope view`); returns (its address, the uvicorn server: `should_exit = True` stops it).
+    `port` 0 picks a free port; `data_dir` None: a temporary directory."""
+    import tempfile
+    import threading
+    import time
+
+    import uvicorn
+
+    from .app import create_app
+
+    data = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="gradscope-"))
+    settings = Settings(data_dir=data, **overrides)
+    config = uvicorn.Config(create_app(settings, warm_compile=False), host=host, port=port, ws_max_size=1 << 20,
+                            ws_per_message_deflate=False, access_log=False, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="gradscope-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:  # uvicorn sets it once the socket listens
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the gradscope server did not start on {host}:{port}")
+        time.sleep(0.02)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    return f"http://{host}:{bound}", server
 
 
 def main(args) -> None:

@@ -30,6 +30,9 @@ async def apply_control(manager, s: Session, action, learning_rate=None, steps=N
                               or not 1 <= steps <= MAX_STEPS):
         raise ActionError(f"steps must be an integer from 1 to {MAX_STEPS}, with action step", field="steps",
                           choices=["step"], status=422)
+    if not s.trains_here:
+        raise ActionError(f"an attached run is trained by its script: {action} is the script's to do; "
+                          "the page changes the knobs the script exposes", field="action", status=409)
     if action == "play":
         held = manager.reserve(s.id)  # its place until it runs (already counted if it does)
         try:
@@ -46,3 +49,18 @@ async def apply_control(manager, s: Session, action, learning_rate=None, steps=N
         res = await s.call(s.apply_rewind, None, None, learning_rate)
     return {"step": res["step"], "applied": {"action": action, **{k: v for k, v in res.items() if k != "step"}}}
 
+
+
+async def apply_rows(manager, s: Session, records, done: bool) -> dict:
+    """An attached run's posted records (its script's `publish`); returns the step, the status
+    and the knob changes the script is to apply (`set`)."""
+    if s.trains_here:
+        raise ActionError("only an attached run takes posted rows: this session trains here", field="session",
+                          status=409)
+    held = manager.reserve(s.id) if s.status == "paused" and records else ()  # the post resumes it
+    try:
+        if s.tr is not None:
+            s.tr.wake()  # the worker's wait for rows ends now
+        return await s.call(s.ingest, records, done)
+    finally:
+        manager.release(*held)

@@ -10,7 +10,7 @@ from gradscope.config import LIVE_KEYS, differing, parse_changes
 
 
 class SessionCommands:
-    """Needs of the session: tr, config, status, step, diverged, hub, lock, history, events,
+    """Needs of the session: tr, trains_here, idle_for, settings, config, status, step, diverged, hub, lock, history, events,
     timeline, _event, _set_status, _record, save, flush, send_views."""
 
     def apply_changes(self, changes: dict) -> dict:
@@ -109,9 +109,26 @@ class SessionCommands:
 
     def idle_pause(self) -> dict:
         self.idle_pending = False
-        if self.hub.count == 0:
+        if self.trains_here and self.hub.count == 0:
             return self.set_running(False, detail="idle: nobody watching")
+        if not self.trains_here and self.idle_for() >= self.settings.idle_pause_s:
+            return self.set_running(False, detail="the script stopped publishing")
         return {"step": self.tr.step, "status": self.status}
+
+    def ingest(self, records: list, done: bool = False) -> dict:
+        """Worker: rows an attached run's script posted, recorded as a chunk is (a bad record: a
+        ConfigError naming its field, and none of the post kept). A paused run resumes; `done`
+        (the script closed) pauses it. Returns the step, the status and the knob changes the
+        page made since the last post (`set`), which the script applies."""
+        stats = self.tr.rows(records)
+        if stats is not None:
+            if self.status == "paused":
+                self._set_status("running", "resumed", detail="the script is publishing")
+            self._record(stats)
+        if done and self.status == "running":
+            self._set_status("paused", "paused", detail="the script finished")
+            self.save()
+        return {"step": self.tr.step, "status": self.status, "set": self.tr.take_pending()}
 
     def single_step(self, n: int = 1) -> dict:
         step = self.tr.step

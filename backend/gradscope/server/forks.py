@@ -9,6 +9,7 @@ import time
 
 from gradscope.config import load_config
 
+from .errors import ActionError
 from .manager import SessionManager
 from .sessions import Session
 
@@ -22,6 +23,9 @@ def fork_event(events: list, step: int, source: str, start: str) -> dict:
 async def fork(manager: SessionManager, s: Session, source: str, *, paused: bool, client: str | None):
     """A new session owned by `client` from `s` ("current" or "start"); its running place is held
     from now until it runs. Returns (session, token)."""
+    if not s.trains_here:
+        raise ActionError("an attached run's weights live in its script, so it cannot be forked here; "
+                          "export its history instead", field="session", status=409)
     manager.admit(client)
     sid = manager.new_id()
     held = () if paused else manager.reserve(sid)

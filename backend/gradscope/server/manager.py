@@ -93,7 +93,7 @@ class SessionManager:
                 last_expiry = time.monotonic()
                 await self.expire()
             for s in list(self.sessions.values()):
-                if s.status == "running" and s.hub.idle_for() > self.settings.idle_pause_s \
+                if s.status == "running" and s.idle_for() > self.settings.idle_pause_s \
                         and not s.idle_pending:
                     s.idle_pending = True
                     s.submit(s.idle_pause)

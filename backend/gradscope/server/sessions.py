@@ -22,9 +22,11 @@ import numpy as np
 
 from gradscope.config import LIVE_KEYS, RESET_KEYS, Config, differing, load_config
 from gradscope.engine import CompileCache, Trainer
+from gradscope.families import family_of
 
 from .commands import SessionCommands
 from .errors import ActionError, error_id
+from .feed import Feed
 from .hub import Frame, Hub
 from .persist import Persistence
 from .settings import Settings
@@ -59,6 +61,8 @@ class Session(SessionCommands):
         self.config0 = load_config(row["config0"])  # (an earlier version stored every key of every model)
         self.config = load_config(row["config"])
         self.status, self.step = row["status"], int(row["step"])
+        # False: an attached run, trained by its script; its rows are posted (`ingest`) to a Feed
+        self.trains_here = family_of(self.config.model).trains_here
         self.timeline = Timeline(row["events"], history_bytes=self.settings.history_bytes,
                                  ring_size=self.settings.ring_size, replay=replay, stored=checkpoints)
         last = self.timeline.last_event(("diverged", "rewind", "reset"))
@@ -131,8 +135,11 @@ class Session(SessionCommands):
         if self._weights is not None:
             self._load_weights(self._weights, target)
             self._weights = None
-        with self.lock:  # rows past the weights were trained by a run that died: it resumes before them
-            self.history.truncate(self.tr.step)
+        with self.lock:
+            if self.trains_here:  # rows past the weights were trained by a run that died: it resumes before them
+                self.history.truncate(self.tr.step)
+            else:  # an attached script's rows are what happened: every one kept, the next ones after them
+                self.tr.step = max(self.tr.step, (self.history.last_step if self.history.last_step is not None else -1) + 1)
         saved_step = self.step
         self.config, self.step = self.tr.config, self.tr.step
         if self.step < saved_step and not self.timeline.replaying:  # the server died before it could save
@@ -152,7 +159,9 @@ class Session(SessionCommands):
         if live:
             self.tr.update(live)
 
-    def _new_trainer(self, config: Config) -> Trainer:
+    def _new_trainer(self, config: Config) -> Trainer | Feed:
+        if not self.trains_here:
+            return Feed(config)
         return Trainer(config, chunk_steps=self.settings.chunk_steps, stats_every=self.settings.stats_every,
                        cache=self.services.cache, warm=self.services.warm, on_compile=self._on_compile)
 
@@ -217,7 +226,15 @@ class Session(SessionCommands):
         else:
             self._record(tr.run(1))
 
-    def _record(self, stats: dict) -> None:
+    def idle_for(self) -> float:
+        """Seconds without what keeps this session running: a watcher, or for an attached run its script's rows."""
+        if self.trains_here or self.tr is None:
+            return self.hub.idle_for()
+        return self.tr.silent_for()
+
+    def _record(self, stats: dict | None) -> None:
+        if stats is None:  # an attached session's wait: no rows
+            return
         with self.lock:
             self.history.append(stats)
             self.step = self.tr.step

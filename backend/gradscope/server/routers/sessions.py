@@ -13,7 +13,7 @@ from gradscope.config import ConfigError, make_config
 from gradscope.records import column_names, columns, csv_bytes, jsonl_bytes, run_header
 
 from .. import forks
-from ..actions import apply_control, apply_set
+from ..actions import apply_control, apply_rows, apply_set
 from ..dependencies import client_of, get_manager, get_session, owned_session
 from ..history import rows_to_json, select
 from ..manager import SessionManager
@@ -39,6 +39,12 @@ class ForkRequest(BaseModel):
 class SetRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     changes: dict
+
+
+class RowsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    records: list = Field(default_factory=list, description="records as `gradscope.attach` writes them (JSON Lines' lines)")
+    done: bool = Field(False, description="the script has finished: the run pauses (a later post resumes it)")
 
 
 class ControlRequest(BaseModel):
@@ -138,6 +144,15 @@ async def control(body: ControlRequest, s: Session = Depends(owned_session),
                   manager: SessionManager = Depends(get_manager)) -> dict:
     """Owner: the HTTP twin of the WebSocket `control` message."""
     return await apply_control(manager, s, body.action, body.learning_rate, body.steps)
+
+
+@router.post("/sessions/{sid}/rows")
+async def post_rows(body: RowsRequest, s: Session = Depends(owned_session),
+                    manager: SessionManager = Depends(get_manager)) -> dict:
+    """Owner of an attached run (`model: attached`, made by its script): its records, recorded as
+    a built-in run's rows are. The reply's `set` holds the knob changes made on the page since the
+    last post: the script applies them (docs/attach.md)."""
+    return await apply_rows(manager, s, body.records, body.done)
 
 
 @router.delete("/sessions/{sid}", status_code=204)
