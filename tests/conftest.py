@@ -210,10 +210,13 @@ class ServerProcess:
         watch.files.append(self.log_path)
         self.proc = None
 
-    def start(self) -> ServerProcess:
-        with socket.socket() as probe:  # a free port; uvicorn binds it itself
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+    def start(self, port: int | None = None) -> ServerProcess:
+        """Start (again, on `port` where given: a client that knows the old address reconnects)."""
+        self.port = port
+        if port is None:
+            with socket.socket() as probe:  # a free port; uvicorn binds it itself (SO_REUSEADDR: again after a kill)
+                probe.bind(("127.0.0.1", 0))
+                self.port = probe.getsockname()[1]
         self.url, self.ws_url = f"http://127.0.0.1:{self.port}", f"ws://127.0.0.1:{self.port}"
         args = [sys.executable, "-c", SERVE, os.environ["GRADSCOPE_TEST_JAX_CACHE"], str(self.port),
                 self.data_dir, *(f"{k}={v}" for k, v in self.overrides.items())]

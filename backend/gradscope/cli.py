@@ -1,4 +1,5 @@
-"""The `gradscope` command: `run` trains headless to JSON Lines, CSV or Parquet, `serve` starts the server.
+"""The `gradscope` command: `run` trains headless to JSON Lines, CSV or Parquet, `serve` starts the server,
+`view` opens a recorded run on the dashboard.
 
 The only module that reads argv and the environment.
 """
@@ -168,6 +169,41 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_view(args) -> int:
+    """Open a recorded file (attach's JSON Lines, or `gradscope run --out`'s) on the dashboard: posted
+    to `--server`, or to a server started here, which then serves until interrupted."""
+    import threading
+
+    from gradscope.attaching import upload
+    from gradscope.monitoring import ServerError
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise ConfigError("file", f"{path}: no such file")
+    server = args.server
+    local = None
+    if server is None:
+        from gradscope.server import serve_in_thread
+
+        server, local = serve_in_thread(args.host, args.port, args.data_dir)
+    try:
+        url = upload(path, server, name=args.name)
+    except (ValueError, KeyError) as exc:
+        raise ConfigError("file", f"{path}: not a gradscope record file ({exc})") from None
+    except ServerError as exc:
+        raise ConfigError("file", f"{path}: the server refused it: {exc.message}") from None
+    except OSError as exc:
+        raise ConfigError("--server", f"{server} does not answer ({exc})") from None
+    print(url, flush=True)
+    if local is not None:
+        print("gradscope: serving it here; press Ctrl-C to stop", file=sys.stderr, flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            local.should_exit = True
+    return 0
+
+
 # The serve flags for the limits: each is the Settings field of the same name (dashes for underscores).
 SERVE_LIMITS = (
     ("max_running", int, "N", "sessions training at once (429 beyond)"),
@@ -241,6 +277,15 @@ def build_parser():
         serve.add_argument("--" + name.replace("_", "-"), type=_positive(kind), default=default, metavar=metavar,
                            help=f"{text} (default {shown}{': 14 days' if name == 'session_ttl_s' else ''})")
     serve.set_defaults(func=cmd_serve)
+
+    view = sub.add_parser("view", help="open a recorded run (attach's or run --out's JSON Lines) on the dashboard")
+    view.add_argument("file", help="the JSON Lines file")
+    view.add_argument("--server", help="post it to this running server (default: start one here and serve until Ctrl-C)")
+    view.add_argument("--name", help="the run's name on the page (default: the file's)")
+    view.add_argument("--host", default="127.0.0.1", help="the address a server started here listens on (default 127.0.0.1)")
+    view.add_argument("--port", type=int, default=8000, help="...and its port (default 8000; 0: any free one)")
+    view.add_argument("--data-dir", default=None, help="...and where it keeps sessions (default: a temporary directory)")
+    view.set_defaults(func=cmd_view)
     return parser
 
 

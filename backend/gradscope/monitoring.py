@@ -427,7 +427,14 @@ class Remote:
         config = session_config(self.run.name, self.run._layers or [], self.probes, self.run.knobs)
         created = http_json("POST", f"{self.base}/api/sessions", config)
         self.sid, self.token, self.url = created["id"], created["token"], created.get("url") or f"{self.base}/s/{created['id']}"
-        print(f"gradscope: watch {self.run.name!r} at {self.url}", file=sys.stderr, flush=True)
+        print(f"gradscope: {self.run.name!r} is live at {self.url} (share this link: viewers watch)\n"
+              f"gradscope: to change its knobs from the page, open {self.owner_url} (keep this one to yourself)",
+              file=sys.stderr, flush=True)
+
+    @property
+    def owner_url(self) -> str | None:
+        """The page with the owner token in its fragment (never sent to a server, dropped from the address bar)."""
+        return None if self.url is None else f"{self.url}#token={self.token}"
 
     def _fit(self, rec: dict) -> dict:
         """A record for the session: its probes' deltas in the session's probe order."""
