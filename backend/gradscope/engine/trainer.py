@@ -10,7 +10,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradscope.config import LIVE_KEYS, MODEL_NAMES, MODELS, RESET_KEYS, Config, ConfigError, differing, is_config, load_config, make_config, parse_changes
+from gradscope.config import (
+    LIVE_KEYS,
+    MODEL_NAMES,
+    MODELS,
+    RESET_KEYS,
+    Config,
+    ConfigError,
+    differing,
+    is_config,
+    load_config,
+    make_config,
+    parse_changes,
+)
 from gradscope.families import family_of
 from gradscope.families.base import TARGET_CHUNK_SECONDS
 
