@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import threading
 
 import equinox as eqx
 import jax
@@ -45,6 +46,9 @@ def main(argv=None):
     ap.add_argument("--depth", type=int, default=8)
     ap.add_argument("--activation", default="relu", choices=["relu", "tanh", "sigmoid"])
     ap.add_argument("--out", default="equinox-mlp.jsonl")
+    ap.add_argument("--server", help="also post the run to this gradscope server (its page shows it live)")
+    ap.add_argument("--serve", action="store_true",
+                    help="start a gradscope server in this process, post there, and keep it up after training (Ctrl-C ends)")
     args = ap.parse_args(argv)
 
     x, y = (jnp.asarray(a) for a in load("digits"))
@@ -61,7 +65,7 @@ def main(argv=None):
         return eqx.apply_updates(model, updates), opt_state, loss
 
     rng = np.random.default_rng(0)
-    with gradscope.attach("equinox mlp", out=args.out) as gs:
+    with gradscope.attach("equinox mlp", out=args.out, server=args.server, serve=args.serve) as gs:
         for i in range(args.steps):
             idx = rng.integers(0, x.shape[0], 128)
             model, opt_state, loss = step(model, opt_state, x[idx], y[idx])
@@ -69,7 +73,13 @@ def main(argv=None):
     last = gs.records[-1]
     print(json.dumps({"steps": args.steps, "loss": round(last["loss"], 4), "layers": len(last["grad_norm"]),
                       "first/last layer grad_norm": last["grad_norm"][0] / last["grad_norm"][-1],
-                      "dropped": gs.dropped, "out": args.out}))
+                      "dropped": gs.dropped, "out": args.out, "link": gs.link}))
+    if args.serve:
+        print("training done; the page stays up until Ctrl-C", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
 
 
 if __name__ == "__main__":

@@ -103,11 +103,18 @@ probe.defvjp(_probe_fwd, _probe_bwd)
 
 
 # -- records ------------------------------------------------------------------------------
+def _numpy(value) -> np.ndarray:
+    """A JAX array, a numpy array, a number, or a (PyTorch) tensor, on the host."""
+    if hasattr(value, "detach") and hasattr(value, "cpu"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
 def _plain(value):
     """JSON-able: numpy and JAX numbers to Python, NaN/Inf to None (JSON has no NaN)."""
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
-    a = np.asarray(value)
+    a = _numpy(value)
     if a.ndim:
         return [_plain(v) for v in a.tolist()]
     v = a.item()
@@ -126,6 +133,9 @@ class Run:
         self.name = name
         self.out = None if out is None else Path(out)
         self.remote = None if server is None else Remote(self, server, session=session, token=token)
+        # another library's hooks that pack the statistics (gradscope.torch.watch sets it):
+        # .layers, .packed() (the latest packed array or tensor, or None), .knobs(), .apply(changes)
+        self.source = None
         self.every = every
         self.records: collections.deque = collections.deque(maxlen=RECENT_RECORDS)
         self.dropped = 0        # frames the background thread was too far behind to take
@@ -144,13 +154,17 @@ class Run:
         self._thread.start()
 
     # -- the training thread -------------------------------------------------------------
-    def publish(self, step: int, opt_state, loss=None, metrics: dict | None = None):
+    def publish(self, step: int, opt_state=None, loss=None, metrics: dict | None = None):
         """Send this step's statistics (without waiting) and return `opt_state` with the knob
         changes requested since the last call applied. `loss` and `metrics` ({name: number})
-        may be device arrays: they are fetched on the background thread."""
+        may be device arrays or tensors: they are fetched on the background thread. A run
+        watched by `gradscope.torch.watch` passes no `opt_state`: its statistics come from the
+        watch's hooks, and the changes go to the optimizer's param_groups."""
         if self._closed:
             raise RuntimeError(f"run {self.name!r} is closed: attach a new one")
         step = int(step)
+        if opt_state is None and self.source is not None:
+            return self._publish_source(step, loss, metrics)
         state = gs_optax.find_state(opt_state)
         if state is None and not self._warned_no_monitor:
             self._warned_no_monitor = True
@@ -179,17 +193,36 @@ class Run:
         with self._lock:
             self._pending.update(changes)
 
-    def _apply_pending(self, step, opt_state):
+    def _publish_source(self, step: int, loss, metrics) -> None:
+        """publish for a run whose statistics another library's hooks pack (`self.source`)."""
+        src = self.source
+        self._layers = list(src.layers)
+        if self._knobs is None:
+            self._knobs = src.knobs()
+        if step % self.every == 0:
+            frame = ("frame", step, src.packed(), loss, dict(metrics or {}), dict(self._knobs or {}))
+            try:
+                self._queue.put_nowait(frame)
+                self.published += 1
+            except queue.Full:
+                self.dropped += 1
+        self._apply_pending(step, None, src.apply)
+        return None
+
+    def _apply_pending(self, step, opt_state, apply=None):
         with self._lock:
             pending, self._pending = self._pending, {}
         if not pending:
             return opt_state
         try:
-            opt_state = gs_optax.set_hyperparams(opt_state, pending)
+            if apply is not None:
+                apply(pending)
+            else:
+                opt_state = gs_optax.set_hyperparams(opt_state, pending)
         except ValueError as e:  # a knob this run does not expose: told, the run goes on
             log.warning("gradscope: %s", e)
             return opt_state
-        self._knobs = {**self._knobs, **{k: float(v) for k, v in pending.items()}}
+        self._knobs = {**(self._knobs or {}), **{k: float(v) for k, v in pending.items()}}
         try:  # rare: worth waiting a moment for room rather than losing the line (the records' knobs show it anyway)
             self._queue.put(("set", {"step": step, "set": _plain(pending)}), timeout=1.0)
         except queue.Full:
@@ -269,7 +302,7 @@ class Run:
         if loss is not None:
             rec["loss"] = _plain(loss)
         if stats is not None:
-            packed = np.asarray(stats)  # waits for this step's device work, on this thread only
+            packed = _numpy(stats)  # waits for this step's device work, on this thread only
             n = (packed.size - len(gs_optax.GLOBAL_STATS)) // len(gs_optax.LAYER_STATS)
             stats = gs_optax.unpack(packed, n)
             if stats["update"] == self._last_update:
