@@ -66,18 +66,23 @@ export class DivergedBanner {
 
   /**
    * @param {{config: object, meta: object, step: number, diverged: {step, layer}|null,
-   *          rewindTo: number|null|undefined, canAct: boolean}} s
+   *          rewindTo: number|null|undefined, canAct: boolean, scripted?: boolean, names?: string[]|null}} s
+   *   scripted: a run its own script trains (models.js isScripted): no rewind nor restart here, only the advice;
+   *   names: the run's layer names (models.js layerNamesOf), else the layers go by number
    */
-  show({ config, meta, step, diverged, rewindTo, canAct }) {
+  show({ config, meta, step, diverged, rewindTo, canAct, scripted = false, names = null }) {
     const d = diverged || {};
-    const key = JSON.stringify([d.step, d.layer, rewindTo, canAct, config.learning_rate, config.clip_mode, config.init, config.init_gain]);
+    const key = JSON.stringify([d.step, d.layer, rewindTo, canAct, scripted, config.learning_rate, config.clip_mode, config.init, config.init_gain]);
     this.root.hidden = false;
     if (key === this.key) return;  // the learning rate being typed stays as it is
     this.key = key;
-    const where = typeof d.layer === "number" ? `; layer ${d.layer + 1} went non-finite first` : "";
+    const layer = typeof d.layer === "number" ? (names && names[d.layer] !== undefined ? names[d.layer] : `layer ${d.layer + 1}`) : null;
+    const where = layer ? `; ${layer} went non-finite first` : "";
     const text = el("span", { id: "banner-text" }, `Training diverged at step ${d.step ?? step}${where}.`);
     const parts = [text];
-    if (rewindTo !== null && rewindTo !== undefined) {
+    if (scripted) {
+      text.append(" Its own script trains it, and the server keeps no weights to go back to: lower the learning rate or clip the gradient in the script, and run it again.");
+    } else if (rewindTo !== null && rewindTo !== undefined) {
       text.append(` Rewind to step ${rewindTo}, the last finite checkpoint, with a smaller learning rate:`);
       const lr = el("input", { id: "banner-lr", type: "number", min: "0", step: "any", "aria-label": "learning rate to resume with",
                                value: String(round(config.learning_rate / 10)) });

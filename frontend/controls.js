@@ -1,7 +1,7 @@
 // The control panel: one widget per config key, each with a short account of what it does to gradients.
 import { formatValue } from "./state.js";
-import { activationsOf, appliesOf, axisOf, datasetsOf, depthRange, initializersOf, isGated, controlSections, keysOf, modelName, namesWhere, networksOf, pageModelsOf,
-  refusableKeys, listNames, refusedKeys, siblingsOf } from "./models.js";
+import { activationsOf, appliesOf, axisOf, datasetsOf, depthRange, exposedKeys, hidesRefused, initializersOf, isGated, controlSections, keysOf, menuModelsOf,
+  modelName, namesWhere, networksOf, notExposedReason, refusableKeys, listNames, refusedKeys, siblingsOf } from "./models.js";
 
 const log = (min, max) => ({ kind: "log", min, max });
 const lin = (min, max, step) => ({ kind: "range", min, max, step });
@@ -14,7 +14,7 @@ const num = (min, max) => ({ kind: "number", min, max });
  */
 function modelHelp(meta) {
   const groups = new Map();  // one entry per family: its models' names, its axis and depth range
-  for (const m of pageModelsOf(meta)) {
+  for (const m of menuModelsOf(meta)) {
     const key = siblingsOf(meta, m).join();
     if (!groups.has(key)) groups.set(key, { names: [], axis: axisOf(meta, m), range: depthRange(meta, m), nets: Object.values(networksOf(meta, m)) });
     groups.get(key).names.push(modelName(meta, m));
@@ -118,7 +118,8 @@ export class Controls {
     this.config = {};
     this.enabled = true;
     this.why = new Map();  // key -> why it does not apply to the current model (the input stays disabled)
-    this.hidden = new Set();  // keys of a section the current model takes none of (hidden, disabled)
+    this.hidden = new Set();  // keys of a section the current model takes none of, or that it refuses and hides (hidden, disabled)
+    this.unexposed = new Set();  // keys the model takes that its run does not expose (models.js exposedKeys; greyed with the reason)
     this.build();
   }
 
@@ -149,7 +150,7 @@ export class Controls {
     let input;
     if (spec.kind === "select") {
       input = el("select", { id, name: key });
-      for (const c of this.schema.choices[key]) input.append(el("option", { value: c }, c));
+      for (const c of this.choices(key)) input.append(el("option", { value: c }, c));
     } else if (spec.kind === "bool") {
       input = el("input", { id, name: key, type: "checkbox", role: "switch" });
     } else if (spec.kind === "number") {
@@ -173,6 +174,11 @@ export class Controls {
       input, why, el("p", { class: "ctl-help" }, help));
     this.widgets.set(key, { input, value, spec, label, row, why });
     return row;
+  }
+
+  /** A menu's names: the schema's; the Model menu's, the models it offers (models.js menuModelsOf). */
+  choices(key) {
+    return key === "model" ? menuModelsOf(this.schema.meta || {}) : this.schema.choices[key];
   }
 
   read(key, spec, input) {
@@ -201,28 +207,54 @@ export class Controls {
       value.textContent = spec.kind === "bool" ? (v ? "on" : "off") : formatValue(v);
     }
     this.applyRules(config);
-    this.mute("leaky_alpha", config.activation !== "leaky_relu");
-    this.mute("clip_value", config.clip_mode === "none");
-    this.mute("input_dim", config.dataset !== "gaussian");
+    // muted while the key they depend on turns them off, where the model takes that key
+    const refused = refusedKeys(this.schema.meta, config.model);
+    this.mute("leaky_alpha", config.activation !== "leaky_relu" && !("activation" in refused));
+    this.mute("clip_value", config.clip_mode === "none" && !("clip_mode" in refused));
+    this.mute("input_dim", config.dataset !== "gaussian" && !("dataset" in refused));
   }
 
   /** The choices of the menus that depend on the model, as meta lists them, and the keys that do not apply greyed out with the reason. */
   applyModel(model) {
     const meta = this.schema.meta;
     for (const [key, names] of Object.entries(this.menus(model))) this.offer(key, names || this.schema.choices[key]);
-    const refused = refusedKeys(meta, model), name = modelName(meta, model);
-    // a section none of whose keys the model takes (another family's own) is hidden, its keys disabled without a note
+    // the Model menu offers menuModelsOf's models; a session of another (made elsewhere) shows its own, greyed
+    const offered = this.choices("model");
+    if (Array.isArray(offered) && this.widgets.has("model")) {
+      this.offer("model", offered.includes(model) || !model ? offered : [...offered, model], [model].filter((m) => !offered.includes(m)));
+    }
+    const refused = refusedKeys(meta, model), name = modelName(meta, model), hide = hidesRefused(meta, model);
+    // a section none of whose keys the model takes (another family's own) is hidden, its keys disabled without a note;
+    // a model that hides what it refuses (models.js hidesRefused) hides each such key's row too
     this.hidden = new Set();
     for (const [section, keys] of this.sections) {
       section.hidden = keys.length > 0 && keys.every((k) => k in refused);
-      if (section.hidden) keys.forEach((k) => this.hidden.add(k));
+      for (const k of keys) if (k in refused && (section.hidden || hide)) this.hidden.add(k);
     }
+    for (const [key, w] of this.widgets) w.row.hidden = this.hidden.has(key);
+    const menu = menuModelsOf(meta);
     for (const key of refusableKeys(meta)) {
       if (this.hidden.has(key)) { this.inapplicable(key, false); continue; }
       const label = this.widgets.has(key) && this.widgets.get(key).label;
-      const takers = namesWhere(meta, (m) => !(key in refusedKeys(meta, m)));
+      const takers = listNames(menu.filter((m) => !(key in refusedKeys(meta, m))).map((m) => modelName(meta, m)));
       const these = listNames(siblingsOf(meta, model).map((m) => modelName(meta, m)));
       this.inapplicable(key, key in refused && `${label} applies to the ${takers} only; the server refuses it for the ${these}.`);
+    }
+    // a run whose family lists the keys a page may change (models.js exposedKeys): the others it takes are greyed
+    const exposed = exposedKeys(meta, { ...this.config, model });
+    for (const key of this.unexposed) if (!(key in refused)) this.inapplicable(key, false);  // the previous model's
+    this.unexposed = new Set();
+    if (exposed) {
+      const knobs = listNames(exposed.map((k) => (this.widgets.has(k) ? this.widgets.get(k).label : k)));
+      for (const [key, w] of this.widgets) {
+        if (key in refused || exposed.includes(key)) continue;
+        // a live key is a knob the run could expose (its family says how); any other key is fixed by the run itself
+        const why = this.schema.isLive(key) && notExposedReason(meta, model)
+          ? `${w.label}: ${notExposedReason(meta, model)}.`
+          : `${w.label} is set by the run's own script: the page changes only the knobs it exposes${exposed.length ? ` (${knobs})` : ", and it exposes none"}.`;
+        this.inapplicable(key, why);
+        this.unexposed.add(key);
+      }
     }
     const acting = namesWhere(meta, (m) => activationsOf(meta, m).length > 0);
     const cell = isGated(meta, model) ? `The ${name} cell has fixed sigmoid gates and tanh` : `The ${name} takes no activation`;
@@ -265,11 +297,12 @@ export class Controls {
     return Array.isArray(takes) ? Object.fromEntries(Object.entries(out).filter(([k]) => takes.includes(k))) : out;
   }
 
-  /** Replace a menu's options with `names` (kept as they are when unchanged). */
-  offer(key, names) {
+  /** Replace a menu's options with `names` (kept as they are when unchanged), those of `off` shown but disabled. */
+  offer(key, names, off = []) {
     const w = this.widgets.get(key);
-    if (!w || !Array.isArray(names) || [...w.input.options].map((o) => o.value).join() === names.join()) return;
-    w.input.replaceChildren(...names.map((c) => el("option", { value: c }, c)));
+    if (!w || !Array.isArray(names)) return;
+    if ([...w.input.options].map((o) => o.value).join() !== names.join()) w.input.replaceChildren(...names.map((c) => el("option", { value: c }, c)));
+    for (const o of w.input.options) o.disabled = off.includes(o.value);
   }
 
   /** Grey out `key` with `reason` shown under it and as its tooltip; a falsy reason restores it. */

@@ -4,7 +4,7 @@
 import { Scheduler } from "./charts/scheduler.js";
 import { OI, eventLabel, palette, retheme } from "./charts/plot.js";
 import { Series } from "./series.js";
-import { shows } from "./models.js";
+import { layerNamesOf, probeNamesOf, shows } from "./models.js";
 
 const MARKER_CAP = 60, LABELLED = 4;
 
@@ -170,6 +170,39 @@ export class Dashboard {
   /** The highlighted layer, or `fallback` when none is. */
   layerOr(fallback) {
     return this.layer === null ? fallback : this.layer;
+  }
+
+  /** The names of the layers along the per-layer charts, where the run names them (models.js layerNamesOf); null: numbered. */
+  layerNames() {
+    return this.config ? layerNamesOf(this.meta, this.config) : null;
+  }
+
+  /**
+   * How many layers the per-layer charts show before any statistics: the named layers, else the
+   * hidden layers and the readout (depth + 1). The charts follow the statistics' own length once they come.
+   */
+  layerCount() {
+    const names = this.layerNames();
+    return names ? names.length : this.config.depth + 1;
+  }
+
+  /**
+   * Where delta_norm's values sit along the layers (0-based) when the run names its probes
+   * (models.js probeNamesOf: one value per probe, not per layer): each probe at the layer of the
+   * same name, if every probe names a layer. null otherwise: delta_norm is drawn one value per layer
+   * from the first, as for a run without probes. A probe that names no layer leaves all of them
+   * there, so that a partial match never draws some probes at their layer and others at their index.
+   */
+  probeLayers() {
+    const probes = this.config ? probeNamesOf(this.meta, this.config) : null, names = this.layerNames();
+    if (!probes || !names) return null;
+    const at = probes.map((p) => names.indexOf(p));
+    return at.every((i) => i >= 0) ? at : null;
+  }
+
+  /** The names of delta_norm's values where the run names its probes, else null. */
+  probeNames() {
+    return this.config ? probeNamesOf(this.meta, this.config) : null;
   }
 
   /** x of the highlighted layer on the per-layer charts (layer numbers start at 1), or null. */

@@ -4,10 +4,10 @@
 import { diagnose } from "./diagnosis.js";
 import { diagnoseTime } from "./timediagnosis.js";
 import { diagnoseGame } from "./gamediagnosis.js";
-import { viewsOf } from "./models.js";
+import { layerNamesOf, viewsOf } from "./models.js";
 
 const BY_VIEW = {
-  layers: (meta, config, s) => diagnose(config, s),
+  layers: (meta, config, s) => diagnose(config, s, layerNamesOf(meta, config)),  // layers named where the family names them
   time: (meta, config, s) => diagnoseTime(config, s, meta),
   game: (meta, config, s) => diagnoseGame(config, s, meta),
 };

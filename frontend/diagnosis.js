@@ -1,7 +1,7 @@
 // Reads the latest statistics in plain words and proposes fixes that are plain config changes.
 import { chainFactors, geomean } from "./charts/factors.js";
 import { defaultSlope, derivative } from "./theory.js";
-import { familyFixes, gatedAlternative } from "./models.js";
+import { exposedKeys, familyFixes, gatedAlternative, keysOf } from "./models.js";
 
 const sci = (v) => (v === 0 ? "0" : v >= 0.01 && v < 100 ? String(+Number(v).toPrecision(2))
   : Number(v).toExponential(0).replace("e+", "e"));
@@ -13,22 +13,37 @@ const SATURATING = ["sigmoid", "tanh"];
 const RELU_LIKE = ["relu"];
 const DEAD_LAYER = 0.9;  // a layer this dead is named, whatever the mean over all layers
 
-/** 1-based spans of 0-based indices (ascending): "3", "1–11", "1–3, 5"; the first `most` spans, then "and N more". */
-export function spans(indices, most = 4) {
+/** A layer's 1-based number as text, the default label of spans and layerNames. */
+const number = (i) => `${i + 1}`;
+
+/**
+ * 1-based spans of 0-based indices (ascending): "3", "1–11", "1–3, 5"; the first `most` spans, then
+ * "and N more". `label(i)` names index i (its number by default; a run's layer names: "dense0–dense3").
+ */
+export function spans(indices, most = 4, label = number) {
   const runs = [];
   for (const i of indices) {
     const last = runs[runs.length - 1];
     if (last && i === last[1] + 1) last[1] = i;
     else runs.push([i, i]);
   }
-  const text = runs.slice(0, most).map(([a, b]) => (a === b ? `${a + 1}` : `${a + 1}–${b + 1}`)).join(", ");
+  const text = runs.slice(0, most).map(([a, b]) => (a === b ? label(a) : `${label(a)}–${label(b)}`)).join(", ");
   const rest = runs.slice(most).reduce((n, [a, b]) => n + b - a + 1, 0);
   return rest ? `${text} and ${rest} more` : text;
 }
 
-/** "layer 3" or "layers 1–11": `indices` named with the right number. */
-export function layerNames(indices, word = "layer") {
-  return `${word}${indices.length === 1 ? "" : "s"} ${spans(indices)}`;
+/** "layer 3" or "layers 1–11": `indices` named with the right number (`label`: as spans). */
+export function layerNames(indices, word = "layer", label = number) {
+  return `${word}${indices.length === 1 ? "" : "s"} ${spans(indices, 4, label)}`;
+}
+
+/**
+ * How the text calls layers: `one(i)` "layer 3" and `many(indices, word)` "layers 1–3", or with the
+ * run's own layer names where it has them (`names`, models.js layerNamesOf): "dense2", "layers dense0–dense2".
+ */
+function namer(names) {
+  const own = (i) => (Array.isArray(names) && names[i] !== undefined ? String(names[i]) : null);
+  return { one: (i) => own(i) ?? `layer ${number(i)}`, many: (indices, word = "layer") => layerNames(indices, word, (i) => own(i) ?? number(i)) };
 }
 
 const where = (a, pred) => (a || []).flatMap((v, i) => (pred(v) ? [i] : []));
@@ -101,22 +116,25 @@ function factorLines(config, s, trouble, lines, fixes) {
 /**
  * @param {object} config  the session's config
  * @param {object} s       the latest record: per-layer arrays grad_norm (depth+1), saturation, dead (depth)
+ * @param {string[]|null} [names]  the layers' names, where the run names them (models.js layerNamesOf): the text
+ *   says "dense0 receives ... of dense9 (output)" instead of numbering them
  * @returns {{level: "ok"|"warn"|"bad", title: string, lines: string[], fixes: string[]}}
  */
-export function diagnose(config, s) {
+export function diagnose(config, s, names = null) {
+  const call = namer(names);
   if (!s || !s.grad_norm) return { level: "ok", title: "Waiting for the first steps…", lines: [], fixes: [] };
   const g = s.grad_norm, L = g.length - 1, lines = [], fixes = new Set();
   if (g.some((v) => v === null) || s.loss === null) {
     return { level: "bad", title: "Non-finite gradients: the run is blowing up", lines: ["Some layers' gradients are NaN or infinite."], fixes: ["clip_norm", "lower_lr"] };
   }
   const zero = where(g, (v) => v === 0), deadLayers = where(s.dead, (v) => isNum(v) && v >= DEAD_LAYER);
-  if (zero.length && (zero.length === g.length || deadLayers.length)) return finish(config, deadNetwork(config, s, zero, deadLayers));
+  if (zero.length && (zero.length === g.length || deadLayers.length)) return finish(config, deadNetwork(config, s, zero, deadLayers, call));
   let level = "ok", title = "Gradients flow: every layer learns at a similar rate";
   const first = g[0], last = g[L];
   const sat = mean(finite(s.saturation)), dead = mean(finite(s.dead));
   const act = config.activation;
   const ratio = first / last;  // finite, or not a ratio when the output layer is silent (said below)
-  const relation = `layer 1 receives ${sci(ratio)} of the gradient of layer ${L + 1} (output)`;
+  const relation = `${call.one(0)} receives ${sci(ratio)} of the gradient of ${call.one(L)} (output)`;
   if (last === 0) {
     // no relation to the output's gradient: the silent layers below say what is wrong
   } else if (ratio < 1e-3) {
@@ -135,13 +153,13 @@ export function diagnose(config, s) {
     lines.push(`${relation}, within a factor of 1000.`);
   }
   if (zero.length) {  // some layers but no dead one: a gradient that rounds to 0 on its way back
-    lines.push(`No gradient at all reaches ${layerNames(zero)}: it is exactly 0 there, so ${zero.length === 1 ? "it does" : "they do"} not learn.`);
-    if (level !== "bad") [level, title] = ["bad", `No gradient reaches ${layerNames(zero)}`];
+    lines.push(`No gradient at all reaches ${call.many(zero)}: it is exactly 0 there, so ${zero.length === 1 ? "it does" : "they do"} not learn.`);
+    if (level !== "bad") [level, title] = ["bad", `No gradient reaches ${call.many(zero)}`];
     ["relu_he", "batchnorm", "residual"].forEach((f) => fixes.add(f));
   }
   if (deadLayers.length) {
-    [level, title] = level === "bad" ? [level, title] : ["warn", `Dead units in ${layerNames(deadLayers)}`];
-    lines.push(`${deadLine(s, deadLayers)}: no gradient reaches their weights.`);
+    [level, title] = level === "bad" ? [level, title] : ["warn", `Dead units in ${call.many(deadLayers)}`];
+    lines.push(`${deadLine(s, deadLayers, call)}: no gradient reaches their weights.`);
     DEAD_FIXES.forEach((f) => fixes.add(f));
   } else if (RELU_LIKE.includes(act) && dead > 0.4) {
     level = level === "bad" ? "bad" : "warn";
@@ -169,11 +187,11 @@ export function diagnose(config, s) {
   return finish(config, { level, title, lines, fixes: [...fixes] });
 }
 
-/** "Layer 10: 100% of its units are 0 for every example" (the most dead first when several are). */
-function deadLine(s, layers) {
+/** "Layer 10: 100% of its units are 0 for every example" (the most dead first when several are); `call`: namer's. */
+function deadLine(s, layers, call) {
   const fr = layers.map((l) => s.dead[l]), lo = Math.min(...fr), hi = Math.max(...fr);
   const share = lo === hi ? pct(hi) : `${pct(lo)} to ${pct(hi)}`;
-  return `${layerNames(layers, "Layer")}: ${share} of ${layers.length === 1 ? "its" : "their"} units are 0 for every example in the batch`;
+  return `${call.many(layers, "Layer")}: ${share} of ${layers.length === 1 ? "its" : "their"} units are 0 for every example in the batch`;
 }
 
 /**
@@ -181,17 +199,17 @@ function deadLine(s, layers) {
  * (units 0 on the whole batch): nothing passes back through a dead layer, and the layer above it
  * gets inputs of 0. Red whatever the ratios say, unless the loss itself gives no gradient.
  */
-function deadNetwork(config, s, zero, deadLayers) {
+function deadNetwork(config, s, zero, deadLayers, call) {
   const L = s.grad_norm.length - 1;
   if ((s.delta_norm || [])[L] === 0) {
     const lines = ["No gradient leaves the output (‖dL/dlogits‖ = 0): every example in the batch is fit exactly."];
-    if (deadLayers.length) lines.push(`${deadLine(s, deadLayers)}.`);
+    if (deadLayers.length) lines.push(`${deadLine(s, deadLayers, call)}.`);
     return { level: "warn", title: "No gradient: the loss gives none on this batch", fixes: [], lines };
   }
-  const lines = [`Every weight gradient of ${layerNames(zero)}${zero.includes(L) ? ` (layer ${L + 1} is the output)` : ""} is exactly 0: training leaves these weights where they are.`];
+  const lines = [`Every weight gradient of ${call.many(zero)}${zero.includes(L) ? ` (${call.one(L)} is the output)` : ""} is exactly 0: training leaves these weights where they are.`];
   if (deadLayers.length) {
     const them = deadLayers.length === 1 && s.dead[deadLayers[0]] === 1 ? "it" : "their dead units";
-    lines.push(`${deadLine(s, deadLayers)}: nothing passes back through ${them}, and the layer above gets inputs of 0 from ${them === "it" ? "it" : "them"}.`);
+    lines.push(`${deadLine(s, deadLayers, call)}: nothing passes back through ${them}, and the layer above gets inputs of 0 from ${them === "it" ? "it" : "them"}.`);
     const result = finish(config, { level: "bad", title: "", lines, fixes: DEAD_FIXES });
     const ways = result.fixes.map((f) => DEAD_WAYS[f]);
     if (ways.length) lines.push(`${ways.join("; ")}.`.replace(/^./, (c) => c.toUpperCase()));
@@ -199,7 +217,7 @@ function deadNetwork(config, s, zero, deadLayers) {
     lines.push(`${pct(mean(finite(s.saturation)))} of ${config.activation} units are saturated: their slope is 0 in float32.`);
   }
   const fixes = deadLayers.length || !SATURATING.includes(config.activation) ? DEAD_FIXES : ["relu_he", "batchnorm", "residual"];
-  return { level: "bad", title: `Dead network: no gradient reaches ${layerNames(zero)}`, lines, fixes: [...fixes] };
+  return { level: "bad", title: `Dead network: no gradient reaches ${call.many(zero)}`, lines, fixes: [...fixes] };
 }
 
 /** `result` without the fixes `config` already has. */
@@ -234,10 +252,24 @@ export function fixChanges(name, config, table = FIXES) {
 }
 
 /**
- * Render `diagnose(...)` into `root`; fix buttons (the fixes of `fixes`, FIXES or fixTable's, that
- * the result names) call `onFix(name)` and are rebuilt only when the fixes change.
+ * Whether the page may apply fix `name` (of `table`) to `config`'s run: every key it changes is one
+ * that the model it leaves the run with (a switch's, else config.model) takes (models.js keysOf) and,
+ * where the run's family lists the keys a page may change (models.js exposedKeys), one of those.
  */
-export function renderDiagnosis(root, result, { canFix, onFix, fixes: table = FIXES }) {
+export function fixApplies(meta, config, name, table = FIXES) {
+  if (!table[name]) return false;
+  const changes = fixChanges(name, config, table) || {}, model = changes.model ?? config.model;
+  const taken = keysOf(meta, model), exposed = exposedKeys(meta, config);
+  return Object.keys(changes).every((k) => (!Array.isArray(taken) || taken.includes(k)) && (!exposed || exposed.includes(k)));
+}
+
+/**
+ * Render `diagnose(...)` into `root`; fix buttons (the fixes of `fixes`, FIXES or fixTable's, that
+ * the result names and `offered` lets through) call `onFix(name)` and are rebuilt only when the fixes
+ * change. The fixes `offered` turns down are left out, or, with `advice` (e.g. "In your script"), listed
+ * after it as text: what to change where the page cannot change it.
+ */
+export function renderDiagnosis(root, result, { canFix, onFix, fixes: table = FIXES, offered = () => true, advice = null }) {
   if (!root.firstChild) {
     const title = document.createElement("div");
     title.className = "diag-title";
@@ -257,11 +289,14 @@ export function renderDiagnosis(root, result, { canFix, onFix, fixes: table = FI
       return li;
     }));
   }
-  const names = result.fixes.filter((name) => table[name]);
-  const key = JSON.stringify([names, names.map((name) => table[name].label), canFix]);
+  const all = result.fixes.filter((name) => table[name]), names = all.filter((name) => offered(name));
+  const told = advice ? all.filter((name) => !names.includes(name)) : [];
+  const key = JSON.stringify([names, names.map((name) => table[name].label), canFix, told, advice]);
   if (fixes.dataset.key === key) return;
   fixes.dataset.key = key;
-  fixes.replaceChildren(...names.map((name) => {
+  const note = told.length ? [Object.assign(document.createElement("p"), { className: "diag-advice",
+    textContent: `${advice}: ${told.map((name) => table[name].label).join(" · ")}` })] : [];
+  fixes.replaceChildren(...note, ...names.map((name) => {
     const b = document.createElement("button");
     b.type = "button";
     b.className = "fix";

@@ -4,7 +4,7 @@ import { SessionSocket } from "./socket.js";
 import { Dashboard } from "./dashboard.js";
 import { CHARTS } from "./charts/index.js";
 import { Controls } from "./controls.js";
-import { READS, fixChanges, fixTable, renderDiagnosis } from "./diagnosis.js";
+import { READS, fixApplies, fixChanges, fixTable, renderDiagnosis } from "./diagnosis.js";
 import { SLOPED, layerFactors, expectedProfile } from "./theory.js";
 import { diagnoseFor } from "./diagnoses.js";
 import { GAME_READS } from "./gamediagnosis.js";
@@ -17,7 +17,7 @@ import { countTitle, problemItems, queryParams, unexpectedParams, withoutFields 
 import { CompileIndicator, compileKeys } from "./compiling.js";
 import { DivergedBanner } from "./banner.js";
 import { initTheme } from "./theme.js";
-import { drawingOf, viewsOf } from "./models.js";
+import { drawingOf, isScripted, layerNamesOf, viewsOf } from "./models.js";
 import { PlaneDrawing } from "./drawing.js";
 import { retheme } from "./charts/plot.js";
 
@@ -117,6 +117,7 @@ function shownStatus() {
 function waitingText(shown) {
   if (shown === "compiling") return "Compiling: the first steps come as soon as it is done.";
   if (shown === "not answering") return "The server is not answering: the charts fill in when it does.";
+  if (app.config && isScripted(app.meta, app.config.model) && ["running", "paused"].includes(app.status)) return "Waiting for its script's first steps…";
   if (app.status === "paused") return app.role === "owner" ? `Paused at step ${app.step}: press Play or Step.` : `Paused at step ${app.step} by its owner.`;
   if (app.status === "diverged") return "The run diverged before its first recorded step.";
   return app.status === "running" ? "Waiting for the first steps…" : "Starting…";
@@ -128,10 +129,12 @@ function showStatus() {
   s.textContent = shown;
   $("btn-play").textContent = app.status === "running" ? "❚❚ Pause" : "▶ Play";
   $("btn-rewind").hidden = app.rewindTo === null || app.rewindTo === undefined;
-  if (app.rewindTo !== null && app.rewindTo !== undefined) $("btn-rewind").title = `Back to step ${app.rewindTo}, the last finite checkpoint`;
+  if (app.rewindTo !== null && app.rewindTo !== undefined) $("btn-rewind").dataset.title = `Back to step ${app.rewindTo}, the last finite checkpoint`;
+  showButtons();
   dashboard.setWaiting(waitingText(shown));
   if (app.status !== "diverged" || !app.config) { banner.hide(); return; }
-  banner.show({ config: app.config, meta: app.meta, step: app.step, diverged: app.diverged, rewindTo: app.rewindTo, canAct: app.role === "owner" });
+  banner.show({ config: app.config, meta: app.meta, step: app.step, diverged: app.diverged, rewindTo: app.rewindTo, canAct: app.role === "owner",
+                scripted: isScripted(app.meta, app.config.model), names: layerNamesOf(app.meta, app.config) });
 }
 
 function setStatus(status, step, diverged, rewindTo) {
@@ -142,13 +145,41 @@ function setStatus(status, step, diverged, rewindTo) {
   showStatus();
 }
 
+// The buttons a run trained by its own script (models.js isScripted) cannot use, and why: the server
+// refuses them for it. Its knobs are changed in the control panel; Share, Export and Compare with a link stay.
+const SCRIPTED = "This run is trained by its own script";
+const SCRIPT_OWNS = {
+  "btn-play": `${SCRIPTED}: it plays, pauses and steps as the script runs`,
+  "btn-step": `${SCRIPTED}: it steps as the script runs`,
+  "btn-reset": `${SCRIPTED}: restart the script to start again`,
+  "btn-rewind": `${SCRIPTED}: the server keeps its statistics, not its weights, so it cannot go back`,
+  "btn-fork": `${SCRIPTED}: the server keeps its statistics, not its weights, so it cannot be forked`,
+  "btn-setup": `${SCRIPTED}: no link can start it; run the script again`,
+  "compare-changes": `${SCRIPTED}: it cannot be forked into a run B; compare it with another session's link`,
+};
+
+/**
+ * Enable the buttons for the role, and disable those a scripted run cannot use (SCRIPT_OWNS) with the
+ * reason as their tooltip (their own tooltip, kept in data-title, otherwise).
+ */
+function showButtons() {
+  const owner = app.role === "owner", scripted = Boolean(app.config) && isScripted(app.meta, app.config.model);
+  for (const b of document.querySelectorAll(".owner-only")) b.disabled = !owner;
+  for (const [id, why] of Object.entries(SCRIPT_OWNS)) {
+    const b = $(id);
+    if (b.dataset.title === undefined) b.dataset.title = b.title;
+    b.title = scripted ? why : b.dataset.title;
+    if (scripted) b.disabled = true;
+    else if (!b.classList.contains("owner-only")) b.disabled = false;
+  }
+  $("btn-fork").hidden = owner;
+}
+
 function setRole(role) {
   app.role = role;
   const owner = role === "owner";
   $("role").textContent = owner ? "owner" : "viewing";
   $("role").dataset.role = role;
-  for (const b of document.querySelectorAll(".owner-only")) b.disabled = !owner;
-  $("btn-fork").hidden = owner;
   controls.setEnabled(owner);
   drawing.setEnabled(owner);
   lastDiag = 0;  // the diagnosis and its fix buttons (enabled by role) redrawn on the next frame, never blanked
@@ -239,8 +270,21 @@ function noSession(status, title, items, actions, kind) {
   notice.problems(title, items, actions, kind);
 }
 
+/**
+ * An owner link (`/s/ID#token=TOKEN`, as a script attached to the server prints it): keep its token as
+ * this browser's for the session, and take it out of the address bar, so that copying the address
+ * shares a viewer's link.
+ */
+function takeOwnerLink(id) {
+  const m = location.hash.match(/^#(?:.*&)?token=([^&]*)/);
+  if (!m) return;
+  if (m[1]) storeToken(id, decodeURIComponent(m[1]));
+  history.replaceState(history.state, "", `${location.pathname}${location.search}`);
+}
+
 async function join(id) {
   app.id = id;
+  takeOwnerLink(id);
   app.token = storedToken(id);
   const s = await persistent("GET", `/api/sessions/${id}`);
   if (s.status === 404) {
@@ -355,7 +399,10 @@ function frame(now) {
     if (chainTheory()) updateTheory();
     const result = diagnoseFor(app.meta, app.config, dashboard.series.latest), fixes = fixTable(app.meta, app.config.model);
     app.diagnosis = result;
+    // a fix the server would refuse for this run is not a button: a scripted run's are advice for its script
     renderDiagnosis($("diagnosis"), result, { canFix: app.role === "owner", fixes,
+      offered: (name) => fixApplies(app.meta, app.config, name, fixes),
+      advice: isScripted(app.meta, app.config.model) ? "In your script" : null,
       onFix: (name) => send("set", withModel(fixChanges(name, app.config, fixes))) });
     $("step").textContent = String(app.step);
     if (now - rateRef.t > 1000) {

@@ -145,6 +145,50 @@ export const pageModelsOf = (meta) => modelsOf(meta).filter((m) => {
   return ((((meta || EMPTY).families || EMPTY)[family] || EMPTY).views || EMPTY).page !== false;
 });
 
+/**
+ * The models the Model menu offers: the page's (pageModelsOf) less those whose family's views.menu
+ * is false (a session of them is made elsewhere, e.g. by the user's own training script). A session
+ * of such a model still shows its model in the menu, greyed (controls.js).
+ */
+export const menuModelsOf = (meta) => pageModelsOf(meta).filter((m) => viewsOf(meta, m).menu !== false);
+
+/**
+ * Whether `model`'s runs are trained by the user's own script, which the server only records: its
+ * family names the config key that lists the knobs the script exposes (views.exposed), the only
+ * keys a page may change. The page then hides the keys the model refuses instead of greying them,
+ * and disables what would act on the training itself (play, step, reset, rewind, fork).
+ */
+export const isScripted = (meta, model) => Boolean(viewsOf(meta, model).exposed);
+
+/** Whether the control panel hides the keys `model` refuses (refusedKeys) instead of greying them with the reason. */
+export const hidesRefused = isScripted;
+
+/**
+ * The keys a page may change on `config`'s run where its family restricts them: the list in
+ * config[views.exposed] ([] where the config has none); null where every key the model takes is the page's.
+ */
+export function exposedKeys(meta, config) {
+  const key = viewsOf(meta, (config || EMPTY).model).exposed;
+  if (!key) return null;
+  const listed = config[key];
+  return Array.isArray(listed) ? listed : [];
+}
+
+/** Why a key the page could change for `model` is not exposed by its run (views.not_exposed), or null. */
+export const notExposedReason = (meta, model) => viewsOf(meta, model).not_exposed || null;
+
+/** A list of names in `config` under the key views[view] names, or null where there is none or it is empty. */
+function namedList(meta, config, view) {
+  const key = viewsOf(meta, (config || EMPTY).model)[view], names = key ? config[key] : null;
+  return Array.isArray(names) && names.length ? names.map(String) : null;
+}
+
+/** The names of the layers along `config`'s per-layer charts (config[views.layer_names]), or null: the charts number them. */
+export const layerNamesOf = (meta, config) => namedList(meta, config, "layer_names");
+
+/** The names of the probed activations whose ‖dL/dz‖ delta_norm holds (config[views.probe_names]), or null: delta_norm is per layer. */
+export const probeNamesOf = (meta, config) => namedList(meta, config, "probe_names");
+
 /** `model`'s display name (meta.model_names), else the name itself. */
 export const modelName = (meta, model) => ((meta || EMPTY).model_names || EMPTY)[model] || String(model);
 

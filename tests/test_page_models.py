@@ -33,7 +33,9 @@ def test_recurrent_model_greys_out_mlp_keys_and_narrows_menus(server, tabs):  # 
     tab.wait_running(3)
     meta = tab.eval("gradscope.meta")
     # and the GAN's drawn points, which have no control: they are drawn on its plane
-    assert [k for k in meta["defaults"] if k not in meta["keys_by_model"]["rnn"]] == [*TAKERS, *GAN_ONLY, "points"]
+    # and an attached run's names and knobs, which have none: its script sets them
+    assert [k for k in meta["defaults"] if k not in meta["keys_by_model"]["rnn"]] == [
+        *TAKERS, *GAN_ONLY, "points", "run_name", "layers", "probes", "knobs"]
     assert tab.eval(HIDDEN, GAN_ONLY) == dict.fromkeys(GAN_ONLY, {"disabled": True, "hidden": True})
     assert all(k in meta["keys_by_model"]["mlp"] for k in MLP_ONLY)
     state = tab.eval(STATE, list(TAKERS))

@@ -37,7 +37,9 @@ def page(server, browser):  # noqa: F811
     assert errors == []
 
 
-DRAWN_KEYS = {"points"}  # a list, drawn on the GAN's plane (drawing.js): no control in the panel
+# no control in the panel: a list drawn on the GAN's plane (drawing.js), and an attached run's names
+# and the knobs its script exposes (set by the script, shown by the charts and the controls' greying)
+DRAWN_KEYS = {"points", "run_name", "layers", "probes", "knobs"}
 
 
 def test_schema_keys_choices_and_live_flags_come_from_meta(page):

@@ -17,7 +17,8 @@ file, the server and the page treat a PyTorch run as they treat a JAX one:
   accumulated its gradient: before any clipping the loop does between `backward` and `step`
   (`torch.nn.utils.clip_grad_norm_`); `clipped_grad_norm` is read just before `optimizer.step`,
   after it; `weight_norm`, `update_norm` (||θ after − θ before||) and `update_ratio` around the
-  step (the optimizer's pre- and post-step hooks), and `nonfinite_count` per layer;
+  step (the optimizer's pre- and post-step hooks), and `nonfinite_count` per layer (the entries
+  of the parameters whose gradient is not finite: which layers is exact, the count an upper bound);
 - every number stays on the parameters' device, in one tensor per step, until the recorder's
   background thread fetches it.
 
@@ -57,11 +58,15 @@ class Watch:
         self.layers = [name for name, _ in groups]
         self._params = [params for _, params in groups]
         flat = [p for params in self._params for p in params]
-        self._layer_of = torch.tensor([i for i, params in enumerate(self._params) for _ in params], device=flat[0].device)
-        self._grad_sq = torch.zeros(len(flat), device=flat[0].device)  # per parameter, set by its hook
-        self._bad = torch.zeros(len(flat), device=flat[0].device)
-        self._clipped_sq = None
-        self._before = None
+        device = flat[0].device
+        self._flat = flat
+        self._layer_of = torch.tensor([i for i, params in enumerate(self._params) for _ in params], device=device)
+        self._numel = torch.tensor([float(p.numel()) for p in flat], device=device)
+        self._zero = torch.zeros((), device=device)
+        self._raw = [self._zero] * len(flat)  # per parameter: ||grad|| as its hook saw it (before clipping)
+        self._clipped = None
+        self._before = None  # buffers: the weights before the step
+        self._pending_update = False
         self._packed = None
         self.updates = 0  # optimizer steps taken since watch
         self._handles = [p.register_post_accumulate_grad_hook(functools.partial(self._on_grad, j))
@@ -71,6 +76,8 @@ class Watch:
         run.source = self
 
     # -- the hooks (the training thread) ---------------------------------------------------
+    # One norm per parameter in its hook; the rest in a few fused (torch._foreach_*) calls around
+    # the step: a dozen small ops per parameter cost more than an MLP's step on a CPU.
     def _measuring(self) -> bool:
         return self.updates % self.every == 0
 
@@ -78,9 +85,7 @@ class Watch:
     def _on_grad(self, j: int, p: torch.Tensor) -> None:
         """After backward accumulated p's gradient (again on each accumulation: the last one counts)."""
         if self._measuring():
-            g = p.grad.detach()
-            self._grad_sq[j] = g.float().square().sum()
-            self._bad[j] = (~torch.isfinite(g)).sum()
+            self._raw[j] = torch.linalg.vector_norm(p.grad.detach(), dtype=torch.float32)
 
     def _per_layer(self, values: torch.Tensor) -> torch.Tensor:
         return torch.zeros(len(self.layers), device=values.device).index_add_(0, self._layer_of, values)
@@ -89,30 +94,34 @@ class Watch:
     def _pre_step(self, optimizer, args, kwargs) -> None:
         if not self._measuring():
             return
-        flat = [p for params in self._params for p in params]
-        zero = torch.zeros((), device=self._grad_sq.device)
-        self._clipped_sq = self._per_layer(torch.stack([p.grad.float().square().sum() if p.grad is not None else zero
-                                                         for p in flat]))
-        self._before = [p.detach().clone() for p in flat]
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self._flat]
+        self._clipped = torch._foreach_norm(grads)
+        flat = [p.detach() for p in self._flat]
+        if self._before is None:  # the buffers for the weights before the step, made once
+            self._before = [torch.empty_like(p) for p in flat]
+        torch._foreach_copy_(self._before, flat)
+        self._pending_update = True
 
     @torch.no_grad()
     def _post_step(self, optimizer, args, kwargs) -> None:
-        if self._measuring() and self._before is not None:
-            flat = [p for params in self._params for p in params]
-            weight_sq = self._per_layer(torch.stack([p.float().square().sum() for p in flat]))
-            update_sq = self._per_layer(torch.stack([(p.float() - b.float()).square().sum()
-                                                     for p, b in zip(flat, self._before, strict=True)]))
-            grad_sq, bad = self._per_layer(self._grad_sq), self._per_layer(self._bad)
-            grad, clipped = grad_sq.sqrt(), self._clipped_sq.sqrt()
-            weight, update = weight_sq.sqrt(), update_sq.sqrt()
-            g_all, c_all = grad_sq.sum().sqrt(), self._clipped_sq.sum().sqrt()
-            step = torch.tensor(float(self.updates), device=grad.device)
+        if self._measuring() and getattr(self, "_pending_update", False):
+            flat = [p.detach() for p in self._flat]
+            torch._foreach_sub_(self._before, flat)  # now -(the update), in place
+            raw = torch.stack(self._raw)
+            per_param = torch.stack([raw, torch.stack(self._clipped).float(), torch.stack(torch._foreach_norm(flat)).float(),
+                                     torch.stack(torch._foreach_norm(self._before)).float()])
+            grad, clipped, weight, update = torch.zeros(4, len(self.layers), device=raw.device).index_add_(
+                1, self._layer_of, per_param.square()).sqrt()
+            # a parameter whose gradient norm is not finite counts all its entries: which layers is exact,
+            # the count an upper bound (an exact count would cost a pass per parameter, or a device sync)
+            bad = self._per_layer(torch.where(torch.isfinite(raw), 0.0, self._numel))
+            g_all, c_all = grad.square().sum().sqrt(), clipped.square().sum().sqrt()
+            step = torch.tensor(float(self.updates), device=raw.device)
             glob = torch.stack([g_all, c_all, (bad.sum() > 0).float(), 1.0 - c_all / (g_all + _EPS), step])
             # gradscope.optax's layout: LAYER_STATS rows of a value per layer, then GLOBAL_STATS
             self._packed = torch.cat([grad, clipped, weight, update, update / (weight + _EPS), bad, glob])
-            self._grad_sq.zero_()
-            self._bad.zero_()
-            self._before = None
+            self._raw = [self._zero] * len(self._flat)
+            self._pending_update = False
         self.updates += 1
 
     # -- what the recorder asks (Run.source) -------------------------------------------------

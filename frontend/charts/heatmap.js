@@ -25,8 +25,23 @@ export class HeatmapChart extends Chart {
     return this.view.config.depth;
   }
 
+  /**
+   * The rows of the statistic shown, input at the bottom: {n, names, at, title}: how many, their names
+   * (the run's layer names, or null: numbered), at(row): the index of the row's value in the statistic's
+   * array (null: none), and what a row is. A run's named probes (delta_norm: one value per probe) sit at
+   * their layers' rows where every probe names a layer, else get a row each (as dashboard.js probeLayers).
+   */
+  rows() {
+    const v = this.view, names = v.layerNames(), probes = this.metric === "delta_norm" ? v.probeNames() : null;
+    const byLayer = { n: names ? names.length : this.depth() + 1, names, at: (r) => r, title: "layer" };
+    if (!probes) return byLayer;
+    const at = v.probeLayers();
+    return at ? { ...byLayer, at: (r) => (at.includes(r) ? at.indexOf(r) : null) } : { n: probes.length, names: probes, at: (r) => r, title: "probe" };
+  }
+
   reset() {
-    this.map.reset(layers(this.depth() + 1));
+    this.shape = this.rows();
+    this.map.reset(layers(this.shape.n), { names: this.shape.names, ytitle: this.shape.title });
   }
 
   onSelect(value) {
@@ -37,7 +52,10 @@ export class HeatmapChart extends Chart {
   }
 
   draw() {
-    const S = this.view.series, cols = S.h[this.metric];
-    this.map.draw(S.step, (row, i) => (cols[i] ? logz(cols[i][row]) : null));
+    const S = this.view.series, cols = S.h[this.metric], at = this.shape.at;
+    this.map.draw(S.step, (row, i) => {
+      const k = at(row);
+      return cols[i] && k !== null ? logz(cols[i][k]) : null;
+    });
   }
 }

@@ -61,10 +61,18 @@ export class ImageHeatmap {
     el.addEventListener("mousemove", () => this.refreshHover());
   }
 
-  /** Plot afresh with rows at `y` (evenly spaced: layer numbers or bin centres). */
-  reset(y) {
+  /**
+   * Plot afresh with rows at `y` (evenly spaced: layer numbers or bin centres); `names`: the rows'
+   * names for the ticks and the hover (a run's layer names; default: the numbers), `ytitle`: the
+   * y axis' title instead of the one given to the constructor.
+   */
+  reset(y, { names = null, ytitle = null } = {}) {
     const o = this.opts;
     this.y = y;
+    this.names = names;
+    const ticks = names ? { tickmode: "array", tickvals: y.filter((_, r) => r % Math.ceil(y.length / 20) === 0),
+      ticktext: names.filter((_, r) => r % Math.ceil(y.length / 20) === 0) } : {};
+    const hovertemplate = names ? o.hovertemplate.replace(/\w+ %\{y\}/, "%{text}") : o.hovertemplate;
     this.xrange = null;
     this.grid = null;
     this.hasImage = false;
@@ -72,11 +80,11 @@ export class ImageHeatmap {
     this.hoverAt = 0;
     this.zrange = new StickyRange(1, 0.7);
     Plotly.newPlot(this.el, [{ type: "heatmap", x: [], y, z: [], opacity: 0, colorscale: plotlyScale(o.scale),
-      zmin: o.zmin, zmax: o.zmax, zauto: false, hoverongaps: false, hovertemplate: o.hovertemplate,
+      zmin: o.zmin, zmax: o.zmax, zauto: false, hoverongaps: false, hovertemplate,
       colorbar: { thickness: 10, len: 0.9, title: { text: o.colorbar, side: "right" } } }],
     baseLayout({ showlegend: false, hovermode: "closest",
       xaxis: { title: { text: o.xtitle, standoff: 4 }, range: [0, 100], autorange: false, showgrid: false, zeroline: false },
-      yaxis: { title: { text: o.ytitle, standoff: 2 }, range: this.yrange(), autorange: false, showgrid: false, zeroline: false } }), PLOT_CONFIG);
+      yaxis: { title: { text: ytitle || o.ytitle, standoff: 2 }, range: this.yrange(), autorange: false, showgrid: false, zeroline: false, ...ticks } }), PLOT_CONFIG);
   }
 
   yrange() {
@@ -149,6 +157,7 @@ export class ImageHeatmap {
     if (!this.grid || (!force && now - this.hoverAt < HOVER_MS)) return;
     this.hoverAt = now;
     const z = this.grid.z.map((row) => row.map((v) => (Number.isFinite(v) ? v : null)));
-    Plotly.restyle(this.el, { x: [this.grid.steps], y: [this.y], z: [z] }, [0]);
+    const text = this.names ? { text: [z.map((row, r) => row.map(() => this.names[r]))] } : {};  // the rows' names, for the hover
+    Plotly.restyle(this.el, { x: [this.grid.steps], y: [this.y], z: [z], ...text }, [0]);
   }
 }

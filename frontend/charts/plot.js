@@ -79,6 +79,24 @@ export const axis = (extra = {}) => ({ ...axisLook(), ...extra });
 export const layerTick = (n) => (n > 20 ? 5 : 1);
 
 /**
+ * The per-layer x axis of `n` layers, at x = 1..n: its range and ticks (as layerTick spaces them for
+ * n - 1 hidden layers and the readout), labelled with the layers' `names` where the run names them.
+ */
+export function layerAxis(n, names = null) {
+  const dtick = layerTick(n - 1), range = [0.5, n + 0.5];
+  if (!names) return { dtick, range };
+  const tickvals = layers(n).filter((x) => (x - 1) % dtick === 0);
+  // the hover's title is the tick's text; a name slanted past the plot's right edge is drawn all the same
+  return { tickmode: "array", tickvals, ticktext: tickvals.map((x) => names[x - 1] ?? String(x)), ticklabeloverflow: "allow", range };
+}
+
+/**
+ * Hover text of a trace whose points are named apart from the layers they are drawn at (`names[i]`
+ * for point i: a run's probes): {text, hovertemplate}, or {} without names.
+ */
+export const namedHover = (names) => (names ? { text: names, hovertemplate: "%{y:.3g} at %{text}" } : {});
+
+/**
  * Replace the y (and x) of `traces` without a full redraw: Plotly.animate with a zero-length
  * transition and `redraw: false` only rewrites the traces' paths (about half the cost of
  * Plotly.restyle, which recomputes and redraws the whole plot). Scatter traces only; the

@@ -2,7 +2,7 @@
 // curve, and the clipped norms when clipping is on. The live view: redrawn up to 20 times a second.
 import { Chart } from "./chart.js";
 import { LogAxis } from "./logaxis.js";
-import { OI, PLOT_CONFIG, Plotly, TRAIL, Trail, animateTraces, baseLayout, layerTick, layers, palette, pos } from "./plot.js";
+import { OI, PLOT_CONFIG, Plotly, TRAIL, Trail, animateTraces, baseLayout, layerAxis, layers, namedHover, palette, pos } from "./plot.js";
 
 const SNAPSHOT_MS = 700;  // one faded curve per 0.7 s
 
@@ -15,7 +15,20 @@ export class ProfileChart extends Chart {
   };
 
   reset() {
-    const D = this.view.config.depth, x = layers(D + 1), markers = D <= 20;  // 51 marker paths per curve cost more than the line
+    this.plot(this.view.layerCount());
+  }
+
+  /**
+   * Plot afresh for `n` layers at x = 1..n, labelled with the run's layer names where it has them.
+   * delta_norm's points: where the run names its probes and every probe has a layer's name, each at
+   * that layer (view.probeLayers); else, as for a run without probes, one per layer from the first (x =
+   * index + 1), all of them, even where only some probes name a layer, with the probe's name in the hover.
+   */
+  plot(n) {
+    const v = this.view, names = v.layerNames(), x = layers(n), markers = n <= 21;  // 51 marker paths per curve cost more than the line
+    const at = v.probeLayers(), probes = v.probeNames();
+    this.n = n;
+    delete this.el.dataset.live;  // its next update is a full draw (plot.js animateTraces)
     this.trail = new Trail(SNAPSHOT_MS);
     this.axis = new LogAxis({ start: [-4, 1] });
     const line = (name, color, width, extra = {}) => ({ x, y: [], mode: markers ? "lines+markers" : "lines", name,
@@ -25,10 +38,10 @@ export class ProfileChart extends Chart {
         showlegend: i === 0, hoverinfo: "skip", line: { color: OI.blue, width: 1.2 }, opacity: 0.08 + 0.06 * i })),
       { x, y: [], mode: "lines", name: "theory", line: { color: palette().strong, dash: "dot", width: 1.5 } },
       line("grad_norm", OI.blue, 2.5),
-      line("delta_norm", OI.orange, 2, { marker: { size: 4, symbol: "diamond" } }),
+      line("delta_norm", OI.orange, 2, { marker: { size: 4, symbol: "diamond" }, ...(at ? { x: at.map((i) => i + 1) } : namedHover(probes)) }),
       line("clipped", OI.vermilion, 1.6, { line: { color: OI.vermilion, width: 1.6, dash: "dash" },
-        visible: this.view.config.clip_mode !== "none" }),
-    ], baseLayout({ xaxis: { title: { text: "layer (input → output)", standoff: 4 }, dtick: layerTick(D), range: [0.5, D + 1.5] },
+        visible: v.config.clip_mode !== "none" }),
+    ], baseLayout({ xaxis: { title: { text: "layer (input → output)", standoff: 4 }, ...layerAxis(n, names) },
                     yaxis: { type: "log", ...this.axis.axis() } }), PLOT_CONFIG);
   }
 
@@ -45,10 +58,11 @@ export class ProfileChart extends Chart {
   }
 
   draw(now) {
-    const v = this.view, s = v.series.latest, D = v.config.depth, ax = this.axis;
-    const g = s.grad_norm || [], d = s.delta_norm || [];
-    const c = v.config.clip_mode === "none" ? [] : s.clipped_grad_norm || [];
-    const anchor = pos(g[D]);
+    const v = this.view, s = v.series.latest, g = s.grad_norm || [], d = s.delta_norm || [];
+    // the statistics' own length, where the config's count is not theirs, redraws the axis for it
+    if (g.length && g.length !== this.n) { this.plot(g.length); this.decorate(); }
+    const ax = this.axis, c = v.config.clip_mode === "none" ? [] : s.clipped_grad_norm || [];
+    const anchor = pos(g[g.length - 1]);
     const theory = v.theory && anchor ? v.theory(anchor) : [];
     const seen = [...g, ...d, ...c].filter((x) => x === 0 || pos(x) !== null);
     const floor = Math.min(...seen.filter((x) => x > 0)) / 1e3;  // theory may fall off a cliff; show where it heads, not all of it

@@ -1,7 +1,7 @@
 // Update ratio ||dW||/||W|| per layer, with the healthy band around 1e-3.
 import { Chart } from "./chart.js";
 import { LogAxis } from "./logaxis.js";
-import { OI, PLOT_CONFIG, Plotly, TRAIL, Trail, animateTraces, baseLayout, layerTick, layers } from "./plot.js";
+import { OI, PLOT_CONFIG, Plotly, TRAIL, Trail, animateTraces, baseLayout, layerAxis, layers } from "./plot.js";
 
 const SNAPSHOT_MS = 700;
 
@@ -13,14 +13,21 @@ export class RatioChart extends Chart {
   };
 
   reset() {
-    const D = this.view.config.depth, x = layers(D + 1);
+    this.plot(this.view.layerCount());
+  }
+
+  /** Plot afresh for `n` layers, labelled with the run's layer names where it has them. */
+  plot(n) {
+    const names = this.view.layerNames(), x = layers(n);
+    this.n = n;
+    delete this.el.dataset.live;  // its next update is a full draw (plot.js animateTraces)
     this.trail = new Trail(SNAPSHOT_MS);
     this.axis = new LogAxis({ start: [-5, -1] });
     Plotly.newPlot(this.el, [
       ...layers(TRAIL, 0).map((i) => ({ x, y: [], mode: "lines", showlegend: false, hoverinfo: "skip",
         line: { color: OI.purple, width: 1 }, opacity: 0.08 + 0.06 * i })),
-      { x, y: [], mode: D <= 20 ? "lines+markers" : "lines", name: "update_ratio", line: { color: OI.purple, width: 2.5 }, marker: { size: 5 } },
-    ], baseLayout({ xaxis: { title: { text: "layer", standoff: 4 }, dtick: layerTick(D), range: [0.5, D + 1.5] },
+      { x, y: [], mode: n <= 21 ? "lines+markers" : "lines", name: "update_ratio", line: { color: OI.purple, width: 2.5 }, marker: { size: 5 } },
+    ], baseLayout({ xaxis: { title: { text: "layer", standoff: 4 }, ...layerAxis(n, names) },
                     yaxis: { type: "log", ...this.axis.axis() } }), PLOT_CONFIG);
   }
 
@@ -35,7 +42,9 @@ export class RatioChart extends Chart {
   }
 
   draw(now) {
-    const r = this.view.series.latest.update_ratio || [], ax = this.axis;
+    const r = this.view.series.latest.update_ratio || [];
+    if (r.length && r.length !== this.n) { this.plot(r.length); this.decorate(); }  // the statistics' own length
+    const ax = this.axis;
     const props = ax.update([...r, ...this.trail.curves.flat(), 1e-4, 1e-2]);
     if (props) { Plotly.relayout(this.el, ax.keys("yaxis", props)); this.decorate(); }
     const { snap, older } = this.trail.update(now, r);

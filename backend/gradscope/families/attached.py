@@ -63,7 +63,7 @@ class AttachedFamily(ModelFamily):
     )
     # what the page shows: the layer views along the script's own layer names; the controls only
     # for the knobs the script exposes (`knobs`), the others greyed with the reason
-    views = {"axis": "layer", "diagnosis": "layers", "menu": False, "attached": True,
+    views = {"axis": "layer", "diagnosis": "layers", "menu": False,
              "layer_names": "layers", "probe_names": "probes", "exposed": "knobs",
              "not_exposed": "the script does not expose it: build the optimizer with gradscope.optax.monitor"
                             " (the learning rate), and pass clip= for the clip threshold"}
