@@ -125,3 +125,63 @@ def test_a_viewer_of_an_attached_run_cannot_fork_it(server, browser, attached): 
     assert tab.page.is_disabled("#ctl-learning_rate") and tab.page.is_disabled("#btn-setup")
     assert tab.eval("localStorage.getItem(`gradscope.token.${gradscope.id}`)") is None
     tab.close()
+
+
+def test_a_running_scripts_learning_rate_is_set_from_its_page(server, browser):  # noqa: F811
+    """The whole path, as a user has it: a monitored JAX loop attached to the server, its owner link
+    opened, the learning rate moved on the page, and the script's next updates taking it."""
+    import threading
+
+    import numpy as np
+    import optax
+
+    import gradscope
+    from gradscope import optax as gso
+    from test_monitor import data, make_step, mlp_params
+
+    x, y = data()
+    tx = gso.monitor(optax.sgd, learning_rate=0.01)
+    params = mlp_params(__import__("jax").random.PRNGKey(0))
+    step = make_step(tx)
+    gs = gradscope.attach("page lr", server=server)
+    stop, changed, linked, later = threading.Event(), threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def loop():  # the user's loop: it never waits for the server, the page or the disk
+        nonlocal params
+        state, i = tx.init(params), 0
+        while not stop.is_set():
+            params, state, loss = step(params, state, x, y)
+            state = gs.publish(i, state, loss=loss)
+            if gs.link:
+                linked.set()
+            lr = float(gso.hyperparams(state)["learning_rate"])
+            if abs(lr - 0.01) > 1e-6 and "step" not in seen:
+                seen.update(step=i, lr=lr)
+                changed.set()
+            elif "step" in seen and i > seen["step"]:
+                later.set()  # a step taken at the new rate is published
+            i += 1
+            stop.wait(0.01)  # a real step's pace, not a wait on something
+
+    worker = threading.Thread(target=loop, daemon=True)
+    worker.start()
+    try:
+        assert linked.wait(120), "the script never reached the server"
+        tab = Tab(browser).open(gs.remote.owner_url)
+        tab.wait("() => window.gradscope && gradscope.role === 'owner' && gradscope.dashboard.info.renders >= 1")
+        tab.page.fill("#ctl-learning_rate", "-1")  # a log10 slider: 0.1
+        tab.wait("() => gradscope.config.learning_rate === 0.1")
+        assert changed.wait(120), "the page's learning rate never reached the script"
+        assert seen["lr"] == np.float32(0.1)
+        assert later.wait(120)
+        gs.flush(60)
+        after = [r for r in gs.records if r["step"] > seen["step"]]
+        assert after  # SGD: from the update after the change, each layer moved by 0.1 x its gradient
+        np.testing.assert_allclose(np.divide(after[0]["update_norm"], after[0]["grad_norm"]), 0.1, rtol=1e-4)
+        assert tab.errors == []
+        tab.close()
+    finally:
+        stop.set()
+        worker.join(60)
+        gs.close()
