@@ -196,3 +196,26 @@ def test_the_example_trains_and_shows_sigmoid_vanishing(tmp_path, capsys):
         out[act] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert out[act]["layers"] == 9 and out[act]["dropped"] == 0 and len(path.read_text().splitlines()) == 61
     assert out["sigmoid"]["first/last layer grad_norm"] < 0.1 * out["relu"]["first/last layer grad_norm"]
+
+
+def test_a_probe_records_the_norm_of_dl_dz(tmp_path):
+    torch.manual_seed(2)
+    fc1, fc2 = torch.nn.Linear(8, 16), torch.nn.Linear(16, 3)
+    model = torch.nn.ModuleDict({"fc1": fc1, "fc2": fc2})
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(32, 8), torch.randint(0, 3, (32,))
+    with gradscope.attach("probes", out=tmp_path / "p.jsonl") as gs:
+        gradscope.torch.watch(model, opt, gs)
+        z1 = gradscope.torch.probe(fc1(x), "fc1")
+        z1.retain_grad()
+        z2 = gradscope.torch.probe(fc2(torch.tanh(z1)), "fc2")
+        z2.retain_grad()
+        loss = torch.nn.functional.cross_entropy(z2, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        gs.publish(0, loss=loss)
+        gs.flush(30)
+        rec = gs.records[-1]
+    assert rec["probes"] == ["fc1", "fc2"]
+    np.testing.assert_allclose(rec["delta_norm"], [norms([z1.grad]), norms([z2.grad])], rtol=1e-5)

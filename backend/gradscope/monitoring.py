@@ -58,9 +58,16 @@ _probe_lock = threading.Lock()
 _probe_values: dict[str, collections.deque] = {}
 
 
-def _record_probe(name: str, value) -> None:
+def record_probe(name: str, value) -> None:
+    """Keep a probe's ||dL/dz|| (a number, or a PyTorch tensor still on its device: fetched on the
+    recorder's thread, so the backward pass never waits for it)."""
     with _probe_lock:
-        _probe_values.setdefault(name, collections.deque(maxlen=PROBE_VALUES)).append(float(value))
+        _probe_values.setdefault(name, collections.deque(maxlen=PROBE_VALUES)).append(value)
+
+
+def note_probe(name: str) -> None:
+    """A probe seen in the forward pass, in order (`gradscope.torch.probe` calls it)."""
+    _probe_order.setdefault(name)
 
 
 _probe_order: dict[str, None] = {}  # probe names in the forward pass's order (seen when traced)
@@ -77,7 +84,7 @@ def _drain_probes() -> dict[str, float]:
         out = {name: _probe_values[name][-1] for name in _probe_order if _probe_values.get(name)}
         for values in _probe_values.values():
             values.clear()
-    return out
+    return {name: float(_numpy(v)) for name, v in out.items()}
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
@@ -95,7 +102,7 @@ def _probe_fwd(x, name):
 
 def _probe_bwd(name, _, g):
     norm = jnp.sqrt(sum(jnp.sum(jnp.square(jnp.asarray(leaf, jnp.float32))) for leaf in jax.tree_util.tree_leaves(g)))
-    jax.debug.callback(functools.partial(_record_probe, name), norm)
+    jax.debug.callback(functools.partial(record_probe, name), norm)
     return (g,)
 
 

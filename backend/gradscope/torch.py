@@ -8,6 +8,8 @@ learning rate reaching back into its optimizer.
         optimizer.zero_grad(); loss.backward(); optimizer.step()
         gs.publish(step, loss=loss)                      # 2
 
+`gradscope.torch.probe(z, "fc3")` inside the model records dL/dz there (`delta_norm`).
+
 The statistics are `gradscope.optax.monitor`'s, in its packed layout, so that the recorder, the
 file, the server and the page treat a PyTorch run as they treat a JAX one:
 
@@ -32,7 +34,7 @@ import math
 
 import torch
 
-from .monitoring import Run
+from .monitoring import Run, record_probe, note_probe
 
 _EPS = 1e-12
 
@@ -160,3 +162,19 @@ def watch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, run: Run, *,
     loss=...)` after each `optimizer.step()` sends it; the page's learning rate reaches the optimizer
     at the next publish."""
     return Watch(model, optimizer, run, every)
+
+
+def probe(z: torch.Tensor, name: str) -> torch.Tensor:
+    """Identity on `z` (an activation, e.g. a layer's pre-activation); in the backward pass it
+    records ||dL/dz|| (the Frobenius norm over the batch, as the built-in nets' `delta_norm`)
+    under `name`, through a tensor hook, as `gradscope.probe` does in JAX. Name a probe as the
+    layer that makes `z` (`"fc3"`) and the page draws its delta at that layer."""
+    if z.requires_grad:
+        note_probe(name)
+        z.register_hook(functools.partial(_on_delta, name))
+    return z
+
+
+def _on_delta(name: str, grad: torch.Tensor) -> None:
+    record_probe(name, torch.linalg.vector_norm(grad.detach(), dtype=torch.float32))
+
