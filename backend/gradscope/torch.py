@@ -34,7 +34,7 @@ import math
 
 import torch
 
-from .monitoring import Run, record_probe, note_probe
+from .monitoring import Run, note_probe, record_probe
 
 _EPS = 1e-12
 
