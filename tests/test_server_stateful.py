@@ -6,6 +6,10 @@ no 5xx and no traceback in the server's log, every session answers with the conf
 acknowledged, a step counter only goes back with a `rewind`/`reset`/`recovered` event, a
 deleted session stays deleted (404, WebSocket close 4404), a viewer changes nothing.
 
+Attached runs (a script's: rows posted, knobs set by the page) are driven beside them: posts
+good and bad, retried and abandoned mid-request, page knobs exposed or not, what only the
+script may do (409), deletes and restarts; their rows must be exactly the acknowledged ones.
+
 Every generated run starts with issue 8's four sequences (optimizer switch then rewind; two
 switches then two rewinds; shape change then rewind; explode then rewind then clip) on
 generated setups, and has each as a rule of its own that can come at any point after. Setups
@@ -87,6 +91,27 @@ def control_msg(action: str) -> dict:
 
 
 @dataclass
+class Attached:
+    """What the model knows of one attached session (a script's run: its rows are posted)."""
+
+    id: str
+    token: str
+    layers: int
+    exposed: bool            # whether its script exposes the learning rate
+    learning_rate: float
+    step: int = 0            # the step after the last row recorded
+    deleted: bool = False
+
+
+def rows(start: int, n: int, layers: int) -> list[dict]:
+    return [{"step": start + i, "loss": 1.0 / (start + i + 1), "grad_norm": [10.0 ** -j for j in range(layers)],
+             "weight_norm": [1.0] * layers, "update_ratio": [1e-3] * layers} for i in range(n)]
+
+
+BAD_ROWS = st.sampled_from(["short", "no step", "text", "not a list", "backwards"])
+
+
+@dataclass
 class Tracked:
     """What the model knows of one session."""
 
@@ -108,11 +133,13 @@ class ServerMachine(RuleBasedStateMachine):
         self.srv: ServerProcess = type(self).factory().start()
         self.http = httpx.Client(timeout=120)
         self.sessions: dict[str, Tracked] = {}
+        self.attached: dict[str, Attached] = {}
         self.slow: list = []         # (session id, socket): viewers that never read
         self.restarts = 0
         self.stack = ExitStack()     # their connections
 
     handles = Bundle("sessions")
+    scripts = Bundle("attached")  # attached runs: a script posts their rows (docs/attach.md)
 
     # -- helpers -----------------------------------------------------------------------
     def call(self, method: str, path: str, token: str | None = None, **kw) -> httpx.Response:
@@ -166,9 +193,12 @@ class ServerMachine(RuleBasedStateMachine):
     def acknowledged(t: Tracked, changes: dict, body: dict) -> None:
         if t.config is None:
             return
-        for k, (old, new) in body["applied"]["changes"].items():
-            assert t.config[k] == old, (k, t.config[k], old)
-            t.config[k] = new
+        for k, (old, new) in body["applied"]["changes"].items():  # None: a key one of the two models does not take
+            assert t.config.get(k) == old, (k, t.config.get(k), old)
+            if new is None:  # a switch to a model that does not take it: gone from the config
+                t.config.pop(k, None)
+            else:
+                t.config[k] = new
         assert all(t.config[k] == v for k, v in changes.items()), (changes, t.config)
 
     def paused_at(self, t: Tracked, via_ws: bool = False) -> int:
@@ -190,7 +220,11 @@ class ServerMachine(RuleBasedStateMachine):
     @initialize(target=handles, sizes=SIZES, model=MODEL, live=LIVE, switches=SWITCHES, resize=SIZES,
                 explode=st.sampled_from(SHAPES[1:]), via_ws=st.booleans())
     def issue_sequences(self, sizes, model, live, switches, resize, explode, via_ws):
-        """Every generated run starts with issue 8's four sequences on a generated setup (rules
+        """Attached runs (a script's: rows posted, knobs set by the page) are driven beside them: posts
+good and bad, retried and abandoned mid-request, page knobs exposed or not, what only the
+script may do (409), deletes and restarts; their rows must be exactly the acknowledged ones.
+
+Every generated run starts with issue 8's four sequences on a generated setup (rules
         of their own too, so they also come between restarts, deletes and the rest)."""
         config = {**sizes, **model, **live}
         sid = self.create(sizes, model, live if valid(config) else {}, True)
@@ -390,6 +424,111 @@ class ServerMachine(RuleBasedStateMachine):
             self.slow.pop(0)[1].close()
         self.slow.append((sid, self.stack.enter_context(ws_open(self.srv, sid))))
 
+    # -- attached runs: rows posted by a script, knobs set by the page --------------------
+    @initialize(target=scripts, layers=st.integers(1, 4), exposed=st.booleans())
+    def first_script(self, layers, exposed):
+        """Every run has an attached session from its start, so its rules come in short runs too."""
+        return self.create_attached(layers, exposed)
+
+    @rule(target=scripts, layers=st.integers(1, 4), exposed=st.booleans())
+    def create_attached(self, layers, exposed):
+        config = {"model": "attached", "run_name": "script", "layers": [f"l{i}" for i in range(layers)],
+                  "knobs": ["learning_rate"] if exposed else [], "learning_rate": 0.01}
+        r = self.call("POST", "/api/sessions", json=config)
+        if r.status_code == 429:  # the running limit: an attached run counts while its script posts
+            return multiple()
+        assert r.status_code == 201, r.text
+        d = r.json()
+        self.attached[d["id"]] = Attached(d["id"], d["token"], layers, exposed, 0.01)
+        return d["id"]
+
+    @rule(aid=scripts, n=st.integers(1, 40), bad=st.none() | BAD_ROWS, role=st.sampled_from(["owner", "viewer"]),
+          done=st.booleans())
+    def post_rows(self, aid, n, bad, role, done):
+        """A script's post: recorded whole (all its rows) or not at all; a bad record is a 422 naming it;
+        a viewer's post is refused; rows already recorded (a retried post) are not recorded twice."""
+        a = self.attached[aid]
+        body = rows(a.step, n, a.layers)
+        if bad == "short":
+            body[-1]["grad_norm"] = body[-1]["grad_norm"][:-1] or "x"
+        elif bad == "no step":
+            del body[0]["step"]
+        elif bad == "text":
+            body[0]["loss"] = "low"
+        elif bad == "not a list":
+            body = {"step": a.step}
+        elif bad == "backwards":
+            body = rows(max(a.step - n, 0), min(n, a.step), a.layers)  # already recorded: skipped
+        r = self.call("POST", f"/api/sessions/{aid}/rows", a.token if role == "owner" else None,
+                      json={"records": body, "done": done})
+        if a.deleted:
+            assert r.status_code == (404 if role == "owner" else 404), r.text
+            return
+        if role == "viewer":
+            assert r.status_code == 403, r.text
+            return
+        if bad in (None, "backwards"):
+            if r.status_code == 429:  # resuming it would pass the running limit: nothing recorded
+                return
+            assert r.status_code == 200, r.text
+            if bad is None:
+                a.step += n
+            assert r.json()["step"] == a.step, (r.json(), a)
+        else:
+            assert r.status_code == 422 and r.json()["detail"][0]["field"].startswith("records"), r.text
+
+    @rule(aid=scripts, lr=st.sampled_from([0.001, 0.5, -1.0]), other=st.sampled_from([None, "clip_value", "depth"]))
+    def set_attached(self, aid, lr, other):
+        """The page's knobs: the learning rate where the script exposes it; nothing else."""
+        a = self.attached[aid]
+        changes = {"learning_rate": lr} if other is None else {other: 2}
+        r = self.call("POST", f"/api/sessions/{aid}/config", a.token, json={"changes": changes})
+        if a.deleted:
+            assert r.status_code == 404
+            return
+        if other is None and a.exposed and lr > 0:
+            assert r.status_code == 200, r.text
+            a.learning_rate = lr
+        else:
+            assert r.status_code == 422, r.text
+            assert r.json()["detail"][0]["field"] == next(iter(changes)), r.text
+
+    @rule(aid=scripts, action=st.sampled_from(["play", "pause", "step", "reset", "rewind", "fork"]))
+    def script_owns(self, aid, action):
+        """What only the script does: refused (409) by name, nothing changes."""
+        a = self.attached[aid]
+        if action == "fork":
+            r = self.call("POST", f"/api/sessions/{aid}/fork", json={})
+        else:
+            r = self.call("POST", f"/api/sessions/{aid}/control", a.token, json={"action": action})
+        assert r.status_code == (404 if a.deleted else 409), r.text
+
+    @rule(aid=scripts, n=st.integers(1, 40))
+    def post_and_vanish(self, aid, n):
+        """A script that posts and dies before the reply (a timeout far below the server's answer):
+        the post is recorded whole or not at all, and the next post goes on from what was."""
+        a = self.attached[aid]
+        try:
+            httpx.post(f"{self.srv.url}/api/sessions/{aid}/rows", headers={"Authorization": f"Bearer {a.token}"},
+                       json={"records": rows(a.step, n, a.layers)}, timeout=0.001)
+        except httpx.TimeoutException:
+            pass
+        r = self.call("POST", f"/api/sessions/{aid}/rows", a.token, json={"records": rows(a.step, n, a.layers)})
+        if a.deleted:
+            assert r.status_code == 404
+            return
+        if r.status_code == 429:
+            return
+        assert r.status_code == 200 and r.json()["step"] == a.step + n, (r.text, a)
+        a.step += n
+
+    @rule(aid=scripts)
+    def delete_attached(self, aid):
+        a = self.attached[aid]
+        r = self.call("DELETE", f"/api/sessions/{aid}", a.token)
+        assert r.status_code == (404 if a.deleted else 204), r.text
+        a.deleted = True
+
     @precondition(lambda self: self.restarts < 3)  # each costs a process start: a few per run
     @rule(kill=st.booleans())
     def restart(self, kill):
@@ -406,6 +545,12 @@ class ServerMachine(RuleBasedStateMachine):
             assert t.deleted or r.json()["status"] in ("paused", "diverged")
             if kill and not t.deleted:  # the steps since its last append (a second at most) are lost;
                 t.step = min(t.step, r.json()["step"])  # every acknowledged change is not (sessions_agree)
+        for a in self.attached.values():
+            r = self.call("GET", f"/api/sessions/{a.id}")
+            assert r.status_code == (404 if a.deleted else 200)
+            if not a.deleted:  # rows since its last append may be lost to a SIGKILL, never more than posted
+                assert r.json()["step"] <= a.step and (kill or r.json()["step"] == a.step), (r.json()["step"], a)
+                a.step = r.json()["step"]
 
     # -- invariants --------------------------------------------------------------------
     @invariant()
@@ -423,6 +568,20 @@ class ServerMachine(RuleBasedStateMachine):
             assert body["step"] >= t.step or kinds & set(BACKWARDS), (t, body["step"], kinds)
             assert len(body["events"]) >= t.events
             t.step, t.events = body["step"], len(body["events"])
+
+    @invariant()
+    def attached_agree(self):
+        """Every attached session holds exactly the rows its script got acknowledged, in order,
+        and the learning rate its page last set."""
+        for a in self.attached.values():
+            r = self.call("GET", f"/api/sessions/{a.id}")
+            if a.deleted:
+                assert r.status_code == 404
+                continue
+            body = r.json()
+            assert body["step"] == a.step and body["config"]["learning_rate"] == a.learning_rate, (body, a)
+            steps = self.call("GET", f"/api/sessions/{a.id}/history").json()["step"]
+            assert steps == sorted(set(steps)) and (not steps or steps[-1] == a.step - 1), (steps[-3:], a)
 
     @invariant()
     def log_clean(self):
