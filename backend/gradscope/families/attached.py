@@ -65,8 +65,8 @@ class AttachedFamily(ModelFamily):
     # for the knobs the script exposes (`knobs`), the others greyed with the reason
     views = {"axis": "layer", "diagnosis": "layers", "menu": False,
              "layer_names": "layers", "probe_names": "probes", "exposed": "knobs",
-             "not_exposed": "the script does not expose it: build the optimizer with gradscope.optax.monitor"
-                            " (the learning rate), and pass clip= for the clip threshold"}
+             "not_exposed": "the script does not expose it (in JAX, gradscope.optax.monitor exposes the learning"
+                            " rate, and the clip threshold when given clip=; a PyTorch watch, the learning rate)"}
 
     def rules(self, c):
         if len(set(c.layers)) != len(c.layers):
