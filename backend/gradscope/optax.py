@@ -140,7 +140,8 @@ def _nonfinite_counts(tree, index: np.ndarray, n: int, sq_sums: jax.Array) -> ja
 
 def measure(grads, clipped, updates, params, index: np.ndarray, n: int, update_index) -> jax.Array:
     """The packed statistics of one step (see `unpack` for the layout)."""
-    g2, c2 = _sq_sums(grads, index, n), _sq_sums(clipped, index, n)
+    g2 = _sq_sums(grads, index, n)
+    c2 = g2 if clipped is grads else _sq_sums(clipped, index, n)  # no clip: the same tree, not a second pass
     u2, w2 = _sq_sums(updates, index, n), _sq_sums(params, index, n)
     bad = _nonfinite_counts(grads, index, n, g2)
     w, u = jnp.sqrt(w2), jnp.sqrt(u2)
