@@ -95,7 +95,8 @@ def test_http_answers_a_set_that_does_not_fit_the_model_with_422(client):
     r = client.post(f"/api/sessions/{d['id']}/config", json={"changes": {"dataset": "moons"}}, headers=headers)
     assert r.status_code == 422 and r.json()["detail"][0]["choices"] == ["adding", "copy", "parity", "digits"]
     m = client.get("/api/meta").json()
-    assert m["models"] == ["mlp", "rnn", "lstm", "gru", "cnn", "gan", "attached"] and m["families"]["recurrent"]["gates"]["gru"] == ["r", "z", "n"]
+    assert m["models"] == ["mlp", "rnn", "lstm", "gru", "cnn", "gan", "attached"]
+    assert m["families"]["recurrent"]["gates"]["gru"] == ["r", "z", "n"]
 
 
 def test_a_running_recurrent_session_streams_time_statistics_and_takes_live_switches(live_server):
