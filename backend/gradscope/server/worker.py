@@ -15,7 +15,7 @@ from concurrent.futures import Future
 
 from gradscope.config import ConfigError
 
-from .errors import ActionError
+from .errors import ActionError, WorkerLost
 
 
 def _answer(fut: Future, result=None, exc: BaseException | None = None) -> None:
@@ -43,10 +43,11 @@ class Worker:
 
     def __init__(self, name: str, *, build: Callable[[], None], work: Callable[[], None],
                  running: Callable[[], bool], ready: Callable[[], bool],
-                 fault: Callable[[str, Exception], str], stop: Callable[[bool], None]):
+                 fault: Callable[[str, Exception], str], stop: Callable[[bool], None],
+                 moved: Callable[[WorkerLost], None] = lambda lost: None):
         self.name = name
         self._build, self._work, self._running, self._ready = build, work, running, ready
-        self._fault, self._on_stop = fault, stop
+        self._fault, self._on_stop, self._moved = fault, stop, moved
         self._commands: queue.Queue = queue.Queue()
         self.thread: threading.Thread | None = None
         self.closing = False
@@ -83,6 +84,9 @@ class Worker:
     def _main(self) -> None:
         try:
             self._build()
+        except ActionError as exc:  # closed while it waited for a place on a cluster: nothing to report
+            if exc.status != 410:
+                self._fault("failed to start", exc)
         except Exception as exc:  # a failed build leaves a paused session that reports why
             self._fault("failed to start", exc)
         while not self.closing:
@@ -91,6 +95,8 @@ class Worker:
                 if self.closing or not self._running() or not self._ready():
                     continue
                 self._work()
+            except WorkerLost as lost:  # a remote worker came back from a checkpoint: the run goes on
+                self._moved_or_fault(lost)
             except Exception as exc:  # nothing a client or a run does may end this thread
                 self._fault("training failed" if self._running() else "a command failed", exc)
         with self._submit_lock:  # nobody will run these any more; nothing can be queued after
@@ -115,16 +121,30 @@ class Worker:
         if not fut.set_running_or_notify_cancel():
             return
         try:
-            if not self._ready() and fn is not self._stop:
+            # (== not `is`: each `self._stop` is a new bound method; `is` refused the stop of a session
+            # whose build failed, and closing it waited out the join's timeout)
+            if not self._ready() and fn != self._stop:
                 raise ActionError("this session could not start its trainer", status=409)
             result = fn(*args)
         except (ActionError, ConfigError) as exc:
             _answer(fut, exc=exc)
+        except WorkerLost as lost:
+            self._moved_or_fault(lost)
+            _answer(fut, exc=ActionError(f"this session's worker was lost and resumed from step {lost.step}; "
+                                         "try again", status=503))
         except Exception as exc:  # a bug: the session logs it and tells its clients; its id to the caller
             eid = self._fault(f"{getattr(fn, '__name__', 'a command')} failed", exc)
             _answer(fut, exc=ActionError(f"internal server error (error id {eid})", field="message", status=500))
         else:
             _answer(fut, result)
+
+    def _moved_or_fault(self, lost: WorkerLost) -> None:
+        try:
+            self._moved(lost)
+        except WorkerLost as again:  # lost again while recording the move: the next round records it
+            self._fault("recording a lost worker", again)
+        except Exception as exc:
+            self._fault("recording a lost worker", exc)
 
     def _stop(self, save: bool) -> None:
         self.closing = True
