@@ -28,9 +28,11 @@ export class CompileIndicator {
     this.info = { shown: [] };  // every text shown, for the browser tests
   }
 
-  /** "compiling" while the server reports a compile, "applying" while a click waits for its answer, else null. */
+  /** "queued" while the session waits for a place on a cluster, "compiling" while the server reports a
+   * compile, "applying" while a click waits for its answer, else null. */
   get busy() {
-    return this.server ? "compiling" : this.pending.size ? "applying" : null;
+    if (this.server) return this.server.queue ? "queued" : "compiling";
+    return this.pending.size ? "applying" : null;
   }
 
   /** A click that may compile: shows "applying `what`…" at once; returns the token to answer with. */
@@ -47,12 +49,13 @@ export class CompileIndicator {
   }
 
   /**
-   * A `compile` message ({state: "start"|"end", what, since, seconds}) or hello's / a summary's
-   * `compiling` ({what, since} | null).
+   * A `compile` message ({state: "start"|"end", what, since, seconds, queue?}) or hello's / a summary's
+   * `compiling` ({what, since, queue?} | null). `queue`: the session's place in a cluster's queue
+   * (`gradscope serve --ray`), `what` then names the wait ("a place on the cluster (2 sessions ahead)").
    */
   compile(msg) {
     const start = msg && (msg.state === undefined || msg.state === "start");
-    this.server = start ? { what: msg.what || "", since: msg.since, at: Date.now() } : null;
+    this.server = start ? { what: msg.what || "", since: msg.since, at: Date.now(), queue: msg.queue || 0 } : null;
     if (!start) this.pending.clear();  // what was waiting for the compile has its answer
     this.update(true);
   }
@@ -60,7 +63,7 @@ export class CompileIndicator {
   text() {
     if (this.server) {
       const s = Math.floor(elapsed(this.server.since, this.server.at));
-      return `compiling ${this.server.what}… ${s} s`.replace(" … ", "… ");
+      return `${this.server.queue ? "waiting for" : "compiling"} ${this.server.what}… ${s} s`.replace(" … ", "… ");
     }
     const first = this.pending.values().next().value;
     if (!first) return "";

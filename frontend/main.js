@@ -116,6 +116,7 @@ function shownStatus() {
 /** Why the charts are empty before the first statistics arrive. */
 function waitingText(shown) {
   if (shown === "compiling") return "Compiling: the first steps come as soon as it is done.";
+  if (shown === "queued") return "The cluster is full: this run starts as soon as a place frees (its place in line is shown above).";
   if (shown === "not answering") return "The server is not answering: the charts fill in when it does.";
   if (app.config && isScripted(app.meta, app.config.model) && ["running", "paused"].includes(app.status)) return "Waiting for its script's first steps…";
   if (app.status === "paused") return app.role === "owner" ? `Paused at step ${app.step}: press Play or Step.` : `Paused at step ${app.step} by its owner.`;

@@ -164,6 +164,11 @@ def cmd_serve(args) -> int:
     load_lessons(dirs)  # a broken lesson file stops the start, naming the file and the field
     enable_persistent_cache(_cache_dir())
     limits = {name: getattr(args, name) for name, *_ in SERVE_LIMITS}
+    if args.ray is not None:
+        limits.update(ray_address=args.ray, ray_cpus=args.ray_cpus, ray_slots=args.ray_slots,
+                      ray_slots_per_client=args.ray_slots_per_client)
+        if not any(a.startswith("--max-running") for a in sys.argv):  # on a cluster the places queue sessions; 429 only far beyond
+            limits["max_running"] = RAY_MAX_RUNNING
     serve(host=args.host, port=args.port, data_dir=args.data_dir, allow_origins=args.allow_origin, lessons_dirs=dirs,
           **limits)
     return 0
@@ -203,6 +208,8 @@ def cmd_view(args) -> int:
             local.should_exit = True
     return 0
 
+
+RAY_MAX_RUNNING = 1000  # `serve --ray`'s default --max-running: the cluster's places queue sessions instead
 
 # The serve flags for the limits: each is the Settings field of the same name (dashes for underscores).
 SERVE_LIMITS = (
@@ -269,6 +276,16 @@ def build_parser():
                        help="accept WebSocket connections from this extra origin, repeatable (default none: the page's own only)")
     serve.add_argument("--lessons", action="append", default=[], metavar="DIR",
                        help="load extra lesson files (*.json, *.toml) from this directory, repeatable (default none: the packaged ones)")
+    serve.add_argument("--ray", metavar="auto|ADDRESS", default=None,
+                       help="train each session as an actor of this Ray cluster ('auto': the one this machine "
+                            "belongs to; needs pip install 'gradscope[ray]'); default: everything in this process")
+    serve.add_argument("--ray-cpus", type=_positive(float), default=1.0, metavar="N",
+                       help="CPUs each session's actor reserves on the cluster (default 1)")
+    serve.add_argument("--ray-slots", type=_positive(int), default=None, metavar="N",
+                       help="sessions training on the cluster at once, the others queue "
+                            "(default: the cluster's CPUs / --ray-cpus, as nodes come and go)")
+    serve.add_argument("--ray-slots-per-client", type=_positive(int), default=None, metavar="N",
+                       help="places on the cluster one client address holds at once, its other sessions queue (default: no cap)")
     from gradscope.server.settings import Settings  # a dataclass: no FastAPI or JAX imported
 
     for name, kind, metavar, text in SERVE_LIMITS:

@@ -32,3 +32,14 @@ def error_body(exc: Exception) -> dict | None:
     if isinstance(exc, ActionError):
         return exc.as_dict()
     return None
+
+
+class WorkerLost(Exception):
+    """A session's remote worker died (its node was lost, it ran out of memory, it was killed)
+    and was started again from the newest checkpoint the front holds: `step` is where the run
+    resumes, `node` where it now runs, `why` what Ray said. The session records the move and
+    goes on; a command that met it is answered 503 (try again)."""
+
+    def __init__(self, step: int, node: str, why: str):
+        super().__init__(f"its worker was lost ({why}); resumed from step {step} on node {node}")
+        self.step, self.node, self.why = step, node, why

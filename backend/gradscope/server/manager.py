@@ -13,6 +13,7 @@ from collections import Counter
 from gradscope.config import Config, meta
 from gradscope.engine import CompileCache, prewarm
 
+from .backends import make_backend
 from .dependencies import RateLimit
 from .errors import ActionError
 from .history import pack, unpack
@@ -37,7 +38,8 @@ class SessionManager:
         self._own_cache = cache is None
         self.cache = cache or CompileCache(background=warm, max_entries=settings.compile_cache_entries,
                                            max_bytes=settings.compile_cache_mb << 20)
-        self.services = Services(settings, self.store, self.writer, self.cache, warm, self.emit)
+        self.backend = make_backend(settings, self.cache, warm)
+        self.services = Services(settings, self.store, self.writer, self.cache, warm, self.emit, self.backend)
         self.sessions: dict[str, Session] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self._meta: dict | None = None
@@ -55,7 +57,8 @@ class SessionManager:
         self.loop = asyncio.get_running_loop()
         self.store.pause_all_running()
         self._monitor = asyncio.create_task(self._idle_monitor())
-        if self.warm and self.settings.chunk_steps is None:
+        # (on a cluster the front trains nothing: each actor compiles for its own session)
+        if self.warm and self.settings.chunk_steps is None and self.backend.name == "in-process":
             self._warmer = asyncio.create_task(self._warm_up())
 
     async def _warm_up(self) -> None:
@@ -81,6 +84,7 @@ class SessionManager:
         sessions = list(self.sessions.values())
         await asyncio.gather(*(asyncio.to_thread(s.close) for s in sessions))
         await asyncio.to_thread(self.writer.close)  # every save handed over is on disk
+        await asyncio.to_thread(self.backend.close)
         if self._own_cache:
             self.cache.close()
 

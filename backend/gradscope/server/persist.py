@@ -6,12 +6,16 @@ methods run on the session's worker thread except `_write_*`, which run on the w
 """
 from __future__ import annotations
 
+import logging
 from concurrent.futures import Future
 
 import numpy as np
 
+from .errors import WorkerLost
 from .history import pack
 from .store import Store, Writer
+
+log = logging.getLogger("gradscope.server")
 
 
 class Persistence:
@@ -41,8 +45,13 @@ class Persistence:
         return self.writer.submit(self._write_full, tr, tr.step, tr.snapshot(), arrays, keep_checkpoints)
 
     def _write_full(self, tr, step: int, snap, arrays: dict, keep_checkpoints: bool) -> None:
-        """Writer thread."""
-        self.store.save_snapshot(self.sid, step, tr.to_bytes(snap), pack(arrays), keep_checkpoints)
+        """Writer thread (a remote worker lost meanwhile: this save is skipped, its move saves again)."""
+        try:
+            weights = tr.to_bytes(snap)
+        except WorkerLost as lost:
+            log.warning("session %s: a save skipped: %s", self.sid, lost)
+            return
+        self.store.save_snapshot(self.sid, step, weights, pack(arrays), keep_checkpoints)
 
     def flush(self, tr, newest) -> None:
         """Hand the rows trained since the last flush, and the newest checkpoint `newest` (step,
@@ -64,7 +73,11 @@ class Persistence:
         if stats:
             keys = [k for k in stats[0] if all(k in c for c in stats)]
             rows = pack({k: np.concatenate([c[k] for c in stats]) for k in keys})
-        blob = (cp[0], tr.to_bytes(cp[1])) if cp else None
+        try:
+            blob = (cp[0], tr.to_bytes(cp[1])) if cp else None
+        except WorkerLost as lost:  # that checkpoint went with its worker: the rows are kept
+            log.warning("session %s: a checkpoint skipped: %s", self.sid, lost)
+            blob = None
         self.store.append(self.sid, step, rows, blob, self.ring_size)
 
     def cancel_checkpoint(self) -> None:

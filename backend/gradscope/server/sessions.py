@@ -24,8 +24,9 @@ from gradscope.config import LIVE_KEYS, RESET_KEYS, Config, differing, load_conf
 from gradscope.engine import CompileCache, Trainer
 from gradscope.families import family_of
 
+from .backends import Backend
 from .commands import SessionCommands
-from .errors import ActionError, error_id
+from .errors import ActionError, WorkerLost, error_id
 from .feed import Feed
 from .hub import Frame, Hub
 from .persist import Persistence
@@ -40,7 +41,7 @@ log = logging.getLogger("gradscope.server")
 @dataclass(frozen=True)
 class Services:
     """What the manager lends every session: `emit(hub, message)` hands a message to a hub on
-    the event loop from any thread."""
+    the event loop from any thread; `backend` makes its trainer (in process or on Ray: backends.py)."""
 
     settings: Settings
     store: Store
@@ -48,6 +49,7 @@ class Services:
     cache: CompileCache
     warm: bool
     emit: Callable[[Hub, object], None]
+    backend: Backend
 
 
 class Session(SessionCommands):
@@ -58,6 +60,7 @@ class Session(SessionCommands):
                  replay: list | None = None, checkpoints: list | None = None):
         self.services, self.settings = services, services.settings
         self.id, self.token_hash, self.parent = row["id"], row["token_hash"], row.get("parent")
+        self.client = row.get("client")      # the creator's address (a cluster's places are capped per client)
         self.config0 = load_config(row["config0"])  # (an earlier version stored every key of every model)
         self.config = load_config(row["config"])
         self.status, self.step = row["status"], int(row["step"])
@@ -72,7 +75,7 @@ class Session(SessionCommands):
         self.hub = Hub(self.settings.max_pending_steps, self.settings.max_pending_items)
         self.worker = Worker(f"gradscope-{self.id}", build=self._build, work=self._work,
                              running=lambda: self.status == "running", ready=lambda: self.tr is not None,
-                             fault=self._fault, stop=self._stop)
+                             fault=self._fault, stop=self._stop, moved=self._moved)
         self._weights = weights
         self.idle_pending = False            # an idle pause is queued (the monitor asks once)
         self.last_command = time.monotonic()  # when a command was last submitted (unloading waits)
@@ -110,6 +113,7 @@ class Session(SessionCommands):
 
     def close(self, save: bool = True, timeout: float = 30.0) -> None:
         """Stop the worker (saving weights and history first unless `save` is False)."""
+        self.services.backend.cancel(self.id)  # no longer waiting for a place on a cluster
         self.worker.close(save, timeout)
 
     def summary(self) -> dict:
@@ -118,7 +122,9 @@ class Session(SessionCommands):
         return {"id": self.id, "config": self.config.model_dump(), "status": self.status,
                 "step": self.step, "diverged": self.diverged, "events": events,
                 "parent": self.parent, "viewers": self.hub.count, "history_bytes": nbytes,
-                "rewind_to": self.rewind_to, "compiling": self.compiling}
+                "rewind_to": self.rewind_to, "compiling": self.compiling,
+                # on a cluster: where it trains, and the newest checkpoint the front holds (what a lost node resumes from)
+                "node": getattr(self.tr, "node", None), "checkpoint": getattr(self.tr, "checkpoint_step", None)}
 
     @property
     def rewind_to(self) -> int | None:
@@ -162,8 +168,8 @@ class Session(SessionCommands):
     def _new_trainer(self, config: Config) -> Trainer | Feed:
         if not self.trains_here:
             return Feed(config)
-        return Trainer(config, chunk_steps=self.settings.chunk_steps, stats_every=self.settings.stats_every,
-                       cache=self.services.cache, warm=self.services.warm, on_compile=self._on_compile)
+        return self.services.backend.trainer(self.id, config, on_compile=self._on_compile, on_queue=self._on_queue,
+                                             client=self.client)
 
     def _work(self) -> None:
         self._train_once()
@@ -184,14 +190,44 @@ class Session(SessionCommands):
         return eid
 
     def _stop(self, save: bool) -> None:
+        saved = None
         if save and self.tr is not None:
-            self.save()
+            saved = self.save()
         elif not save:
             self.persistence.cancel_checkpoint()
+        if self.trains_here:
+            self.services.backend.release(self.id, after=saved)  # a cluster's place, once saved
+
+    def _moved(self, lost: WorkerLost) -> None:
+        """Worker: the remote worker was lost and its run resumed from the front's newest
+        checkpoint (`lost.step`) on another node: later rows and checkpoints are gone; the
+        page is told where it went and which steps were lost; saved at once."""
+        was = self.step
+        self.timeline.ring.clear()  # held by the lost worker
+        self.timeline.replay_snaps.clear()
+        with self.lock:
+            self.history.truncate(lost.step)
+        self.timeline.keep(lost.step, self.tr.snapshot())
+        self.config, self.step = self.tr.config, self.tr.step
+        steps = f"steps {lost.step}..{was - 1} were lost" if was > lost.step else "no step was lost"
+        self._event("moved", detail=f"moved to node {lost.node}, resumed from step {lost.step}; {steps} "
+                    f"(its worker was lost: {lost.why})", node=lost.node, resumed=lost.step, lost_to=was)
+        self._emit({"type": "status", "status": self.status, "step": self.step,
+                    "diverged": self.diverged, "rewind_to": self.rewind_to})
+        self.save()
 
     # -- training (worker thread) -----------------------------------------------------------
     def _emit(self, msg) -> None:
         self.services.emit(self.hub, msg)
+
+    def _on_queue(self, position: int | None) -> None:
+        """Worker: this session waits for a place on the cluster (`position` 1: next), or no longer."""
+        if position is None:
+            self._on_compile("", "end", None)
+            return
+        ahead = "next in line" if position == 1 else f"{position - 1} sessions ahead"
+        self.compiling = {"what": f"a place on the cluster ({ahead})", "since": time.time(), "queue": position}
+        self._emit({"type": "compile", "state": "start", **self.compiling})
 
     def _on_compile(self, what: str, state: str, seconds: float | None) -> None:
         """Worker: the run or a command waits for a compile: every client is told at once, and

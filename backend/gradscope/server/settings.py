@@ -42,6 +42,14 @@ class Settings:
     stats_every: int | None = None          # measure every k-th step; None: once per chunk (~30/s)
     frontend_dir: Path | None = None        # None: the packaged or repo frontend/
     lessons_dirs: tuple[Path, ...] = ()     # extra lesson files (`gradscope serve --lessons DIR`)
+    # a Ray cluster (`gradscope serve --ray auto|ADDRESS`): each session's trainer an actor (cluster.py)
+    ray_address: str | None = None          # None: every session trains in this process
+    ray_cpus: float = 1.0                   # CPUs each session's actor reserves
+    ray_slots: int | None = None            # sessions training on the cluster at once (beyond: they queue);
+                                            # None: the cluster's CPUs / ray_cpus, as nodes come and go
+    ray_slots_per_client: int | None = None  # places one client address holds at once (its others queue)
+    ray_max_restarts: int = 3               # times Ray restarts a lost actor before a new one is made
+    ray_restart_timeout_s: float = 120.0    # a lost worker not back by then: the command fails (503)
 
     @property
     def db_path(self) -> Path:
