@@ -22,6 +22,7 @@ out of memory after `unload_idle_s`).
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -32,11 +33,12 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from pathlib import Path
 
+import jax
 import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 
 from gradscope.config import LIVE_KEYS, Config, ConfigError, differing
-from gradscope.engine import GRID, CompileCache, Trainer
+from gradscope.engine import GRID, CompileCache, Trainer, enable_persistent_cache
 from gradscope.engine.trainer import SnapshotError
 
 from .errors import ActionError, WorkerLost
@@ -57,12 +59,13 @@ class _TrainerActor:
     Methods answer ("ok", value, step, config), ("lost",), ("config", [errors]), ("snapshot",
     message), ("action", message) or ("bug", traceback): the front re-raises what it knows."""
 
-    def __init__(self, chunk_steps: int | None, stats_every: int | None):
+    def __init__(self, chunk_steps: int | None, stats_every: int | None, disk_cache: str | None):
+        if disk_cache:  # the front's on-disk compile cache: on its machine, the actors there compile a shape once
+            enable_persistent_cache(disk_cache)
         self._opts = {"chunk_steps": chunk_steps, "stats_every": stats_every}
         self._cache = CompileCache(background=True, max_entries=ACTOR_CACHE_ENTRIES)
         self.tr: Trainer | None = None
-        self.snaps: OrderedDict[int, tuple] = OrderedDict()
-        self.next_id = 0
+        self.snaps: OrderedDict[int, tuple] = OrderedDict()  # the front's ids -> snapshots
         self.compiling: dict | None = None
 
     @staticmethod
@@ -106,8 +109,12 @@ class _TrainerActor:
             self.tr.load_bytes(blob)
         return where
 
-    def _run(self, steps: int | None):
-        return self.tr.run(steps)
+    def _run(self, steps: int | None, keep: int):
+        """Train, then keep the state reached as snapshot `keep`: the front's next `snapshot()`
+        (the rewind ring's, before the next chunk) is then answered without a call."""
+        rows = self.tr.run(steps)
+        self._keep(keep, self.tr.snapshot())
+        return rows
 
     def _update(self, changes: dict) -> dict:
         return self.tr.update(changes)
@@ -115,15 +122,13 @@ class _TrainerActor:
     def _reset(self) -> None:
         self.tr.reset()
 
-    def _keep(self, snap) -> int:
-        self.next_id += 1
-        self.snaps[self.next_id] = snap
+    def _keep(self, sid: int, snap) -> None:
+        self.snaps[sid] = snap
         while len(self.snaps) > MAX_SNAPS:
             self.snaps.popitem(last=False)
-        return self.next_id
 
-    def _snapshot(self) -> int:
-        return self._keep(self.tr.snapshot())
+    def _snapshot(self, sid: int) -> None:
+        self._keep(sid, self.tr.snapshot())
 
     def _restore(self, sid: int) -> None:
         self.tr.restore(self.snaps[sid])
@@ -131,8 +136,8 @@ class _TrainerActor:
     def _to_bytes(self, sid: int | None) -> bytes:
         return self.tr.to_bytes(None if sid is None else self.snaps[sid])
 
-    def _load_bytes(self, blob: bytes) -> int:
-        return self._keep(self.tr.load_bytes(blob))
+    def _load_bytes(self, blob: bytes, sid: int) -> None:
+        self._keep(sid, self.tr.load_bytes(blob))
 
     def _decision_grid(self, n: int, wait: bool):
         return self.tr.decision_grid(n, wait)
@@ -162,6 +167,8 @@ class RemoteTrainer:
         self.config, self.step = config, 0
         self._drops: list[int] = []
         self._drop_lock = threading.Lock()
+        self._ids = itertools.count(1)   # snapshot ids on the actor, chosen here
+        self._after: RemoteSnap | None = None  # the state the last `run` reached, kept by the actor
         self.life = 0            # +1 each time the actor is lost and recovered
         self.lineage = 0         # +1 each time the run's state is replaced (reset, restore, load)
         self.last: tuple[int, int, bytes] | None = None  # (lineage, step, blob): the newest checkpoint the front holds
@@ -265,6 +272,7 @@ class RemoteTrainer:
                 raise ActionError("this session's worker was lost and the cluster has no room to start it "
                                   "again yet; try again", status=503) from None
         self.where = self._value(answer)
+        self._after = None
         self.life += 1
         self.lineage += 1
         later = {k: new for k, (_, new) in differing(self.config, config, LIVE_KEYS).items()}
@@ -274,11 +282,21 @@ class RemoteTrainer:
         log.warning("session %s: worker lost (%s); resumed from step %d on node %s", self.sid, why, self.step, self.node)
         raise WorkerLost(self.step, self.node, why)
 
+    def _snap(self, sid: int) -> RemoteSnap:
+        snap = RemoteSnap(sid, self.step, self.life, self.lineage)
+        weakref.finalize(snap, self._drop, sid, self.life)
+        return snap
+
     # -- the Trainer's interface -----------------------------------------------------------------
     def run(self, steps: int | None = None) -> dict:
-        return self._call("run", steps)
+        keep = next(self._ids)
+        self._after = None
+        rows = self._call("run", steps, keep)
+        self._after = self._snap(keep)
+        return rows
 
     def update(self, changes: dict) -> dict:
+        self._after = None  # (a live change is part of the config a snapshot holds)
         out = self._call("update", changes)
         if out["kind"] == "reset":
             self.lineage += 1
@@ -286,14 +304,17 @@ class RemoteTrainer:
         return out
 
     def reset(self) -> None:
+        self._after = None
         self._call("reset")
         self.lineage += 1
         self.last = None
 
     def snapshot(self) -> RemoteSnap:
-        snap = RemoteSnap(self._call("snapshot"), self.step, self.life, self.lineage)
-        weakref.finalize(snap, self._drop, snap.id, self.life)
-        return snap
+        if self._after is not None and self._after.life == self.life:  # nothing changed since the last chunk
+            return self._after
+        sid = next(self._ids)
+        self._call("snapshot", sid)
+        return self._snap(sid)
 
     def _drop(self, sid: int, life: int) -> None:
         if life == self.life:  # the next call tells the actor it may forget it
@@ -306,6 +327,7 @@ class RemoteTrainer:
         return snap.id
 
     def restore(self, snap: RemoteSnap) -> None:
+        self._after = None
         self._call("restore", self._held(snap))
         self.lineage += 1
         self.last = None
@@ -323,15 +345,16 @@ class RemoteTrainer:
         return blob
 
     def load_bytes(self, blob: bytes) -> RemoteSnap:
-        sid = self._call("load_bytes", blob)
+        self._after = None
+        sid = next(self._ids)
+        self._call("load_bytes", blob, sid)
         self.lineage += 1
         self.last = (self.lineage, self.step, blob)
-        snap = RemoteSnap(sid, self.step, self.life, self.lineage)
-        weakref.finalize(snap, self._drop, sid, self.life)
-        return snap
+        return self._snap(sid)
 
     def rebuild(self, config: Config) -> None:
         """A new run for the same session (another shape): the same actor, built again."""
+        self._after = None
         self.where = self._call("build", config)
         self.chunk_steps = self._call("chunk_steps")
         self.lineage += 1
@@ -434,7 +457,7 @@ class RayBackend:
         return self._actor_class.options(
             num_cpus=s.ray_cpus, scheduling_strategy="SPREAD", max_restarts=s.ray_max_restarts,
             max_concurrency=4,  # `waiting` and the writer's `to_bytes` answer while `run` trains
-        ).remote(s.chunk_steps, s.stats_every)
+        ).remote(s.chunk_steps, s.stats_every, jax.config.jax_compilation_cache_dir)
 
     # -- what a session asks -------------------------------------------------------------------------
     def trainer(self, sid: str, config: Config, *, on_compile: Callable, on_queue: Callable,
