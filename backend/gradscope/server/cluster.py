@@ -37,7 +37,7 @@ import jax
 import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 
-from gradscope.config import LIVE_KEYS, Config, ConfigError, differing
+from gradscope.config import LIVE_KEYS, Config, ConfigError, differing, load_config
 from gradscope.engine import GRID, CompileCache, Trainer, enable_persistent_cache
 from gradscope.engine.trainer import SnapshotError
 
@@ -67,6 +67,7 @@ class _TrainerActor:
         self.tr: Trainer | None = None
         self.snaps: OrderedDict[int, tuple] = OrderedDict()  # the front's ids -> snapshots
         self.compiling: dict | None = None
+        self._sent = None  # the config the front last got
 
     @staticmethod
     def where() -> dict:
@@ -95,15 +96,20 @@ class _TrainerActor:
             return ("action", f"that checkpoint is no longer held ({exc})")
         except Exception:
             return ("bug", traceback.format_exc())
-        return ("ok", value, self.tr.step, self.tr.config)
+        # the config only when it changed, as a dict: a Config instance travels with its (generated)
+        # class by value, which cost the front ~25% of its CPU in unpickling on every chunk
+        config = self.tr.config
+        sent, self._sent = self._sent, config
+        return ("ok", value, self.tr.step, None if config is sent else config.model_dump())
 
     # -- what `call` runs -------------------------------------------------------------------
-    def _build(self, config: Config) -> dict:
+    def _build(self, config: dict) -> dict:
         self.snaps.clear()
-        self.tr = Trainer(config, cache=self._cache, warm=True, on_compile=self._told, **self._opts)
+        self._sent = None
+        self.tr = Trainer(load_config(config), cache=self._cache, warm=True, on_compile=self._told, **self._opts)
         return self.where()
 
-    def _recover(self, config: Config, blob: bytes | None) -> dict:
+    def _recover(self, config: dict, blob: bytes | None) -> dict:
         where = self._build(config)
         if blob is not None:
             self.tr.load_bytes(blob)
@@ -175,7 +181,7 @@ class RemoteTrainer:
         self.where: dict = {}
         self.actor = backend.new_actor(sid)
         try:
-            self.where = self._call("build", config)
+            self.where = self._call("build", config.model_dump())
             self.chunk_steps = self._call("chunk_steps")
         except BaseException:  # a config the trainer refuses: the actor goes, the error to the caller
             self.close()
@@ -215,7 +221,9 @@ class RemoteTrainer:
         kind = answer[0]
         if kind == "ok":
             if mirror:
-                self.step, self.config = answer[2], answer[3]
+                self.step = answer[2]
+                if answer[3] is not None:
+                    self.config = load_config(answer[3])
             return answer[1]
         if kind == "config":
             raise ConfigError.of([ConfigError(e["field"], e["message"], e["choices"]) for e in answer[1]])
@@ -258,7 +266,7 @@ class RemoteTrainer:
         deadline = time.monotonic() + self.backend.settings.ray_restart_timeout_s
         while True:
             try:
-                answer = ray.get(self.actor.call.remote("recover", (config, blob), []),
+                answer = ray.get(self.actor.call.remote("recover", (config.model_dump(), blob), []),
                                  timeout=max(1.0, deadline - time.monotonic()))
                 break
             except RayActorError as exc:
@@ -355,7 +363,7 @@ class RemoteTrainer:
     def rebuild(self, config: Config) -> None:
         """A new run for the same session (another shape): the same actor, built again."""
         self._after = None
-        self.where = self._call("build", config)
+        self.where = self._call("build", config.model_dump())
         self.chunk_steps = self._call("chunk_steps")
         self.lineage += 1
         self.last = None
