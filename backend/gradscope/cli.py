@@ -278,14 +278,14 @@ def build_parser():
                        help="load extra lesson files (*.json, *.toml) from this directory, repeatable (default none: the packaged ones)")
     serve.add_argument("--ray", metavar="auto|ADDRESS", default=None,
                        help="train each session as an actor of this Ray cluster ('auto': the one this machine "
-                            "belongs to; needs pip install 'gradscope[ray]'); default: everything in this process")
+                            "belongs to; needs pip install 'gradscope[ray]') (default none: every session trains in this process)")
     serve.add_argument("--ray-cpus", type=_positive(float), default=1.0, metavar="N",
                        help="CPUs each session's actor reserves on the cluster (default 1)")
     serve.add_argument("--ray-slots", type=_positive(int), default=None, metavar="N",
                        help="sessions training on the cluster at once, the others queue "
-                            "(default: the cluster's CPUs / --ray-cpus, as nodes come and go)")
+                            "(default the cluster's CPUs / --ray-cpus, as nodes come and go)")
     serve.add_argument("--ray-slots-per-client", type=_positive(int), default=None, metavar="N",
-                       help="places on the cluster one client address holds at once, its other sessions queue (default: no cap)")
+                       help="places on the cluster one client address holds at once, its other sessions queue (default none: no cap)")
     from gradscope.server.settings import Settings  # a dataclass: no FastAPI or JAX imported
 
     for name, kind, metavar, text in SERVE_LIMITS:
