@@ -40,28 +40,40 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start_server(data_dir: str, log_path: str, max_running: int, history_bytes: int = 0) -> tuple[subprocess.Popen, str]:
-    """The server in its own process (`history_bytes` 0: the default budget per session)."""
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+        return probe.getsockname()[1]
+
+
+def bench_env() -> dict:
+    """This environment with the repository's backend/ first on PYTHONPATH."""
     paths = [str(Path(__file__).resolve().parents[1] / "backend"), os.environ.get("PYTHONPATH", "")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-c", SERVE, str(port), data_dir, str(max_running), str(history_bytes)],
-                                stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+
+
+def wait_healthy(proc: subprocess.Popen, url: str, log_path: str, timeout: float = 120.0) -> None:
+    """Until the server at `url` answers /api/health; its log's end if it exits or never answers."""
+    deadline = time.monotonic() + timeout
     while True:
         try:
             httpx.get(f"{url}/api/health", timeout=5).raise_for_status()
-            return proc, url
+            return
         except httpx.TransportError:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the server exited: {Path(log_path).read_text(errors='replace')[-2000:]}") from None
-            if time.monotonic() > deadline:
-                raise
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start: {Path(log_path).read_text(errors='replace')[-2000:]}") from None
             time.sleep(0.2)  # a benchmark's startup poll
+
+
+def start_server(data_dir: str, log_path: str, max_running: int, history_bytes: int = 0) -> tuple[subprocess.Popen, str]:
+    """The server in its own process (`history_bytes` 0: the default budget per session)."""
+    port = free_port()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-c", SERVE, str(port), data_dir, str(max_running), str(history_bytes)],
+                                stdout=log, stderr=subprocess.STDOUT, env=bench_env())
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(proc, url, log_path)
+    return proc, url
 
 
 async def viewer(ws_url: str, counts: list, errors: list, stop: asyncio.Event) -> None:

@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import httpx
 from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_load import viewer  # noqa: E402
+from bench_load import bench_env, free_port, viewer, wait_healthy  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -39,27 +38,18 @@ def cpu_seconds(pid: int) -> float:
 
 
 def start_front(data_dir: str, ray_address: str | None, sessions: int) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    paths = [str(Path(__file__).resolve().parents[1] / "backend"), os.environ.get("PYTHONPATH", "")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+    """`gradscope serve` (with `--ray ray_address` where given) in its own process."""
+    port = free_port()
     cmd = [sys.executable, "-m", "gradscope", "serve", "--port", str(port), "--data-dir", data_dir,
            "--max-running", str(sessions), "--create-burst", "1000"]
     if ray_address:
         cmd += ["--ray", ray_address]
-    log = open(os.path.join(data_dir, "server.log"), "w")  # noqa: SIM115 (the process's, until it ends)
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    log_path = os.path.join(data_dir, "server.log")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=bench_env())
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            httpx.get(f"{url}/api/health", timeout=5).raise_for_status()
-            return proc, url
-        except httpx.TransportError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(Path(data_dir, "server.log").read_text()[-2000:]) from None
-            time.sleep(0.2)  # a benchmark's startup poll
+    wait_healthy(proc, url, log_path, timeout=180)
+    return proc, url
 
 
 async def round_trips(url: str, d: dict, n: int) -> list[float]:
