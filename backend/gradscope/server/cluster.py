@@ -343,8 +343,7 @@ class RemoteTrainer:
     def restore(self, snap: RemoteSnap) -> None:
         self._after = None
         self._call("restore", self._held(snap))
-        self.lineage += 1
-        self.last = None
+        self.lineage += 1  # (the checkpoint held before belongs to the run past this point)
         # the restored state is the one a lost worker comes back to: to the front at once
         self.last = (self.lineage, self.step, self._call("to_bytes", None))
 
