@@ -196,9 +196,18 @@ SERVE = """
 import sys
 from gradscope.engine import enable_persistent_cache
 from gradscope.server import serve
+
+def number(v):  # a setting's value from the command line: an int, a float, or a string (an address)
+    for kind in (int, float):
+        try:
+            return kind(v)
+        except ValueError:
+            pass
+    return v
+
 enable_persistent_cache(sys.argv[1])
 serve(port=int(sys.argv[2]), data_dir=sys.argv[3], warm_compile=False, chunk_steps=16, idle_pause_s=600.0,
-      **{k: float(v) if "." in v else int(v) for k, v in (a.split("=") for a in sys.argv[4:])})
+      **{k: number(v) for k, v in (a.split("=", 1) for a in sys.argv[4:])})
 """
 
 

@@ -1,10 +1,11 @@
 """The Ray backend (`gradscope serve --ray`) on a real multi-node Ray cluster on loopback.
 
 One cluster for the module (a head with no CPUs, two worker nodes of 4 CPUs each): the
-existing API, WebSocket, rewind, fork, compare, lesson and page tests run again against it
-(imported below: pytest collects them here, with this module's `make_app` and `server`), and
-the cluster's own behaviour is tested: sessions spread over the nodes, a lost node's sessions
-move with every row before their last checkpoint kept, a full cluster queues sessions.
+existing API, WebSocket, rewind, fork, compare, lesson, attach and page tests run again against
+it (imported below: pytest collects them here, with this module's `make_app` and `server`), so
+does the hypothesis state machine (test_server_stateful, a short run), and the cluster's own
+behaviour is tested: sessions spread over the nodes, a lost node's sessions move with every row
+before their last checkpoint kept, a full cluster queues sessions and the page says so.
 """
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -23,8 +26,14 @@ ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from conftest import SMALL, recv_until, ws_open  # noqa: E402
+from test_attach_server import (  # noqa: E402,F401
+    test_a_monitored_loop_is_a_session_with_the_statistics_it_published,
+    test_a_page_change_of_the_learning_rate_reaches_the_scripts_next_update,
+    test_an_attached_session_refuses_what_only_its_script_can_do,
+)
+from test_attached_page import attached, test_owner_link_takes_the_page_and_the_page_sets_an_exposed_knob  # noqa: E402,F401,E501
 from test_compare import test_a_lesson_over_http_from_start_to_verdict, test_compare_starts_b_from_a_state_and_steps_in_lockstep  # noqa: E402,F401,E501
-from test_dashboard import browser, tabs, test_page_loads_offline_and_charts_fill, test_viewer_cannot_control_and_can_fork  # noqa: E402,F401,E501
+from test_dashboard import Tab, browser, tabs, test_page_loads_offline_and_charts_fill, test_viewer_cannot_control_and_can_fork  # noqa: E402,F401,E501
 from test_server_http import (  # noqa: E402,F401
     test_owner_actions_need_the_token,
     test_steps_then_history_and_export,
@@ -32,6 +41,7 @@ from test_server_http import (  # noqa: E402,F401
 )
 from test_server_replay import test_fork_from_current_keeps_weights_history_and_timeline, test_fork_from_start_replays_the_timeline  # noqa: E402,F401,E501
 from test_server_rewind import test_explode_rewind_then_clip, test_optimizer_switch_then_rewind_keeps_training  # noqa: E402,F401,E501
+from test_server_stateful import run_machine  # noqa: E402
 from test_server_ws import (  # noqa: E402,F401,E501
     test_divergence_pauses_with_layer_then_rewind,
     test_owner_streams_sets_and_pauses,
@@ -66,9 +76,9 @@ def make_app(settings_for, cluster):
     return make
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, cluster):
-    """`gradscope serve --ray ADDRESS`, as a user starts it, for the page tests."""
+@contextmanager
+def serving(tmp_path_factory, address: str, *flags: str):
+    """`gradscope serve --ray ADDRESS [flags]`, as a user starts it: yields its URL; its log must stay clean."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -76,27 +86,37 @@ def server(tmp_path_factory, cluster):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(backend), os.environ.get("PYTHONPATH")]))}
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "gradscope", "serve", "--port", str(port), "--ray", cluster.address,
-                                 "--data-dir", str(tmp_path_factory.mktemp("data"))], env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "-m", "gradscope", "serve", "--port", str(port), "--ray", address,
+                                 "--data-dir", str(tmp_path_factory.mktemp("data")), *flags],
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     health = None
-    for _ in range(600):  # until it listens (importing JAX and joining the cluster first)
-        try:
-            with urllib.request.urlopen(f"{url}/api/health", timeout=5) as r:
-                health = json.loads(r.read())
-                break
-        except OSError:
-            assert proc.poll() is None, log.read_text()[-3000:]
+    try:
+        for _ in range(600):  # until it listens (importing JAX and joining the cluster first)
             try:
-                proc.wait(0.2)
-            except subprocess.TimeoutExpired:
-                pass
-    assert health and health["backend"]["name"] == "ray", log.read_text()[-3000:]
-    yield url
-    proc.terminate()
-    proc.wait(60)
+                with urllib.request.urlopen(f"{url}/api/health", timeout=5) as r:
+                    health = json.loads(r.read())
+                    break
+            except OSError:
+                assert proc.poll() is None, log.read_text()[-3000:]
+                try:
+                    proc.wait(0.2)
+                except subprocess.TimeoutExpired:
+                    pass
+        assert health and health["backend"]["name"] == "ray", log.read_text()[-3000:]
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(60)
     text = log.read_text()
     assert "Traceback" not in text and " ERROR " not in text, text[-4000:]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, cluster):
+    """The page tests' server (test_dashboard's, on the cluster)."""
+    with serving(tmp_path_factory, cluster.address) as url:
+        yield url
 
 
 def create(srv, **body):
@@ -234,3 +254,34 @@ def test_one_client_holds_at_most_its_places_and_its_next_session_queues(live_se
         r = httpx.delete(f"{srv.url}/api/sessions/{a['id']}", headers={"Authorization": f"Bearer {a['token']}"})
         assert r.status_code == 204
         stats_past(ws, 16)
+
+
+def test_generated_sequences_on_the_cluster(tmp_path, server_log, cluster):
+    """The hypothesis state machine of test_server_stateful (creates, knobs, rewinds, forks, deletes,
+    hostile and vanishing clients, attached scripts, SIGTERM and SIGKILL restarts of the front)
+    against `gradscope serve` on the cluster: a killed front's actors go with it, and its sessions
+    come back from the store onto new ones."""
+    run_machine(tmp_path, server_log, examples=2, steps=10, ray_address=cluster.address)
+
+
+@pytest.mark.browser
+def test_the_page_of_a_queued_session_says_so_and_trains_when_a_place_frees(tmp_path_factory, cluster, browser):  # noqa: F811
+    with serving(tmp_path_factory, cluster.address, "--ray-slots", "1") as url:
+        srv = SimpleNamespace(url=url, ws_url=url.replace("http", "ws", 1))
+        a = create(srv)
+        with ws_open(srv, a["id"]) as ws:
+            stats_past(ws, 16)
+        b = create(srv)
+        tab = Tab(browser).open(f"{url}/s/{b['id']}#token={b['token']}")
+        shown = tab.wait("""() => {
+          const s = document.getElementById('status'), busy = document.getElementById('busy');
+          return s.dataset.status === 'queued' && !busy.hidden && busy.innerText.includes('next in line')
+            && {status: s.innerText, busy: busy.innerText, waiting: document.body.innerText.includes('The cluster is full')};
+        }""")
+        assert shown["status"] == "queued" and "waiting for a place on the cluster (next in line)" in shown["busy"], shown
+        assert shown["waiting"], shown  # the empty charts say why
+        r = httpx.delete(f"{url}/api/sessions/{a['id']}", headers={"Authorization": f"Bearer {a['token']}"})
+        assert r.status_code == 204
+        tab.wait_steps(16)  # A's place went to it: it compiles and trains
+        assert tab.eval("() => document.getElementById('status').dataset.status") == "running"
+        tab.close()  # (deletes B, and checks the page met no error and asked nothing off the machine)

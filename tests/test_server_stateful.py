@@ -594,12 +594,14 @@ Every generated run starts with issue 8's four sequences on a generated setup (r
         self.srv.stop()
 
 
-def run_machine(tmp_path, server_log, examples: int, steps: int) -> None:
+def run_machine(tmp_path, server_log, examples: int, steps: int, **overrides) -> None:
+    """`overrides`: the servers' settings beyond the test's (the Ray backend's address, in test_ray_cluster)."""
     count = iter(range(10**6))
 
     def factory():
         n = next(count)
-        return ServerProcess(tmp_path / f"data{n}", tmp_path / f"server{n}.log", server_log, max_running=3)
+        return ServerProcess(tmp_path / f"data{n}", tmp_path / f"server{n}.log", server_log,
+                             **{"max_running": 3, **overrides})
 
     ServerMachine.factory = staticmethod(factory)
     run_state_machine_as_test(ServerMachine, settings=settings(
