@@ -76,8 +76,10 @@ def start_server(data_dir: str, log_path: str, max_running: int, history_bytes: 
     return proc, url
 
 
-async def viewer(ws_url: str, counts: list, errors: list, stop: asyncio.Event) -> None:
-    """Counts stats frames into counts[-1] (the current window) until `stop`."""
+async def viewer(ws_url: str, counts: list, errors: list, stop: asyncio.Event, ages: list | None = None) -> None:
+    """Counts stats frames into counts[-1] (the current window) until `stop`; `ages`: each
+    frame's step-to-page latency in seconds (its arrival here minus its `t`, when its last row
+    was measured: one machine's clock, as on a loopback cluster)."""
     try:
         async with connect(ws_url, subprotocols=["gradscope"], max_size=None) as ws:
             while not stop.is_set():
@@ -87,6 +89,10 @@ async def viewer(ws_url: str, counts: list, errors: list, stop: asyncio.Event) -
                     continue
                 if text.startswith('{"type":"stats"'):
                     counts[-1] += 1
+                    if ages is not None:  # '{"type":"stats","t":1765...,' : the stamp without parsing the rest
+                        stamp = text[len('{"type":"stats","t":'):text.index(",", 20)]
+                        if stamp != "null":
+                            ages.append(time.time() - float(stamp))
                 elif '"type":"error"' in text:
                     errors.append(f"viewer got {text[:200]}")
     except Exception as exc:  # a measurement: every failure is reported, none stops the run

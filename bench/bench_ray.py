@@ -5,7 +5,9 @@ CPUs and two worker nodes), one after the other on the same machine.
 Reports per backend: stats frames per second per viewer, steps per second per session, the
 front's CPU (the server process alone, from /proc: on Ray the training is elsewhere), and a
 knob's round trip (an owner's `set` of the learning rate until its ack: page -> front ->
-trainer -> front -> page, which waits for the chunk in progress). Not a test: a measurement.
+trainer -> front -> page, which waits for the chunk in progress), and the step-to-page latency
+(a frame's arrival at its viewer minus its `t`, when the node measured its last row: on Ray
+that is the actor's answer, the front's relay and the WebSocket). Not a test: a measurement.
 
     PYTHONPATH=backend python bench/bench_ray.py --sessions 4 8 --duration 30
 """
@@ -79,13 +81,14 @@ async def measure(url: str, pid: int, n: int, duration: float, config: dict) -> 
             if all(i["step"] > 0 for i in infos):
                 break
             await asyncio.sleep(0.5)
-        counts, errors, stop = [[0] for _ in made], [], asyncio.Event()
+        counts, errors, stop, ages = [[0] for _ in made], [], asyncio.Event(), []
         ws = url.replace("http", "ws")
-        tasks = [asyncio.create_task(viewer(f"{ws}/api/sessions/{d['id']}/ws", counts[i], errors, stop))
+        tasks = [asyncio.create_task(viewer(f"{ws}/api/sessions/{d['id']}/ws", counts[i], errors, stop, ages))
                  for i, d in enumerate(made)]
         await asyncio.sleep(2.0)  # viewers connected and streaming
         for c in counts:
             c[-1] = 0
+        ages.clear()
         steps0 = [(await http.get(f"{url}/api/sessions/{d['id']}")).json()["step"] for d in made]
         cpu0, t0 = cpu_seconds(pid), time.monotonic()
         await asyncio.sleep(duration)
@@ -101,7 +104,9 @@ async def measure(url: str, pid: int, n: int, duration: float, config: dict) -> 
     return {"sessions": n, "fps_per_viewer_median": round(statistics.median(fps), 1), "fps_min": round(min(fps), 1),
             "steps_per_s_per_session_median": round(statistics.median(rates)), "steps_per_s_total": round(sum(rates)),
             "front_cpu_percent": round(100 * cpu / elapsed, 1),
-            "knob_round_trip_ms_median": round(1000 * statistics.median(trips), 1), "errors": errors[:5]}
+            "knob_round_trip_ms_median": round(1000 * statistics.median(trips), 1),
+            "step_to_page_ms_median": round(1000 * statistics.median(ages), 1),
+            "step_to_page_ms_p95": round(1000 * statistics.quantiles(ages, n=20)[-1], 1), "errors": errors[:5]}
 
 
 def main() -> None:

@@ -18,11 +18,13 @@ def frame(start, k):
 def test_encoding_nulls_non_finite_with_and_without_orjson(monkeypatch):
     stats = {"step": np.arange(3), "loss": np.array([0.5, np.nan, np.inf], np.float32),
              "hist": np.zeros((3, 2, 4), np.int32), "nonfinite": np.array([0, 1, 1], np.int32)}
-    want = {"type": "stats", "step": [0, 1, 2], "loss": [0.5, None, None],
+    want = {"type": "stats", "t": None, "step": [0, 1, 2], "loss": [0.5, None, None],
             "hist": [[[0] * 4] * 2] * 3, "nonfinite": [0, 1, 1]}
     assert json.loads(encode_stats(stats)) == want
+    assert json.loads(encode_stats(stats, 1.5))["t"] == 1.5
     monkeypatch.setattr(hub_module, "orjson", None)
     assert json.loads(encode_stats(stats)) == want
+    assert json.loads(encode_stats(stats, 1.5))["t"] == 1.5
 
 
 def test_chunks_coalesce_in_order_with_messages():

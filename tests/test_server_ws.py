@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -27,11 +28,13 @@ def of_type(kind, **match):
 
 def test_owner_streams_sets_and_pauses(live_server):
     srv = live_server()
+    created = time.time()
     d = create(srv)
     with ws_connect(srv, d) as ws:
         hello = recv_until(ws, of_type("hello"))
         assert hello["role"] == "owner" and hello["protocol"] == 1 and "relu" in hello["meta"]["activations"]
         stats = recv_until(ws, of_type("stats"))
+        assert created <= stats["t"] <= time.time()  # when its rows were measured (on whichever node trained them)
         n = len(stats["step"])
         assert n >= 1 and len(stats["loss"]) == n and len(stats["grad_norm"][0]) == 4
         assert len(stats["hist"][0]) == 4

@@ -128,6 +128,7 @@ class Trainer(Evaluation):
         self.stats_every = stats_every
         self.specialize = self._cache.background if specialize is None else specialize
         self._built_spec = None  # the spec the first executable was built for (compiled in the caller)
+        self.finished_at: float | None = None  # wall-clock time (time.time()) the last `run` ended: its rows' age
         self._build(config if is_config(config) else make_config(config))
 
     # -- construction -------------------------------------------------------
@@ -311,6 +312,7 @@ class Trainer(Evaluation):
                 break
             parts.append(rows)
             done += n
+        self.finished_at = time.time()
         return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
     def update(self, changes: dict) -> dict:

@@ -120,7 +120,7 @@ class _TrainerActor:
         (the rewind ring's, before the next chunk) is then answered without a call."""
         rows = self.tr.run(steps)
         self._keep(keep, self.tr.snapshot())
-        return rows
+        return rows, self.tr.finished_at  # (the time the node measured them: a frame's age is told from it)
 
     def _update(self, changes: dict) -> dict:
         return self.tr.update(changes)
@@ -171,6 +171,7 @@ class RemoteTrainer:
     def __init__(self, backend: RayBackend, sid: str, config: Config, on_compile: Callable):
         self.backend, self.sid, self.on_compile = backend, sid, on_compile
         self.config, self.step = config, 0
+        self.finished_at: float | None = None  # when the actor's last `run` ended, by the node's clock
         self._drops: list[int] = []
         self._drop_lock = threading.Lock()
         self._ids = itertools.count(1)   # snapshot ids on the actor, chosen here
@@ -305,7 +306,7 @@ class RemoteTrainer:
     def run(self, steps: int | None = None) -> dict:
         keep = next(self._ids)
         self._after = None
-        rows = self._call("run", steps, keep)
+        rows, self.finished_at = self._call("run", steps, keep)
         self._after = self._snap(keep)
         return rows
 

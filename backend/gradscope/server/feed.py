@@ -56,6 +56,7 @@ class Feed:
         self.config = config
         self.step = 0              # the step after the last row recorded
         self.last_post = time.monotonic()
+        self.finished_at: float | None = None  # wall-clock time the last rows were posted
         self._pending: dict[str, float] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -104,7 +105,7 @@ class Feed:
         if not cols["step"]:
             return None
         self.step = last + 1
-        self.last_post = time.monotonic()
+        self.last_post, self.finished_at = time.monotonic(), time.time()
         out = {"step": np.asarray(cols.pop("step"), np.int64), "count": np.asarray(cols.pop("count"), np.int64),
                "nonfinite": np.asarray(cols.pop("nonfinite"), bool)}
         out.update({k: np.asarray(v, np.float32).reshape(len(out["step"]), -1) if k in (*LAYER, "delta_norm")

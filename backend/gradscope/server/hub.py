@@ -21,24 +21,26 @@ except ImportError:  # pragma: no cover - the plain path below is the reference
     orjson = None
 
 
-def encode_stats(stats: dict) -> str:
-    """A `stats` message from columnar numpy arrays; non-finite numbers become null."""
+def encode_stats(stats: dict, at: float | None = None) -> str:
+    """A `stats` message from columnar numpy arrays; non-finite numbers become null. `at`: when
+    its last row was measured (time.time() where it trained), sent as `t` for a client to tell
+    a frame's age (a benchmark's step-to-page latency); null where unknown."""
     if orjson is not None:
         body = {k: np.ascontiguousarray(v) for k, v in stats.items()}
-        return orjson.dumps({"type": "stats", **body}, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+        return orjson.dumps({"type": "stats", "t": at, **body}, option=orjson.OPT_SERIALIZE_NUMPY).decode()
     from gradscope.records import to_wire
 
-    return json.dumps({"type": "stats", **to_wire(stats)}, separators=(",", ":"))
+    return json.dumps({"type": "stats", "t": at, **to_wire(stats)}, separators=(",", ":"))
 
 
 class Frame:
     """One stats chunk (numpy, leading axis = steps), encoded at most once for all clients."""
 
-    __slots__ = ("stats", "steps", "seq", "_text")
+    __slots__ = ("stats", "at", "steps", "seq", "_text")
     _seq = itertools.count()
 
-    def __init__(self, stats: dict):
-        self.stats = stats
+    def __init__(self, stats: dict, at: float | None = None):
+        self.stats, self.at = stats, at
         self.steps = len(stats["step"])
         self.seq = next(Frame._seq)
         self._text: str | None = None
@@ -46,7 +48,7 @@ class Frame:
     @property
     def text(self) -> str:
         if self._text is None:
-            self._text = encode_stats(self.stats)
+            self._text = encode_stats(self.stats, self.at)
         return self._text
 
     @staticmethod
@@ -58,7 +60,7 @@ class Frame:
         if cache is not None and key in cache:
             return cache[key]
         keys = [k for k in frames[0].stats if all(k in f.stats for f in frames)]
-        text = encode_stats({k: np.concatenate([f.stats[k] for f in frames]) for k in keys})
+        text = encode_stats({k: np.concatenate([f.stats[k] for f in frames]) for k in keys}, frames[-1].at)
         if cache is not None:
             if len(cache) > 64:
                 cache.clear()

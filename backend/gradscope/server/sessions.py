@@ -276,7 +276,7 @@ class Session(SessionCommands):
             self.step = self.tr.step
         self.persistence.note(stats)
         if self.hub.count:
-            self._emit(Frame(stats))
+            self._emit(Frame(stats, self.tr.finished_at))
         bad = np.flatnonzero(np.asarray(stats["nonfinite"]))
         if bad.size and self.diverged is None:
             i = int(bad[0])
