@@ -90,3 +90,53 @@ def test_concurrent_gets_of_one_key_compile_it_once():
     for t in threads:
         t.join()
     assert len({id(x) for x in out}) == 1 and cache.stats()["compiles"] == before + 1
+
+
+def test_a_new_run_trains_on_a_quick_build_then_on_its_optimized_one_at_its_calibrated_k(monkeypatch, tmp_path):
+    """Issue 23's first frame: a program nobody built on this machine is built first with XLA's
+    optimizations off (QUICK_BUILD, ~3x faster to build), which serves the first calls; the
+    optimized build compiles behind it, before any warm-up, and takes over; K is calibrated on
+    the optimized build and taken on its grid; the quick build is dropped. A program marked as
+    built on disk skips the quick build. The quick build computes the same run."""
+    from gradscope.engine import cache as cache_module
+    from gradscope.engine.programs import FirstBuild
+
+    monkeypatch.setattr(cache_module, "_marks", lambda: tmp_path / "marks")  # this test's own disk marks
+    config = {**SMALL, "depth": 3, "width": 5, "activation": "tanh"}
+    pool = CompileCache(background=True)
+    try:
+        tr = Trainer(config, cache=pool, warm=True, stats_every=None)
+        own = tr._key("tanh", tr.config.optimizer, tr.family.spec_of(tr.config))
+        quick = FirstBuild(own)
+        assert tr._first == quick and tr.chunk_steps == max(1, tr.max_steps // 4 // 4)
+        assert pool.busy  # the warm-ups queued by the build wait for both builds
+        first = tr.run()
+        assert pool.built(quick) is not None and tr.step == tr.chunk_steps  # the first call: on the quick build
+        pool.get(own, None)  # the optimized build, compiled behind it
+        rows = [first]
+        while tr._first is not None or tr._next_k is not None:  # as a session does: chunks on the grid of K
+            rows.append(tr.run(tr.chunk_steps - tr.step % tr.chunk_steps))
+        assert pool.built(quick) is None and pool.built(own) is not None  # the quick build dropped
+        assert tr.step % tr.chunk_steps == 0  # the calibrated K, taken on its grid
+        assert (tmp_path / "marks" / cache_module._mark_name(own)).exists()
+
+        # the same run, on the optimized build from its first step: the same numbers
+        again = Trainer(config, cache=CompileCache(background=False), stats_every=None, chunk_steps=tr.max_steps)
+        assert again._first is None
+        again.run(tr.step)
+        assert again.step == tr.step and np.concatenate([r["step"] for r in rows])[-1] == tr.step - 1
+        for a, b in zip(jax_leaves(tr.state.params), jax_leaves(again.state.params), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    finally:
+        pool.close()
+    warm = CompileCache(background=True)  # a restarted server on the same disk cache: marked, no quick build
+    try:
+        assert Trainer(config, cache=warm, stats_every=None)._first is None
+    finally:
+        warm.close()
+
+
+def jax_leaves(tree):
+    import jax
+
+    return [np.asarray(x) for x in jax.tree.leaves(tree)]

@@ -56,7 +56,7 @@ class _TrainerActor:
 
     Built empty: `build` or `recover` gives it its run, so that a restart by Ray (which runs
     this constructor again) is seen by the next call (`lost`) and given the front's checkpoint.
-    Methods answer ("ok", value, step, config), ("lost",), ("config", [errors]), ("snapshot",
+    Methods answer ("ok", value, step, config, K), ("lost",), ("config", [errors]), ("snapshot",
     message), ("action", message) or ("bug", traceback): the front re-raises what it knows."""
 
     def __init__(self, chunk_steps: int | None, stats_every: int | None, disk_cache: str | None):
@@ -81,7 +81,12 @@ class _TrainerActor:
     def _told(self, what: str, state: str, seconds: float | None) -> None:
         self.compiling = {"what": what, "since": time.time()} if state == "start" else None
 
-    def call(self, name: str, args: tuple, drops: list[int]):
+    def call(self, name: str, args: tuple, drops: list[int], mirror: bool = True):
+        """Run `_name(*args)` (see the class's docstring for the answers). `mirror`: a call of the
+        session's worker, which mirrors the step and config; the writer thread's (`to_bytes`,
+        concurrent with the worker's: `max_concurrency`) must not take the config it would
+        otherwise have been sent, or the worker's next answer says "unchanged" and its mirror
+        stays behind (found by the state machine on Ray: a rewind lost the optimizer reapplied)."""
         for i in drops:
             self.snaps.pop(i, None)
         if self.tr is None and name not in ("build", "recover"):
@@ -99,8 +104,11 @@ class _TrainerActor:
         # the config only when it changed, as a dict: a Config instance travels with its (generated)
         # class by value, which cost the front ~25% of its CPU in unpickling on every chunk
         config = self.tr.config
+        if not mirror:
+            return ("ok", value, self.tr.step, None, self.tr.chunk_steps)
         sent, self._sent = self._sent, config
-        return ("ok", value, self.tr.step, None if config is sent else config.model_dump())
+        # K too: a new run trains on a quick build at a provisional K until its optimized build lands
+        return ("ok", value, self.tr.step, None if config is sent else config.model_dump(), self.tr.chunk_steps)
 
     # -- what `call` runs -------------------------------------------------------------------
     def _build(self, config: dict) -> dict:
@@ -151,9 +159,6 @@ class _TrainerActor:
     def _data_plane(self):
         return self.tr.data_plane()
 
-    def _chunk_steps(self) -> int:
-        return self.tr.chunk_steps
-
 
 class RemoteSnap:
     """A checkpoint held by an actor: its id there, the step, and the actor's life and the
@@ -182,8 +187,7 @@ class RemoteTrainer:
         self.where: dict = {}
         self.actor = backend.new_actor(sid)
         try:
-            self.where = self._call("build", config.model_dump())
-            self.chunk_steps = self._call("chunk_steps")
+            self.where = self._call("build", config.model_dump())  # (its answer sets chunk_steps)
         except BaseException:  # a config the trainer refuses: the actor goes, the error to the caller
             self.close()
             raise
@@ -205,7 +209,7 @@ class RemoteTrainer:
         does neither: it gives up on that checkpoint with WorkerLost)."""
         with self._drop_lock:
             drops, self._drops = self._drops, []
-        ref = self.actor.call.remote(name, args, drops)
+        ref = self.actor.call.remote(name, args, drops, worker)
         try:
             answer = self._wait(ref) if worker else ray.get(ref)
         except RayActorError as exc:
@@ -222,7 +226,7 @@ class RemoteTrainer:
         kind = answer[0]
         if kind == "ok":
             if mirror:
-                self.step = answer[2]
+                self.step, self.chunk_steps = answer[2], answer[4]
                 if answer[3] is not None:
                     self.config = load_config(answer[3])
             return answer[1]
@@ -370,7 +374,6 @@ class RemoteTrainer:
         """A new run for the same session (another shape): the same actor, built again."""
         self._after = None
         self.where = self._call("build", config.model_dump())
-        self.chunk_steps = self._call("chunk_steps")
         self.lineage += 1
         self.last = None
 
