@@ -3,19 +3,14 @@ the caller or on one background thread; and the persistent (disk) cache's set-up
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import os
 import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 
 import jax
 
-from gradscope import __version__
-
-from .programs import FirstBuild, compile_key
+from .programs import compile_key
 
 DISK_CACHE_BYTES = 2 << 30  # the persistent compile cache on disk
 
@@ -36,22 +31,8 @@ CACHE_BYTES = 1 << 30
 # what XLA's CPU memory analysis does not report (code, allocations): bench/soak.py measured
 # ~40-60 MiB of resident memory and ~700 memory mappings per executable held
 EXECUTABLE_OVERHEAD = 32 << 20
-MAX_MARKS = 4096    # programs marked as built on disk (a file each, a few bytes); the oldest tenth out beyond
 MAX_QUEUED = 8      # background compiles waiting to start; the oldest are dropped beyond (their sessions moved on)
 CLEAR_EVERY = 4     # evictions between clearing JAX's own tracing and compilation caches
-
-
-def _marks() -> Path | None:
-    """Where the programs whose optimized build is in the persistent cache are marked (None: no disk cache)."""
-    where = jax.config.jax_compilation_cache_dir
-    return Path(where) / "gradscope-built" if where else None
-
-
-def _mark_name(key) -> str:
-    """A program key's mark: its repr with the versions that shape its build (JAX's cache key
-    itself, the HLO and the options, is not known before lowering; a stale mark only costs the
-    fast first build)."""
-    return hashlib.sha1(f"{__version__}|{jax.__version__}|{key!r}".encode()).hexdigest()
 
 
 def executable_bytes(exe) -> int:
@@ -165,8 +146,6 @@ class CompileCache:
                 self._wanted.discard(key)
             fut.set_exception(exc)
             return
-        if not isinstance(key, FirstBuild):
-            _mark(key)
         size = executable_bytes(exe)
         with self._lock:
             self._wanted.discard(key)
@@ -197,25 +176,6 @@ class CompileCache:
             self._bytes -= self._sizes.pop(key)
             self.evictions += 1
 
-    def has(self, key) -> bool:
-        """Whether `key` is built, compiling or queued here."""
-        with self._lock:
-            return key in self._futures
-
-    def forget(self, key) -> None:
-        """Drop `key`'s executable if built (a run's quick first build, once its optimized one trains)."""
-        with self._lock:
-            fut = self._futures.get(key)
-            if fut is not None and fut.done() and key in self._sizes:
-                del self._futures[key]
-                self._bytes -= self._sizes.pop(key)
-
-    def known(self, key) -> bool:
-        """Whether `key`'s build is (as far as this machine's processes marked it) in the
-        persistent disk cache, so that building it here reads it from disk in a fraction of a second."""
-        marks = _marks()
-        return marks is not None and (marks / _mark_name(key)).exists()
-
     def built(self, key):
         """The executable if it is compiled, else None (queues nothing)."""
         with self._lock:
@@ -237,29 +197,17 @@ class CompileCache:
         self.warm([key], args)
         return None
 
-    def start(self, *keys, args):
-        """Start compiling `keys` now, one after the other on a thread of their own (not behind
-        the queued background compiles): `get` then waits for each. Queued background compiles
-        wait until they are all built, as while a run is built (`foreground`): a run's first
-        build, then its optimized one, before any warm-up. Where there is no background pool,
-        nothing: the caller's `get` compiles them."""
+    def start(self, key, args):
+        """Start compiling `key` now on a thread of its own (not behind the queued background
+        compiles): `get` then waits for it. Where there is no background pool, nothing:
+        the caller's `get` compiles it."""
         if self._pool is None:
             return
         with self._lock:
-            todo = [(key, self._futures.setdefault(key, Future())) for key in keys if key not in self._futures]
-            if not todo:
+            if key in self._futures:
                 return
-            self._busy += 1
-        threading.Thread(target=self._first, args=(todo, args), name="gradscope-compile-first", daemon=True).start()
-
-    def _first(self, todo, args):
-        try:
-            for key, fut in todo:
-                self._fill(key, args, fut)
-        finally:
-            with self._lock:
-                self._busy -= 1
-                self._quiet.notify_all()
+            fut = self._futures[key] = Future()
+        threading.Thread(target=self._fill, args=(key, args, fut), name="gradscope-compile-first", daemon=True).start()
 
     def warm(self, keys, args):
         """Queue background compiles of `keys` (each with the same example `args`); a key
@@ -307,20 +255,3 @@ class CompileCache:
                     fut = self._futures.pop(key, None)
                 if fut is not None and not fut.done():
                     fut.set_exception(RuntimeError("compile cache closed"))
-
-
-def _mark(key) -> None:
-    """Mark `key` as built on disk (see `CompileCache.known`); the oldest marks go beyond MAX_MARKS."""
-    marks = _marks()
-    if marks is None:
-        return
-    try:
-        marks.mkdir(parents=True, exist_ok=True)
-        (marks / _mark_name(key)).touch()
-        names = os.listdir(marks)
-        if len(names) > MAX_MARKS:
-            paths = sorted((marks / n for n in names), key=lambda p: p.stat().st_mtime)
-            for path in paths[:len(paths) // 10]:
-                path.unlink(missing_ok=True)
-    except OSError:  # a read-only or full disk: the marks are a hint, never a failure
-        pass

@@ -3,32 +3,13 @@
 spec passed to it, and the data and initial state it trains from."""
 from __future__ import annotations
 
-from typing import Any, NamedTuple
-
-import jax
-
 from gradscope.config import Config
-from gradscope.core.xla import QUICK_BUILD
 from gradscope.families import family_of
 from gradscope.families.mlp import UNROLL
 
 GRID = 48  # the decision boundary's grid is GRID x GRID points
 
-__all__ = ["GRID", "UNROLL", "FirstBuild", "compile_key", "describe_key", "knobs_of", "max_chunk_steps", "shape_of", "spec_of"]
-
-
-class FirstBuild(NamedTuple):
-    """A run's chunk program (`key`, a family's chunk key) built with QUICK_BUILD: ~3x faster
-    to build, 3-5x slower per step. It serves a new run's first frames while `key`'s optimized
-    build compiles behind it (Trainer), where that build is not already on disk."""
-
-    key: Any
-
-    def compile(self, args):
-        return jax.jit(self.key.function()).lower(*args).compile(compiler_options=QUICK_BUILD)
-
-    def describe(self) -> str:
-        return self.key.describe()
+__all__ = ["GRID", "UNROLL", "compile_key", "describe_key", "knobs_of", "max_chunk_steps", "shape_of", "spec_of"]
 
 
 def compile_key(key, args):

@@ -28,7 +28,7 @@ from gradscope.families.base import TARGET_CHUNK_SECONDS
 
 from .cache import CompileCache
 from .evaluation import Evaluation
-from .programs import GRID, FirstBuild, describe_key
+from .programs import GRID, describe_key
 from .rows import rows_of
 
 # The order in which other activations compile in the background: the usual fixes first
@@ -128,9 +128,6 @@ class Trainer(Evaluation):
         self.stats_every = stats_every
         self.specialize = self._cache.background if specialize is None else specialize
         self._built_spec = None  # the spec the first executable was built for (compiled in the caller)
-        self._first: FirstBuild | None = None  # what trains a new run until its optimized build lands
-        self._owed = 0.0  # seconds the last call trained on the quick build (`run` yields as long to its compile)
-        self._next_k: int | None = None  # the calibrated K, taken once the step is a multiple of it
         self.finished_at: float | None = None  # wall-clock time (time.time()) the last `run` ended: its rows' age
         self._build(config if is_config(config) else make_config(config))
 
@@ -158,28 +155,14 @@ class Trainer(Evaluation):
         # a fixed K is capped by the family's: the CNN's chunk is one straight-line step (a loop of them runs 30-50x slower)
         family_k = self.family.max_chunk_steps(self.shape)
         self.max_steps = min(self._fixed_k, family_k) if self._fixed_k else family_k
-        self._first = self._next_k = None
         if self.specialize and self.family.spec_of(config) is not None:
             # the first executable compiles from the state's shapes on a thread of its
             # own while the initial weights compile and run here (two cores, not one after the other)
             self.state = self.family.initial_state(config, self.shape, abstract=True)
-            own = self._key(_activation(config), config.optimizer, self.family.spec_of(config))
-            if self._cache.background and not self._cache.has(own) and not self._cache.known(own):
-                # built nowhere yet, and a thread to build it on: a quick build serves the first
-                # frames (~1 s to build at depth 10, not ~3.5), the optimized one compiles behind it
-                self._first = FirstBuild(own)
-            self._cache.start(*filter(None, (self._first, own)), args=self._args(0))
+            self._cache.start(self._key(_activation(config), config.optimizer, self.family.spec_of(config)), self._args(0))
         self.state = self.family.initial_state(config, self.shape)
         self._built_spec = None
-        if self._fixed_k:
-            self.chunk_steps = self.max_steps
-        elif self._first is not None:
-            # calibrated once the optimized build trains (timing the quick one would cut K for good);
-            # meanwhile a quarter of the usual K, its steps being 3-5x slower: calls of about the usual length
-            known = self._cache.chunk_steps.get((self.shape, int(self.x.shape[0])))
-            self.chunk_steps = max(1, (known or self.max_steps // 4) // 4)
-        else:
-            self.chunk_steps = self._calibrate()
+        self.chunk_steps = self.max_steps if self._fixed_k else self._calibrate()
 
     def _warm_others(self):
         """Queue background compiles, most wanted first: the evaluation program (the decision
@@ -247,15 +230,6 @@ class Trainer(Evaluation):
         if spec is None or not self.specialize:
             return self._get(self._key(act, opt), self._args(0))
         own, generic = self._key(act, opt, spec), self._key(act, opt)
-        if self._first is not None:
-            if self._first.key == own and self._cache.built(own) is None:
-                return self._get(self._first, self._args(0))  # (waited for once: the run's first call)
-            self._cache.forget(self._first)
-            self._first = None  # the optimized build landed (or the knobs moved on): on to it, at its own K
-            if not self._fixed_k:
-                # from the next step that is a multiple of it: a session cuts its chunks on a grid
-                # of K (rewind checkpoints), and off it trains a step a call until back on it
-                self._next_k = self._calibrate()
         exe = self._cache.built(own)
         if exe is not None:
             return exe
@@ -325,21 +299,12 @@ class Trainer(Evaluation):
         first non-finite step, measured: the step and layer where it broke are reported.
         """
         steps = self.chunk_steps if steps is None else int(steps)
-        if self._first is not None and self._owed:
-            # on the quick build while the optimized one compiles: as long off the CPU as the last
-            # call trained, so that the compile gets a core of the two (back to back it took twice as long)
-            time.sleep(self._owed)
-        self._owed = 0.0
         parts, done = [], 0
         while done < steps:
             n = min(steps - done, self.max_steps)
             before = self.state
-            exe = self._executable()
-            t0 = time.perf_counter()
-            self.state, out = exe(*self._args(n, self.every))
+            self.state, out = self._executable()(*self._args(n, self.every))
             rows, broke = rows_of(jax.device_get(out), n)  # the one device->host transfer per call
-            if self._first is not None:
-                self._owed += time.perf_counter() - t0
             if broke is not None:  # train again to the step that broke, measuring it
                 self.state = before
                 self.state, out = self._executable()(*self._args(broke, self.every))
@@ -348,8 +313,6 @@ class Trainer(Evaluation):
             parts.append(rows)
             done += n
         self.finished_at = time.time()
-        if self._next_k is not None and self.step % self._next_k == 0:  # (after a call: the caller's next one sees it)
-            self.chunk_steps, self._next_k = self._next_k, None
         return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
     def update(self, changes: dict) -> dict:

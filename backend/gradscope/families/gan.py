@@ -26,7 +26,6 @@ from pydantic import Field
 from gradscope.core import gan
 from gradscope.core.initializers import INITIALIZERS
 from gradscope.core.train_gan import PER_STEP_STATS, ROW_STATS, SPARSE_STATS, make_chunk
-from gradscope.core.xla import QUICK_BUILD
 from gradscope.errors import ConfigError
 
 from .base import Model, ModelFamily, Stat, chunk_steps_for
@@ -80,12 +79,10 @@ class GanChunkKey(NamedTuple):
                 f"width {s.width}, {sp.d_optimizer}")
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
 def _initial_state(seed, shape, spec, init, gain):
     """Both networks, optimizer states and power-iteration vectors from the seed, one compiled program."""
     return gan.init_state(jax.random.PRNGKey(seed), shape, spec, init, init, gain, gain)
-
-
-_built_initial_state = jax.jit(_initial_state, static_argnums=(1, 2, 3, 4), compiler_options=QUICK_BUILD)  # runs once: built fast
 
 
 @functools.cache
@@ -255,10 +252,8 @@ class GanFamily(ModelFamily):
         return jnp.asarray(points), jnp.asarray(padded), jnp.asarray(flag), jnp.asarray(points[:1])
 
     def initial_state(self, c, shape, abstract=False):
-        args = (shape, self.spec_of(c), c.init, c.init_gain)
-        if abstract:
-            return jax.eval_shape(lambda seed: _initial_state(seed, *args), np.int32(c.seed))
-        return _built_initial_state(np.int32(c.seed), *args)
+        make = lambda seed: _initial_state(seed, shape, self.spec_of(c), c.init, c.init_gain)
+        return jax.eval_shape(make, np.int32(c.seed)) if abstract else make(np.int32(c.seed))
 
     def knobs_of(self, c) -> gan.GanKnobs:
         return gan.knobs(g_lr=c.g_lr, d_lr=c.d_lr, clip_c=c.clip_c, gp_lambda=c.gp_lambda)

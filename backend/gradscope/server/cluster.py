@@ -107,7 +107,7 @@ class _TrainerActor:
         if not mirror:
             return ("ok", value, self.tr.step, None, self.tr.chunk_steps)
         sent, self._sent = self._sent, config
-        # K too: a new run trains on a quick build at a provisional K until its optimized build lands
+        # K too: a build (or rebuild, for another shape) calibrates it, and the front's grid of chunks follows it
         return ("ok", value, self.tr.step, None if config is sent else config.model_dump(), self.tr.chunk_steps)
 
     # -- what `call` runs -------------------------------------------------------------------
