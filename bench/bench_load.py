@@ -76,6 +76,9 @@ def start_server(data_dir: str, log_path: str, max_running: int, history_bytes: 
     return proc, url
 
 
+STATS = '{"type":"stats","t":'  # how every stats frame begins (server/hub.py encode_stats)
+
+
 async def viewer(ws_url: str, counts: list, errors: list, stop: asyncio.Event, ages: list | None = None) -> None:
     """Counts stats frames into counts[-1] (the current window) until `stop`; `ages`: each
     frame's step-to-page latency in seconds (its arrival here minus its `t`, when its last row
@@ -87,10 +90,10 @@ async def viewer(ws_url: str, counts: list, errors: list, stop: asyncio.Event, a
                     text = await asyncio.wait_for(ws.recv(), timeout=1.0)
                 except TimeoutError:
                     continue
-                if text.startswith('{"type":"stats"'):
+                if text.startswith(STATS):
                     counts[-1] += 1
                     if ages is not None:  # '{"type":"stats","t":1765...,' : the stamp without parsing the rest
-                        stamp = text[len('{"type":"stats","t":'):text.index(",", 20)]
+                        stamp = text[len(STATS):text.index(",", len(STATS))]
                         if stamp != "null":
                             ages.append(time.time() - float(stamp))
                 elif '"type":"error"' in text:
