@@ -1,8 +1,9 @@
 """How the cost of what ships grows with depth, width and batch, against the minimal JAX step and
-the machine's matmul rate; writes docs/perf.html (Plotly, the page's own plotly.min.js inlined:
-no CDN) and prints the table.
+the machine's matmul rate; prints the table, writes bench/out/perf.html (Plotly, the installed
+package's plotly.min.js inlined: no CDN) and a picture of it, docs/perf.png (Debian's chromium
+through Playwright, as the tests drive the page), which the README shows.
 
-    python bench/scale.py [--rounds 5] [--out docs/perf.html]
+    python bench/scale.py [--rounds 5] [--out bench/out/perf.html] [--png docs/perf.png]
 
 Each point: the session's call (`Trainer(stats_every=None).run(K)`, rows built) and the minimal
 step (bench/reference_step.py), interleaved; FLOP/s from the hand-counted matmul FLOPs of a step
@@ -51,7 +52,8 @@ def point(values: dict, rounds: int) -> dict:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--out", default=str(ROOT / "docs" / "perf.html"))
+    ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "perf.html"), help="the page (default %(default)s)")
+    ap.add_argument("--png", default=str(ROOT / "docs" / "perf.png"), help="its picture (default %(default)s; '' for none)")
     args = ap.parse_args()
     peak = bench_engine.matmul_flops_per_second() / 1e9
     print(f"JAX {jax.__version__} on {jax.default_backend()}; matmul 2048^2: {peak:,.0f} GFLOP/s; others at {BASE}\n")
@@ -66,6 +68,24 @@ def main():
             print(f"| {name} | {v} | {r['k']} | {r['ships']:,.0f} | {r['minimal']:,.0f} | {r['ships'] / r['minimal']:.2f}x | "
                   f"{r['gflops']:.1f} | {r['gflops'] / peak:.0%} |", flush=True)
     write_html(results, peak, Path(args.out))
+    if args.png:
+        screenshot(Path(args.out), Path(args.png))
+
+
+def screenshot(page: Path, png: Path) -> None:
+    """The whole page as a PNG, in headless Chromium (Debian's package, as tests/test_dashboard.py uses it)."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=["--no-sandbox"])
+        tab = browser.new_page(viewport={"width": 1000, "height": 800})
+        tab.goto(page.resolve().as_uri())
+        tab.wait_for_function("document.querySelectorAll('.main-svg').length > 0")
+        tab.screenshot(path=str(png), full_page=True)
+        browser.close()
+    print(f"wrote {png}")
 
 
 def write_html(results: dict, peak: float, out: Path) -> None:
@@ -88,7 +108,7 @@ def write_html(results: dict, peak: float, out: Path) -> None:
             "layout": {"title": {"text": f"cost against {name}"}, "xaxis": {"type": "log", "title": {"text": name}},
                        "yaxis": {"type": "log", "title": {"text": "steps/s"}},
                        "yaxis2": {"type": "log", "overlaying": "y", "side": "right", "title": {"text": "GFLOP/s"}},
-                       "height": 420},
+                       "legend": {"orientation": "h", "y": -0.3}, "margin": {"t": 50, "b": 110}, "height": 460},
         })
     divs = "\n".join(f'<div id="f{i}"></div>' for i in range(len(figures)))
     html = f"""<!doctype html><html><head><meta charset="utf-8"><title>gradscope: cost at scale</title>

@@ -34,7 +34,7 @@ from gradscope.core.train_cnn import (
 from gradscope.errors import ConfigError
 
 from . import keys
-from .base import Model, ModelFamily, Stat
+from .base import Model, ModelFamily, Stat, compile_program
 
 WIDTH_RANGE = (4, 128)
 # rrelu draws random slopes and prelu learns one per layer: neither is built for the conv stack
@@ -59,7 +59,7 @@ class ChunkKey(NamedTuple):
         return make_chunk(self.activation, self.optimizer, self.shape, self.steps, self.spec, keep=self.keep)
 
     def compile(self, args):
-        return jax.jit(self.function()).lower(*args).compile()
+        return compile_program(self.function(), args)
 
     def describe(self) -> str:
         s = self.shape
@@ -76,7 +76,7 @@ class PredictKey(NamedTuple):
     rows: int
 
     def compile(self, args):
-        return jax.jit(make_predict(self.activation, self.shape)).lower(*args).compile()
+        return compile_program(make_predict(self.activation, self.shape), args)
 
     def describe(self) -> str:
         return f"the CNN's evaluation ({self.activation})"

@@ -28,7 +28,7 @@ from gradscope.core.initializers import INITIALIZERS
 from gradscope.core.train_gan import PER_STEP_STATS, ROW_STATS, SPARSE_STATS, make_chunk
 from gradscope.errors import ConfigError
 
-from .base import Model, ModelFamily, Stat, chunk_steps_for
+from .base import Model, ModelFamily, Stat, chunk_steps_for, compile_program
 
 MODE_SAMPLES = 1000  # G's samples counted against a mixture's modes, at the last measured step of each call
 PLANE_SAMPLES = 256  # real and generated points on the page's data plane
@@ -71,7 +71,7 @@ class GanChunkKey(NamedTuple):
         return run
 
     def compile(self, args):
-        return jax.jit(self.function()).lower(*args).compile()
+        return compile_program(self.function(), args, cpu_options=None)  # the default -O level: see base.CPU_OPTIONS
 
     def describe(self) -> str:
         s, sp = self.shape, self.spec

@@ -31,7 +31,7 @@ from gradscope.core.train import (
 )
 
 from . import keys
-from .base import Model, ModelFamily, Stat, chunk_steps_for
+from .base import Model, ModelFamily, Stat, chunk_steps_for, compile_program
 
 UNROLL = 1  # hidden layers per scan iteration: more compiled slower and ran no faster (bench/bench_engine.py)
 
@@ -54,7 +54,7 @@ class ChunkKey(NamedTuple):
         return make_chunk(self.activation, self.optimizer, self.shape, self.steps, UNROLL, spec=self.spec, keep=self.keep)
 
     def compile(self, args):
-        return jax.jit(self.function()).lower(*args).compile()
+        return compile_program(self.function(), args)
 
     def describe(self) -> str:
         return f"{self.activation}, {self.optimizer}, depth {self.shape.depth} x width {self.shape.width}"
@@ -69,7 +69,7 @@ class PredictKey(NamedTuple):
     rows: int
 
     def compile(self, args):
-        return jax.jit(make_predict(self.activation, self.shape, UNROLL)).lower(*args).compile()
+        return compile_program(make_predict(self.activation, self.shape, UNROLL), args)
 
     def describe(self) -> str:
         return f"the decision boundary ({self.activation})"

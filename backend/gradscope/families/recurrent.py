@@ -22,7 +22,7 @@ from gradscope.core.train_rnn import reset_optimizer as _reset_optimizer
 from gradscope.errors import ConfigError
 
 from . import keys
-from .base import Model, ModelFamily, Stat, chunk_steps_for
+from .base import Model, ModelFamily, Stat, chunk_steps_for, compile_program
 
 EVAL_BATCH = 512  # sequences in the fixed evaluation batch
 
@@ -45,7 +45,7 @@ class ChunkKey(NamedTuple):
         return lambda state, knobs, x, y, x_val, y_val, n: chunk(state, knobs, x, y, n)
 
     def compile(self, args):
-        return jax.jit(self.function()).lower(*args).compile()
+        return compile_program(self.function(), args)
 
     def describe(self) -> str:
         return f"{self.shape.model} {self.activation}, {self.optimizer}, depth {self.shape.depth} x width {self.shape.width}"
