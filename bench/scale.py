@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT / "backend"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import jax  # noqa: E402
+import numpy as np  # noqa: E402
 
 import bench_engine  # noqa: E402
 import reference_step  # noqa: E402
@@ -54,7 +55,15 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "perf.html"), help="the page (default %(default)s)")
     ap.add_argument("--png", default=str(ROOT / "docs" / "perf.png"), help="its picture (default %(default)s; '' for none)")
+    ap.add_argument("--replot", action="store_true", help="draw the last run's figures again (from the page's .json) without measuring")
     args = ap.parse_args()
+    data = Path(args.out).with_suffix(".json")
+    if args.replot:
+        saved = json.loads(data.read_text())
+        write_html(saved["results"], saved["peak"], Path(args.out))
+        if args.png:
+            screenshot(Path(args.out), Path(args.png))
+        return
     peak = bench_engine.matmul_flops_per_second() / 1e9
     print(f"JAX {jax.__version__} on {jax.default_backend()}; matmul 2048^2: {peak:,.0f} GFLOP/s; others at {BASE}\n")
     print("| sweep | value | K | ships, steps/s | minimal, steps/s | ratio | GFLOP/s | share of matmul |")
@@ -67,6 +76,8 @@ def main():
             results[name].append({"value": v, **r})
             print(f"| {name} | {v} | {r['k']} | {r['ships']:,.0f} | {r['minimal']:,.0f} | {r['ships'] / r['minimal']:.2f}x | "
                   f"{r['gflops']:.1f} | {r['gflops'] / peak:.0%} |", flush=True)
+    data.parent.mkdir(parents=True, exist_ok=True)
+    data.write_text(json.dumps({"results": results, "peak": peak}))
     write_html(results, peak, Path(args.out))
     if args.png:
         screenshot(Path(args.out), Path(args.png))
@@ -93,8 +104,10 @@ def write_html(results: dict, peak: float, out: Path) -> None:
 
     plotly_js = (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_text()
     figures = []
+    log_range = lambda lo, hi: [float(np.log10(lo)), float(np.log10(hi))]
     for name, pts in results.items():
         x = [p["value"] for p in pts]
+        rates = [p[k] for p in pts for k in ("ships", "minimal")]
         figures.append({
             "title": f"cost against {name} (others at {BASE})",
             "data": [
@@ -105,10 +118,12 @@ def write_html(results: dict, peak: float, out: Path) -> None:
                 {"x": [x[0], x[-1]], "y": [peak, peak], "name": "matmul rate (compute-bound above)", "yaxis": "y2",
                  "type": "scatter", "mode": "lines", "line": {"dash": "dash", "color": "grey"}},
             ],
-            "layout": {"title": {"text": f"cost against {name}"}, "xaxis": {"type": "log", "title": {"text": name}},
-                       "yaxis": {"type": "log", "title": {"text": "steps/s"}},
-                       "yaxis2": {"type": "log", "overlaying": "y", "side": "right", "title": {"text": "GFLOP/s"}},
-                       "legend": {"orientation": "h", "y": -0.3}, "margin": {"t": 50, "b": 110}, "height": 460},
+            "layout": {"title": {"text": f"cost against {name}"}, "xaxis": {"type": "log", "title": {"text": name}, "dtick": "D2"},
+                       "yaxis": {"type": "log", "title": {"text": "steps/s"}, "dtick": 1,
+                                 "range": log_range(min(rates) / 2, max(rates) * 2)},
+                       "yaxis2": {"type": "log", "overlaying": "y", "side": "right", "title": {"text": "GFLOP/s"},
+                                  "range": log_range(1, peak * 2), "showgrid": False, "dtick": 1},
+                       "legend": {"orientation": "h", "y": -0.3}, "margin": {"t": 50, "b": 110, "l": 80, "r": 80}, "height": 460},
         })
     divs = "\n".join(f'<div id="f{i}"></div>' for i in range(len(figures)))
     html = f"""<!doctype html><html><head><meta charset="utf-8"><title>gradscope: cost at scale</title>
