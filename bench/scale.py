@@ -55,15 +55,13 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "perf.html"), help="the page (default %(default)s)")
     ap.add_argument("--png", default=str(ROOT / "docs" / "perf.png"), help="its picture (default %(default)s; '' for none)")
-    ap.add_argument("--replot", action="store_true", help="draw the last run's figures again (from the page's .json) without measuring")
+    ap.add_argument("--replot", action="store_true",
+                    help="draw the last run's figures again (from the page's .json) without measuring (default: off)")
     args = ap.parse_args()
     data = Path(args.out).with_suffix(".json")
     if args.replot:
         saved = json.loads(data.read_text())
-        write_html(saved["results"], saved["peak"], Path(args.out))
-        if args.png:
-            screenshot(Path(args.out), Path(args.png))
-        return
+        return draw(saved["results"], saved["peak"], args)
     peak = bench_engine.matmul_flops_per_second() / 1e9
     print(f"JAX {jax.__version__} on {jax.default_backend()}; matmul 2048^2: {peak:,.0f} GFLOP/s; others at {BASE}\n")
     print("| sweep | value | K | ships, steps/s | minimal, steps/s | ratio | GFLOP/s | share of matmul |")
@@ -78,6 +76,11 @@ def main():
                   f"{r['gflops']:.1f} | {r['gflops'] / peak:.0%} |", flush=True)
     data.parent.mkdir(parents=True, exist_ok=True)
     data.write_text(json.dumps({"results": results, "peak": peak}))
+    draw(results, peak, args)
+
+
+def draw(results: dict, peak: float, args) -> None:
+    """The page, and its picture unless --png is empty."""
     write_html(results, peak, Path(args.out))
     if args.png:
         screenshot(Path(args.out), Path(args.png))
