@@ -22,15 +22,30 @@ with warnings.catch_warnings():  # starlette nags about httpx vs httpx2 at impor
 SMALL = {"depth": 3, "width": 16, "batch_size": 32}
 
 
+def pytest_collection_modifyitems(items):
+    """The suite runs on pytest-xdist workers (pyproject's addopts: `--dist loadgroup`), each test
+    wherever a worker is free, except the tests of a module with a module-scoped fixture (a
+    Ray cluster, a server, a browser, a trained run): they stay together on one worker, so the
+    fixture is built once and never twice at once."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        defs = [] if info is None else [d for ds in info.name2fixturedefs.values() for d in ds]
+        if any(d.scope == "module" for d in defs):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def persistent_compile_cache(tmp_path_factory):
     """Compiled executables on disk for the whole run: a Trainer built again for a shape
-    already seen (in this process or in a server subprocess) loads instead of compiling."""
-    import os
-
+    already seen (in this process, another xdist worker or a server subprocess) loads instead
+    of compiling."""
     from gradscope.engine import enable_persistent_cache
 
-    path = tmp_path_factory.mktemp("jax-cache")
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # one directory for every worker of the run (JAX locks it)
+        path = tmp_path_factory.getbasetemp().parent / "jax-cache"
+        path.mkdir(exist_ok=True)
+    else:
+        path = tmp_path_factory.mktemp("jax-cache")
     enable_persistent_cache(path)
     os.environ["GRADSCOPE_TEST_JAX_CACHE"] = str(path)
     yield path

@@ -193,23 +193,24 @@ def test_page_loads_offline_and_charts_fill(server, tabs):
 
 def test_activation_toggle_marks_and_changes_profile(server, tabs):
     tab = tabs().open(f"{server}/?{SMALL}")
-    # a few thousand sigmoid steps: trained far longer, sigmoid's biases can leave every ReLU
-    # unit dead after the switch (all gradients exactly 0: a real effect, not this test's point)
+    # leaky ReLU, not ReLU: the run trains on while the page sends the switch, and after many
+    # sigmoid steps (a busy machine: a few thousand more) sigmoid's biases can leave every ReLU unit
+    # dead, all gradients exactly 0 (a real effect, not this test's point); a leaky unit never is
     tab.wait_steps(2000)
     before = tab.eval("gradscope.dashboard.series.latest.grad_norm")
-    tab.page.select_option("#ctl-activation", "relu")
-    label = tab.wait("() => (gradscope.dashboard.info.labels || []).find(l => l.includes('sigmoid -> relu'))")
+    tab.page.select_option("#ctl-activation", "leaky_relu")
+    label = tab.wait("() => (gradscope.dashboard.info.labels || []).find(l => l.includes('sigmoid -> leaky_relu'))")
     step = int(label.split(":")[0].split()[1])
-    assert tab.eval("gradscope.config.activation") == "relu"
+    assert tab.eval("gradscope.config.activation") == "leaky_relu"
     tab.wait("s => gradscope.dashboard.series.latest.step > s + 200", step)
     after = tab.eval("gradscope.dashboard.series.latest.grad_norm")
     assert after[-1] > 0 and before[-1] > 0, (before, after)
-    # sigmoid shrinks the gradient by ~4x per layer; relu with this init far less
+    # sigmoid shrinks the gradient by ~4x per layer; leaky relu with this init far less
     assert after[0] / after[-1] > 10 * before[0] / before[-1]
     # the marker is drawn on the time charts
     texts = tab.eval("document.getElementById('chart-loss').layout.annotations.map(a => a.text)")
-    assert any("sigmoid -> relu" in t for t in texts)
-    tab.page.select_option("#window", "all")  # the whole run: sigmoid, the marker, then relu
+    assert any("sigmoid -> leaky_relu" in t for t in texts)
+    tab.page.select_option("#window", "all")  # the whole run: sigmoid, the marker, then leaky relu
     tab.page.evaluate("document.activeElement.blur()")
     tab.page.set_viewport_size({"width": 1400, "height": 1700})  # the screenshot: the first rows of charts
     tab.page.evaluate("document.querySelector('.board').scrollTo(0, 0)")
