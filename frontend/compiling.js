@@ -24,7 +24,7 @@ export class CompileIndicator {
    * @param {() => void} onChange  called when it starts or stops being busy (the status pill follows)
    */
   constructor(el, onChange = () => {}) {
-    Object.assign(this, { el, onChange, pending: new Map(), server: null, timer: 0, next: 1 });
+    Object.assign(this, { el, onChange, pending: new Map(), server: null, timer: 0, next: 1, first: false });
     this.info = { shown: [] };  // every text shown, for the browser tests
   }
 
@@ -60,10 +60,17 @@ export class CompileIndicator {
     this.update(true);
   }
 
+  /** Whether the charts show a new run's first look (step 0 before training) while its step compiles. */
+  preview(shown) {
+    this.first = Boolean(shown);
+    this.update(true);
+  }
+
   text() {
     if (this.server) {
       const s = Math.floor(elapsed(this.server.since, this.server.at));
-      return `${this.server.queue ? "waiting for" : "compiling"} ${this.server.what}… ${s} s`.replace(" … ", "… ");
+      const text = `${this.server.queue ? "waiting for" : "compiling"} ${this.server.what}… ${s} s`.replace(" … ", "… ");
+      return this.first ? `step 0 shown, before training; ${text}` : text;
     }
     const first = this.pending.values().next().value;
     if (!first) return "";

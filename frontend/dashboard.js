@@ -40,7 +40,7 @@ export class Dashboard {
     this.visible = {};
     this.waiting = "Waiting for the first steps…";  // why the charts are empty before any statistics (main.js says)
     this.emptyAt = 0;
-    this.info = { renders: 0, markers: 0, profile: null, frames: 0, busy: 0, labels: [], empty: {} };
+    this.info = { renders: 0, markers: 0, profile: null, frames: 0, previews: 0, previewsReplaced: 0, busy: 0, labels: [], empty: {} };
     const io = new IntersectionObserver((entries) => {
       for (const e of entries) this.visible[e.target.dataset.chart] = e.isIntersecting;
     });
@@ -105,10 +105,29 @@ export class Dashboard {
     this.meta = { ...this.meta, ...(meta || {}) };
   }
 
-  /** Take a stats message or history block; drawing waits for the next frame. */
+  /** Take a stats message or history block; drawing waits for the next frame. The first trained
+   * rows replace a first look (`preview`). */
   ingest(block) {
     this.info.frames++;
+    if (this.series.provisional && (block.step || []).length) {
+      this.series.clear();
+      this.info.previewsReplaced++;
+    }
     return this.series.append(block);
+  }
+
+  /**
+   * A new run's first look (a `preview` message): step 0's statistics at the initial weights, sent
+   * while the run's training step still compiles. Drawn like a row until the first trained rows
+   * replace it (`ingest`); ignored where trained rows are shown. Returns whether it was taken.
+   */
+  preview(block) {
+    if (this.series.lastStep >= 0 && !this.series.provisional) return false;
+    this.series.clear();
+    this.series.append(block);
+    this.series.provisional = true;
+    this.info.previews++;
+    return true;
   }
 
   /** Mark the charts `names` to redraw at the next chance, even with no new data. */

@@ -248,7 +248,9 @@ function connect() {
     setStatus(m.status, m.step, m.diverged, m.rewind_to);
     if (hellos++ > 0) await fetchHistory(dashboard.series.lastStep + 1);
   });
+  sock.on("preview", (m) => { if (dashboard.preview(m)) busy.preview(true); });
   sock.on("stats", (m) => {
+    if (busy.first) busy.preview(false);
     dashboard.ingest(m);
     const last = m.step && m.step[m.step.length - 1];
     if (typeof last === "number") app.step = last;

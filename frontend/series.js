@@ -23,6 +23,7 @@ export class Series {
     this.stride = 1;
     this.count = 0;
     this.latest = null;
+    this.provisional = false;  // true while it holds a new run's first look (Dashboard.preview), not trained rows
     this.version = (this.version || 0) + 1;
   }
 

@@ -77,6 +77,7 @@ export class ProfileChart extends Chart {
     animateTraces(this.el, ys.map((y) => ({ y })), layers(ys.length, first));
     v.info.profile = g.map(pos);
     v.info.profileDrawn = ys.slice(-3);
+    if (v.series.provisional) v.info.previewDrawn = g.length;  // a first look drawn (the browser tests)
     v.info.renders++;
   }
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import time
 
 import jax
@@ -28,8 +29,10 @@ from gradscope.families.base import TARGET_CHUNK_SECONDS
 
 from .cache import CompileCache
 from .evaluation import Evaluation
-from .programs import GRID, describe_key
+from .programs import GRID, PreviewKey, describe_key
 from .rows import rows_of
+
+log = logging.getLogger(__name__)
 
 # The order in which other activations compile in the background: the usual fixes first
 # (relu: the README demo's next step), and how many of them per new shape. Each executable
@@ -105,7 +108,7 @@ class Trainer(Evaluation):
 
     def __init__(self, config: Config | dict | None = None, *, chunk_steps: int | None = None, cache: CompileCache | None = None,
                  warm=False, stats_every: int | None = 1, specialize: bool | None = None, on_compile=None,
-                 stats: tuple[str, ...] | None = None):
+                 stats: tuple[str, ...] | None = None, on_preview=None):
         """`warm`: compile the next activations (WARM_ORDER) in the background too.
 
         `stats_every`: measure every k-th step (and the last of each call); None: once per
@@ -119,8 +122,15 @@ class Trainer(Evaluation):
         ("end", with seconds) waiting for a compile; `what` names it for a person.
         `stats`: the statistics to compute (names the model emits; the rows always carry
         step, count, loss and nonfinite); None: every one. Raises ConfigError naming a
-        statistic the model does not emit, with those it does."""
+        statistic the model does not emit, with those it does.
+        `on_preview(rows)`: where the cache compiles in the background and the run's chunk is
+        not built yet, the first build also compiles a small program (programs.PreviewKey) and
+        calls this with its row, step 0's statistics at the initial weights (the family's
+        `preview_stats`), while the chunk still compiles: a first look, seconds before the
+        first trained row. Its step is not taken: the run is the same without it. Once, for
+        the run this trainer is built for (not after a reset or a restore)."""
         self.on_compile = on_compile
+        self._on_preview = on_preview
         self.stats = None if stats is None else tuple(dict.fromkeys(stats))
         self._fixed_k = chunk_steps
         self._cache = cache or CompileCache(background=warm)
@@ -155,14 +165,44 @@ class Trainer(Evaluation):
         # a fixed K is capped by the family's: the CNN's chunk is one straight-line step (a loop of them runs 30-50x slower)
         family_k = self.family.max_chunk_steps(self.shape)
         self.max_steps = min(self._fixed_k, family_k) if self._fixed_k else family_k
-        if self.specialize and self.family.spec_of(config) is not None:
-            # the first executable compiles from the state's shapes on a thread of its
-            # own while the initial weights compile and run here (two cores, not one after the other)
+        spec = self.family.spec_of(config) if self.specialize else None
+        first = self._key(_activation(config), config.optimizer, spec)  # the build `_executable` asks for first
+        preview = self._preview_key(first)
+        if spec is not None or preview is not None:
+            # the first executable (or the preview, which is what the user sees first) compiles from
+            # the state's shapes on a thread of its own while the initial weights compile and run here
+            # (two cores, not one after the other); the run's chunk follows the initial weights
             self.state = self.family.initial_state(config, self.shape, abstract=True)
-            self._cache.start(self._key(_activation(config), config.optimizer, self.family.spec_of(config)), self._args(0))
+            self._cache.start(preview or first, self._args(1 if preview else 0))
         self.state = self.family.initial_state(config, self.shape)
+        if preview is not None:
+            self._cache.start(first, self._args(0))
+            self._show_preview(preview)
         self._built_spec = None
         self.chunk_steps = self.max_steps if self._fixed_k else self._calibrate()
+
+    def _preview_key(self, first):
+        """The first look's program (programs.PreviewKey) for a run whose chunk `first` is not
+        built, where this trainer was asked for one; None otherwise."""
+        names = [s for s in self.family.preview_stats if s in self.family.model_stats(self.config.model)]
+        if self._on_preview is None or not self._cache.background or not names or self._cache.built(first) is not None:
+            self._on_preview = None  # once: a later build (a reset, a restore) shows its own rows
+            return None
+        keep = tuple(dict.fromkeys(names + list(KEPT_ALWAYS) + [self.family.loss_stat]))
+        return PreviewKey("preview", self.family.chunk_key(self.config, self.shape, int(self.x.shape[0]), int(self.x_val.shape[0]),
+                                                           1, self.family.spec_of(self.config), keep))
+
+    def _show_preview(self, key):
+        """Step 0's statistics from the preview's build, told to `on_preview`; the state it returns is dropped."""
+        tell, self._on_preview = self._on_preview, None
+        try:
+            args = self._args(1)
+            _, out = self._get(key, args)(*args)
+            rows, _ = rows_of(jax.device_get(out), 1)
+        except Exception:  # the first look is a courtesy: the run goes on to its own build
+            log.exception("the first look at %s failed", describe_key(key))
+            return
+        tell(rows)
 
     def _warm_others(self):
         """Queue background compiles, most wanted first: the evaluation program (the decision

@@ -16,6 +16,7 @@ Families import `core` and `errors` only: never the config module, the engine or
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -41,6 +42,24 @@ def compile_program(function, args, cpu_options=CPU_OPTIONS):
     where it builds for the CPU (part of the persistent cache's key, so builds never mix)."""
     options = cpu_options if jax.default_backend() == "cpu" else None
     return jax.jit(function).lower(*args).compile(compiler_options=options or None)
+
+
+def jit_program(function, **jit_kw):
+    """`jax.jit(function, **jit_kw)`, built with CPU_OPTIONS where it runs on the CPU (decided at
+    its first call, so that importing a family starts no JAX backend). Only ever called at the
+    top level: JAX refuses compiler options on a jit traced inside another (`jax.eval_shape` of
+    it included; trace `__wrapped__`, the plain function, there)."""
+    jitted = None
+
+    @functools.wraps(function)
+    def call(*args, **kw):
+        nonlocal jitted
+        if jitted is None:
+            options = CPU_OPTIONS if jax.default_backend() == "cpu" else None
+            jitted = jax.jit(function, compiler_options=options, **jit_kw)
+        return jitted(*args, **kw)
+
+    return call
 
 
 class Stat(NamedTuple):
@@ -98,6 +117,10 @@ class ModelFamily:
     # key off `values` without naming `key` (the GAN's drawn points when the dataset changes)
     cleared_with: dict[str, tuple[str, tuple]] = {}
     loss_stat: str = "loss"  # the statistic a progress line shows
+    # What a new run's first look shows (engine.programs.PreviewKey): one step's statistics at the
+    # initial weights, computed by a small build while the run's own chunk compiles. () : none
+    # (the per-layer norms the layer profile, the diagnosis and the chain-rule factors read; no histograms)
+    preview_stats: tuple[str, ...] = ("loss", "accuracy", "grad_norm", "delta_norm", "weight_norm", "h_grad_norm", "u_grad_norm")
     per_step_stats: tuple[str, ...] = PER_STEP_STATS  # the chunk's statistics for every step (the others: at measured steps)
     sparse_stats: tuple[str, ...] = SPARSE_STATS  # NaN where not measured: averaged over their finite values
     # False: the family's runs train elsewhere (an attached script posts their rows; server/feed.py):

@@ -174,6 +174,9 @@ class GanFamily(ModelFamily):
     applies = {"clip_c": ("lipschitz", ("clip",)), "gp_lambda": ("lipschitz", ("gp",))}
     cleared_with = {"points": ("dataset", (gan.DRAWN,))}
     loss_stat = "d_loss"
+    # the first look: both losses, what D says of real and fake, and both networks' per-layer gradients
+    preview_stats = ("d_loss", "g_loss", "d_real", "d_fake", "g_logit_grad", "g_grad_norm", "g_delta_norm", "g_weight_norm",
+                     "d_grad_norm", "d_delta_norm", "d_weight_norm")
     per_step_stats = PER_STEP_STATS
     sparse_stats = SPARSE_STATS
     stats = (

@@ -64,6 +64,8 @@ class RecurrentFamily(ModelFamily):
     count_keys = ("depth", "width", "batch_size", "seq_len")
     depth_range = (1, 4)  # stacked recurrent layers
     default_depth = 1
+    # the first look: the weights' gradients and, through time, the deltas' (the vanishing picture)
+    preview_stats = ("loss", "accuracy", "grad_norm", "weight_norm", "time_delta_norm")
     stats = (
         *(Stat(s) for s in GLOBAL_STATS),
         *(Stat(s, ("group",)) for s in GROUP_STATS),

@@ -24,7 +24,7 @@ class Backend(Protocol):
     name: str
 
     def trainer(self, sid: str, config: Config, *, on_compile: Callable, on_queue: Callable,
-                client: str | None = None): ...
+                client: str | None = None, on_preview: Callable | None = None): ...
     def cancel(self, sid: str) -> None: ...
     def release(self, sid: str, after=None) -> None: ...
     def meta(self) -> dict: ...
@@ -40,9 +40,10 @@ class InProcess:
         self.settings, self.cache, self.warm = settings, cache, warm
 
     def trainer(self, sid: str, config: Config, *, on_compile: Callable, on_queue: Callable,
-                client: str | None = None) -> Trainer:
+                client: str | None = None, on_preview: Callable | None = None) -> Trainer:
         return Trainer(config, chunk_steps=self.settings.chunk_steps, stats_every=self.settings.stats_every,
-                       cache=self.cache, warm=self.warm, on_compile=on_compile)
+                       cache=self.cache, warm=self.warm, on_compile=on_compile,
+                       on_preview=on_preview if self.settings.first_look else None)
 
     def cancel(self, sid: str) -> None:
         """A session closes: nothing waits for a place here."""

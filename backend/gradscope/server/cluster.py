@@ -478,7 +478,9 @@ class RayBackend:
 
     # -- what a session asks -------------------------------------------------------------------------
     def trainer(self, sid: str, config: Config, *, on_compile: Callable, on_queue: Callable,
-                client: str | None = None) -> RemoteTrainer:
+                client: str | None = None, on_preview: Callable | None = None) -> RemoteTrainer:
+        """(`on_preview`: not on a cluster. An actor's first build waits for a place and a node's
+        cache; its first trained row is what the page shows first.)"""
         existing = self._held.get(sid)
         if existing is not None:  # the same session, another shape: its actor builds again
             existing.rebuild(config)

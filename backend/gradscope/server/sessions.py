@@ -23,6 +23,7 @@ import numpy as np
 from gradscope.config import LIVE_KEYS, RESET_KEYS, Config, differing, load_config
 from gradscope.engine import CompileCache, Trainer
 from gradscope.families import family_of
+from gradscope.records import to_wire
 
 from .backends import Backend
 from .commands import SessionCommands
@@ -83,6 +84,7 @@ class Session(SessionCommands):
         self._save_job: Future | None = None
         self.tr: Trainer | None = None
         self.compiling: dict | None = None   # {"what", "since"} while a command or the run waits for a compile
+        self.preview: dict | None = None     # a new run's first look (step 0) until its first trained row
         self.gate = None                     # lockstep: gate(session) -> may a chunk run now
         self.stop_at: int | None = None      # lessons: pause on reaching this step
 
@@ -136,7 +138,9 @@ class Session(SessionCommands):
     # -- the worker's build, work, fault and stop ------------------------------------------
     def _build(self) -> None:
         target = self.config0 if self.timeline.replaying else self.config
-        self.tr = self._new_trainer(target)
+        # a new run (not a fork, a replay or a session resumed from disk) gets a first look at step 0
+        fresh = self.step == 0 and self._weights is None and not self.timeline.replaying and self.history.last_step is None
+        self.tr = self._new_trainer(target, on_preview=self._on_preview if fresh else None)
         self.persistence.cp_step = max(self.persistence.cp_step, self.timeline.load_stored(self.tr.load_bytes))
         if self._weights is not None:
             self._load_weights(self._weights, target)
@@ -165,10 +169,11 @@ class Session(SessionCommands):
         if live:
             self.tr.update(live)
 
-    def _new_trainer(self, config: Config) -> Trainer | Feed:
+    def _new_trainer(self, config: Config, on_preview=None) -> Trainer | Feed:
         if not self.trains_here:
             return Feed(config)
         return self.services.backend.trainer(self.id, config, on_compile=self._on_compile, on_queue=self._on_queue,
+                                             on_preview=on_preview,
                                              client=self.client)
 
     def _work(self) -> None:
@@ -241,6 +246,15 @@ class Session(SessionCommands):
         self._emit({"type": "compile", "state": "end", "what": what, "since": since,
                     "seconds": round(float(seconds or 0.0), 3)})
 
+    def _on_preview(self, rows: dict) -> None:
+        """Worker: a new run's first look, step 0's statistics at the initial weights, while its
+        training step compiles (engine.Trainer's `on_preview`): sent to every client now and to
+        each that joins before the first trained row (ws.py), which replaces it. Never kept: the
+        history, records and exports hold trained rows only."""
+        self.preview = {"type": "preview", "what": "step 0 at the initial weights, before any update",
+                        **to_wire(rows)}
+        self._emit(self.preview)
+
     def _train_once(self) -> None:
         tr, step = self.tr, self.tr.step
         ev = self.timeline.due(step)
@@ -271,6 +285,7 @@ class Session(SessionCommands):
     def _record(self, stats: dict | None) -> None:
         if stats is None:  # an attached session's wait: no rows
             return
+        self.preview = None
         with self.lock:
             self.history.append(stats)
             self.step = self.tr.step

@@ -38,6 +38,8 @@ class Settings:
     compile_cache_mb: int = 1024            # ...and their estimated size
     warmup_idle_s: float = 5.0              # start-up warm-up: after the first session's first frame, or
                                             # after this long with none (never while a run is built)
+    first_look: bool = True                 # a new run's step 0 shown while its training step compiles
+                                            # (a `preview` message): ~1.4 s sooner, the first trained frame ~0.5 s later
     chunk_steps: int | None = None          # fixed K (tests); None: the engine calibrates
     stats_every: int | None = None          # measure every k-th step; None: once per chunk (~30/s)
     frontend_dir: Path | None = None        # None: the packaged or repo frontend/

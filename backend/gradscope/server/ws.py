@@ -65,6 +65,9 @@ async def session_ws(ws: WebSocket, sid: str):
             sub.put(_error(None, "token", "token does not match this session; joined as a viewer"))
         if not sub.closed:
             sub.put(_hello(manager, s, "owner" if owner else "viewer"))
+            preview = s.preview  # a new run's first look, until its first trained row
+            if preview is not None:
+                sub.put(preview)
             s.views_on_subscribe()
         async with anyio.create_task_group() as tg:
             async def first_ends(fn, *args):
