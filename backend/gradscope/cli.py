@@ -288,7 +288,7 @@ def build_parser():
                        help="places on the cluster one client address holds at once, its other sessions queue (default none: no cap)")
     serve.add_argument("--no-first-look", dest="first_look", action="store_false",
                        help="send no first look: a new run's step 0, drawn while its training step compiles, about 1.4 s "
-                            "sooner than its first trained rows, which then come about 0.5 s later on two cores (default: sent)")
+                            "sooner than its first trained rows, which then come about 0.5 s later on two cores (default sent)")
     from gradscope.server.settings import Settings  # a dataclass: no FastAPI or JAX imported
 
     for name, kind, metavar, text in SERVE_LIMITS:

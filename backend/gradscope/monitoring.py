@@ -324,8 +324,11 @@ class Run:
         rec["knobs"] = knobs
         return rec
 
-    def header(self) -> dict:
-        return {"attached": {"name": self.name, "layers": self._layers or [], "knobs": self._knobs or {},
+    def header(self, knobs: dict | None = None) -> dict:
+        """The file's first line; `knobs`: their values as of the first record (default: now). The
+        header is written with the first record, on the recorder's thread: a `request` made after
+        that step was published must not show in it (a busy machine wrote the header late)."""
+        return {"attached": {"name": self.name, "layers": self._layers or [], "knobs": (self._knobs or {}) if knobs is None else knobs,
                              "layer_stats": list(gs_optax.LAYER_STATS), "global_stats": list(gs_optax.GLOBAL_STATS)},
                 "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
                 "version": _version()}
@@ -341,7 +344,7 @@ class Run:
             if self._file is None:
                 self.out.parent.mkdir(parents=True, exist_ok=True)
                 self._file = self.out.open("w", encoding="utf-8")
-                self._file.write(json.dumps(self.header()) + "\n")
+                self._file.write(json.dumps(self.header(rec.get("knobs"))) + "\n")
             self._file.write(json.dumps(rec) + "\n")
             self._file.flush()
         except OSError as e:
