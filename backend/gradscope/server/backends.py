@@ -42,8 +42,7 @@ class InProcess:
     def trainer(self, sid: str, config: Config, *, on_compile: Callable, on_queue: Callable,
                 client: str | None = None, on_preview: Callable | None = None) -> Trainer:
         return Trainer(config, chunk_steps=self.settings.chunk_steps, stats_every=self.settings.stats_every,
-                       cache=self.cache, warm=self.warm, on_compile=on_compile,
-                       on_preview=on_preview if self.settings.first_look else None)
+                       cache=self.cache, warm=self.warm, on_compile=on_compile, on_preview=on_preview)
 
     def cancel(self, sid: str) -> None:
         """A session closes: nothing waits for a place here."""

@@ -138,8 +138,10 @@ class Session(SessionCommands):
     # -- the worker's build, work, fault and stop ------------------------------------------
     def _build(self) -> None:
         target = self.config0 if self.timeline.replaying else self.config
-        # a new run (not a fork, a replay or a session resumed from disk) gets a first look at step 0
-        fresh = self.step == 0 and self._weights is None and not self.timeline.replaying and self.history.last_step is None
+        # a new run (not a fork, a replay or a session resumed from disk) gets a first look at step 0,
+        # unless the server was started without (`serve --no-first-look`)
+        fresh = (self.settings.first_look and self.step == 0 and self._weights is None and not self.timeline.replaying
+                 and self.history.last_step is None)
         self.tr = self._new_trainer(target, on_preview=self._on_preview if fresh else None)
         self.persistence.cp_step = max(self.persistence.cp_step, self.timeline.load_stored(self.tr.load_bytes))
         if self._weights is not None:
